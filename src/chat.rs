@@ -1,0 +1,396 @@
+//! The client's chat request as the gateway sees it: validated once, borrowed from the body.
+//!
+//! Fields the gateway does not touch stay raw JSON (`&RawValue`) and are written back verbatim,
+//! so pass-through to OpenAI-kind vendors costs no `serde_json::Value` round trip.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{ErrorKind, GatewayError, GwResult};
+
+/// A JSON object kept as its members' raw text, in order.
+#[derive(Debug, Default)]
+pub struct RawObject<'a> {
+    pub members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RawObject<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.members
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// Serializes the object, replacing or adding the given members and dropping `remove`d ones.
+    pub fn write_with(&self, replace: &[(&str, &[u8])], remove: &[&str], out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+        };
+        for (k, v) in &self.members {
+            if remove.contains(&k.as_ref()) {
+                continue;
+            }
+            sep(out);
+            write_json_str(k, out);
+            out.push(b':');
+            match replace.iter().find(|(rk, _)| *rk == k.as_ref()) {
+                Some((_, rv)) => out.extend_from_slice(rv),
+                None => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        for (rk, rv) in replace {
+            if self.get(rk).is_none() {
+                sep(out);
+                write_json_str(rk, out);
+                out.push(b':');
+                out.extend_from_slice(rv);
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawObject<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    members.push((k, v));
+                }
+                Ok(RawObject { members })
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// What JSON type a raw value holds, read from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    pub fn of(v: &RawValue) -> JsonType {
+        match v.get().as_bytes().first() {
+            Some(b'n') => JsonType::Null,
+            Some(b't' | b'f') => JsonType::Bool,
+            Some(b'"') => JsonType::String,
+            Some(b'[') => JsonType::Array,
+            Some(b'{') => JsonType::Object,
+            _ => JsonType::Number,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JsonType::Null => "null",
+            JsonType::Bool => "a boolean",
+            JsonType::Number => "a number",
+            JsonType::String => "a string",
+            JsonType::Array => "an array",
+            JsonType::Object => "an object",
+        }
+    }
+}
+
+/// A validated `/v1/chat/completions` body.
+#[derive(Debug)]
+pub struct ChatRequest<'a> {
+    pub body: RawObject<'a>,
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// The members whose type the gateway checks before any vendor sees the request, with the
+/// types OpenAI accepts for them (null always allowed for optional ones).
+const TYPED_MEMBERS: &[(&str, &[JsonType])] = &[
+    ("temperature", &[JsonType::Number]),
+    ("top_p", &[JsonType::Number]),
+    ("presence_penalty", &[JsonType::Number]),
+    ("frequency_penalty", &[JsonType::Number]),
+    ("max_tokens", &[JsonType::Number]),
+    ("max_completion_tokens", &[JsonType::Number]),
+    ("n", &[JsonType::Number]),
+    ("seed", &[JsonType::Number]),
+    ("stream", &[JsonType::Bool]),
+    ("stream_options", &[JsonType::Object]),
+    ("stop", &[JsonType::String, JsonType::Array]),
+    ("tools", &[JsonType::Array]),
+    ("tool_choice", &[JsonType::String, JsonType::Object]),
+    ("response_format", &[JsonType::Object]),
+    ("user", &[JsonType::String]),
+    ("logit_bias", &[JsonType::Object]),
+    ("parallel_tool_calls", &[JsonType::Bool]),
+];
+
+const INTEGER_MEMBERS: &[&str] = &["max_tokens", "max_completion_tokens", "n", "seed"];
+
+#[derive(Deserialize)]
+struct MessageShape<'a> {
+    #[serde(borrow)]
+    role: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+pub fn invalid_json(e: serde_json::Error) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::InvalidJson,
+        format!("We could not parse the JSON body of your request: {e}"),
+    )
+}
+
+impl<'a> ChatRequest<'a> {
+    pub fn parse(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
+        let body: RawObject<'a> = match serde_json::from_slice(bytes) {
+            Ok(b) => b,
+            Err(e) if e.is_data() => {
+                return Err(GatewayError::invalid(
+                    "The request body must be a JSON object.",
+                    None,
+                ))
+            }
+            Err(e) => return Err(invalid_json(e)),
+        };
+        let model = match body.get("model") {
+            None => {
+                return Err(GatewayError::invalid(
+                    "you must provide a model parameter",
+                    Some("model"),
+                ))
+            }
+            Some(v) => match serde_json::from_str::<Cow<'a, str>>(v.get()) {
+                Ok(m) if !m.is_empty() => m,
+                _ => return Err(type_error("model", "a non-empty string", v)),
+            },
+        };
+        let messages = body.get("messages").ok_or_else(|| {
+            GatewayError::invalid("Missing required parameter: 'messages'.", Some("messages"))
+        })?;
+        let list: Vec<&RawValue> = match serde_json::from_str(messages.get()) {
+            Ok(l) => l,
+            Err(_) => return Err(type_error("messages", "an array", messages)),
+        };
+        if list.is_empty() {
+            return Err(GatewayError::invalid(
+                "'messages' must contain at least one message.",
+                Some("messages"),
+            ));
+        }
+        for (i, m) in list.iter().enumerate() {
+            let param = format!("messages[{i}]");
+            if JsonType::of(m) != JsonType::Object {
+                return Err(type_error(&param, "an object", m));
+            }
+            let shape: MessageShape = serde_json::from_str(m.get()).map_err(invalid_json)?;
+            let role = shape
+                .role
+                .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok());
+            match role.as_deref() {
+                Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
+                Some(other) => {
+                    return Err(GatewayError::invalid(
+                        format!("Invalid value for '{param}.role': '{other}' is not one of 'system', 'developer', 'user', 'assistant', 'tool'."),
+                        Some(&format!("{param}.role")),
+                    ))
+                }
+                None => {
+                    return Err(GatewayError::invalid(
+                        format!("Missing required parameter: '{param}.role'."),
+                        Some(&format!("{param}.role")),
+                    ))
+                }
+            }
+        }
+        for (name, allowed) in TYPED_MEMBERS {
+            let Some(v) = body.get(name) else { continue };
+            let t = JsonType::of(v);
+            if t == JsonType::Null {
+                continue;
+            }
+            if !allowed.contains(&t) {
+                let expected: Vec<&str> = allowed.iter().map(|a| a.name()).collect();
+                return Err(type_error(name, &expected.join(" or "), v));
+            }
+            if INTEGER_MEMBERS.contains(name) && v.get().parse::<i64>().is_err() {
+                return Err(type_error(name, "an integer", v));
+            }
+        }
+        let stream = body
+            .get("stream")
+            .map(|v| v.get() == "true")
+            .unwrap_or(false);
+        let include_usage = match body.get("stream_options") {
+            Some(v) if JsonType::of(v) == JsonType::Object => {
+                serde_json::from_str::<StreamOptions>(v.get())
+                    .map_err(|_| {
+                        GatewayError::invalid(
+                            "'stream_options.include_usage' must be a boolean.",
+                            Some("stream_options.include_usage"),
+                        )
+                    })?
+                    .include_usage
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        Ok(ChatRequest {
+            body,
+            model,
+            stream,
+            include_usage,
+        })
+    }
+}
+
+fn type_error(param: &str, expected: &str, got: &RawValue) -> GatewayError {
+    let got_type = JsonType::of(got).name();
+    GatewayError::invalid(
+        format!("Invalid type for '{param}': expected {expected}, but got {got_type}."),
+        Some(param),
+    )
+    .with_code("invalid_type")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> GwResult<ChatRequest<'_>> {
+        ChatRequest::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn parses_a_minimal_request() {
+        let r = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!(r.model, "m");
+        assert!(r.stream && r.include_usage);
+    }
+
+    #[test]
+    fn rewrites_the_model_and_keeps_the_rest_verbatim() {
+        let src = r#"{"model":"public","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"temperature":0.5,"x_extra":{"a":[1,2]}}"#;
+        let r = parse(src).unwrap();
+        let mut out = Vec::new();
+        r.body
+            .write_with(&[("model", b"\"vendor-m\"")], &[], &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            r#"{"model":"vendor-m","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"temperature":0.5,"x_extra":{"a":[1,2]}}"#
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input_with_the_parameter_named() {
+        let cases = [
+            ("{", None, ErrorKind::InvalidJson),
+            ("[1,2]", None, ErrorKind::InvalidRequest),
+            (
+                r#"{"messages":[]}"#,
+                Some("model"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":5,"messages":[]}"#,
+                Some("model"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m"}"#,
+                Some("messages"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":"hi"}"#,
+                Some("messages"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[]}"#,
+                Some("messages"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[1]}"#,
+                Some("messages[0]"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[{"content":"x"}]}"#,
+                Some("messages[0].role"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"robot"}]}"#,
+                Some("messages[0].role"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"temperature":"hot"}"#,
+                Some("temperature"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":1.5}"#,
+                Some("max_tokens"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#,
+                Some("stream"),
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":1}}"#,
+                Some("stream_options.include_usage"),
+                ErrorKind::InvalidRequest,
+            ),
+        ];
+        for (body, param, kind) in cases {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.kind, kind, "{body}");
+            assert_eq!(e.param.as_deref(), param, "{body}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn broken_utf8_is_a_json_error_not_a_panic() {
+        let mut body = br#"{"model":"m","messages":[{"role":"user","content":""#.to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(br#""}]}"#);
+        let e = ChatRequest::parse(&body).unwrap_err();
+        assert_eq!(e.status(), 400);
+    }
+}

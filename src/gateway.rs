@@ -1,0 +1,428 @@
+//! The Pingora proxy service. Its phases stay thin: `request_filter` dispatches on method and
+//! path and answers every request itself (the upstream leg included, see `upstream.rs`), and
+//! `logging` records metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use serde::Serialize;
+
+use crate::auth;
+use crate::chat::ChatRequest;
+use crate::config::{ClientKey, Config, Target};
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::metrics;
+use crate::providers::{self, EncodeInput, StreamState, Usage};
+use crate::routing;
+use crate::upstream::{Exchange, Upstreams, MAX_UPSTREAM_BODY};
+
+pub struct Gateway {
+    config: Arc<Config>,
+    upstreams: Upstreams,
+    /// `created` for `/v1/models`: the time this config went live.
+    started: u64,
+}
+
+/// Per-request state. Labels are set only from configured names.
+pub struct RequestCtx {
+    start: Instant,
+    model: Option<String>,
+    provider: Option<String>,
+    usage: Option<Usage>,
+    upstream_error: Option<ErrorKind>,
+}
+
+/// Why a handler stopped early: an error to send the client, or a client that went away.
+enum Stop {
+    Reply(GatewayError),
+    Downstream(Box<pingora::Error>),
+}
+
+impl From<GatewayError> for Stop {
+    fn from(e: GatewayError) -> Self {
+        Stop::Reply(e)
+    }
+}
+
+impl From<Box<pingora::Error>> for Stop {
+    fn from(e: Box<pingora::Error>) -> Self {
+        Stop::Downstream(e)
+    }
+}
+
+type Handled = Result<(), Stop>;
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Gateway {
+            config,
+            upstreams,
+            started,
+        }
+    }
+
+    async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/health") => {
+                write_json(
+                    session,
+                    200,
+                    Bytes::from_static(b"{\"status\":\"ok\"}"),
+                    &[],
+                )
+                .await?;
+                Ok(())
+            }
+            ("GET", "/v1/models") => {
+                let key = self.authenticate(session)?;
+                let body = self.model_list(key);
+                write_json(session, 200, body, &[]).await?;
+                Ok(())
+            }
+            ("GET", p) if p.starts_with("/v1/models/") => {
+                let key = self.authenticate(session)?;
+                let id = &p["/v1/models/".len()..];
+                let model = self.allowed_model(key, id)?;
+                let body = self.model_object(&model.name, model.targets.first());
+                write_json(session, 200, body, &[]).await?;
+                Ok(())
+            }
+            ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
+            (_, "/v1/chat/completions" | "/v1/models" | "/health") => Err(GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} is not allowed on {path}."),
+            )
+            .into()),
+            _ => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("Invalid URL ({method} {path})"),
+            )
+            .with_code("unknown_url")
+            .into()),
+        }
+    }
+
+    fn authenticate(&self, session: &Session) -> GwResult<&ClientKey> {
+        let h = session.req_header();
+        let presented = auth::presented_key(
+            h.headers.get("authorization").map(|v| v.as_bytes()),
+            h.headers.get("x-api-key").map(|v| v.as_bytes()),
+        );
+        auth::authenticate(&self.config.keys, presented)
+    }
+
+    fn allowed_model(&self, key: &ClientKey, name: &str) -> GwResult<&crate::config::PublicModel> {
+        let model = self.config.model(name).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UnknownModel,
+                format!("The model `{name}` does not exist or you do not have access to it."),
+            )
+            .with_param(Some("model"))
+            .with_code("model_not_found")
+        })?;
+        if !key.may_use(&model.name) {
+            return Err(GatewayError::new(
+                ErrorKind::ModelNotAllowed,
+                format!("This API key is not allowed to use the model `{name}`."),
+            )
+            .with_param(Some("model"))
+            .with_code("model_not_allowed"));
+        }
+        Ok(model)
+    }
+
+    fn model_list(&self, key: &ClientKey) -> Bytes {
+        #[derive(Serialize)]
+        struct List<'a> {
+            object: &'static str,
+            data: Vec<ModelObject<'a>>,
+        }
+        let data = self
+            .config
+            .models
+            .iter()
+            .filter(|m| key.may_use(&m.name))
+            .map(|m| self.model_entry(&m.name, m.targets.first()))
+            .collect();
+        Bytes::from(
+            serde_json::to_vec(&List {
+                object: "list",
+                data,
+            })
+            .expect("serializable"),
+        )
+    }
+
+    fn model_object(&self, name: &str, first: Option<&Target>) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.model_entry(name, first)).expect("serializable"))
+    }
+
+    fn model_entry<'a>(&self, name: &'a str, first: Option<&Target>) -> ModelObject<'a> {
+        ModelObject {
+            id: name,
+            object: "model",
+            created: self.started,
+            owned_by: first.map_or("modelmux", |t| t.provider.kind.as_str()),
+        }
+    }
+
+    async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        let key = self.authenticate(session)?;
+        let body = read_body(session, self.config.server.max_body_bytes).await?;
+        let request = ChatRequest::parse(&body)?;
+        let model = self.allowed_model(key, &request.model)?;
+        ctx.model = Some(model.name.clone());
+        let order = routing::attempt_order(model);
+        let target = order
+            .first()
+            .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "The model has no targets."))?;
+        let provider = &target.provider;
+        ctx.provider = Some(provider.name.clone());
+
+        let upstream_request = providers::encode_chat(&EncodeInput {
+            request: &request,
+            provider,
+            vendor_model: &target.model,
+            public_model: &model.name,
+        })?;
+        let mut exchange = self
+            .upstreams
+            .send(
+                &provider.endpoint,
+                &provider.timeouts,
+                "POST",
+                &upstream_request,
+            )
+            .await
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+
+        let status = exchange.status();
+        if !(200..300).contains(&status) {
+            let retry_after = exchange
+                .header_str("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let body = exchange.read_all(1024 * 1024).await.unwrap_or_default();
+            let e = providers::map_error(provider, status, retry_after, &body);
+            ctx.upstream_error = Some(e.kind);
+            self.upstreams.release(exchange).await;
+            return Err(e.into());
+        }
+
+        if request.stream {
+            self.relay_stream(session, ctx, exchange, provider, &model.name)
+                .await
+        } else {
+            let body = exchange
+                .read_all(MAX_UPSTREAM_BODY)
+                .await
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            let decoded = providers::decode_chat(provider, &model.name, &body)
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            self.upstreams.release(exchange).await;
+            ctx.usage = decoded.usage;
+            write_json(session, 200, decoded.body, &[]).await?;
+            Ok(())
+        }
+    }
+
+    /// Relays a stream event by event as the vendor sends it; never buffers it whole. Once the
+    /// header is out, failures can only be reported in-band, as a final error event.
+    async fn relay_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut exchange: Exchange,
+        provider: &crate::config::Provider,
+        public_model: &str,
+    ) -> Handled {
+        let mut decoder = providers::stream_decoder(provider, public_model);
+        let mut h = ResponseHeader::build(200, Some(4)).map_err(Stop::Downstream)?;
+        h.insert_header("content-type", "text/event-stream")
+            .map_err(Stop::Downstream)?;
+        h.insert_header("cache-control", "no-cache")
+            .map_err(Stop::Downstream)?;
+        h.insert_header("transfer-encoding", "chunked")
+            .map_err(Stop::Downstream)?;
+        session.write_response_header(Box::new(h), false).await?;
+
+        let mut out = Vec::with_capacity(4096);
+        let state = loop {
+            out.clear();
+            let state = match exchange.next_chunk().await {
+                Ok(Some(chunk)) => decoder.push(&chunk, &mut out),
+                Ok(None) => decoder.finish(&mut out),
+                Err(e) => {
+                    ctx.upstream_error = Some(e.kind);
+                    out.extend_from_slice(&e.sse_event());
+                    StreamState::Failed
+                }
+            };
+            if !out.is_empty() {
+                session
+                    .write_response_body(Some(Bytes::copy_from_slice(&out)), false)
+                    .await?;
+            }
+            if state != StreamState::Open {
+                break state;
+            }
+        };
+        session.write_response_body(None, true).await?;
+        ctx.usage = decoder.usage();
+        if state == StreamState::Done && exchange_drained(&mut exchange).await {
+            self.upstreams.release(exchange).await;
+        } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
+            ctx.upstream_error = Some(ErrorKind::UpstreamBadResponse);
+        }
+        Ok(())
+    }
+}
+
+/// After `[DONE]` the vendor's body should be at its end; only then may the connection be reused.
+async fn exchange_drained(exchange: &mut Exchange) -> bool {
+    matches!(exchange.next_chunk().await, Ok(None))
+}
+
+#[derive(Serialize)]
+struct ModelObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+/// Reads the request body up to `limit`, answering 413 (and closing the connection, since the
+/// rest of the body is not read) when it is larger.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Stop> {
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::BodyTooLarge,
+            format!("The request body is larger than the {limit} bytes this gateway accepts."),
+        )
+        .with_code("request_too_large")
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        session.set_keepalive(None);
+        return Err(too_large().into());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024));
+    while let Some(chunk) = session.read_request_body().await? {
+        if buf.len() + chunk.len() > limit {
+            session.set_keepalive(None);
+            return Err(too_large().into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+async fn write_error(session: &mut Session, e: &GatewayError) -> pingora::Result<()> {
+    let mut extra = Vec::new();
+    if let Some(secs) = e.retry_after_secs {
+        extra.push(("retry-after", secs.to_string()));
+    }
+    write_json(session, e.status(), e.body(), &extra).await
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            model: None,
+            provider: None,
+            usage: None,
+            upstream_error: None,
+        }
+    }
+
+    /// Answers every request; `Ok(true)` tells Pingora the response is already written.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match self.dispatch(session, ctx).await {
+            Ok(()) => Ok(true),
+            Err(Stop::Reply(e)) => {
+                if session.response_written().is_some() {
+                    // Too late for a status code; the stream relay already reported in-band.
+                    return Ok(true);
+                }
+                write_error(session, &e).await?;
+                Ok(true)
+            }
+            Err(Stop::Downstream(e)) => Err(e),
+        }
+    }
+
+    /// Never reached: `request_filter` answers every request.
+    async fn upstream_peer(&self, _: &mut Session, _: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "modelmux answers every request in request_filter",
+        ))
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        let status = session.response_written().map_or(0, |h| h.status.as_u16());
+        let model = ctx.model.as_deref().unwrap_or("-");
+        let provider = ctx.provider.as_deref().unwrap_or("-");
+        metrics::REQUESTS
+            .with_label_values(&[model, provider, status.to_string().as_str()])
+            .inc();
+        if ctx.model.is_some() {
+            metrics::REQUEST_DURATION
+                .with_label_values(&[model, provider])
+                .observe(ctx.start.elapsed().as_secs_f64());
+        }
+        if let Some(kind) = ctx.upstream_error {
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&[provider, kind.as_str()])
+                .inc();
+        }
+        if let Some(u) = ctx.usage {
+            metrics::TOKENS
+                .with_label_values(&[model, provider, "prompt"])
+                .inc_by(u.prompt_tokens);
+            metrics::TOKENS
+                .with_label_values(&[model, provider, "completion"])
+                .inc_by(u.completion_tokens);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use modelmux::{config, server};
+
+#[derive(Parser)]
+#[command(
+    name = "modelmux",
+    version,
+    about = "An OpenAI-compatible gateway in front of many model vendors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The YAML config.
+        #[arg(short, long, default_value = "conf/modelmux.yaml")]
+        config: String,
+    },
+    /// Validate a config and print every problem with its YAML path; exit 1 on any.
+    Check {
+        #[arg(short, long, default_value = "conf/modelmux.yaml")]
+        config: String,
+    },
+    /// Run the mock vendors on loopback: OpenAI on base-port+1, Anthropic +2, DashScope +3,
+    /// Qianfan +4, Gemini +5.
+    Mock {
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        #[arg(long, default_value_t = 9800)]
+        base_port: u16,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelmux=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load_file(&config) {
+            Ok(c) => {
+                println!(
+                    "{config}: ok ({} providers, {} models, {} keys)",
+                    c.providers.len(),
+                    c.models.len(),
+                    c.keys.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprint!("{config}: {} problem(s)\n{problems}", problems.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => {
+            init_logging();
+            match config::load_file(&config) {
+                Ok(c) => server::run_gateway(c),
+                Err(problems) => {
+                    eprint!("{config}: {} problem(s)\n{problems}", problems.0.len());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Mock {
+            bind,
+            base_port,
+            threads,
+        } => {
+            init_logging();
+            server::run_mock(&bind, base_port, threads.max(1))
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Mock of OpenAI's Chat Completions wire format (also DashScope compatible mode and Qianfan v2).
+
+use serde_json::{json, Value};
+
+use super::conversation::{
+    openai_content_text, Conversation, Finish, LastTurn, Reply, Tool, ToolChoice,
+};
+use super::{keys, now_secs, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed};
+
+pub fn route(req: &MockRequest) -> Routed {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", p) if p.ends_with("/chat/completions") => chat(req, keys::OPENAI),
+        ("GET", "/v1/models") => Routed::Done(Outcome::json(
+            200,
+            json!({"object":"list","data":[
+                {"id":"gpt-4o","object":"model","created":1686935002,"owned_by":"openai"},
+                {"id":"gpt-4o-mini","object":"model","created":1686935002,"owned_by":"openai"}]}),
+        )),
+        _ => Routed::Done(error(
+            404,
+            &format!("Invalid URL ({} {})", req.method, req.path),
+            None,
+        )),
+    }
+}
+
+/// An OpenAI-format chat call authenticated with `Authorization: Bearer <expected_key>`.
+pub fn chat(req: &MockRequest, expected_key: &str) -> Routed {
+    if req.bearer() != Some(expected_key) {
+        return Routed::Done(error(401, "Incorrect API key provided.", None));
+    }
+    match parse(req) {
+        Ok(conversation) => Routed::Chat(ChatCall {
+            dialect: Dialect::OpenAi,
+            conversation,
+        }),
+        Err(message) => Routed::Done(error(400, &message, None)),
+    }
+}
+
+fn parse(req: &MockRequest) -> Result<Conversation, String> {
+    let body = req
+        .json()
+        .map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or("you must provide a model parameter")?;
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("Missing required parameter: 'messages'.")?;
+    if messages.is_empty() {
+        return Err("'messages' must contain at least one message.".into());
+    }
+    let mut conv = Conversation::new(model);
+    for m in messages {
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or("every message needs a role")?;
+        let text = openai_content_text(m.get("content").unwrap_or(&Value::Null), &mut conv.images);
+        if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+            for c in calls {
+                let args = c
+                    .pointer("/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                serde_json::from_str::<Value>(args).map_err(|_| {
+                    "tool_calls[].function.arguments must be a JSON string".to_string()
+                })?;
+                conv.texts.push(args.to_string());
+            }
+        }
+        conv.last = match role {
+            "user" => LastTurn::User(text.clone()),
+            "tool" => {
+                if m.get("tool_call_id").and_then(Value::as_str).is_none() {
+                    return Err("messages with role 'tool' must have a 'tool_call_id'.".into());
+                }
+                LastTurn::ToolResult(text.clone())
+            }
+            "system" | "developer" | "assistant" => LastTurn::Other,
+            other => return Err(format!("Invalid value: '{other}'. Supported values are: 'system', 'assistant', 'user', 'tool' and 'developer'.")),
+        };
+        if !text.is_empty() {
+            conv.texts.push(text);
+        }
+    }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+        for t in tools {
+            let name = t
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .ok_or("tools[].function.name is required")?;
+            conv.tools.push(Tool {
+                name: name.to_string(),
+                schema: t
+                    .pointer("/function/parameters")
+                    .cloned()
+                    .unwrap_or(json!({})),
+            });
+        }
+    }
+    conv.tool_choice = match body.get("tool_choice") {
+        Some(Value::String(s)) if s == "none" => ToolChoice::None,
+        Some(Value::String(s)) if s == "required" => ToolChoice::Required,
+        Some(v) if v.is_object() => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(n) => ToolChoice::Named(n.to_string()),
+            None => ToolChoice::Auto,
+        },
+        _ => ToolChoice::Auto,
+    };
+    conv.stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    conv.include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    conv.max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64);
+    Ok(conv)
+}
+
+fn finish_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+        Finish::ToolCalls => "tool_calls",
+    }
+}
+
+fn usage(reply: &Reply) -> Value {
+    json!({
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    })
+}
+
+pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+    let id = format!("chatcmpl-mock{id}");
+    let created = now_secs();
+    if !conv.stream {
+        let mut message = json!({"role": "assistant", "content": reply.text(), "refusal": null});
+        if let Some(call) = &reply.tool_call {
+            message["content"] = Value::Null;
+            message["tool_calls"] = json!([{"id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}}]);
+        }
+        return Outcome::json(
+            200,
+            json!({"id": id, "object": "chat.completion", "created": created, "model": conv.model,
+                   "choices": [{"index": 0, "message": message, "logprobs": null,
+                                "finish_reason": finish_reason(reply.finish)}],
+                   "usage": usage(reply), "system_fingerprint": "fp_mock"}),
+        );
+    }
+    let null_usage = conv.include_usage;
+    let chunk = |delta: Value, finish: Option<&str>| {
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+            "model": conv.model, "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        if null_usage {
+            c["usage"] = Value::Null;
+        }
+        sse_data(&c)
+    };
+    let mut events = Vec::new();
+    if let Some(call) = &reply.tool_call {
+        events.push(chunk(
+            json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call.id,
+                "type": "function", "function": {"name": call.name, "arguments": ""}}]}),
+            None,
+        ));
+        for piece in reply.argument_pieces() {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                None,
+            ));
+        }
+    } else {
+        events.push(chunk(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            None,
+        ));
+        for piece in reply.pieces() {
+            events.push(chunk(json!({"content": piece}), None));
+        }
+    }
+    events.push(chunk(json!({}), Some(finish_reason(reply.finish))));
+    if conv.include_usage {
+        events.push(sse_data(&json!({"id": id, "object": "chat.completion.chunk", "created": created,
+            "model": conv.model, "system_fingerprint": "fp_mock", "choices": [], "usage": usage(reply)})));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    Outcome::Stream {
+        events,
+        error_event: sse_data(
+            &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}),
+        ),
+    }
+}
+
+pub fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
+    let (ty, code) = match status {
+        401 => ("invalid_request_error", Some("invalid_api_key")),
+        403 => ("permission_error", None),
+        404 => ("invalid_request_error", Some("model_not_found")),
+        429 => ("requests", Some("rate_limit_exceeded")),
+        400..=499 => ("invalid_request_error", None),
+        _ => ("server_error", None),
+    };
+    let mut headers = Vec::new();
+    if let Some(s) = retry_after {
+        headers.push(("retry-after".to_string(), s.to_string()));
+    }
+    if status == 429 {
+        headers.push(("x-ratelimit-limit-requests".into(), "60".into()));
+        headers.push(("x-ratelimit-remaining-requests".into(), "0".into()));
+        headers.push((
+            "x-ratelimit-reset-requests".into(),
+            format!("{}s", retry_after.unwrap_or(1)),
+        ));
+    }
+    Outcome::Json {
+        status,
+        headers,
+        body: json!({"error": {"message": message, "type": ty, "param": null, "code": code}}),
+    }
+}

@@ -1,0 +1,121 @@
+//! Assembles the Pingora server: the proxy service, the metrics listener and, when configured,
+//! the mock vendors in the same process.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::listening::Service;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::upstream::Upstreams;
+use crate::{http_app, metrics, mock};
+
+fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {
+    ServerConf {
+        threads,
+        grace_period_seconds: Some(grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(grace_period_seconds.max(1)),
+        ..ServerConf::default()
+    }
+}
+
+pub fn run_gateway(config: Config) -> ! {
+    metrics::init();
+    let conf = base_conf(config.server.threads, config.server.grace_period_seconds);
+    let mut server = Server::new_with_opt_and_conf(Option::<Opt>::None, conf);
+    server.bootstrap();
+
+    let upstreams = Upstreams::new(&server.configuration);
+    let config = Arc::new(config);
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(config.clone(), upstreams),
+        "modelmux",
+    );
+    for addr in &config.server.listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = &config.metrics_listen {
+        let mut svc = Service::new("metrics".to_string(), MetricsApp);
+        svc.add_tcp(addr);
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
+    if let Some(m) = &config.mock {
+        server.add_service(mock_service(&m.bind, m.base_port, 1));
+        log::info!(
+            "mock vendors on {}",
+            mock::listen_addresses(&m.bind, m.base_port).join(", ")
+        );
+    }
+    log::info!("modelmux listening on {}", config.server.listen.join(", "));
+    server.run_forever()
+}
+
+pub fn run_mock(bind: &str, base_port: u16, threads: usize) -> ! {
+    let mut server = Server::new_with_opt_and_conf(Option::<Opt>::None, base_conf(threads, 1));
+    server.bootstrap();
+    server.add_service(mock_service(bind, base_port, threads));
+    for (vendor, addr) in mock::VENDORS
+        .iter()
+        .zip(mock::listen_addresses(bind, base_port))
+    {
+        println!("mock {:<9} http://{addr}", vendor.name());
+    }
+    server.run_forever()
+}
+
+fn mock_service(bind: &str, base_port: u16, threads: usize) -> Service<mock::MockApp> {
+    let mut svc = Service::new("mock-vendors".to_string(), mock::MockApp::new(base_port));
+    for addr in mock::listen_addresses(bind, base_port) {
+        svc.add_tcp(&addr);
+    }
+    svc.threads = Some(threads);
+    svc
+}
+
+/// Serves `/metrics` (Prometheus text) and `/health` on the metrics listener.
+struct MetricsApp;
+
+#[async_trait]
+impl HttpServerApp for MetricsApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !http_app::begin(&mut http, shutdown).await {
+            return None;
+        }
+        let path = http.req_header().uri.path().to_string();
+        let (status, content_type, body) = match path.as_str() {
+            "/metrics" => (
+                200,
+                "text/plain; version=0.0.4",
+                Bytes::from(metrics::render()),
+            ),
+            "/health" => (
+                200,
+                "application/json",
+                Bytes::from_static(b"{\"status\":\"ok\"}"),
+            ),
+            _ => (404, "text/plain", Bytes::from_static(b"not found\n")),
+        };
+        let headers = [("content-type".to_string(), content_type.to_string())];
+        if http_app::respond(&mut http, status, &headers, body)
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        http_app::end(http).await
+    }
+}

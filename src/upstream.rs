@@ -1,0 +1,332 @@
+//! The upstream leg: name resolution, pooled connections, one HTTP exchange with timeouts.
+//!
+//! The gateway drives this leg itself from `request_filter` (see docs/architecture.md) so that
+//! a request body of any size can be rewritten and re-sent; Pingora's own upstream phases
+//! would cap replay at 64 KiB.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::client::HttpSession;
+use pingora::server::configuration::ServerConf;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+
+use crate::config::{Endpoint, Timeouts};
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::providers::UpstreamRequest;
+
+/// How long a resolved address is used before the name is looked up again, so that a vendor's
+/// DNS change is followed without a restart.
+const DNS_TTL: Duration = Duration::from_secs(30);
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+/// The most the gateway reads of a non-streaming upstream body or error body.
+pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+pub struct Upstreams {
+    connector: Connector,
+    resolver: Resolver,
+}
+
+/// A sent request whose response header has arrived.
+pub struct Exchange {
+    session: HttpSession,
+    peer: HttpPeer,
+    deadline: Instant,
+    idle: Duration,
+}
+
+impl Upstreams {
+    pub fn new(conf: &ServerConf) -> Self {
+        Upstreams {
+            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            resolver: Resolver::default(),
+        }
+    }
+
+    /// Sends one request and waits for the response header within the first-byte timeout.
+    /// A pooled connection that turns out to be stale is retried once on a fresh one.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        timeouts: &Timeouts,
+        method: &str,
+        req: &UpstreamRequest,
+    ) -> GwResult<Exchange> {
+        let deadline = Instant::now() + timeouts.total;
+        let addr = self.resolver.resolve(&endpoint.host, endpoint.port).await?;
+        let peer = build_peer(endpoint, timeouts, addr);
+        let mut fresh_only = false;
+        loop {
+            let (mut session, reused) = if fresh_only {
+                (self.connect_fresh(&peer).await?, false)
+            } else {
+                self.connector
+                    .get_http_session(&peer)
+                    .await
+                    .map_err(|e| connect_error(&e))?
+            };
+            let header = request_header(endpoint, method, req)?;
+            let first_byte = timeouts.first_byte.min(remaining(deadline));
+            session.set_read_timeout(Some(first_byte));
+            let sent = async {
+                session.write_request_header(Box::new(header)).await?;
+                if !req.body.is_empty() {
+                    session.write_request_body(req.body.clone(), false).await?;
+                }
+                session.finish_request_body().await?;
+                session.read_response_header().await
+            }
+            .await;
+            match sent {
+                Ok(()) => {
+                    return Ok(Exchange {
+                        session,
+                        peer,
+                        deadline,
+                        idle: timeouts.idle,
+                    })
+                }
+                // The vendor closed a pooled connection while it sat idle: nothing was
+                // processed, so one retry on a new connection is safe.
+                Err(e) if reused && e.etype() != &ErrorType::ReadTimedout => fresh_only = true,
+                Err(e) => return Err(exchange_error(&e)),
+            }
+        }
+    }
+
+    async fn connect_fresh(&self, peer: &HttpPeer) -> GwResult<HttpSession> {
+        // A peer with pooling off gets a new connection; it is otherwise identical.
+        let mut p = peer.clone();
+        p.options.idle_timeout = Some(Duration::ZERO);
+        let (s, _) = self
+            .connector
+            .get_http_session(&p)
+            .await
+            .map_err(|e| connect_error(&e))?;
+        Ok(s)
+    }
+
+    /// Hands a connection back to the pool after a complete, clean response.
+    pub async fn release(&self, ex: Exchange) {
+        self.connector
+            .release_http_session(ex.session, &ex.peer, Some(POOL_IDLE))
+            .await;
+    }
+}
+
+impl Exchange {
+    pub fn header(&self) -> &ResponseHeader {
+        self.session
+            .response_header()
+            .expect("send() returns only after the header was read")
+    }
+
+    pub fn status(&self) -> u16 {
+        self.header().status.as_u16()
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header()
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The next piece of the body within the idle and total timeouts; None at the end.
+    pub async fn next_chunk(&mut self) -> GwResult<Option<Bytes>> {
+        let left = remaining(self.deadline);
+        if left.is_zero() {
+            return Err(GatewayError::new(
+                ErrorKind::UpstreamTimeout,
+                "The upstream provider did not finish within the total timeout.",
+            ));
+        }
+        self.session.set_read_timeout(Some(self.idle.min(left)));
+        self.session
+            .read_response_body()
+            .await
+            .map_err(|e| exchange_error(&e))
+    }
+
+    /// Reads the whole body, up to `limit` bytes.
+    pub async fn read_all(&mut self, limit: usize) -> GwResult<Bytes> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(GatewayError::new(
+                    ErrorKind::UpstreamBadResponse,
+                    "The upstream response was larger than the gateway accepts.",
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn build_peer(endpoint: &Endpoint, timeouts: &Timeouts, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.total_connection_timeout = Some(timeouts.connect * 2);
+    peer.options.write_timeout = Some(timeouts.idle);
+    peer.options.idle_timeout = Some(POOL_IDLE);
+    peer.options.verify_cert = true;
+    peer.options.verify_hostname = true;
+    peer
+}
+
+fn request_header(
+    endpoint: &Endpoint,
+    method: &str,
+    req: &UpstreamRequest,
+) -> GwResult<RequestHeader> {
+    let internal = |e: pingora::BError| {
+        GatewayError::new(
+            ErrorKind::Internal,
+            format!("building the upstream request: {e}"),
+        )
+    };
+    let mut h = RequestHeader::build(
+        method,
+        req.path_and_query.as_bytes(),
+        Some(4 + req.headers.len()),
+    )
+    .map_err(internal)?;
+    h.insert_header("host", endpoint.authority())
+        .map_err(internal)?;
+    h.insert_header("content-type", "application/json")
+        .map_err(internal)?;
+    h.insert_header("content-length", req.body.len().to_string())
+        .map_err(internal)?;
+    for (name, value) in &req.headers {
+        h.insert_header(*name, value.as_str()).map_err(internal)?;
+    }
+    Ok(h)
+}
+
+fn connect_error(e: &pingora::Error) -> GatewayError {
+    log::warn!("upstream connect failed: {e}");
+    let kind = if e.etype() == &ErrorType::ConnectTimedout {
+        ErrorKind::UpstreamTimeout
+    } else {
+        ErrorKind::UpstreamConnect
+    };
+    GatewayError::new(
+        kind,
+        "The gateway could not connect to the upstream provider.",
+    )
+}
+
+fn exchange_error(e: &pingora::Error) -> GatewayError {
+    match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            "The upstream provider did not respond in time.",
+        ),
+        ErrorType::ConnectTimedout
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectError
+        | ErrorType::TLSHandshakeFailure => connect_error(e),
+        _ => {
+            log::warn!("upstream exchange failed: {e}");
+            GatewayError::new(
+                ErrorKind::UpstreamBadResponse,
+                "The upstream provider closed the connection or sent an invalid response.",
+            )
+        }
+    }
+}
+
+/// Resolves vendor host names with the runtime's non-blocking lookup and caches them for
+/// `DNS_TTL`; a failed refresh keeps serving the last good addresses.
+/// Addresses of one `(host, port)` and when they were looked up.
+type Resolved = (Vec<SocketAddr>, Instant);
+
+#[derive(Default)]
+pub struct Resolver {
+    cache: RwLock<HashMap<(String, u16), Resolved>>,
+}
+
+impl Resolver {
+    pub async fn resolve(&self, host: &str, port: u16) -> GwResult<SocketAddr> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let key = (host.to_string(), port);
+        let cached = self
+            .cache
+            .read()
+            .expect("resolver lock is never poisoned: no panics while held")
+            .get(&key)
+            .cloned();
+        if let Some((addrs, at)) = &cached {
+            if at.elapsed() < DNS_TTL {
+                return Ok(pick(addrs));
+            }
+        }
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => {
+                let addrs: Vec<SocketAddr> = found.collect();
+                if addrs.is_empty() {
+                    return stale_or(cached, host);
+                }
+                let addr = pick(&addrs);
+                self.cache
+                    .write()
+                    .expect("resolver lock is never poisoned: no panics while held")
+                    .insert(key, (addrs, Instant::now()));
+                Ok(addr)
+            }
+            Err(e) => {
+                log::warn!("resolving {host} failed: {e}");
+                stale_or(cached, host)
+            }
+        }
+    }
+}
+
+fn stale_or(cached: Option<Resolved>, host: &str) -> GwResult<SocketAddr> {
+    match cached {
+        Some((addrs, _)) => Ok(pick(&addrs)),
+        None => Err(GatewayError::new(
+            ErrorKind::UpstreamConnect,
+            format!("The gateway could not resolve the upstream host {host}."),
+        )),
+    }
+}
+
+fn pick(addrs: &[SocketAddr]) -> SocketAddr {
+    addrs[fastrand::usize(..addrs.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolves_literals_and_names() {
+        let r = Resolver::default();
+        let a = r.resolve("127.0.0.1", 80).await.unwrap();
+        assert_eq!(a, "127.0.0.1:80".parse().unwrap());
+        let a = r.resolve("localhost", 81).await.unwrap();
+        assert_eq!(a.port(), 81);
+        assert!(r
+            .cache
+            .read()
+            .unwrap()
+            .contains_key(&("localhost".into(), 81)));
+        assert!(r.resolve("no-such-host.invalid", 80).await.is_err());
+    }
+}
