@@ -1,0 +1,226 @@
+"""Fixtures that run the real binaries: `modelmux mock` and `modelmux serve` on loopback.
+
+Every test talks HTTP to these processes, as a user would. The binary comes from
+MODELMUX_BIN, or target/debug/modelmux (the test script builds it first).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("MODELMUX_BIN", ROOT / "target" / "debug" / "modelmux"))
+
+DEMO_KEY = "sk-test-all-models"
+LIMITED_KEY = "sk-test-only-mini"
+
+
+def free_port_block(count):
+    """A base port such that base+1..base+count are free right now."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count >= 65000:
+            continue
+        ok = True
+        for p in range(base + 1, base + count + 1):
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=20.0):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            r = httpx.get(url, timeout=1.0)
+            if r.status_code < 500:
+                return
+        except Exception as e:  # not listening yet
+            last = e
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up: {last}")
+
+
+class Process:
+    def __init__(self, args, name):
+        self.log = tempfile.NamedTemporaryFile(prefix=f"modelmux-{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([str(BIN), *args], stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def output(self):
+        return Path(self.log.name).read_text(errors="replace")
+
+
+class Mock:
+    """The mock vendors, plus their inspection endpoints."""
+
+    VENDORS = ["openai", "anthropic", "dashscope", "qianfan", "gemini"]
+
+    def __init__(self, base_port):
+        self.base_port = base_port
+
+    def url(self, vendor):
+        return f"http://127.0.0.1:{self.base_port + 1 + self.VENDORS.index(vendor)}"
+
+    def last(self, vendor="openai"):
+        return httpx.get(self.url(vendor) + "/__mock/last").json()
+
+    def stats(self, vendor="openai"):
+        return httpx.get(self.url(vendor) + "/__mock/stats").json()
+
+    def set_fault(self, vendor, fault, times=None):
+        body = {"fault": fault}
+        if times is not None:
+            body["times"] = times
+        httpx.post(self.url(vendor) + "/__mock/fault", json=body).raise_for_status()
+
+    def reset(self, vendor):
+        httpx.post(self.url(vendor) + "/__mock/reset").raise_for_status()
+
+
+def gateway_config(mock, port, metrics_port, closed_port):
+    o = mock.url("openai")
+    return f"""
+server:
+  listen: ["127.0.0.1:{port}"]
+  threads: 2
+metrics:
+  listen: "127.0.0.1:{metrics_port}"
+providers:
+  - name: openai-mock
+    kind: openai
+    base_url: {o}/v1
+    api_key: ${{TEST_OPENAI_KEY:-sk-mock-openai}}
+  - name: openai-impatient
+    kind: openai
+    base_url: {o}/v1
+    api_key: sk-mock-openai
+    timeouts: {{first_byte: 1s, idle: 1s}}
+  - name: openai-wrong-key
+    kind: openai
+    base_url: {o}/v1
+    api_key: sk-wrong-key-1234
+  - name: nowhere
+    kind: openai_compatible
+    base_url: http://127.0.0.1:{closed_port}/v1
+    timeouts: {{connect: 1s}}
+  - name: dashscope-compatible
+    kind: openai_compatible
+    base_url: {mock.url("dashscope")}/compatible-mode/v1
+    api_key: sk-mock-dashscope
+  - name: qianfan-v2
+    kind: qianfan
+    api_version: v2
+    base_url: {mock.url("qianfan")}/v2
+    api_key: bce-v3/mock-qianfan
+models:
+  gpt-4o-mini:
+    targets: [{{provider: openai-mock, model: gpt-4o-mini-2024-07-18}}]
+  impatient:
+    targets: [{{provider: openai-impatient, model: gpt-4o-mini}}]
+  misconfigured:
+    targets: [{{provider: openai-wrong-key, model: gpt-4o-mini}}]
+  unreachable:
+    targets: [{{provider: nowhere, model: llama}}]
+  qwen-plus:
+    targets: [{{provider: dashscope-compatible, model: qwen-plus}}]
+  ernie-4.0-8k:
+    targets: [{{provider: qianfan-v2, model: ernie-4.0-8k}}]
+keys:
+  - {{name: all, key: {DEMO_KEY}, models: ["*"]}}
+  - {{name: limited, key: {LIMITED_KEY}, models: [gpt-4o-mini]}}
+"""
+
+
+@pytest.fixture(scope="session")
+def mock():
+    if not BIN.exists():
+        pytest.exit(f"{BIN} is missing: build it with `cargo build` first", returncode=2)
+    base = free_port_block(5)
+    p = Process(["mock", "--base-port", str(base)], "mock")
+    m = Mock(base)
+    try:
+        for v in Mock.VENDORS:
+            wait_http(m.url(v) + "/__mock/stats")
+        yield m
+    finally:
+        p.stop()
+
+
+class Gateway:
+    def __init__(self, port, metrics_port, process):
+        self.port = port
+        self.metrics_port = metrics_port
+        self.process = process
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def client(self, key=DEMO_KEY, **kw):
+        kw.setdefault("max_retries", 0)
+        kw.setdefault("timeout", 30)
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key=key, **kw)
+
+    def post_raw(self, path, content, key=DEMO_KEY, headers=None):
+        h = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        h.update(headers or {})
+        return httpx.post(self.base_url + path, content=content, headers=h, timeout=30)
+
+    def metrics(self):
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
+
+
+@pytest.fixture(scope="session")
+def gateway(mock):
+    port, metrics_port, closed_port = free_port(), free_port(), free_port()
+    conf = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    conf.write(gateway_config(mock, port, metrics_port, closed_port))
+    conf.close()
+    p = Process(["serve", "-c", conf.name], "serve")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield Gateway(port, metrics_port, p)
+    finally:
+        p.stop()
+        if p.proc.returncode not in (0, -2, 130, None):
+            print(p.output())
+
+
+def sse_events(text):
+    """The data payloads of an SSE body, in order."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        data = [line[5:].lstrip() for line in block.split("\n") if line.startswith("data:")]
+        if data:
+            payload = "\n".join(data)
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
