@@ -91,6 +91,8 @@ struct RawProvider {
     token_url: Option<String>,
     /// Vendor API generation where a vendor has two (Qianfan `v1` / `v2`).
     api_version: Option<String>,
+    /// `max_tokens` sent when the client gives none and the vendor requires one (Anthropic).
+    default_max_tokens: Option<u64>,
     #[serde(default)]
     timeouts: RawTimeouts,
 }
@@ -244,6 +246,7 @@ pub struct Provider {
     pub endpoint: Endpoint,
     pub credentials: Credentials,
     pub api_version: Option<String>,
+    pub default_max_tokens: u64,
     pub timeouts: Timeouts,
 }
 
@@ -636,6 +639,9 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
             }
         }
     }
+    if raw.default_max_tokens == Some(0) {
+        problem("default_max_tokens", "must be at least 1".into());
+    }
     if problems.len() != before {
         return None;
     }
@@ -645,6 +651,7 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
         endpoint: endpoint?,
         credentials,
         api_version,
+        default_max_tokens: raw.default_max_tokens.unwrap_or(4096),
         timeouts,
     })
 }

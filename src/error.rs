@@ -20,6 +20,9 @@ pub enum ErrorKind {
     UpstreamConnect,
     UpstreamBadResponse,
     UpstreamAuth,
+    /// The vendor says the gateway's OAuth access token expired or is invalid (Qianfan 110/111):
+    /// fetch a new one and try once more.
+    UpstreamTokenExpired,
     UpstreamError,
     UpstreamOverloaded,
     UpstreamTimeout,
@@ -37,7 +40,8 @@ impl ErrorKind {
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
             RateLimited => 429,
-            UpstreamConnect | UpstreamBadResponse | UpstreamAuth | UpstreamError => 502,
+            UpstreamConnect | UpstreamBadResponse | UpstreamAuth | UpstreamTokenExpired
+            | UpstreamError => 502,
             UpstreamOverloaded => 503,
             UpstreamTimeout => 504,
             Internal => 500,
@@ -53,9 +57,8 @@ impl ErrorKind {
             MissingKey | InvalidKey => "authentication_error",
             ModelNotAllowed => "permission_error",
             RateLimited => "rate_limit_error",
-            UpstreamConnect | UpstreamBadResponse | UpstreamAuth | UpstreamError => {
-                "upstream_error"
-            }
+            UpstreamConnect | UpstreamBadResponse | UpstreamAuth | UpstreamTokenExpired
+            | UpstreamError => "upstream_error",
             UpstreamOverloaded => "overloaded_error",
             UpstreamTimeout => "timeout_error",
             Internal => "server_error",
@@ -79,6 +82,7 @@ impl ErrorKind {
             UpstreamConnect => "upstream_connect",
             UpstreamBadResponse => "upstream_bad_response",
             UpstreamAuth => "upstream_auth",
+            UpstreamTokenExpired => "upstream_token_expired",
             UpstreamError => "upstream_error",
             UpstreamOverloaded => "upstream_overloaded",
             UpstreamTimeout => "upstream_timeout",
@@ -93,6 +97,7 @@ impl ErrorKind {
             UpstreamConnect
                 | UpstreamBadResponse
                 | UpstreamAuth
+                | UpstreamTokenExpired
                 | UpstreamError
                 | UpstreamOverloaded
                 | UpstreamTimeout
@@ -100,7 +105,7 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewayError {
     pub kind: ErrorKind,
     /// Set when the status differs from the kind's default, e.g. a vendor's 400 or 429 passed on.

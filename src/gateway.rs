@@ -12,18 +12,22 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use serde::Serialize;
 
+use crate::anthropic_api;
 use crate::auth;
 use crate::chat::ChatRequest;
-use crate::config::{ClientKey, Config, Target};
+use crate::config::{ClientKey, Config, PublicModel, Target};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
-use crate::providers::{self, EncodeInput, StreamState, Usage};
+use crate::oauth::TokenCache;
+use crate::providers::{self, ClientRequest, StreamState, Usage, VendorTarget};
+use crate::relay::{self, ClientApi, Relay};
 use crate::routing;
 use crate::upstream::{Exchange, Upstreams, MAX_UPSTREAM_BODY};
 
 pub struct Gateway {
     config: Arc<Config>,
     upstreams: Upstreams,
+    tokens: TokenCache,
     /// `created` for `/v1/models`: the time this config went live.
     started: u64,
 }
@@ -31,6 +35,8 @@ pub struct Gateway {
 /// Per-request state. Labels are set only from configured names.
 pub struct RequestCtx {
     start: Instant,
+    /// The API the client called; errors are written in its shape.
+    api: ClientApi,
     model: Option<String>,
     provider: Option<String>,
     usage: Option<Usage>,
@@ -66,6 +72,7 @@ impl Gateway {
         Gateway {
             config,
             upstreams,
+            tokens: TokenCache::default(),
             started,
         }
     }
@@ -99,11 +106,14 @@ impl Gateway {
                 Ok(())
             }
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
-            (_, "/v1/chat/completions" | "/v1/models" | "/health") => Err(GatewayError::new(
-                ErrorKind::MethodNotAllowed,
-                format!("{method} is not allowed on {path}."),
-            )
-            .into()),
+            ("POST", "/v1/messages") => self.messages(session, ctx).await,
+            (_, "/v1/chat/completions" | "/v1/messages" | "/v1/models" | "/health") => {
+                Err(GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("{method} is not allowed on {path}."),
+                )
+                .into())
+            }
             _ => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!("Invalid URL ({method} {path})"),
@@ -122,7 +132,7 @@ impl Gateway {
         auth::authenticate(&self.config.keys, presented)
     }
 
-    fn allowed_model(&self, key: &ClientKey, name: &str) -> GwResult<&crate::config::PublicModel> {
+    fn allowed_model(&self, key: &ClientKey, name: &str) -> GwResult<&PublicModel> {
         let model = self.config.model(name).ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::UnknownModel,
@@ -182,20 +192,81 @@ impl Gateway {
         let body = read_body(session, self.config.server.max_body_bytes).await?;
         let request = ChatRequest::parse(&body)?;
         let model = self.allowed_model(key, &request.model)?;
+        let mut client_request = ClientRequest::openai(&request);
+        self.complete(session, ctx, &mut client_request, model)
+            .await
+    }
+
+    /// `POST /v1/messages`: Anthropic's API in front of any routed model.
+    async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        ctx.api = ClientApi::Anthropic;
+        let key = self.authenticate(session)?;
+        let body = read_body(session, self.config.server.max_body_bytes).await?;
+        let (model_name, request) = anthropic_api::parse_request(&body)?;
+        let model = self.allowed_model(key, &model_name)?;
+        let mut client_request = ClientRequest::typed(request);
+        self.complete(session, ctx, &mut client_request, model)
+            .await
+    }
+
+    /// Sends the request to the model's target and relays the reply in the client's API.
+    async fn complete(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        model: &PublicModel,
+    ) -> Handled {
         ctx.model = Some(model.name.clone());
         let order = routing::attempt_order(model);
-        let target = order
+        let target = *order
             .first()
             .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "The model has no targets."))?;
         let provider = &target.provider;
         ctx.provider = Some(provider.name.clone());
+        let mut refreshed = false;
+        loop {
+            let token = if providers::needs_access_token(provider) {
+                Some(
+                    self.tokens
+                        .token(provider, &self.upstreams)
+                        .await
+                        .inspect_err(|e| ctx.upstream_error = Some(e.kind))?,
+                )
+            } else {
+                None
+            };
+            let vendor_target = VendorTarget {
+                provider,
+                vendor_model: &target.model,
+                access_token: token.as_deref(),
+            };
+            match self
+                .attempt(session, ctx, request, &vendor_target, &model.name)
+                .await
+            {
+                // The vendor dropped the gateway's access token: fetch a new one, once.
+                Err(Stop::Reply(e)) if e.kind == ErrorKind::UpstreamTokenExpired && !refreshed => {
+                    refreshed = true;
+                    if let Some(t) = &token {
+                        self.tokens.invalidate(provider, t).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
 
-        let upstream_request = providers::encode_chat(&EncodeInput {
-            request: &request,
-            provider,
-            vendor_model: &target.model,
-            public_model: &model.name,
-        })?;
+    async fn attempt(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        target: &VendorTarget<'_>,
+        public_model: &str,
+    ) -> Handled {
+        let provider = target.provider;
+        let upstream_request = providers::encode_chat(request, target)?;
         let mut exchange = self
             .upstreams
             .send(
@@ -218,22 +289,43 @@ impl Gateway {
             self.upstreams.release(exchange).await;
             return Err(e.into());
         }
-
-        if request.stream {
-            self.relay_stream(session, ctx, exchange, provider, &model.name)
-                .await
-        } else {
-            let body = exchange
-                .read_all(MAX_UPSTREAM_BODY)
-                .await
-                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-            let decoded = providers::decode_chat(provider, &model.name, &body)
-                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-            self.upstreams.release(exchange).await;
-            ctx.usage = decoded.usage;
-            write_json(session, 200, decoded.body, &[]).await?;
-            Ok(())
+        // Servers that omit the content type on a stream are taken at their word.
+        let is_sse = exchange
+            .header_str("content-type")
+            .is_none_or(|c| c.contains("event-stream"));
+        if request.stream() && is_sse {
+            let relay = Relay::new(ctx.api, provider, public_model, request.include_usage());
+            return self.relay_stream(session, ctx, exchange, relay).await;
         }
+        let body = exchange
+            .read_all(MAX_UPSTREAM_BODY)
+            .await
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        self.upstreams.release(exchange).await;
+        if request.stream() {
+            // One JSON body for a stream request: an error in a 200 (Qianfan v1), or a vendor
+            // that had nothing to stream. Errors still get a status; a reply is replayed.
+            let completion = providers::decode_chat(provider, &body)
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            let mut out = Vec::new();
+            ctx.usage = relay::replay_as_stream(
+                ctx.api,
+                public_model,
+                request.include_usage(),
+                &completion,
+                &mut out,
+            );
+            write_stream_header(session).await?;
+            session
+                .write_response_body(Some(Bytes::from(out)), true)
+                .await?;
+            return Ok(());
+        }
+        let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        ctx.usage = usage;
+        write_json(session, 200, reply, &[]).await?;
+        Ok(())
     }
 
     /// Relays a stream event by event as the vendor sends it; never buffers it whole. Once the
@@ -243,29 +335,18 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
         mut exchange: Exchange,
-        provider: &crate::config::Provider,
-        public_model: &str,
+        mut relay: Relay,
     ) -> Handled {
-        let mut decoder = providers::stream_decoder(provider, public_model);
-        let mut h = ResponseHeader::build(200, Some(4)).map_err(Stop::Downstream)?;
-        h.insert_header("content-type", "text/event-stream")
-            .map_err(Stop::Downstream)?;
-        h.insert_header("cache-control", "no-cache")
-            .map_err(Stop::Downstream)?;
-        h.insert_header("transfer-encoding", "chunked")
-            .map_err(Stop::Downstream)?;
-        session.write_response_header(Box::new(h), false).await?;
-
+        write_stream_header(session).await?;
         let mut out = Vec::with_capacity(4096);
         let state = loop {
             out.clear();
             let state = match exchange.next_chunk().await {
-                Ok(Some(chunk)) => decoder.push(&chunk, &mut out),
-                Ok(None) => decoder.finish(&mut out),
+                Ok(Some(chunk)) => relay.push(&chunk, &mut out),
+                Ok(None) => relay.finish(&mut out),
                 Err(e) => {
                     ctx.upstream_error = Some(e.kind);
-                    out.extend_from_slice(&e.sse_event());
-                    StreamState::Failed
+                    relay.fail(e, &mut out)
                 }
             };
             if !out.is_empty() {
@@ -278,7 +359,7 @@ impl Gateway {
             }
         };
         session.write_response_body(None, true).await?;
-        ctx.usage = decoder.usage();
+        ctx.usage = relay.usage();
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
             self.upstreams.release(exchange).await;
         } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
@@ -286,6 +367,14 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+async fn write_stream_header(session: &mut Session) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(200, Some(4))?;
+    h.insert_header("content-type", "text/event-stream")?;
+    h.insert_header("cache-control", "no-cache")?;
+    h.insert_header("transfer-encoding", "chunked")?;
+    session.write_response_header(Box::new(h), false).await
 }
 
 /// After `[DONE]` the vendor's body should be at its end; only then may the connection be reused.
@@ -348,12 +437,16 @@ async fn write_json(
     session.write_response_body(Some(body), true).await
 }
 
-async fn write_error(session: &mut Session, e: &GatewayError) -> pingora::Result<()> {
+async fn write_error(
+    session: &mut Session,
+    api: ClientApi,
+    e: &GatewayError,
+) -> pingora::Result<()> {
     let mut extra = Vec::new();
     if let Some(secs) = e.retry_after_secs {
         extra.push(("retry-after", secs.to_string()));
     }
-    write_json(session, e.status(), e.body(), &extra).await
+    write_json(session, e.status(), api.error_body(e), &extra).await
 }
 
 #[async_trait]
@@ -363,6 +456,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
+            api: ClientApi::OpenAi,
             model: None,
             provider: None,
             usage: None,
@@ -379,7 +473,7 @@ impl ProxyHttp for Gateway {
                     // Too late for a status code; the stream relay already reported in-band.
                     return Ok(true);
                 }
-                write_error(session, &e).await?;
+                write_error(session, ctx.api, &e).await?;
                 Ok(true)
             }
             Err(Stop::Downstream(e)) => Err(e),

@@ -1,5 +1,6 @@
 //! modelmux: one OpenAI-compatible API in front of many model vendors, on Pingora.
 
+pub mod anthropic_api;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -8,7 +9,9 @@ pub mod gateway;
 pub mod http_app;
 pub mod metrics;
 pub mod mock;
+pub mod oauth;
 pub mod providers;
+pub mod relay;
 pub mod routing;
 pub mod server;
 pub mod sse;

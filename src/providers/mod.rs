@@ -1,7 +1,7 @@
-//! Vendor translation. Each vendor kind is one module of pure, network-free functions:
-//! encode the client's OpenAI request for the vendor, decode the vendor's reply into OpenAI's
-//! shape, and an incremental stream decoder. This module is the one place that picks the module
-//! for a kind; nothing else in the gateway matches on vendor kinds.
+//! Vendor translation. Each vendor kind is one module of pure, network-free functions over the
+//! internal model (`model.rs`): encode a request for the vendor, decode its reply, decode its
+//! stream into `Delta`s, map its errors. This module is the one place that picks the module for
+//! a kind; nothing else in the gateway matches on vendor kinds.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,15 @@ use crate::chat::ChatRequest;
 use crate::config::{Credentials, Provider};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 
+pub mod anthropic;
+pub mod dashscope;
+pub mod gemini;
+pub mod model;
 pub mod openai;
+pub mod openai_out;
+pub mod qianfan;
+
+use model::{Completion, Delta, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum ProviderKind {
@@ -57,11 +65,12 @@ pub struct UpstreamRequest {
     pub body: Bytes,
 }
 
-/// A decoded non-streaming reply: OpenAI `chat.completion` JSON and its usage.
-#[derive(Debug)]
-pub struct DecodedResponse {
-    pub body: Bytes,
-    pub usage: Option<Usage>,
+/// Where one attempt goes: the provider, the vendor's model name, and for Qianfan v1 the
+/// OAuth access token the gateway holds.
+pub struct VendorTarget<'a> {
+    pub provider: &'a Provider,
+    pub vendor_model: &'a str,
+    pub access_token: Option<&'a str>,
 }
 
 /// What one call into a stream decoder left the stream in.
@@ -75,42 +84,65 @@ pub enum StreamState {
     Failed,
 }
 
-pub enum StreamDecoder {
-    OpenAi(openai::OpenAiStream),
+/// A vendor's stream decoder: upstream bytes in at any split, deltas out.
+pub trait VendorStream: Send {
+    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta));
+    /// The upstream body ended; a decoder whose vendor ends streams by closing the connection
+    /// (Gemini, DashScope, Qianfan v1) emits `Done` here if the reply was complete.
+    fn finish(&mut self, emit: &mut dyn FnMut(Delta));
 }
 
-impl StreamDecoder {
-    /// Converts upstream bytes, appending OpenAI SSE to `out`.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
-        match self {
-            StreamDecoder::OpenAi(d) => d.push(chunk, out),
-        }
-    }
-
-    /// The upstream closed its body; ends the OpenAI stream, with an error if it was cut short.
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
-        match self {
-            StreamDecoder::OpenAi(d) => d.finish(out),
-        }
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        match self {
-            StreamDecoder::OpenAi(d) => d.usage(),
-        }
-    }
+/// A chat request as received, typed lazily: OpenAI-kind vendors get the client's own JSON
+/// with `model` swapped and never pay for typing it.
+pub struct ClientRequest<'a> {
+    raw: Option<&'a ChatRequest<'a>>,
+    typed: Option<Request>,
 }
 
-/// Per-request inputs to a vendor encoder.
-pub struct EncodeInput<'r, 'a> {
-    pub request: &'r ChatRequest<'a>,
-    pub provider: &'r Provider,
-    pub vendor_model: &'r str,
-    pub public_model: &'r str,
+impl<'a> ClientRequest<'a> {
+    pub fn openai(raw: &'a ChatRequest<'a>) -> Self {
+        ClientRequest {
+            raw: Some(raw),
+            typed: None,
+        }
+    }
+
+    pub fn typed(request: Request) -> Self {
+        ClientRequest {
+            raw: None,
+            typed: Some(request),
+        }
+    }
+
+    pub fn stream(&self) -> bool {
+        match (&self.raw, &self.typed) {
+            (Some(r), _) => r.stream,
+            (None, Some(t)) => t.stream,
+            (None, None) => false,
+        }
+    }
+
+    pub fn include_usage(&self) -> bool {
+        match (&self.raw, &self.typed) {
+            (Some(r), _) => r.include_usage,
+            (None, Some(t)) => t.include_usage,
+            (None, None) => false,
+        }
+    }
+
+    fn as_typed(&mut self) -> GwResult<&Request> {
+        if self.typed.is_none() {
+            let raw = self
+                .raw
+                .expect("a ClientRequest holds the raw or the typed request");
+            self.typed = Some(Request::from_openai(raw)?);
+        }
+        Ok(self.typed.as_ref().expect("just set"))
+    }
 }
 
 /// Qianfan v2 is OpenAI-compatible; v1 has its own format.
-fn speaks_openai(provider: &Provider) -> bool {
+pub fn speaks_openai(provider: &Provider) -> bool {
     match provider.kind {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => true,
         ProviderKind::Qianfan => provider.api_version.as_deref() == Some("v2"),
@@ -118,29 +150,58 @@ fn speaks_openai(provider: &Provider) -> bool {
     }
 }
 
-pub fn encode_chat(input: &EncodeInput) -> GwResult<UpstreamRequest> {
-    match input.provider.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Ok(openai::encode_chat(input)),
-        ProviderKind::Qianfan if speaks_openai(input.provider) => Ok(openai::encode_chat(input)),
-        other => Err(GatewayError::new(
-            ErrorKind::Internal,
-            format!("{} providers are not supported yet", other.as_str()),
-        )),
+/// Whether the provider needs an OAuth access token fetched by the gateway.
+pub fn needs_access_token(provider: &Provider) -> bool {
+    matches!(provider.credentials, Credentials::OAuthClient { .. })
+}
+
+pub fn encode_chat(
+    request: &mut ClientRequest,
+    target: &VendorTarget,
+) -> GwResult<UpstreamRequest> {
+    if speaks_openai(target.provider) {
+        if let Some(raw) = request.raw {
+            return Ok(openai::encode_raw(raw, target));
+        }
+        return Ok(openai::encode(request.as_typed()?, target));
+    }
+    let typed = request.as_typed()?;
+    match target.provider.kind {
+        ProviderKind::Anthropic => anthropic::encode(typed, target),
+        ProviderKind::DashScope => dashscope::encode(typed, target),
+        ProviderKind::Qianfan => qianfan::encode(typed, target),
+        ProviderKind::Gemini => gemini::encode(typed, target),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
     }
 }
 
-pub fn decode_chat(
-    provider: &Provider,
-    public_model: &str,
-    body: &[u8],
-) -> GwResult<DecodedResponse> {
-    let _ = provider.kind;
-    openai::decode_chat(public_model, body)
+/// Decodes a successful (2xx) reply. Vendors that report errors in a 200 body (Qianfan v1)
+/// return them as errors here.
+pub fn decode_chat(provider: &Provider, body: &[u8]) -> GwResult<Completion> {
+    if speaks_openai(provider) {
+        return openai::decode(body);
+    }
+    match provider.kind {
+        ProviderKind::Anthropic => anthropic::decode(body),
+        ProviderKind::DashScope => dashscope::decode(body),
+        ProviderKind::Qianfan => qianfan::decode(body),
+        ProviderKind::Gemini => gemini::decode(body),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
+    }
 }
 
-pub fn stream_decoder(provider: &Provider, public_model: &str) -> StreamDecoder {
-    let _ = provider.kind;
-    StreamDecoder::OpenAi(openai::OpenAiStream::new(public_model))
+/// The stream decoder for a vendor that answers in its own format.
+pub fn stream_decoder(provider: &Provider) -> Box<dyn VendorStream> {
+    if speaks_openai(provider) {
+        return Box::new(openai::ChunkDecoder::new());
+    }
+    match provider.kind {
+        ProviderKind::Anthropic => Box::new(anthropic::AnthropicStream::new()),
+        ProviderKind::DashScope => Box::new(dashscope::DashScopeStream::new()),
+        ProviderKind::Qianfan => Box::new(qianfan::QianfanStream::new()),
+        ProviderKind::Gemini => Box::new(gemini::GeminiStream::new()),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
+    }
 }
 
 /// Turns a vendor's non-2xx reply into the client's error, without the vendor's credentials.
@@ -150,7 +211,17 @@ pub fn map_error(
     retry_after: Option<u64>,
     body: &[u8],
 ) -> GatewayError {
-    let mut e = openai::map_error(status, body);
+    let mut e = if speaks_openai(provider) {
+        openai::map_error(status, body)
+    } else {
+        match provider.kind {
+            ProviderKind::Anthropic => anthropic::map_error(status, body),
+            ProviderKind::DashScope => dashscope::map_error(status, body),
+            ProviderKind::Qianfan => qianfan::map_error(status, body),
+            ProviderKind::Gemini => gemini::map_error(status, body),
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
+        }
+    };
     if e.kind == ErrorKind::RateLimited && e.retry_after_secs.is_none() {
         e.retry_after_secs = retry_after;
     }
@@ -160,7 +231,7 @@ pub fn map_error(
 
 /// The vendor's status class, shared by every vendor's error mapping.
 pub fn error_from_status(status: u16, message: String) -> GatewayError {
-    let e = match status {
+    match status {
         401 | 403 => GatewayError::new(
             ErrorKind::UpstreamAuth,
             format!("The upstream provider rejected the gateway's credentials: {message}"),
@@ -170,8 +241,14 @@ pub fn error_from_status(status: u16, message: String) -> GatewayError {
         504 | 408 => GatewayError::new(ErrorKind::UpstreamTimeout, message),
         400..=499 => GatewayError::new(ErrorKind::InvalidRequest, message).with_status(status),
         _ => GatewayError::new(ErrorKind::UpstreamError, message),
-    };
-    e
+    }
+}
+
+pub fn malformed_event() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamBadResponse,
+        "The upstream provider sent a malformed stream event.",
+    )
 }
 
 /// Vendors sometimes echo (part of) the key they were sent; never pass that on.
@@ -192,4 +269,142 @@ pub fn redact_credentials(provider: &Provider, text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Helpers for the vendor modules' tests.
+
+    use super::*;
+    use crate::config::{Endpoint, Secret, Timeouts};
+
+    pub fn provider(kind: ProviderKind) -> Provider {
+        Provider {
+            name: "test".into(),
+            kind,
+            endpoint: Endpoint {
+                tls: true,
+                host: "vendor.example".into(),
+                port: 443,
+                path_prefix: String::new(),
+            },
+            credentials: Credentials::ApiKey(Secret::new("sk-test-vendor-key")),
+            api_version: None,
+            default_max_tokens: 4096,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn run(input: &[u8], cuts: &[usize], make: &dyn Fn() -> Box<dyn VendorStream>) -> Vec<Delta> {
+        let mut d = make();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &at in cuts.iter().chain(std::iter::once(&input.len())) {
+            d.push(&input[last..at], &mut |x| out.push(x));
+            last = at;
+        }
+        d.finish(&mut |x| out.push(x));
+        out
+    }
+
+    /// Decodes a recorded stream fed whole, byte by byte and at random split points; asserts
+    /// the three agree and returns the deltas.
+    pub fn run_stream_all_ways<S: VendorStream + 'static>(
+        input: &[u8],
+        make: impl Fn() -> S,
+    ) -> Vec<Delta> {
+        let make: &dyn Fn() -> Box<dyn VendorStream> = &|| Box::new(make());
+        let whole = run(input, &[], make);
+        let every: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(run(input, &every, make), whole, "byte by byte");
+        let mut rng = fastrand::Rng::with_seed(42);
+        for _ in 0..50 {
+            let mut cuts: Vec<usize> = (0..rng.usize(1..8))
+                .map(|_| rng.usize(0..=input.len()))
+                .collect();
+            cuts.sort_unstable();
+            assert_eq!(run(input, &cuts, make), whole, "cuts {cuts:?}");
+        }
+        whole
+    }
+
+    /// Arbitrary bytes must give deltas or an error, never a panic.
+    pub fn fuzz_stream<S: VendorStream + 'static>(make: impl Fn() -> S) {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet: &[u8] = b"data: event:{}[]\"\\\n\r:,0123456789abcdeftrunlTYPE\xff\xc3\xa9";
+        for _ in 0..2000 {
+            let len = rng.usize(0..300);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(0..alphabet.len())])
+                .collect();
+            let mut d = make();
+            d.push(&bytes, &mut |_| {});
+            d.finish(&mut |_| {});
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Arbitrary bytes into every stream and response decoder: deltas or errors, never a panic.
+
+    use super::testing::fuzz_stream;
+    use super::*;
+
+    #[test]
+    fn stream_decoders_survive_arbitrary_bytes() {
+        fuzz_stream(openai::ChunkDecoder::new);
+        fuzz_stream(anthropic::AnthropicStream::new);
+        fuzz_stream(dashscope::DashScopeStream::new);
+        fuzz_stream(qianfan::QianfanStream::new);
+        fuzz_stream(gemini::GeminiStream::new);
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..2000 {
+            let bytes: Vec<u8> = (0..rng.usize(0..200)).map(|_| rng.u8(..)).collect();
+            let mut pass = openai::OpenAiStream::new("m");
+            let mut out = Vec::new();
+            pass.push(&bytes, &mut out);
+            pass.finish(&mut out);
+        }
+    }
+
+    #[test]
+    fn response_decoders_survive_arbitrary_bytes() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let samples: [&[u8]; 6] = [
+            br#"{"choices":[{"message":{"content":"x"}}]}"#,
+            br#"{"content":[{"type":"text","text":"x"}],"stop_reason":"end_turn"}"#,
+            br#"{"output":{"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}}"#,
+            br#"{"result":"x","is_end":true,"error_code":110}"#,
+            br#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#,
+            br#"{"error":{"code":429,"message":"m","details":[{"retryDelay":"1s"}]}}"#,
+        ];
+        for _ in 0..3000 {
+            let base = samples[rng.usize(0..samples.len())];
+            let mut bytes = base.to_vec();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(0..=bytes.len());
+                match rng.u8(0..3) {
+                    0 => bytes.insert(at, rng.u8(..)),
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let _ = openai::decode(&bytes);
+            let _ = openai::decode_raw("m", &bytes);
+            let _ = anthropic::decode(&bytes);
+            let _ = dashscope::decode(&bytes);
+            let _ = qianfan::decode(&bytes);
+            let _ = gemini::decode(&bytes);
+            for status in [400, 401, 429, 500, 503] {
+                let _ = openai::map_error(status, &bytes);
+                let _ = anthropic::map_error(status, &bytes);
+                let _ = dashscope::map_error(status, &bytes);
+                let _ = qianfan::map_error(status, &bytes);
+                let _ = gemini::map_error(status, &bytes);
+            }
+        }
+    }
 }

@@ -1,37 +1,178 @@
 //! OpenAI and OpenAI-compatible servers (vLLM, Ollama, DeepSeek, Moonshot, DashScope
-//! compatible mode, Qianfan v2): the wire format is the client's own, so the request only gets
-//! its `model` swapped and the reply only gets the public model name back.
+//! compatible mode, Qianfan v2): for OpenAI clients the request only gets its `model` swapped
+//! and the reply only gets the public model name back; nothing else is parsed.
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 
-use super::{error_from_status, DecodedResponse, EncodeInput, StreamState, UpstreamRequest, Usage};
-use crate::chat::{write_json_str, JsonType, RawObject};
+use super::model::{
+    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
+    ToolChoice,
+};
+use super::{error_from_status, StreamState, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use crate::chat::{write_json_str, ChatRequest, JsonType, RawObject};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::sse::{SseError, SseSplitter};
 
-pub fn encode_chat(input: &EncodeInput) -> UpstreamRequest {
-    let mut model = Vec::with_capacity(input.vendor_model.len() + 2);
-    write_json_str(input.vendor_model, &mut model);
-    let mut body = Vec::with_capacity(256);
-    input
-        .request
-        .body
-        .write_with(&[("model", &model)], &[], &mut body);
+fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
-    if let Credentials::ApiKey(key) = &input.provider.credentials {
+    if let Credentials::ApiKey(key) = &target.provider.credentials {
         headers.push(("authorization", format!("Bearer {}", key.expose())));
     }
-    if input.request.stream {
+    if stream {
         headers.push(("accept", "text/event-stream".to_string()));
     }
     UpstreamRequest {
-        path_and_query: format!("{}/chat/completions", input.provider.endpoint.path_prefix),
+        path_and_query: format!("{}/chat/completions", target.provider.endpoint.path_prefix),
         headers,
         body: Bytes::from(body),
     }
+}
+
+/// The client's own JSON with only `model` replaced: no parse of the members it carries.
+pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
+    let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
+    write_json_str(target.vendor_model, &mut model);
+    let mut body = Vec::with_capacity(256);
+    chat.body.write_with(&[("model", &model)], &[], &mut body);
+    request(target, chat.stream, body)
+}
+
+fn content_json(parts: &[Part]) -> Value {
+    match parts {
+        [] => Value::Null,
+        [Part::Text(t)] => json!(t),
+        _ => Value::Array(
+            parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text(t) => json!({"type": "text", "text": t}),
+                    Part::Image(Image::Inline { media_type, data }) => json!({"type": "image_url",
+                        "image_url": {"url": format!("data:{media_type};base64,{data}")}}),
+                    Part::Image(Image::Url(url)) => {
+                        json!({"type": "image_url", "image_url": {"url": url}})
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool | Role::Function => "tool",
+    }
+}
+
+/// A typed request (from another client API) in OpenAI's format.
+pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.vendor_model));
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .map(|m| {
+            let mut o = json!({"role": role_str(m.role), "content": content_json(&m.parts)});
+            if !m.tool_calls.is_empty() {
+                o["tool_calls"] = Value::Array(
+                    m.tool_calls
+                        .iter()
+                        .map(|c| {
+                            json!({"id": c.id, "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments}})
+                        })
+                        .collect(),
+                );
+            }
+            if let Some(id) = &m.tool_call_id {
+                o["tool_call_id"] = json!(id);
+            }
+            o
+        })
+        .collect();
+    body.insert("messages".into(), Value::Array(messages));
+    let mut put = |k: &str, v: Value| {
+        body.insert(k.into(), v);
+    };
+    if let Some(t) = req.temperature {
+        put("temperature", json!(t));
+    }
+    if let Some(p) = req.top_p {
+        put("top_p", json!(p));
+    }
+    if let Some(m) = req.max_tokens {
+        put("max_tokens", json!(m));
+    }
+    if let Some(n) = req.n {
+        put("n", json!(n));
+    }
+    if !req.stop.is_empty() {
+        put("stop", json!(req.stop));
+    }
+    if let Some(s) = req.seed {
+        put("seed", json!(s));
+    }
+    if let Some(p) = req.presence_penalty {
+        put("presence_penalty", json!(p));
+    }
+    if let Some(p) = req.frequency_penalty {
+        put("frequency_penalty", json!(p));
+    }
+    if !req.tools.is_empty() {
+        let tools = req
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {"name": t.name,
+                "description": t.description, "parameters": t.parameters}})
+            })
+            .collect();
+        put("tools", Value::Array(tools));
+    }
+    if let Some(c) = &req.tool_choice {
+        put(
+            "tool_choice",
+            match c {
+                ToolChoice::None => json!("none"),
+                ToolChoice::Auto => json!("auto"),
+                ToolChoice::Required => json!("required"),
+                ToolChoice::Function(name) => {
+                    json!({"type": "function", "function": {"name": name}})
+                }
+            },
+        );
+    }
+    if let Some(p) = req.parallel_tool_calls {
+        put("parallel_tool_calls", json!(p));
+    }
+    match &req.response_format {
+        None => {}
+        Some(ResponseFormat::Text) => put("response_format", json!({"type": "text"})),
+        Some(ResponseFormat::JsonObject) => put("response_format", json!({"type": "json_object"})),
+        Some(ResponseFormat::JsonSchema { name, schema }) => put(
+            "response_format",
+            json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}}),
+        ),
+    }
+    if let Some(u) = &req.user {
+        put("user", json!(u));
+    }
+    if req.stream {
+        put("stream", json!(true));
+        put("stream_options", json!({"include_usage": true}));
+    }
+    for (k, v) in &req.extra {
+        body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let bytes = serde_json::to_vec(&Value::Object(body)).expect("json serializes");
+    request(target, req.stream, bytes)
 }
 
 fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {
@@ -48,7 +189,9 @@ fn public_model_json(public_model: &str) -> Vec<u8> {
     v
 }
 
-pub fn decode_chat(public_model: &str, body: &[u8]) -> GwResult<DecodedResponse> {
+/// The vendor's reply for an OpenAI client: checked, with the public model name put back,
+/// every other member copied verbatim.
+pub fn decode_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
     let obj: RawObject = serde_json::from_slice(body).map_err(|_| garbage())?;
     if obj.get("choices").map(JsonType::of) != Some(JsonType::Array) {
         return Err(garbage());
@@ -60,9 +203,74 @@ pub fn decode_chat(public_model: &str, body: &[u8]) -> GwResult<DecodedResponse>
         &[],
         &mut out,
     );
-    Ok(DecodedResponse {
-        body: Bytes::from(out),
-        usage,
+    Ok((Bytes::from(out), usage))
+}
+
+#[derive(Deserialize)]
+struct OpenAiResponse {
+    choices: Vec<OpenAiChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice {
+    #[serde(default)]
+    message: OpenAiMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct OpenAiMessage {
+    #[serde(default)]
+    content: Option<String>,
+    /// vLLM renamed `reasoning_content` to `reasoning`; accept both.
+    #[serde(default, alias = "reasoning")]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<OpenAiToolCall>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiToolCall {
+    #[serde(default)]
+    id: String,
+    function: OpenAiFunction,
+}
+
+#[derive(Deserialize)]
+struct OpenAiFunction {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+/// The vendor's reply, typed (for clients of another API).
+pub fn decode(body: &[u8]) -> GwResult<Completion> {
+    let r: OpenAiResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    Ok(Completion {
+        choices: r
+            .choices
+            .into_iter()
+            .map(|c| Choice {
+                content: c.message.content,
+                reasoning: c.message.reasoning_content,
+                tool_calls: c
+                    .message
+                    .tool_calls
+                    .into_iter()
+                    .map(|t| ToolCall {
+                        id: t.id,
+                        name: t.function.name,
+                        arguments: t.function.arguments,
+                    })
+                    .collect(),
+                finish: FinishReason::from_openai(c.finish_reason.as_deref().unwrap_or("stop")),
+            })
+            .collect(),
+        usage: r.usage,
     })
 }
 
@@ -110,6 +318,8 @@ pub struct OpenAiStream {
     splitter: SseSplitter,
     model_json: Vec<u8>,
     usage: Option<Usage>,
+    /// A choice reported its finish_reason: a close after it is a complete stream.
+    finished: bool,
     state: StreamState,
 }
 
@@ -119,6 +329,7 @@ impl OpenAiStream {
             splitter: SseSplitter::new(),
             model_json: public_model_json(public_model),
             usage: None,
+            finished: false,
             state: StreamState::Open,
         }
     }
@@ -134,6 +345,7 @@ impl OpenAiStream {
         let mut failure = None;
         let state = &mut self.state;
         let usage = &mut self.usage;
+        let finished = &mut self.finished;
         let model_json = &self.model_json;
         let res = self.splitter.push(chunk, |ev| {
             if *state != StreamState::Open {
@@ -161,6 +373,9 @@ impl OpenAiStream {
             }
             if let Some(u) = read_usage(obj.get("usage")) {
                 *usage = Some(u);
+            }
+            if memchr::memmem::find(ev.data.as_bytes(), b"\"finish_reason\":\"").is_some() {
+                *finished = true;
             }
             out.extend_from_slice(b"data: ");
             if obj.get("model").is_some() {
@@ -193,6 +408,10 @@ impl OpenAiStream {
                 self.push(&framed, out);
             }
         }
+        if self.state == StreamState::Open && self.finished {
+            out.extend_from_slice(b"data: [DONE]\n\n");
+            self.state = StreamState::Done;
+        }
         if self.state == StreamState::Open {
             out.extend_from_slice(
                 &GatewayError::new(
@@ -214,9 +433,195 @@ fn malformed_chunk() -> GatewayError {
     )
 }
 
+#[derive(Deserialize)]
+struct OpenAiChunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<OpenAiError>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    delta: ChunkDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    /// Moonshot puts the usage inside the final choice.
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default, alias = "reasoning")]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ChunkToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ChunkToolCall {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<ChunkFunction>,
+}
+
+#[derive(Deserialize)]
+struct ChunkFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// Parses OpenAI chunks into deltas, for clients that speak another API.
+#[derive(Default)]
+pub struct ChunkDecoder {
+    splitter: SseSplitter,
+    finished: bool,
+    ended: bool,
+}
+
+impl ChunkDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
+        if data == "[DONE]" {
+            self.ended = true;
+            return emit(Delta::Done);
+        }
+        let chunk: OpenAiChunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(_) => return emit(Delta::Error(super::malformed_event())),
+        };
+        if let Some(e) = chunk.error {
+            let message = e
+                .message
+                .unwrap_or_else(|| "the upstream stream failed".into());
+            return emit(Delta::Error(GatewayError::new(
+                ErrorKind::UpstreamError,
+                message,
+            )));
+        }
+        // Only the first choice: other client APIs have no `n`.
+        for c in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(r) = c.delta.reasoning_content {
+                emit(Delta::Reasoning(r));
+            }
+            if let Some(t) = c.delta.content {
+                emit(Delta::Text(t));
+            }
+            for t in c.delta.tool_calls {
+                let (name, arguments) = match t.function {
+                    Some(f) => (f.name, f.arguments),
+                    None => (None, None),
+                };
+                if t.id.is_some() || name.is_some() {
+                    emit(Delta::ToolStart {
+                        index: t.index,
+                        id: t.id.unwrap_or_else(|| format!("call_{}", t.index)),
+                        name: name.unwrap_or_default(),
+                    });
+                }
+                if let Some(a) = arguments.filter(|a| !a.is_empty()) {
+                    emit(Delta::ToolArgs {
+                        index: t.index,
+                        arguments: a,
+                    });
+                }
+            }
+            if let Some(u) = c.usage {
+                emit(Delta::Usage(u));
+            }
+            if let Some(f) = c.finish_reason {
+                self.finished = true;
+                emit(Delta::Finish(FinishReason::from_openai(&f)));
+            }
+        }
+        if let Some(u) = chunk.usage {
+            emit(Delta::Usage(u));
+        }
+    }
+}
+
+impl VendorStream for ChunkDecoder {
+    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
+        let mut events = Vec::new();
+        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+            return emit(Delta::Error(super::malformed_event()));
+        }
+        for e in events {
+            if !self.ended {
+                self.on_data(&e.data, emit);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
+        if let Ok(Some(e)) = self.splitter.finish() {
+            if !self.ended {
+                self.on_data(&e.data, emit);
+            }
+        }
+        // Some compatible servers close after the finish without `[DONE]`.
+        if self.finished && !self.ended {
+            self.ended = true;
+            emit(Delta::Done);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::run_stream_all_ways;
+
+    #[test]
+    fn chunk_decoder_reads_text_tools_and_usage() {
+        let s = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let d = run_stream_all_ways(s.as_bytes(), ChunkDecoder::new);
+        assert_eq!(
+            d,
+            vec![
+                Delta::Text("Hi".into()),
+                Delta::ToolStart {
+                    index: 0,
+                    id: "call_1".into(),
+                    name: "f".into()
+                },
+                Delta::ToolArgs {
+                    index: 0,
+                    arguments: "{\"a\":1}".into()
+                },
+                Delta::Finish(FinishReason::ToolCalls),
+                Delta::Usage(Usage {
+                    prompt_tokens: 9,
+                    completion_tokens: 4,
+                    total_tokens: 13
+                }),
+                Delta::Done,
+            ]
+        );
+    }
 
     const STREAM: &str = concat!(
         "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-2024\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
@@ -275,13 +680,17 @@ mod tests {
     #[test]
     fn decodes_and_rejects_non_streaming_bodies() {
         let body = br#"{"id":"x","object":"chat.completion","model":"v","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
-        let d = decode_chat("pub", body).unwrap();
-        assert!(std::str::from_utf8(&d.body)
+        let (out, usage) = decode_raw("pub", body).unwrap();
+        assert!(std::str::from_utf8(&out)
             .unwrap()
             .contains("\"model\":\"pub\""));
-        assert_eq!(d.usage.unwrap().prompt_tokens, 5);
-        assert!(decode_chat("pub", b"<html>").is_err());
-        assert!(decode_chat("pub", b"{\"id\":1}").is_err());
+        assert_eq!(usage.unwrap().prompt_tokens, 5);
+        assert_eq!(
+            decode(body).unwrap().choices[0].content.as_deref(),
+            Some("Hi")
+        );
+        assert!(decode_raw("pub", b"<html>").is_err());
+        assert!(decode_raw("pub", b"{\"id\":1}").is_err());
     }
 
     #[test]

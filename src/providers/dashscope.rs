@@ -1,0 +1,632 @@
+//! Alibaba DashScope native API (Qwen): `input.messages` + `parameters`, its own SSE framing
+//! (`id:`/`event:result`/`:HTTP_STATUS/200`, no `[DONE]`), cumulative usage in every event.
+//! Reference: <https://help.aliyun.com/zh/model-studio/use-qwen-by-calling-api>. Its
+//! OpenAI-compatible mode is configured as an `openai_compatible` provider instead.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::model::{
+    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
+    ToolChoice,
+};
+use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use crate::config::Credentials;
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::sse::SseSplitter;
+
+pub const TEXT_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
+pub const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+
+/// DashScope parameters with no OpenAI name; passed through from the client's request.
+const PASSED_EXTRAS: &[&str] = &[
+    "enable_thinking",
+    "thinking_budget",
+    "enable_search",
+    "search_options",
+    "top_k",
+    "repetition_penalty",
+    "translation_options",
+    "vl_high_resolution_images",
+];
+
+fn bad(param: &str, message: &str) -> GatewayError {
+    GatewayError::invalid(message, Some(param))
+}
+
+fn image_url(img: &Image) -> String {
+    match img {
+        Image::Inline { media_type, data } => format!("data:{media_type};base64,{data}"),
+        Image::Url(u) => u.clone(),
+    }
+}
+
+pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest> {
+    req.reject_logprobs("DashScope")?;
+    if let Some(n) = req.n {
+        if !(1..=4).contains(&n) {
+            return Err(bad("n", "DashScope models take n from 1 to 4."));
+        }
+    }
+    let multimodal = req.messages.iter().any(|m| m.has_images());
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        let role = match m.role {
+            Role::System | Role::Developer => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool | Role::Function => "tool",
+        };
+        let content = if multimodal {
+            Value::Array(
+                m.parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => json!({"text": t}),
+                        Part::Image(img) => json!({"image": image_url(img)}),
+                    })
+                    .collect(),
+            )
+        } else {
+            json!(m.text())
+        };
+        let mut o = json!({"role": role, "content": content});
+        if !m.tool_calls.is_empty() {
+            o["tool_calls"] = Value::Array(
+                m.tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect(),
+            );
+        }
+        if let Some(id) = &m.tool_call_id {
+            o["tool_call_id"] = json!(id);
+            if let Some(name) = req.function_name_for(id) {
+                o["name"] = json!(name);
+            }
+        }
+        messages.push(o);
+    }
+    let mut params = Map::new();
+    params.insert("result_format".into(), json!("message"));
+    if req.stream {
+        // Deltas, not the whole text so far in every event.
+        params.insert("incremental_output".into(), json!(true));
+    }
+    if let Some(t) = req.temperature {
+        // DashScope takes [0, 2).
+        params.insert("temperature".into(), json!(t.clamp(0.0, 1.99)));
+    }
+    if let Some(p) = req.top_p {
+        params.insert("top_p".into(), json!(p.clamp(0.0001, 1.0)));
+    }
+    if let Some(m) = req.max_tokens {
+        params.insert("max_tokens".into(), json!(m));
+    }
+    if let Some(n) = req.n {
+        params.insert("n".into(), json!(n));
+    }
+    if !req.stop.is_empty() {
+        params.insert("stop".into(), json!(req.stop));
+    }
+    if let Some(s) = req.seed {
+        params.insert("seed".into(), json!(s));
+    }
+    if let Some(p) = req.presence_penalty {
+        params.insert("presence_penalty".into(), json!(p));
+    }
+    if !req.tools.is_empty() {
+        params.insert(
+            "tools".into(),
+            Value::Array(
+                req.tools
+                    .iter()
+                    .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+                    .collect(),
+            ),
+        );
+    }
+    match &req.tool_choice {
+        None => {}
+        Some(ToolChoice::Auto) => {
+            params.insert("tool_choice".into(), json!("auto"));
+        }
+        Some(ToolChoice::None) => {
+            params.insert("tool_choice".into(), json!("none"));
+        }
+        Some(ToolChoice::Function(name)) => {
+            params.insert("tool_choice".into(), json!({"type": "function", "function": {"name": name}}));
+        }
+        Some(ToolChoice::Required) => {
+            return Err(bad("tool_choice", "tool_choice 'required' is not supported by DashScope models; name the function instead."))
+        }
+    }
+    if let Some(p) = req.parallel_tool_calls {
+        params.insert("parallel_tool_calls".into(), json!(p));
+    }
+    match &req.response_format {
+        Some(ResponseFormat::JsonObject) => {
+            params.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some(ResponseFormat::JsonSchema { name, schema }) => {
+            params.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}}),
+            );
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+    for name in PASSED_EXTRAS {
+        if let Some(v) = req.extra(name) {
+            params.insert((*name).into(), v.clone());
+        }
+    }
+    let body = json!({"model": target.vendor_model, "input": {"messages": messages}, "parameters": params});
+    let mut headers = Vec::with_capacity(3);
+    if let Credentials::ApiKey(k) = &target.provider.credentials {
+        headers.push(("authorization", format!("Bearer {}", k.expose())));
+    }
+    if req.stream {
+        headers.push(("x-dashscope-sse", "enable".to_string()));
+        headers.push(("accept", "text/event-stream".to_string()));
+    }
+    let path = if multimodal {
+        MULTIMODAL_PATH
+    } else {
+        TEXT_PATH
+    };
+    Ok(UpstreamRequest {
+        path_and_query: format!("{}{path}", target.provider.endpoint.path_prefix),
+        headers,
+        body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
+    })
+}
+
+// --- replies ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct DashScopeResponse {
+    #[serde(default)]
+    output: Option<DashScopeOutput>,
+    #[serde(default)]
+    usage: Option<DashScopeUsage>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DashScopeOutput {
+    #[serde(default)]
+    choices: Option<Vec<DashScopeChoice>>,
+    /// The legacy `result_format: text` shape.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DashScopeChoice {
+    #[serde(default)]
+    message: DashScopeMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct DashScopeMessage {
+    #[serde(default)]
+    content: Option<DashScopeContent>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<DashScopeToolCall>,
+}
+
+/// Multimodal models answer `content` as `[{"text": ...}]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DashScopeContent {
+    Text(String),
+    Items(Vec<DashScopeItem>),
+}
+
+#[derive(Deserialize)]
+struct DashScopeItem {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl DashScopeContent {
+    fn into_text(self) -> String {
+        match self {
+            DashScopeContent::Text(t) => t,
+            DashScopeContent::Items(items) => items.into_iter().filter_map(|i| i.text).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DashScopeToolCall {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<DashScopeFunction>,
+}
+
+#[derive(Deserialize)]
+struct DashScopeFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct DashScopeUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+}
+
+impl From<DashScopeUsage> for Usage {
+    fn from(u: DashScopeUsage) -> Usage {
+        Usage {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens + u.output_tokens,
+        }
+    }
+}
+
+/// `"null"` (a string) while generating; None then.
+fn finish_of(s: Option<&str>) -> Option<FinishReason> {
+    match s {
+        None | Some("null") | Some("") => None,
+        Some("length") => Some(FinishReason::Length),
+        Some("tool_calls") => Some(FinishReason::ToolCalls),
+        Some("content_filter") => Some(FinishReason::ContentFilter),
+        Some(_) => Some(FinishReason::Stop),
+    }
+}
+
+fn garbage() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamBadResponse,
+        "The upstream provider returned a response the gateway could not understand.",
+    )
+}
+
+pub fn decode(body: &[u8]) -> GwResult<Completion> {
+    let r: DashScopeResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let output = match (r.output, r.code) {
+        (Some(o), _) => o,
+        (None, Some(code)) => return Err(code_error(0, &code, r.message.unwrap_or_default())),
+        (None, None) => return Err(garbage()),
+    };
+    let choices = match (output.choices, output.text) {
+        (Some(choices), _) => choices
+            .into_iter()
+            .map(|c| {
+                let tool_calls: Vec<ToolCall> = c
+                    .message
+                    .tool_calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let f = t.function.unwrap_or(DashScopeFunction {
+                            name: None,
+                            arguments: None,
+                        });
+                        ToolCall {
+                            id: t.id.unwrap_or_else(|| format!("call_{i}")),
+                            name: f.name.unwrap_or_default(),
+                            arguments: f.arguments.unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                Choice {
+                    content: c.message.content.map(DashScopeContent::into_text),
+                    reasoning: c.message.reasoning_content.filter(|r| !r.is_empty()),
+                    finish: finish_of(c.finish_reason.as_deref()).unwrap_or(
+                        if tool_calls.is_empty() {
+                            FinishReason::Stop
+                        } else {
+                            FinishReason::ToolCalls
+                        },
+                    ),
+                    tool_calls,
+                }
+            })
+            .collect(),
+        (None, Some(text)) => vec![Choice {
+            content: Some(text),
+            reasoning: None,
+            tool_calls: Vec::new(),
+            finish: finish_of(output.finish_reason.as_deref()).unwrap_or(FinishReason::Stop),
+        }],
+        (None, None) => return Err(garbage()),
+    };
+    Ok(Completion {
+        choices,
+        usage: r.usage.map(Usage::from),
+    })
+}
+
+/// DashScope error codes, for HTTP errors and in-stream `event:error`.
+fn code_error(status: u16, code: &str, message: String) -> GatewayError {
+    let message = if message.is_empty() {
+        code.to_string()
+    } else {
+        message
+    };
+    match code {
+        c if c.starts_with("Throttling") => GatewayError::new(ErrorKind::RateLimited, message),
+        "InvalidApiKey" | "AccessDenied" | "Arrearage" | "AccessDenied.Unpurchased" => {
+            GatewayError::new(
+                ErrorKind::UpstreamAuth,
+                format!("The upstream provider rejected the gateway's credentials: {message}"),
+            )
+        }
+        "DataInspectionFailed" => {
+            GatewayError::invalid(message, Some("messages")).with_code("content_filter")
+        }
+        "InvalidParameter" => GatewayError::invalid(message, None),
+        "RequestTimeOut" => GatewayError::new(ErrorKind::UpstreamTimeout, message),
+        _ if status != 0 => error_from_status(status, message),
+        _ => GatewayError::new(ErrorKind::UpstreamError, message),
+    }
+}
+
+#[derive(Deserialize)]
+struct DashScopeError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
+    match serde_json::from_slice::<DashScopeError>(body) {
+        Ok(e) if !e.code.is_empty() => code_error(status, &e.code, e.message),
+        _ => error_from_status(status, format!("upstream returned HTTP {status}")),
+    }
+}
+
+// --- streams ----------------------------------------------------------------------------------
+
+#[derive(Default)]
+pub struct DashScopeStream {
+    splitter: SseSplitter,
+    started_tools: Vec<usize>,
+    usage: Option<Usage>,
+    ended: bool,
+}
+
+impl DashScopeStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn on_event(&mut self, event: Option<&str>, data: &str, emit: &mut dyn FnMut(Delta)) {
+        if event == Some("error") {
+            let e: DashScopeError = serde_json::from_str(data).unwrap_or(DashScopeError {
+                code: String::new(),
+                message: String::new(),
+            });
+            let mut err = code_error(0, &e.code, e.message);
+            if err.kind == ErrorKind::InvalidRequest {
+                err.kind = ErrorKind::UpstreamError;
+            }
+            return emit(Delta::Error(err));
+        }
+        let r: DashScopeResponse = match serde_json::from_str(data) {
+            Ok(r) => r,
+            Err(_) => return emit(Delta::Error(super::malformed_event())),
+        };
+        if let Some(u) = r.usage {
+            self.usage = Some(u.into());
+        }
+        let Some(output) = r.output else { return };
+        let mut finish = None;
+        for c in output.choices.into_iter().flatten().take(1) {
+            if let Some(reasoning) = c.message.reasoning_content {
+                emit(Delta::Reasoning(reasoning));
+            }
+            if let Some(content) = c.message.content {
+                emit(Delta::Text(content.into_text()));
+            }
+            for (i, t) in c.message.tool_calls.into_iter().enumerate() {
+                let index = t.index.unwrap_or(i);
+                let f = t.function.unwrap_or(DashScopeFunction {
+                    name: None,
+                    arguments: None,
+                });
+                if !self.started_tools.contains(&index) {
+                    self.started_tools.push(index);
+                    emit(Delta::ToolStart {
+                        index,
+                        id: t
+                            .id
+                            .filter(|id| !id.is_empty())
+                            .unwrap_or_else(|| format!("call_{index}")),
+                        name: f.name.unwrap_or_default(),
+                    });
+                }
+                if let Some(args) = f.arguments.filter(|a| !a.is_empty()) {
+                    emit(Delta::ToolArgs {
+                        index,
+                        arguments: args,
+                    });
+                }
+            }
+            finish = finish_of(c.finish_reason.as_deref());
+        }
+        if let (None, Some(text)) = (finish, output.text) {
+            emit(Delta::Text(text));
+            finish = finish_of(output.finish_reason.as_deref());
+        }
+        if let Some(f) = finish {
+            // No [DONE] in DashScope streams: the event with a finish reason is the last.
+            emit(Delta::Finish(f));
+            if let Some(u) = self.usage {
+                emit(Delta::Usage(u));
+            }
+            self.ended = true;
+            emit(Delta::Done);
+        }
+    }
+}
+
+impl VendorStream for DashScopeStream {
+    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
+        let mut events = Vec::new();
+        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+            return emit(Delta::Error(super::malformed_event()));
+        }
+        for e in events {
+            if !self.ended {
+                self.on_event(e.event.as_deref(), &e.data, emit);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
+        if let Ok(Some(e)) = self.splitter.finish() {
+            if !self.ended {
+                self.on_event(e.event.as_deref(), &e.data, emit);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatRequest;
+    use crate::providers::testing::{provider, run_stream_all_ways};
+    use crate::providers::ProviderKind;
+
+    fn req(body: &str) -> Request {
+        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn encodes_input_and_parameters() {
+        let p = provider(ProviderKind::DashScope);
+        let r = req(
+            r#"{"model":"x","stream":true,"messages":[{"role":"system","content":"sys"},{"role":"user","content":"hi"}],
+            "temperature":2,"max_tokens":50,"enable_thinking":false,"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#,
+        );
+        let u = encode(
+            &r,
+            &VendorTarget {
+                provider: &p,
+                vendor_model: "qwen-plus",
+                access_token: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(u.path_and_query, TEXT_PATH);
+        let b: Value = serde_json::from_slice(&u.body).unwrap();
+        assert_eq!(b["model"], "qwen-plus");
+        assert_eq!(
+            b["input"]["messages"][0],
+            json!({"role": "system", "content": "sys"})
+        );
+        assert_eq!(b["parameters"]["result_format"], "message");
+        assert_eq!(b["parameters"]["incremental_output"], true);
+        assert_eq!(b["parameters"]["temperature"], 1.99);
+        assert_eq!(b["parameters"]["enable_thinking"], false);
+        assert_eq!(b["parameters"]["tools"][0]["function"]["name"], "f");
+        assert!(u
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "x-dashscope-sse" && v == "enable"));
+    }
+
+    #[test]
+    fn images_go_to_the_multimodal_endpoint() {
+        let p = provider(ProviderKind::DashScope);
+        let r = req(
+            r#"{"model":"x","messages":[{"role":"user","content":[{"type":"text","text":"what?"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
+        );
+        let u = encode(
+            &r,
+            &VendorTarget {
+                provider: &p,
+                vendor_model: "qwen-vl-plus",
+                access_token: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(u.path_and_query, MULTIMODAL_PATH);
+        let b: Value = serde_json::from_slice(&u.body).unwrap();
+        assert_eq!(
+            b["input"]["messages"][0]["content"],
+            json!([{"text": "what?"}, {"image": "https://x/y.png"}])
+        );
+    }
+
+    #[test]
+    fn decodes_message_and_text_formats() {
+        let c = decode(br#"{"output":{"choices":[{"finish_reason":"stop","message":{"role":"assistant","content":"Hello"}}]},"usage":{"input_tokens":10,"output_tokens":2,"total_tokens":12},"request_id":"b1"}"#).unwrap();
+        assert_eq!(c.choices[0].content.as_deref(), Some("Hello"));
+        assert_eq!(c.usage.unwrap().total_tokens, 12);
+        let c = decode(br#"{"output":{"text":"Hi","finish_reason":"length"},"usage":{"input_tokens":1,"output_tokens":1}}"#).unwrap();
+        assert_eq!(c.choices[0].finish, FinishReason::Length);
+        let c = decode(br#"{"output":{"choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":"","tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"f","arguments":"{}"}}]}}]}}"#).unwrap();
+        assert_eq!(c.choices[0].tool_calls[0].id, "call_9");
+        assert_eq!(c.choices[0].finish, FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn maps_error_codes() {
+        let e = map_error(429, br#"{"code":"Throttling.RateQuota","message":"Requests rate limit exceeded","request_id":"r"}"#);
+        assert_eq!(e.status(), 429);
+        let e = map_error(
+            401,
+            br#"{"code":"InvalidApiKey","message":"Invalid API-key provided.","request_id":"r"}"#,
+        );
+        assert_eq!(e.status(), 502);
+        let e = map_error(400, br#"{"code":"InvalidParameter","message":"bad"}"#);
+        assert_eq!((e.status(), e.message.as_str()), (400, "bad"));
+    }
+
+    const STREAM: &str = "id:1\nevent:result\n:HTTP_STATUS/200\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"Hel\",\"role\":\"assistant\"},\"finish_reason\":\"null\"}]},\"usage\":{\"total_tokens\":12,\"output_tokens\":2,\"input_tokens\":10},\"request_id\":\"r1\"}\n\nid:2\nevent:result\n:HTTP_STATUS/200\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"lo 世界\",\"role\":\"assistant\"},\"finish_reason\":\"null\"}]},\"usage\":{\"total_tokens\":13,\"output_tokens\":3,\"input_tokens\":10},\"request_id\":\"r1\"}\n\nid:3\nevent:result\n:HTTP_STATUS/200\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"role\":\"assistant\"},\"finish_reason\":\"stop\"}]},\"usage\":{\"total_tokens\":14,\"output_tokens\":4,\"input_tokens\":10},\"request_id\":\"r1\"}\n\n";
+
+    #[test]
+    fn stream_decodes_identically_at_any_split() {
+        let d = run_stream_all_ways(STREAM.as_bytes(), DashScopeStream::new);
+        assert_eq!(
+            d,
+            vec![
+                Delta::Text("Hel".into()),
+                Delta::Text("lo 世界".into()),
+                Delta::Text(String::new()),
+                Delta::Finish(FinishReason::Stop),
+                Delta::Usage(Usage {
+                    prompt_tokens: 10,
+                    completion_tokens: 4,
+                    total_tokens: 14
+                }),
+                Delta::Done,
+            ]
+        );
+    }
+
+    #[test]
+    fn in_stream_error_event() {
+        let s = "id:1\nevent:error\n:HTTP_STATUS/400\ndata:{\"code\":\"InvalidParameter\",\"message\":\"bad input\",\"request_id\":\"r\"}\n\n";
+        match &run_stream_all_ways(s.as_bytes(), DashScopeStream::new)[..] {
+            [Delta::Error(e)] => assert_eq!(e.message, "bad input"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! Google Gemini API: `models/{model}:generateContent` and `:streamGenerateContent?alt=sse`.
+//! `contents`/`parts`, role `model`, `systemInstruction`, `generationConfig`, function calling.
+//! Reference: <https://ai.google.dev/api/generate-content>. The base URL carries the API
+//! version (`/v1beta` or `/v1`).
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::model::{
+    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
+    ToolChoice,
+};
+use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use crate::config::Credentials;
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::sse::SseSplitter;
+
+fn bad(param: &str, message: &str) -> GatewayError {
+    GatewayError::invalid(message, Some(param))
+}
+
+/// Gemini's `parameters` take an OpenAPI subset: drop the JSON Schema keywords it rejects.
+fn gemini_schema(schema: &Value) -> Value {
+    match schema {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "$schema" | "additionalProperties" | "strict" | "$id"
+                    )
+                })
+                .map(|(k, v)| (k.clone(), gemini_schema(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(gemini_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest> {
+    req.reject_logprobs("Gemini")?;
+    if req.stop.len() > 5 {
+        return Err(bad("stop", "Gemini models take at most 5 stop sequences."));
+    }
+    let mut contents: Vec<(&str, Vec<Value>)> = Vec::new();
+    for (i, m) in req.messages.iter().enumerate() {
+        let (role, parts) = match m.role {
+            Role::System | Role::Developer => continue,
+            Role::User => {
+                let mut parts = Vec::new();
+                for p in &m.parts {
+                    parts.push(match p {
+                        Part::Text(t) => json!({"text": t}),
+                        Part::Image(Image::Inline { media_type, data }) => {
+                            json!({"inlineData": {"mimeType": media_type, "data": data}})
+                        }
+                        Part::Image(Image::Url(_)) => {
+                            return Err(bad(
+                                &format!("messages[{i}].content"),
+                                "Gemini models take images as base64 data: URLs.",
+                            ))
+                        }
+                    });
+                }
+                ("user", parts)
+            }
+            Role::Assistant => {
+                let mut parts: Vec<Value> = m
+                    .parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Text(t) if !t.is_empty() => Some(json!({"text": t})),
+                        _ => None,
+                    })
+                    .collect();
+                for c in &m.tool_calls {
+                    let args: Value = if c.arguments.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&c.arguments).map_err(|_| {
+                            bad(
+                                &format!("messages[{i}].tool_calls"),
+                                "Tool call arguments must be a JSON object.",
+                            )
+                        })?
+                    };
+                    parts.push(json!({"functionCall": {"name": c.name, "args": args}}));
+                }
+                ("model", parts)
+            }
+            Role::Tool | Role::Function => {
+                let name = m
+                    .tool_call_id
+                    .as_deref()
+                    .and_then(|id| req.function_name_for(id))
+                    .map(str::to_string)
+                    .or_else(|| m.name.clone())
+                    .ok_or_else(|| bad(&format!("messages[{i}].tool_call_id"), "A tool message must answer a tool call made earlier in the conversation."))?;
+                let text = m.text();
+                let response = match serde_json::from_str::<Value>(&text) {
+                    Ok(v @ Value::Object(_)) => v,
+                    _ => json!({"content": text}),
+                };
+                (
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                )
+            }
+        };
+        if parts.is_empty() {
+            continue;
+        }
+        match contents.last_mut() {
+            Some((r, ps)) if *r == role => ps.extend(parts),
+            _ => contents.push((role, parts)),
+        }
+    }
+    if contents.is_empty() {
+        return Err(bad(
+            "messages",
+            "At least one user message with content is required.",
+        ));
+    }
+    let mut body = Map::new();
+    body.insert(
+        "contents".into(),
+        Value::Array(
+            contents
+                .into_iter()
+                .map(|(role, parts)| json!({"role": role, "parts": parts}))
+                .collect(),
+        ),
+    );
+    if let Some(system) = req.system_text() {
+        body.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system}]}),
+        );
+    }
+    let mut gen = Map::new();
+    if let Some(t) = req.temperature {
+        gen.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = req.top_p {
+        gen.insert("topP".into(), json!(p));
+    }
+    if let Some(k) = req.extra("top_k") {
+        gen.insert("topK".into(), k.clone());
+    }
+    if let Some(m) = req.max_tokens {
+        gen.insert("maxOutputTokens".into(), json!(m));
+    }
+    if !req.stop.is_empty() {
+        gen.insert("stopSequences".into(), json!(req.stop));
+    }
+    if let Some(n) = req.n {
+        gen.insert("candidateCount".into(), json!(n));
+    }
+    if let Some(s) = req.seed {
+        gen.insert("seed".into(), json!(s));
+    }
+    if let Some(p) = req.presence_penalty {
+        gen.insert("presencePenalty".into(), json!(p));
+    }
+    if let Some(p) = req.frequency_penalty {
+        gen.insert("frequencyPenalty".into(), json!(p));
+    }
+    match &req.response_format {
+        Some(ResponseFormat::JsonObject) => {
+            gen.insert("responseMimeType".into(), json!("application/json"));
+        }
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            gen.insert("responseMimeType".into(), json!("application/json"));
+            gen.insert("responseSchema".into(), gemini_schema(schema));
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+    if let Some(t) = req.extra("thinking_config") {
+        gen.insert("thinkingConfig".into(), t.clone());
+    }
+    if !gen.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(gen));
+    }
+    if !req.tools.is_empty() {
+        let decls: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut d = json!({"name": t.name, "parameters": gemini_schema(&t.parameters)});
+                if let Some(desc) = &t.description {
+                    d["description"] = json!(desc);
+                }
+                d
+            })
+            .collect();
+        body.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+    }
+    if let Some(choice) = &req.tool_choice {
+        let cfg = match choice {
+            ToolChoice::Auto => json!({"mode": "AUTO"}),
+            ToolChoice::None => json!({"mode": "NONE"}),
+            ToolChoice::Required => json!({"mode": "ANY"}),
+            ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+        };
+        body.insert("toolConfig".into(), json!({"functionCallingConfig": cfg}));
+    }
+    let method = if req.stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    };
+    let mut headers = Vec::with_capacity(2);
+    if let Credentials::ApiKey(k) = &target.provider.credentials {
+        headers.push(("x-goog-api-key", k.expose().to_string()));
+    }
+    if req.stream {
+        headers.push(("accept", "text/event-stream".into()));
+    }
+    Ok(UpstreamRequest {
+        path_and_query: format!(
+            "{}/models/{}:{method}",
+            target.provider.endpoint.path_prefix, target.vendor_model
+        ),
+        headers,
+        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
+    })
+}
+
+// --- replies ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiResponse {
+    #[serde(default)]
+    candidates: Vec<GeminiCandidate>,
+    #[serde(default)]
+    usage_metadata: Option<GeminiUsage>,
+    #[serde(default)]
+    prompt_feedback: Option<Value>,
+    #[serde(default)]
+    error: Option<GeminiError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiCandidate {
+    #[serde(default)]
+    content: Option<GeminiContent>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    index: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct GeminiContent {
+    #[serde(default)]
+    parts: Vec<GeminiPart>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiPart {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thought: Option<bool>,
+    #[serde(default)]
+    function_call: Option<GeminiFunctionCall>,
+}
+
+#[derive(Deserialize)]
+struct GeminiFunctionCall {
+    name: String,
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+struct GeminiUsage {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: u64,
+}
+
+impl From<GeminiUsage> for Usage {
+    fn from(u: GeminiUsage) -> Usage {
+        let completion = u.candidates_token_count + u.thoughts_token_count;
+        Usage {
+            prompt_tokens: u.prompt_token_count,
+            completion_tokens: completion,
+            total_tokens: u.prompt_token_count + completion,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GeminiErrorEnvelope {
+    error: GeminiError,
+}
+
+#[derive(Deserialize)]
+struct GeminiError {
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    details: Vec<Value>,
+}
+
+fn finish_of(reason: &str) -> FinishReason {
+    match reason {
+        "MAX_TOKENS" => FinishReason::Length,
+        "STOP"
+        | "MALFORMED_FUNCTION_CALL"
+        | "FINISH_REASON_UNSPECIFIED"
+        | "UNEXPECTED_TOOL_CALL"
+        | "TOO_MANY_TOOL_CALLS" => FinishReason::Stop,
+        _ => FinishReason::ContentFilter,
+    }
+}
+
+fn garbage() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamBadResponse,
+        "The upstream provider returned a response the gateway could not understand.",
+    )
+}
+
+pub fn decode(body: &[u8]) -> GwResult<Completion> {
+    let r: GeminiResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    if let Some(e) = r.error {
+        return Err(gemini_error(e.code, e));
+    }
+    if r.candidates.is_empty() {
+        if r.prompt_feedback.is_some() {
+            // The prompt itself was blocked.
+            return Ok(Completion {
+                choices: vec![Choice {
+                    content: Some(String::new()),
+                    reasoning: None,
+                    tool_calls: Vec::new(),
+                    finish: FinishReason::ContentFilter,
+                }],
+                usage: r.usage_metadata.map(Usage::from),
+            });
+        }
+        return Err(garbage());
+    }
+    let mut calls = 0;
+    let mut candidates = r.candidates;
+    candidates.sort_by_key(|c| c.index.unwrap_or(0));
+    let choices = candidates
+        .into_iter()
+        .map(|c| {
+            let mut text = String::new();
+            let mut reasoning = String::new();
+            let mut tool_calls = Vec::new();
+            for p in c.content.map(|c| c.parts).unwrap_or_default() {
+                match (p.text, p.thought, p.function_call) {
+                    (Some(t), Some(true), _) => reasoning.push_str(&t),
+                    (Some(t), _, _) => text.push_str(&t),
+                    (None, _, Some(f)) => {
+                        tool_calls.push(ToolCall {
+                            id: format!("call_{calls}"),
+                            name: f.name,
+                            arguments: f.args.unwrap_or(json!({})).to_string(),
+                        });
+                        calls += 1;
+                    }
+                    _ => {}
+                }
+            }
+            let finish = if tool_calls.is_empty() {
+                finish_of(c.finish_reason.as_deref().unwrap_or("STOP"))
+            } else {
+                FinishReason::ToolCalls
+            };
+            Choice {
+                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+                reasoning: (!reasoning.is_empty()).then_some(reasoning),
+                tool_calls,
+                finish,
+            }
+        })
+        .collect();
+    Ok(Completion {
+        choices,
+        usage: r.usage_metadata.map(Usage::from),
+    })
+}
+
+fn retry_delay(details: &[Value]) -> Option<u64> {
+    details
+        .iter()
+        .find_map(|d| d.get("retryDelay").and_then(Value::as_str))
+        .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
+        .map(|s| s.ceil() as u64)
+}
+
+fn gemini_error(status: u16, e: GeminiError) -> GatewayError {
+    let key_invalid = e
+        .details
+        .iter()
+        .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"));
+    if key_invalid {
+        return GatewayError::new(
+            ErrorKind::UpstreamAuth,
+            format!(
+                "The upstream provider rejected the gateway's credentials: {}",
+                e.message
+            ),
+        );
+    }
+    let retry = retry_delay(&e.details);
+    error_from_status(if status == 0 { 500 } else { status }, e.message).with_retry_after(retry)
+}
+
+pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
+    match serde_json::from_slice::<GeminiErrorEnvelope>(body) {
+        Ok(env) => gemini_error(status, env.error),
+        // Some Gemini errors arrive as a JSON array holding the envelope.
+        Err(_) => match serde_json::from_slice::<Vec<GeminiErrorEnvelope>>(body) {
+            Ok(mut v) if !v.is_empty() => gemini_error(status, v.remove(0).error),
+            _ => error_from_status(status, format!("upstream returned HTTP {status}")),
+        },
+    }
+}
+
+// --- streams ----------------------------------------------------------------------------------
+
+/// Every event is a whole `GenerateContentResponse` holding only the new text; the stream ends
+/// when the connection closes, and the last event carries the finish reason and final usage.
+#[derive(Default)]
+pub struct GeminiStream {
+    splitter: SseSplitter,
+    tools: usize,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+    failed: bool,
+}
+
+impl GeminiStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
+        let r: GeminiResponse = match serde_json::from_str(data) {
+            Ok(r) => r,
+            Err(_) => {
+                self.failed = true;
+                return emit(Delta::Error(super::malformed_event()));
+            }
+        };
+        if let Some(e) = r.error {
+            self.failed = true;
+            let mut err = gemini_error(e.code, e);
+            if err.kind == ErrorKind::InvalidRequest {
+                err.kind = ErrorKind::UpstreamError;
+                err.status = None;
+            }
+            return emit(Delta::Error(err));
+        }
+        if let Some(u) = r.usage_metadata {
+            self.usage = Some(u.into());
+        }
+        if r.candidates.is_empty() && r.prompt_feedback.is_some() {
+            self.finish = Some(FinishReason::ContentFilter);
+            return emit(Delta::Finish(FinishReason::ContentFilter));
+        }
+        // Only the first candidate: a stream has one choice.
+        for c in r
+            .candidates
+            .into_iter()
+            .filter(|c| c.index.unwrap_or(0) == 0)
+        {
+            for p in c.content.map(|c| c.parts).unwrap_or_default() {
+                match (p.text, p.thought, p.function_call) {
+                    (Some(t), Some(true), _) => emit(Delta::Reasoning(t)),
+                    (Some(t), _, _) => emit(Delta::Text(t)),
+                    (None, _, Some(f)) => {
+                        let index = self.tools;
+                        self.tools += 1;
+                        emit(Delta::ToolStart {
+                            index,
+                            id: format!("call_{index}"),
+                            name: f.name,
+                        });
+                        emit(Delta::ToolArgs {
+                            index,
+                            arguments: f.args.unwrap_or(json!({})).to_string(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(reason) = c.finish_reason {
+                let f = if self.tools > 0 {
+                    FinishReason::ToolCalls
+                } else {
+                    finish_of(&reason)
+                };
+                if self.finish.is_none() {
+                    emit(Delta::Finish(f));
+                }
+                self.finish = Some(f);
+            }
+        }
+    }
+}
+
+impl VendorStream for GeminiStream {
+    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
+        let mut events = Vec::new();
+        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+            self.failed = true;
+            return emit(Delta::Error(super::malformed_event()));
+        }
+        for e in events {
+            if !self.failed {
+                self.on_data(&e.data, emit);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
+        if let Ok(Some(e)) = self.splitter.finish() {
+            if !self.failed {
+                self.on_data(&e.data, emit);
+            }
+        }
+        if self.finish.is_some() && !self.failed {
+            if let Some(u) = self.usage {
+                emit(Delta::Usage(u));
+            }
+            emit(Delta::Done);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatRequest;
+    use crate::providers::testing::{provider, run_stream_all_ways};
+    use crate::providers::ProviderKind;
+
+    fn req(body: &str) -> Request {
+        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn encodes_contents_config_and_tools() {
+        let mut p = provider(ProviderKind::Gemini);
+        p.endpoint.path_prefix = "/v1beta".into();
+        let r = req(
+            r#"{"model":"x","stream":true,"messages":[{"role":"system","content":"sys"},{"role":"user","content":"w?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{\"city\":\"Oslo\"}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"sunny"}],"max_tokens":64,"temperature":0.3,"n":2,
+            "tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object","additionalProperties":false,"properties":{"city":{"type":"string"}}}}}],"tool_choice":"required"}"#,
+        );
+        let u = encode(
+            &r,
+            &VendorTarget {
+                provider: &p,
+                vendor_model: "gemini-2.5-flash",
+                access_token: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            u.path_and_query,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        let b: Value = serde_json::from_slice(&u.body).unwrap();
+        assert_eq!(b["systemInstruction"], json!({"parts": [{"text": "sys"}]}));
+        assert_eq!(
+            b["contents"][1],
+            json!({"role": "model", "parts": [{"functionCall": {"name": "w", "args": {"city": "Oslo"}}}]})
+        );
+        assert_eq!(
+            b["contents"][2]["parts"][0]["functionResponse"],
+            json!({"name": "w", "response": {"content": "sunny"}})
+        );
+        assert_eq!(
+            b["generationConfig"],
+            json!({"temperature": 0.3, "maxOutputTokens": 64, "candidateCount": 2})
+        );
+        assert!(b["tools"][0]["functionDeclarations"][0]["parameters"]
+            .get("additionalProperties")
+            .is_none());
+        assert_eq!(b["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
+        assert!(u.headers.iter().any(|(k, _)| *k == "x-goog-api-key"));
+    }
+
+    #[test]
+    fn decodes_text_calls_and_errors() {
+        let c = decode(br#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hello"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1,"totalTokenCount":5}}"#).unwrap();
+        assert_eq!(c.choices[0].content.as_deref(), Some("Hello"));
+        assert_eq!(c.usage.unwrap().total_tokens, 5);
+        let c = decode(br#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"w","args":{"a":1}}}]},"finishReason":"STOP"}]}"#).unwrap();
+        assert_eq!(
+            (
+                c.choices[0].finish,
+                c.choices[0].tool_calls[0].arguments.as_str()
+            ),
+            (FinishReason::ToolCalls, r#"{"a":1}"#)
+        );
+        let c = decode(
+            br#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"SAFETY"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.choices[0].finish, FinishReason::ContentFilter);
+        let e = map_error(429, br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"22s"}]}}"#);
+        assert_eq!((e.status(), e.retry_after_secs), (429, Some(22)));
+        let e = map_error(400, br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#);
+        assert_eq!(e.status(), 502);
+    }
+
+    const STREAM: &str = "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hel\"}]},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":4,\"totalTokenCount\":4}}\r\n\r\ndata: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"lo\"}]},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":2,\"totalTokenCount\":6}}\r\n\r\n";
+
+    #[test]
+    fn stream_decodes_identically_at_any_split() {
+        let d = run_stream_all_ways(STREAM.as_bytes(), GeminiStream::new);
+        assert_eq!(
+            d,
+            vec![
+                Delta::Text("Hel".into()),
+                Delta::Text("lo".into()),
+                Delta::Finish(FinishReason::Stop),
+                Delta::Usage(Usage {
+                    prompt_tokens: 4,
+                    completion_tokens: 2,
+                    total_tokens: 6
+                }),
+                Delta::Done,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_before_the_finish_is_not_done() {
+        let cut = &STREAM[..STREAM.find("\r\n\r\n").unwrap() + 4];
+        let d = run_stream_all_ways(cut.as_bytes(), GeminiStream::new);
+        assert_eq!(d, vec![Delta::Text("Hel".into())]);
+    }
+}

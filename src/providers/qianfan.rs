@@ -1,0 +1,461 @@
+//! Baidu Qianfan v1 (ERNIE, `wenxinworkshop`): OAuth access token in the query, `system` as
+//! its own field, strictly alternating messages, errors as HTTP 200 bodies with `error_code`.
+//! v2 is OpenAI-compatible and handled by `openai.rs`.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::model::{
+    Choice, Completion, Delta, FinishReason, Request, ResponseFormat, Role, ToolCall, ToolChoice,
+};
+use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::sse::SseSplitter;
+
+pub const CHAT_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
+
+/// ERNIE parameters with no OpenAI name; passed through from the client's request.
+const PASSED_EXTRAS: &[&str] = &[
+    "penalty_score",
+    "disable_search",
+    "enable_citation",
+    "enable_trace",
+    "top_k",
+];
+
+fn bad(param: &str, message: &str) -> GatewayError {
+    GatewayError::invalid(message, Some(param))
+}
+
+pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest> {
+    req.reject_n_above_one("Qianfan ERNIE")?;
+    req.reject_logprobs("Qianfan ERNIE")?;
+    req.reject_images("Qianfan ERNIE")?;
+    let token = target
+        .access_token
+        .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "no Qianfan access token"))?;
+
+    // (role, content, function_call, name)
+    let mut turns: Vec<(&str, String, Option<Value>, Option<String>)> = Vec::new();
+    for m in &req.messages {
+        let turn = match m.role {
+            Role::System | Role::Developer => continue,
+            Role::User => ("user", m.text(), None, None),
+            Role::Assistant => {
+                let call = m
+                    .tool_calls
+                    .first()
+                    .map(|c| json!({"name": c.name, "arguments": c.arguments}));
+                ("assistant", m.text(), call, None)
+            }
+            Role::Tool | Role::Function => {
+                let name = m
+                    .tool_call_id
+                    .as_deref()
+                    .and_then(|id| req.function_name_for(id))
+                    .map(str::to_string)
+                    .or_else(|| m.name.clone());
+                ("function", m.text(), None, name)
+            }
+        };
+        // ERNIE needs alternating turns: merge neighbours of the same role.
+        match turns.last_mut() {
+            Some(last)
+                if last.0 == turn.0
+                    && turn.0 != "function"
+                    && last.2.is_none()
+                    && turn.2.is_none() =>
+            {
+                if !last.1.is_empty() && !turn.1.is_empty() {
+                    last.1.push_str("\n\n");
+                }
+                last.1.push_str(&turn.1);
+            }
+            _ => turns.push(turn),
+        }
+    }
+    let alternates = turns.iter().enumerate().all(|(i, t)| {
+        if i % 2 == 0 {
+            t.0 == "user" || t.0 == "function"
+        } else {
+            t.0 == "assistant"
+        }
+    });
+    if turns.is_empty() || turns.len() % 2 == 0 || !alternates {
+        return Err(bad(
+            "messages",
+            "Qianfan ERNIE models need messages that alternate user and assistant turns, starting and ending with the user.",
+        ));
+    }
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, content, call, name)| {
+            let mut o = json!({"role": role, "content": content});
+            if let Some(c) = call {
+                o["function_call"] = c;
+            }
+            if let Some(n) = name {
+                o["name"] = json!(n);
+            }
+            o
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("messages".into(), Value::Array(messages));
+    if let Some(system) = req.system_text() {
+        body.insert("system".into(), json!(system));
+    }
+    if let Some(t) = req.temperature {
+        // ERNIE takes (0, 1]; 0 is rejected.
+        body.insert("temperature".into(), json!(t.clamp(0.01, 1.0)));
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), json!(p.clamp(0.0, 1.0)));
+    }
+    if let Some(m) = req.max_tokens {
+        body.insert("max_output_tokens".into(), json!(m.max(2)));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop".into(), json!(req.stop));
+    }
+    if let Some(u) = &req.user {
+        body.insert("user_id".into(), json!(u));
+    }
+    if !req.tools.is_empty() {
+        body.insert(
+            "functions".into(),
+            Value::Array(req.tools.iter().map(|t| json!({"name": t.name, "description": t.description.clone().unwrap_or_default(), "parameters": t.parameters})).collect()),
+        );
+    }
+    if let Some(ToolChoice::Function(name)) = &req.tool_choice {
+        body.insert(
+            "tool_choice".into(),
+            json!({"type": "function", "function": {"name": name}}),
+        );
+    }
+    if matches!(
+        req.response_format,
+        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+    ) {
+        body.insert("response_format".into(), json!("json_object"));
+    }
+    for name in PASSED_EXTRAS {
+        if let Some(v) = req.extra(name) {
+            body.insert((*name).into(), v.clone());
+        }
+    }
+    body.insert("stream".into(), json!(req.stream));
+    Ok(UpstreamRequest {
+        path_and_query: format!(
+            "{}{CHAT_PATH}{}?access_token={token}",
+            target.provider.endpoint.path_prefix, target.vendor_model
+        ),
+        headers: Vec::new(),
+        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
+    })
+}
+
+#[derive(Deserialize)]
+struct QianfanResponse {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    is_end: Option<bool>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    function_call: Option<QianfanFunctionCall>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error_code: Option<u64>,
+    #[serde(default)]
+    error_msg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QianfanFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+fn finish_of(s: Option<&str>, tool: bool) -> FinishReason {
+    match s {
+        _ if tool => FinishReason::ToolCalls,
+        Some("length") => FinishReason::Length,
+        Some("content_filter") => FinishReason::ContentFilter,
+        Some("function_call") => FinishReason::ToolCalls,
+        _ => FinishReason::Stop,
+    }
+}
+
+/// Qianfan's error codes (they arrive with HTTP 200).
+pub fn code_error(code: u64, message: String) -> GatewayError {
+    match code {
+        110 | 111 => GatewayError::new(
+            ErrorKind::UpstreamTokenExpired,
+            format!("The upstream access token is no longer valid: {message}"),
+        ),
+        4 | 17 | 18 | 19 | 336501 | 336502 => GatewayError::new(ErrorKind::RateLimited, message),
+        2 | 336100 => GatewayError::new(ErrorKind::UpstreamOverloaded, message),
+        3 | 100 | 336001 | 336002 | 336003 | 336006 | 336007 => {
+            GatewayError::invalid(message, None)
+        }
+        6 | 13 | 14 => GatewayError::new(
+            ErrorKind::UpstreamAuth,
+            format!("The upstream provider rejected the gateway's credentials: {message}"),
+        ),
+        _ => GatewayError::new(ErrorKind::UpstreamError, message),
+    }
+}
+
+fn garbage() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamBadResponse,
+        "The upstream provider returned a response the gateway could not understand.",
+    )
+}
+
+pub fn decode(body: &[u8]) -> GwResult<Completion> {
+    let r: QianfanResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    if let Some(code) = r.error_code {
+        return Err(code_error(code, r.error_msg.unwrap_or_default()));
+    }
+    let result = r.result.ok_or_else(garbage)?;
+    let tool_calls: Vec<ToolCall> = r
+        .function_call
+        .map(|f| ToolCall {
+            id: format!("call_{}", r.id.as_deref().unwrap_or("0")),
+            name: f.name,
+            arguments: f.arguments,
+        })
+        .into_iter()
+        .collect();
+    Ok(Completion {
+        choices: vec![Choice {
+            finish: finish_of(r.finish_reason.as_deref(), !tool_calls.is_empty()),
+            content: (!result.is_empty() || tool_calls.is_empty()).then_some(result),
+            reasoning: None,
+            tool_calls,
+        }],
+        usage: r.usage,
+    })
+}
+
+#[derive(Deserialize)]
+struct QianfanHttpError {
+    #[serde(default)]
+    error_code: Option<u64>,
+    #[serde(default)]
+    error_msg: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
+    match serde_json::from_slice::<QianfanHttpError>(body) {
+        Ok(QianfanHttpError {
+            error_code: Some(code),
+            error_msg,
+            ..
+        }) => code_error(code, error_msg.unwrap_or_default()),
+        Ok(QianfanHttpError {
+            error_description: Some(d),
+            ..
+        }) => error_from_status(status, d),
+        _ => error_from_status(status, format!("upstream returned HTTP {status}")),
+    }
+}
+
+#[derive(Default)]
+pub struct QianfanStream {
+    splitter: SseSplitter,
+    ended: bool,
+}
+
+impl QianfanStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
+        let r: QianfanResponse = match serde_json::from_str(data) {
+            Ok(r) => r,
+            Err(_) => return emit(Delta::Error(super::malformed_event())),
+        };
+        if let Some(code) = r.error_code {
+            let mut e = code_error(code, r.error_msg.unwrap_or_default());
+            if e.kind == ErrorKind::InvalidRequest {
+                e.kind = ErrorKind::UpstreamError;
+            }
+            return emit(Delta::Error(e));
+        }
+        if let Some(text) = r.result {
+            emit(Delta::Text(text));
+        }
+        let tool = r.function_call.is_some();
+        if let Some(f) = r.function_call {
+            emit(Delta::ToolStart {
+                index: 0,
+                id: format!("call_{}", r.id.as_deref().unwrap_or("0")),
+                name: f.name,
+            });
+            emit(Delta::ToolArgs {
+                index: 0,
+                arguments: f.arguments,
+            });
+        }
+        if r.is_end == Some(true) {
+            emit(Delta::Finish(finish_of(r.finish_reason.as_deref(), tool)));
+            if let Some(u) = r.usage {
+                emit(Delta::Usage(u));
+            }
+            self.ended = true;
+            emit(Delta::Done);
+        }
+    }
+}
+
+impl VendorStream for QianfanStream {
+    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
+        let mut events = Vec::new();
+        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+            return emit(Delta::Error(super::malformed_event()));
+        }
+        for e in events {
+            if !self.ended {
+                self.on_data(&e.data, emit);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
+        if let Ok(Some(e)) = self.splitter.finish() {
+            if !self.ended {
+                self.on_data(&e.data, emit);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatRequest;
+    use crate::providers::testing::{provider, run_stream_all_ways};
+    use crate::providers::ProviderKind;
+
+    fn req(body: &str) -> Request {
+        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn target(p: &crate::config::Provider) -> VendorTarget<'_> {
+        VendorTarget {
+            provider: p,
+            vendor_model: "completions_pro",
+            access_token: Some("24.tok"),
+        }
+    }
+
+    #[test]
+    fn encodes_system_and_merges_turns() {
+        let p = provider(ProviderKind::Qianfan);
+        let r = req(
+            r#"{"model":"x","messages":[{"role":"system","content":"sys"},{"role":"user","content":"a"},{"role":"user","content":"b"}],"temperature":0,"max_tokens":100}"#,
+        );
+        let u = encode(&r, &target(&p)).unwrap();
+        assert_eq!(
+            u.path_and_query,
+            format!("{CHAT_PATH}completions_pro?access_token=24.tok")
+        );
+        let b: Value = serde_json::from_slice(&u.body).unwrap();
+        assert_eq!(b["system"], "sys");
+        assert_eq!(
+            b["messages"],
+            json!([{"role": "user", "content": "a\n\nb"}])
+        );
+        assert_eq!(b["temperature"], 0.01);
+        assert_eq!(b["max_output_tokens"], 100);
+    }
+
+    #[test]
+    fn rejects_a_conversation_that_cannot_alternate() {
+        let p = provider(ProviderKind::Qianfan);
+        let r = req(
+            r#"{"model":"x","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#,
+        );
+        assert_eq!(
+            encode(&r, &target(&p)).unwrap_err().param.as_deref(),
+            Some("messages")
+        );
+    }
+
+    #[test]
+    fn encodes_function_round_trip() {
+        let p = provider(ProviderKind::Qianfan);
+        let r = req(r#"{"model":"x","messages":[{"role":"user","content":"w?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"sunny"}],"tools":[{"type":"function","function":{"name":"w","parameters":{}}}]}"#);
+        let b: Value = serde_json::from_slice(&encode(&r, &target(&p)).unwrap().body).unwrap();
+        assert_eq!(b["messages"][1]["function_call"]["name"], "w");
+        assert_eq!(
+            b["messages"][2],
+            json!({"role": "function", "name": "w", "content": "sunny"})
+        );
+        assert_eq!(b["functions"][0]["name"], "w");
+    }
+
+    #[test]
+    fn http_200_errors_are_errors() {
+        let e = decode(br#"{"error_code":111,"error_msg":"Access token expired"}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UpstreamTokenExpired);
+        assert_eq!(
+            decode(br#"{"error_code":18,"error_msg":"qps"}"#)
+                .unwrap_err()
+                .status(),
+            429
+        );
+        assert_eq!(
+            decode(br#"{"error_code":336100,"error_msg":"busy"}"#)
+                .unwrap_err()
+                .status(),
+            503
+        );
+        assert_eq!(
+            decode(br#"{"error_code":336003,"error_msg":"bad"}"#)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let c = decode(br#"{"id":"as-1","result":"Hello","finish_reason":"normal","usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#).unwrap();
+        assert_eq!(
+            (c.choices[0].content.as_deref(), c.choices[0].finish),
+            (Some("Hello"), FinishReason::Stop)
+        );
+    }
+
+    const STREAM: &str = "data: {\"id\":\"as-1\",\"object\":\"chat.completion\",\"created\":1,\"sentence_id\":0,\"is_end\":false,\"is_truncated\":false,\"result\":\"Hel\",\"need_clear_history\":false,\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":0,\"total_tokens\":7}}\n\ndata: {\"id\":\"as-1\",\"object\":\"chat.completion\",\"created\":1,\"sentence_id\":1,\"is_end\":true,\"is_truncated\":false,\"result\":\"lo\",\"need_clear_history\":false,\"finish_reason\":\"normal\",\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n";
+
+    #[test]
+    fn stream_decodes_identically_at_any_split() {
+        let d = run_stream_all_ways(STREAM.as_bytes(), QianfanStream::new);
+        assert_eq!(
+            d,
+            vec![
+                Delta::Text("Hel".into()),
+                Delta::Text("lo".into()),
+                Delta::Finish(FinishReason::Stop),
+                Delta::Usage(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 2,
+                    total_tokens: 9
+                }),
+                Delta::Done,
+            ]
+        );
+    }
+}
