@@ -7,11 +7,13 @@ use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoic
 use super::{keys, openai, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
 pub const GENERATION_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
+/// Vision models (qwen-vl) answer here, with content as a list of `{"text"}`/`{"image"}` items.
+pub const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
 
 pub fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/compatible-mode/v1/chat/completions") => openai::chat(req, keys::DASHSCOPE),
-        ("POST", GENERATION_PATH) => {
+        ("POST", GENERATION_PATH | MULTIMODAL_PATH) => {
             if req.bearer() != Some(keys::DASHSCOPE) {
                 return Routed::Done(error(401, "Invalid API-key provided.", None));
             }

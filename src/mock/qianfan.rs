@@ -127,7 +127,7 @@ fn parse(req: &MockRequest, endpoint: &str) -> Result<Conversation, (u64, String
         .and_then(Value::as_array)
         .filter(|m| !m.is_empty())
         .ok_or_else(|| bad(336003, "messages is empty"))?;
-    if messages.len() % 2 == 0 {
+    if messages.len().is_multiple_of(2) {
         return Err(bad(336003, "the length of messages must be an odd number"));
     }
     let mut conv = Conversation::new(endpoint);

@@ -82,7 +82,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             t.0 == "assistant"
         }
     });
-    if turns.is_empty() || turns.len() % 2 == 0 || !alternates {
+    if turns.is_empty() || turns.len().is_multiple_of(2) || !alternates {
         return Err(bad(
             "messages",
             "Qianfan ERNIE models need messages that alternate user and assistant turns, starting and ending with the user.",

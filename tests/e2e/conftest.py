@@ -144,7 +144,33 @@ providers:
     api_version: v2
     base_url: {mock.url("qianfan")}/v2
     api_key: bce-v3/mock-qianfan
+  - name: anthropic
+    kind: anthropic
+    base_url: {mock.url("anthropic")}
+    api_key: sk-ant-mock
+  - name: dashscope
+    kind: dashscope
+    base_url: {mock.url("dashscope")}
+    api_key: sk-mock-dashscope
+  - name: qianfan
+    kind: qianfan
+    base_url: {mock.url("qianfan")}
+    token_url: {mock.url("qianfan")}/oauth/2.0/token
+    client_id: mock-qianfan-ak
+    client_secret: mock-qianfan-sk
+  - name: gemini
+    kind: gemini
+    base_url: {mock.url("gemini")}/v1beta
+    api_key: mock-gemini-key
 models:
+  claude:
+    targets: [{{provider: anthropic, model: claude-sonnet-4-20250514}}]
+  qwen:
+    targets: [{{provider: dashscope, model: qwen-plus}}]
+  ernie:
+    targets: [{{provider: qianfan, model: completions_pro}}]
+  gemini:
+    targets: [{{provider: gemini, model: gemini-2.5-flash}}]
   gpt-4o-mini:
     targets: [{{provider: openai-mock, model: gpt-4o-mini-2024-07-18}}]
   impatient:

@@ -20,12 +20,14 @@ USER = [{"role": "user", "content": "Hello there, gateway"}]
 
 def test_models_list_shows_what_the_key_may_use(gateway):
     ids = sorted(m.id for m in gateway.client().models.list())
-    assert ids == ["ernie-4.0-8k", "gpt-4o-mini", "impatient", "misconfigured", "qwen-plus", "unreachable"]
+    assert ids == ["claude", "ernie", "ernie-4.0-8k", "gemini", "gpt-4o-mini", "impatient", "misconfigured",
+                   "qwen", "qwen-plus", "unreachable"]
     limited = [m.id for m in gateway.client(LIMITED_KEY).models.list()]
     assert limited == ["gpt-4o-mini"]
     owners = {m.id: m.owned_by for m in gateway.client().models.list()}
     assert owners["gpt-4o-mini"] == "openai"
     assert owners["ernie-4.0-8k"] == "qianfan"
+    assert (owners["claude"], owners["qwen"], owners["gemini"]) == ("anthropic", "dashscope", "gemini")
 
 
 def test_model_retrieve(gateway):
