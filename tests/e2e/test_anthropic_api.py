@@ -1,0 +1,107 @@
+"""`POST /v1/messages` driven with the official `anthropic` SDK, routed to any vendor."""
+
+import anthropic
+import httpx
+import pytest
+
+from conftest import DEMO_KEY, LIMITED_KEY
+
+ROUTES = {"gpt-4o-mini": "openai", "gemini": "gemini", "claude": "anthropic", "qwen": "dashscope"}
+TOOLS = [{"name": "get_weather", "description": "Weather for a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def claude(gateway, key=DEMO_KEY, bearer=False):
+    # The SDK sends `x-api-key` with api_key= and `Authorization: Bearer` with auth_token=.
+    if bearer:
+        return anthropic.Anthropic(base_url=gateway.base_url, auth_token=key, max_retries=0, timeout=30)
+    return anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+@pytest.mark.parametrize("model", list(ROUTES))
+@pytest.mark.parametrize("bearer", [False, True])
+def test_messages_create(gateway, model, bearer):
+    m = claude(gateway, bearer=bearer).messages.create(
+        model=model, max_tokens=100, system="Be terse.",
+        messages=[{"role": "user", "content": "Hello from Claude SDK"}])
+    assert m.type == "message" and m.role == "assistant"
+    assert m.content[0].text == f"Mock {ROUTES[model]} reply to: Hello from Claude SDK"
+    assert m.stop_reason == "end_turn"
+    assert (m.usage.input_tokens, m.usage.output_tokens) == (6, 8)
+    assert m.model == model
+
+
+@pytest.mark.parametrize("model", list(ROUTES))
+def test_messages_stream(gateway, model):
+    with claude(gateway).messages.stream(
+            model=model, max_tokens=100, messages=[{"role": "user", "content": "Stream to me"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == f"Mock {ROUTES[model]} reply to: Stream to me"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 7
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini"])
+def test_messages_tool_use_round_trip(gateway, model):
+    client = claude(gateway)
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    m = client.messages.create(model=model, max_tokens=100, tools=TOOLS, messages=messages)
+    assert m.stop_reason == "tool_use"
+    use = next(b for b in m.content if b.type == "tool_use")
+    assert (use.name, use.input) == ("get_weather", {"city": "example"})
+    messages += [
+        {"role": "assistant", "content": [b.model_dump() for b in m.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
+    ]
+    m = client.messages.create(model=model, max_tokens=100, tools=TOOLS, messages=messages)
+    assert m.stop_reason == "end_turn"
+    assert "sunny" in m.content[0].text
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini", "claude"])
+def test_messages_tool_use_streaming(gateway, model):
+    with claude(gateway).messages.stream(
+            model=model, max_tokens=100, tools=TOOLS, tool_choice={"type": "tool", "name": "get_weather"},
+            messages=[{"role": "user", "content": "Weather?"}]) as stream:
+        final = stream.get_final_message()
+    use = next(b for b in final.content if b.type == "tool_use")
+    assert (use.name, use.input) == ("get_weather", {"city": "example"})
+    assert final.stop_reason == "tool_use"
+
+
+def test_every_streamed_event_has_an_event_line(gateway):
+    r = httpx.post(gateway.base_url + "/v1/messages", headers={"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01"},
+                   json={"model": "gemini", "max_tokens": 50, "stream": True,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    blocks = [b for b in r.text.split("\n\n") if b.strip()]
+    assert blocks and all(b.startswith("event: ") for b in blocks), r.text
+
+
+def test_messages_errors_are_anthropic_shaped(gateway):
+    with pytest.raises(anthropic.AuthenticationError):
+        claude(gateway, key="sk-nope-nope").messages.create(
+            model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.NotFoundError) as e:
+        claude(gateway).messages.create(model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["type"] == "error"
+    assert e.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        claude(gateway, key=LIMITED_KEY).messages.create(
+            model="gemini", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.RateLimitError):
+        claude(gateway).messages.create(
+            model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "x [[mock status=429]]"}])
+    r = httpx.post(gateway.base_url + "/v1/messages", headers={"x-api-key": DEMO_KEY},
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400
+    assert r.json()["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+
+
+def test_messages_stream_failure_is_an_error_event(gateway):
+    with pytest.raises(anthropic.APIStatusError):
+        with claude(gateway).messages.stream(
+                model="gpt-4o-mini", max_tokens=100,
+                messages=[{"role": "user", "content": "go [[mock words=8 error_after=4]]"}]) as stream:
+            for _ in stream.text_stream:
+                pass
