@@ -30,7 +30,13 @@ pub struct Fault {
     pub hang: bool,
     /// Qianfan v1: answer HTTP 200 with this `error_code`.
     pub qianfan_code: Option<u64>,
+    /// Every reply word is the time it was written (`ts` + 16-digit µs since the epoch), so a
+    /// benchmark can measure each chunk's delay on the way to the client.
+    pub stamp: bool,
 }
+
+/// The placeholder a stamped reply carries until the event is written.
+pub const STAMP: &str = "@@T@@";
 
 impl Fault {
     pub fn parse(spec: &str) -> Result<Fault, String> {
@@ -52,6 +58,7 @@ impl Fault {
                 "error_after" => f.error_after = Some(num()? as usize),
                 "garbage" => f.garbage = true,
                 "hang" => f.hang = true,
+                "stamp" => f.stamp = true,
                 "qianfan_code" => f.qianfan_code = Some(num()?),
                 _ => return Err(format!("unknown mock directive `{k}`")),
             }
@@ -81,6 +88,7 @@ impl Fault {
         }
         self.garbage |= other.garbage;
         self.hang |= other.hang;
+        self.stamp |= other.stamp;
         self
     }
 }
@@ -254,6 +262,7 @@ pub fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id: Strin
         };
     }
     let mut words: Vec<String> = match (fault.words, &conv.last) {
+        (Some(n), _) if fault.stamp => vec![STAMP.to_string(); n],
         (Some(n), _) => (0..n).map(|i| LOREM[i % LOREM.len()].to_string()).collect(),
         (None, LastTurn::ToolResult(result)) => {
             let mut w: Vec<String> = ["The", "tool", "returned:"].map(String::from).to_vec();

@@ -542,6 +542,7 @@ async fn write_outcome(
                 if fault.reset_after == Some(i) {
                     return false;
                 }
+                let event = if fault.stamp { stamp(&event) } else { event };
                 let piece = if fault.malformed_after == Some(i) {
                     "data: {\"choices\": [malformed\n\n".to_string()
                 } else if fault.error_after == Some(i) {
@@ -568,6 +569,14 @@ async fn write_outcome(
             http.finish_body().await.is_ok()
         }
     }
+}
+
+fn stamp(event: &str) -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    event.replace(conversation::STAMP, &format!("ts{micros:016}"))
 }
 
 /// Formats one SSE event with `data: ` (space after the colon, as the SDKs require).

@@ -1,0 +1,1011 @@
+//! Load-test harness: the mock upstream hit directly, nginx as a plain reverse proxy, and
+//! modelmux, driven with the same load in one run, so every figure is a ratio taken side by side.
+//!
+//!     cargo bench --bench harness            # full run, about 2 minutes
+//!     cargo bench --bench harness -- --quick # shorter runs, 1,000 slow streams
+//!
+//! The load generator is this file: HTTP/1.1 keep-alive over tokio, closed-loop (N connections
+//! back to back) or open-loop at a fixed rate (latency measured from the scheduled send time,
+//! so a stall is not hidden), with per-chunk arrival times for streams. Every loop is bounded
+//! by a duration; only loopback addresses are used.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MOCK_BASE: u16 = 19800;
+const OPENAI_MOCK: u16 = MOCK_BASE + 1;
+const ANTHROPIC_MOCK: u16 = MOCK_BASE + 2;
+const NGINX_OPENAI: u16 = 19901;
+const NGINX_ANTHROPIC: u16 = 19902;
+const GATEWAY: u16 = 19910;
+const GATEWAY_METRICS: u16 = 19911;
+const CLIENT_KEY: &str = "sk-bench-client-key";
+
+struct Settings {
+    duration: Duration,
+    warmup: Duration,
+    connections: usize,
+    slow_streams: usize,
+}
+
+// --- processes ---------------------------------------------------------------------------------
+
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    /// SIGTERM first, so that nginx's master takes its workers down with it.
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    Proc { child }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// Resident memory in bytes, from /proc.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// RSS of a process and its children (nginx workers).
+fn rss_tree(pid: u32) -> u64 {
+    let mut total = rss(pid);
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            total += rss_tree(c);
+        }
+    }
+    total
+}
+
+/// CPU time (user + system) of a process in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
+        })
+        .unwrap_or(0.0)
+}
+
+fn raise_fd_limit() {
+    let want = 200_000;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let max = if lim.rlim_max < want {
+                lim.rlim_max
+            } else {
+                want
+            };
+            lim.rlim_cur = max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn gateway_config(dir: &Path) -> PathBuf {
+    let path = dir.join("modelmux-bench.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+server:
+  listen: ["127.0.0.1:{GATEWAY}"]
+  threads: 2
+metrics:
+  listen: "127.0.0.1:{GATEWAY_METRICS}"
+providers:
+  - name: openai
+    kind: openai
+    base_url: http://127.0.0.1:{OPENAI_MOCK}/v1
+    api_key: sk-mock-openai
+    timeouts: {{idle: 2m, first_byte: 2m, total: 10m}}
+  - name: anthropic
+    kind: anthropic
+    base_url: http://127.0.0.1:{ANTHROPIC_MOCK}
+    api_key: sk-ant-mock
+    timeouts: {{idle: 2m, first_byte: 2m, total: 10m}}
+models:
+  pass:
+    targets: [{{provider: openai, model: gpt-4o-mini}}]
+  translated:
+    targets: [{{provider: anthropic, model: claude-sonnet-4}}]
+keys:
+  - {{name: bench, key: {CLIENT_KEY}}}
+"#
+        ),
+    )
+    .expect("writing the gateway config");
+    path
+}
+
+fn nginx_config(dir: &Path) -> PathBuf {
+    let path = dir.join("nginx.conf");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+worker_processes 2;
+error_log {dir}/nginx-error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  client_max_body_size 32m;
+  keepalive_requests 10000000;
+  upstream openai_mock {{ server 127.0.0.1:{OPENAI_MOCK}; keepalive 256; keepalive_requests 10000000; }}
+  upstream anthropic_mock {{ server 127.0.0.1:{ANTHROPIC_MOCK}; keepalive 256; keepalive_requests 10000000; }}
+  server {{
+    listen 127.0.0.1:{NGINX_OPENAI};
+    location / {{ proxy_pass http://openai_mock; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }}
+  }}
+  server {{
+    listen 127.0.0.1:{NGINX_ANTHROPIC};
+    location / {{ proxy_pass http://anthropic_mock; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }}
+  }}
+}}
+"#,
+            dir = dir.display()
+        ),
+    )
+    .expect("writing the nginx config");
+    path
+}
+
+// --- the load generator ------------------------------------------------------------------------
+
+/// One HTTP/1.1 keep-alive connection that knows just enough to find where a response ends.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// What one response looked like to the client.
+struct Reply {
+    status: u16,
+    /// SSE events in the body.
+    events: u64,
+    /// For stamped streams: how long each stamped chunk took from the mock to this client, µs.
+    chunk_delays_us: Vec<u64>,
+}
+
+fn epoch_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Finds the mock's `ts` + 16-digit send stamps in `data`.
+fn stamps(data: &[u8], mut each: impl FnMut(u64)) {
+    let mut i = 0;
+    while let Some(p) = find(&data[i..], b"ts") {
+        let start = i + p + 2;
+        if let Some(digits) = data.get(start..start + 16) {
+            if digits.iter().all(u8::is_ascii_digit) {
+                each(std::str::from_utf8(digits).unwrap().parse().unwrap());
+            }
+        }
+        i = start;
+    }
+}
+
+impl Conn {
+    async fn open(port: u16) -> io::Result<Conn> {
+        let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    async fn fill(&mut self) -> io::Result<Instant> {
+        let mut tmp = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+        }
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(Instant::now())
+    }
+
+    async fn request(&mut self, req: &[u8], timed_chunks: bool) -> io::Result<Reply> {
+        self.stream.write_all(req).await?;
+        self.buf.clear();
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let mut pos = head_end;
+        let mut events = 0u64;
+        let mut chunk_delays_us = Vec::new();
+        match length {
+            Some(len) => {
+                while self.buf.len() < head_end + len {
+                    self.fill().await?;
+                }
+            }
+            None => loop {
+                // Chunked: size line, data, CRLF; a zero size ends it.
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf[pos..], b"\r\n") {
+                        break pos + i;
+                    }
+                    self.fill().await?;
+                };
+                let size_text = std::str::from_utf8(&self.buf[pos..line_end]).unwrap_or("0");
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+                        .unwrap_or(0);
+                let data_end = line_end + 2 + size + 2;
+                while self.buf.len() < data_end {
+                    self.fill().await?;
+                }
+                let received = epoch_micros();
+                let data = &self.buf[line_end + 2..data_end - 2];
+                events += data.windows(5).filter(|w| w == b"data:").count() as u64;
+                if timed_chunks {
+                    stamps(data, |sent| {
+                        chunk_delays_us.push(received.saturating_sub(sent))
+                    });
+                }
+                pos = data_end;
+                if size == 0 {
+                    break;
+                }
+            },
+        }
+        Ok(Reply {
+            status,
+            events,
+            chunk_delays_us,
+        })
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut req = format!("POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn openai_body(model: &str, content: &str, stream: bool) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "model": model, "stream": stream,
+        "messages": [{"role": "user", "content": content}],
+    }))
+    .expect("json")
+}
+
+fn anthropic_body(content: &str, stream: bool) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "model": "claude-sonnet-4", "max_tokens": 1024, "stream": stream,
+        "messages": [{"role": "user", "content": content}],
+    }))
+    .expect("json")
+}
+
+#[derive(Clone)]
+struct Target {
+    port: u16,
+    request: Arc<Vec<u8>>,
+}
+
+impl Target {
+    fn gateway(model: &str, content: &str, stream: bool) -> Target {
+        let auth = format!("Bearer {CLIENT_KEY}");
+        Target {
+            port: GATEWAY,
+            request: Arc::new(http_post(
+                GATEWAY,
+                "/v1/chat/completions",
+                &[("authorization", &auth)],
+                &openai_body(model, content, stream),
+            )),
+        }
+    }
+    fn openai_at(port: u16, content: &str, stream: bool) -> Target {
+        Target {
+            port,
+            request: Arc::new(http_post(
+                port,
+                "/v1/chat/completions",
+                &[("authorization", "Bearer sk-mock-openai")],
+                &openai_body("gpt-4o-mini", content, stream),
+            )),
+        }
+    }
+    fn anthropic_at(port: u16, content: &str, stream: bool) -> Target {
+        let headers = [
+            ("x-api-key", "sk-ant-mock"),
+            ("anthropic-version", "2023-06-01"),
+        ];
+        Target {
+            port,
+            request: Arc::new(http_post(
+                port,
+                "/v1/messages",
+                &headers,
+                &anthropic_body(content, stream),
+            )),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    latency_us: Option<Histogram<u64>>,
+    /// Per-chunk delay from the mock's write to the client's read.
+    chunk_delay_us: Option<Histogram<u64>>,
+    ok: u64,
+    errors: u64,
+    chunks: u64,
+}
+
+impl Stats {
+    fn merge(&mut self, other: Stats) {
+        for (mine, theirs) in [
+            (&mut self.latency_us, other.latency_us),
+            (&mut self.chunk_delay_us, other.chunk_delay_us),
+        ] {
+            match (mine.as_mut(), theirs) {
+                (Some(m), Some(t)) => m.add(t).expect("same bounds"),
+                (None, Some(t)) => *mine = Some(t),
+                _ => {}
+            }
+        }
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.chunks += other.chunks;
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+enum Pace {
+    /// Each connection sends its next request when the last one is answered.
+    Closed,
+    /// Requests are due at a fixed total rate; latency counts from when each was due.
+    Rate(f64),
+}
+
+struct Run {
+    target: Target,
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+    pace: Pace,
+    /// Stamped streams: measure each chunk's delay.
+    timed_chunks: bool,
+}
+
+struct Measured {
+    rps: f64,
+    stats: Stats,
+}
+
+async fn drive(run: Run) -> Measured {
+    let start = Instant::now() + Duration::from_millis(50);
+    let measure_from = start + run.warmup;
+    let end = measure_from + run.duration;
+    let interval = match run.pace {
+        Pace::Rate(r) => Some(Duration::from_secs_f64(run.connections as f64 / r)),
+        Pace::Closed => None,
+    };
+    let results = Arc::new(Mutex::new(Stats::default()));
+    let mut tasks = Vec::new();
+    for c in 0..run.connections {
+        let target = run.target.clone();
+        let results = results.clone();
+        let timed = run.timed_chunks;
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats {
+                latency_us: Some(histogram()),
+                chunk_delay_us: timed.then(histogram),
+                ..Stats::default()
+            };
+            let mut conn = match Conn::open(target.port).await {
+                Ok(c) => c,
+                Err(_) => {
+                    stats.errors += 1;
+                    results.lock().unwrap().merge(stats);
+                    return;
+                }
+            };
+            // Spread open-loop senders evenly over one interval.
+            let mut due = start
+                + interval.map_or(Duration::ZERO, |i| {
+                    i.mul_f64(c as f64 / run.connections as f64)
+                });
+            loop {
+                if interval.is_some() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let now = Instant::now();
+                // Open loop: count from the due time when this connection was still busy then
+                // (so a stall is not hidden), but not for the timer's own sub-ms lateness.
+                let sent = match interval {
+                    Some(_) if now.duration_since(due) > Duration::from_millis(2) => due,
+                    _ => now,
+                };
+                if sent >= end {
+                    break;
+                }
+                let reply = conn.request(&target.request, timed).await;
+                let done = Instant::now();
+                let counted = sent >= measure_from;
+                match reply {
+                    Ok(r) if r.status == 200 => {
+                        if counted {
+                            stats.ok += 1;
+                            stats.chunks += r.events;
+                            let _ = stats
+                                .latency_us
+                                .as_mut()
+                                .unwrap()
+                                .record(done.duration_since(sent).as_micros().max(1) as u64);
+                            if let Some(h) = stats.chunk_delay_us.as_mut() {
+                                for d in &r.chunk_delays_us {
+                                    let _ = h.record((*d).max(1));
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        if counted {
+                            stats.errors += 1;
+                        }
+                        match Conn::open(target.port).await {
+                            Ok(c) => conn = c,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                if let Some(i) = interval {
+                    due += i;
+                }
+            }
+            results.lock().unwrap().merge(stats);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let stats = std::mem::take(&mut *results.lock().unwrap());
+    Measured {
+        rps: stats.ok as f64 / run.duration.as_secs_f64(),
+        stats,
+    }
+}
+
+// --- reporting ---------------------------------------------------------------------------------
+
+struct Row {
+    scenario: String,
+    system: &'static str,
+    rps: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    errors: u64,
+    extra: String,
+}
+
+fn row(scenario: &str, system: &'static str, m: &Measured, extra: String) -> Row {
+    let h = m.stats.latency_us.as_ref();
+    let q = |p: f64| h.map_or(0, |h| h.value_at_quantile(p));
+    Row {
+        scenario: scenario.into(),
+        system,
+        rps: m.rps,
+        p50: q(0.5),
+        p99: q(0.99),
+        p999: q(0.999),
+        errors: m.stats.errors,
+        extra,
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+// --- scenarios ---------------------------------------------------------------------------------
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` compatibility
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let s = if quick {
+        Settings {
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+            connections: 32,
+            slow_streams: 1000,
+        }
+    } else {
+        Settings {
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            connections: 64,
+            slow_streams: 10_000,
+        }
+    };
+    raise_fd_limit();
+    let dir = std::env::temp_dir().join(format!("modelmux-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bin = env!("CARGO_BIN_EXE_modelmux");
+
+    let _mock = spawn(
+        "mock",
+        Command::new(bin).args([
+            "mock",
+            "--base-port",
+            &MOCK_BASE.to_string(),
+            "--threads",
+            "2",
+        ]),
+    );
+    let nginx = which("nginx").map(|nginx| {
+        let conf = nginx_config(&dir);
+        spawn(
+            "nginx",
+            Command::new(nginx).args([
+                "-c",
+                conf.to_str().unwrap(),
+                "-p",
+                dir.to_str().unwrap(),
+                "-g",
+                "daemon off;",
+            ]),
+        )
+    });
+    if nginx.is_none() {
+        eprintln!("nginx not found: its rows are skipped (apt-get install nginx)");
+    }
+    for p in [OPENAI_MOCK, ANTHROPIC_MOCK] {
+        wait_port(p);
+    }
+    let mut gateway_cmd = Command::new(bin);
+    gateway_cmd
+        .args(["serve", "-c", gateway_config(&dir).to_str().unwrap()])
+        .env("RUST_LOG", "error");
+    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("BENCH_GATEWAY_")) {
+        gateway_cmd.env(k.trim_start_matches("BENCH_GATEWAY_"), v);
+    }
+    let gateway = spawn("modelmux", &mut gateway_cmd);
+    wait_port(GATEWAY);
+    if nginx.is_some() {
+        wait_port(NGINX_OPENAI);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = rss(gateway.pid());
+    let mut rows: Vec<Row> = Vec::new();
+    let closed = |target: Target, connections: usize| Run {
+        target,
+        connections,
+        duration: s.duration,
+        warmup: s.warmup,
+        pace: Pace::Closed,
+        timed_chunks: false,
+    };
+
+    // (1) OpenAI pass-through, non-streaming; (2) OpenAI client -> Anthropic upstream.
+    let hello = "Hello there, how are you today?";
+    for (scenario, direct, via_nginx, via_gateway) in [
+        (
+            "1 pass-through",
+            Target::openai_at(OPENAI_MOCK, hello, false),
+            Target::openai_at(NGINX_OPENAI, hello, false),
+            Target::gateway("pass", hello, false),
+        ),
+        (
+            "2 translated",
+            Target::anthropic_at(ANTHROPIC_MOCK, hello, false),
+            Target::anthropic_at(NGINX_ANTHROPIC, hello, false),
+            Target::gateway("translated", hello, false),
+        ),
+    ] {
+        let d = drive(closed(direct, s.connections)).await;
+        rows.push(row(scenario, "mock direct", &d, String::new()));
+        if let Some(nginx) = &nginx {
+            let n = drive(closed(via_nginx, s.connections)).await;
+            rows.push(row(
+                scenario,
+                "nginx",
+                &n,
+                format!("RSS {}", mb(rss_tree(nginx.pid()))),
+            ));
+        }
+        let cpu0 = cpu_seconds(gateway.pid());
+        let g = drive(closed(via_gateway, s.connections)).await;
+        let cpu = cpu_seconds(gateway.pid()) - cpu0;
+        let per_req = if g.stats.ok > 0 {
+            cpu / g.stats.ok as f64 * 1e6
+        } else {
+            0.0
+        };
+        rows.push(row(
+            scenario,
+            "modelmux",
+            &g,
+            format!("RSS {}, {per_req:.0} µs CPU/req", mb(rss(gateway.pid()))),
+        ));
+    }
+
+    // (3) Streaming, 50 chunks per response, translated (Anthropic events -> OpenAI chunks).
+    let fifty = "stream please [[mock words=50]]";
+    let d = drive(closed(
+        Target::anthropic_at(ANTHROPIC_MOCK, fifty, true),
+        s.connections,
+    ))
+    .await;
+    let chunks_d = d.stats.chunks as f64 / s.duration.as_secs_f64();
+    rows.push(row(
+        "3 stream 50 chunks",
+        "mock direct",
+        &d,
+        format!("{chunks_d:.0} chunks/s"),
+    ));
+    let g = drive(closed(
+        Target::gateway("translated", fifty, true),
+        s.connections,
+    ))
+    .await;
+    let chunks_g = g.stats.chunks as f64 / s.duration.as_secs_f64();
+    rows.push(row(
+        "3 stream 50 chunks",
+        "modelmux",
+        &g,
+        format!("{chunks_g:.0} chunks/s"),
+    ));
+    // Per-chunk delay: the mock stamps each chunk with its send time, 2 ms apart, so every chunk
+    // travels on its own; the delay to the client, direct vs through the gateway.
+    let spaced = "stream please [[mock words=50 chunk_delay_ms=2 stamp]]";
+    let spaced_run = |target: Target| Run {
+        target,
+        connections: 8,
+        duration: s.duration,
+        warmup: s.warmup,
+        pace: Pace::Closed,
+        timed_chunks: true,
+    };
+    let d = drive(spaced_run(Target::anthropic_at(
+        ANTHROPIC_MOCK,
+        spaced,
+        true,
+    )))
+    .await;
+    let g = drive(spaced_run(Target::gateway("translated", spaced, true))).await;
+    let delay = |m: &Measured, q: f64| {
+        m.stats
+            .chunk_delay_us
+            .as_ref()
+            .map_or(0, |h| h.value_at_quantile(q))
+    };
+    let added_chunk = (
+        delay(&g, 0.5) as i64 - delay(&d, 0.5) as i64,
+        delay(&g, 0.99) as i64 - delay(&d, 0.99) as i64,
+    );
+    rows.push(row(
+        "3 chunk delay",
+        "mock direct",
+        &d,
+        format!(
+            "per-chunk delay p50 {} µs, p99 {} µs",
+            delay(&d, 0.5),
+            delay(&d, 0.99)
+        ),
+    ));
+    rows.push(row(
+        "3 chunk delay",
+        "modelmux",
+        &g,
+        format!(
+            "per-chunk delay p50 {} µs, p99 {} µs; added p50 {} µs, p99 {} µs",
+            delay(&g, 0.5),
+            delay(&g, 0.99),
+            added_chunk.0,
+            added_chunk.1
+        ),
+    ));
+
+    // (4) Added latency at concurrency 1 and at a fixed 1,000 req/s.
+    let mut added = Vec::new();
+    for (label, connections, pace) in [
+        ("4 latency c=1", 1, Pace::Closed),
+        ("4 latency 1000 rps", 16, Pace::Rate(1000.0)),
+    ] {
+        let mk = |target: Target, pace: &Pace| Run {
+            target,
+            connections,
+            duration: s.duration,
+            warmup: s.warmup,
+            pace: match pace {
+                Pace::Closed => Pace::Closed,
+                Pace::Rate(r) => Pace::Rate(*r),
+            },
+            timed_chunks: false,
+        };
+        let d = drive(mk(Target::openai_at(OPENAI_MOCK, hello, false), &pace)).await;
+        rows.push(row(label, "mock direct", &d, String::new()));
+        if nginx.is_some() {
+            let n = drive(mk(Target::openai_at(NGINX_OPENAI, hello, false), &pace)).await;
+            let r = row(label, "nginx", &n, String::new());
+            let extra = format!(
+                "added p50 {} µs, p99 {} µs",
+                r.p50 as i64 - row(label, "", &d, String::new()).p50 as i64,
+                r.p99 as i64 - row(label, "", &d, String::new()).p99 as i64
+            );
+            rows.push(Row { extra, ..r });
+        }
+        let g = drive(mk(Target::gateway("pass", hello, false), &pace)).await;
+        let (dr, gr) = (
+            row(label, "", &d, String::new()),
+            row(label, "modelmux", &g, String::new()),
+        );
+        let extra = format!(
+            "added p50 {} µs, p99 {} µs",
+            gr.p50 as i64 - dr.p50 as i64,
+            gr.p99 as i64 - dr.p99 as i64
+        );
+        added.push((
+            label,
+            gr.p50 as i64 - dr.p50 as i64,
+            gr.p99 as i64 - dr.p99 as i64,
+        ));
+        rows.push(Row { extra, ..gr });
+    }
+
+    // (6) Request bodies of 100 KiB and 1 MiB, pass-through.
+    for (label, size, connections) in [
+        ("6 body 100 KiB", 100 * 1024, 16),
+        ("6 body 1 MiB", 1024 * 1024, 4),
+    ] {
+        let content: String = "lorem ipsum ".repeat(size / 12);
+        let d = drive(closed(
+            Target::openai_at(OPENAI_MOCK, &content, false),
+            connections,
+        ))
+        .await;
+        rows.push(row(label, "mock direct", &d, String::new()));
+        if nginx.is_some() {
+            let n = drive(closed(
+                Target::openai_at(NGINX_OPENAI, &content, false),
+                connections,
+            ))
+            .await;
+            rows.push(row(label, "nginx", &n, String::new()));
+        }
+        let g = drive(closed(
+            Target::gateway("pass", &content, false),
+            connections,
+        ))
+        .await;
+        rows.push(row(
+            label,
+            "modelmux",
+            &g,
+            format!("RSS {}", mb(rss(gateway.pid()))),
+        ));
+    }
+
+    // (5) Many concurrent slow streams (one chunk a second) held open: gateway RSS and CPU.
+    let slow = hold_slow_streams(s.slow_streams, &gateway).await;
+
+    added.push(("3 per chunk, streaming", added_chunk.0, added_chunk.1));
+    print_report(&rows, idle_rss, &slow, &added, quick);
+    drop(gateway);
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct SlowStreams {
+    wanted: usize,
+    opened: usize,
+    rss_before: u64,
+    rss_held: u64,
+    cpu_percent: f64,
+}
+
+async fn hold_slow_streams(n: usize, gateway: &Proc) -> SlowStreams {
+    let rss_before = rss(gateway.pid());
+    let target = Target::gateway(
+        "translated",
+        "slow [[mock words=30 chunk_delay_ms=1000]]",
+        true,
+    );
+    let hold_until = Instant::now() + Duration::from_secs(20);
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let target = target.clone();
+        let opened = opened.clone();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut c) = Conn::open(target.port).await else {
+                return;
+            };
+            if c.stream.write_all(&target.request).await.is_err() {
+                return;
+            }
+            // Wait for the response header and the first chunk, then keep reading until the hold ends.
+            let mut counted = false;
+            while Instant::now() < hold_until {
+                match tokio::time::timeout(Duration::from_secs(2), c.fill()).await {
+                    Ok(Ok(_)) if !counted => {
+                        counted = true;
+                        opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(_)) => return,
+                }
+                c.buf.clear();
+            }
+        }));
+        if i % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Let every stream get going, then measure while they are all held.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let cpu0 = cpu_seconds(gateway.pid());
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu_percent = (cpu_seconds(gateway.pid()) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    let rss_held = rss(gateway.pid());
+    let opened = opened.load(std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    SlowStreams {
+        wanted: n,
+        opened,
+        rss_before,
+        rss_held,
+        cpu_percent,
+    }
+}
+
+fn print_report(
+    rows: &[Row],
+    idle_rss: u64,
+    slow: &SlowStreams,
+    added: &[(&str, i64, i64)],
+    quick: bool,
+) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "modelmux benchmark ({} run, {} cores)\n\n",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    out.push_str(
+        "| scenario | system | req/s | p50 µs | p99 µs | p99.9 µs | errors | vs nginx | notes |\n",
+    );
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    for r in rows {
+        let nginx_rps = rows
+            .iter()
+            .find(|n| n.scenario == r.scenario && n.system == "nginx")
+            .map(|n| n.rps);
+        let vs = match nginx_rps {
+            Some(n) if n > 0.0 && r.system != "mock direct" => format!("{:.2}x", r.rps / n),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario, r.system, r.rps, r.p50, r.p99, r.p999, r.errors, vs, r.extra
+        ));
+    }
+    out.push_str(&format!("\nIdle RSS of modelmux: {}\n", mb(idle_rss)));
+    out.push_str(&format!(
+        "Slow streams: {} of {} held open; modelmux RSS {} before, {} while held ({} per stream); CPU {:.1}% of one core\n",
+        slow.opened, slow.wanted, mb(slow.rss_before), mb(slow.rss_held),
+        if slow.opened > 0 { format!("{:.1} KB", (slow.rss_held.saturating_sub(slow.rss_before)) as f64 / slow.opened as f64 / 1e3) } else { "-".into() },
+        slow.cpu_percent
+    ));
+    for (label, p50, p99) in added {
+        out.push_str(&format!(
+            "Added latency ({label}): p50 {p50} µs, p99 {p99} µs\n"
+        ));
+    }
+    println!("{out}");
+    let _ = std::fs::write("target/bench-report.md", &out);
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
