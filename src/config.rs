@@ -116,6 +116,31 @@ fn default_weight() -> u32 {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     targets: Vec<RawTarget>,
+    #[serde(default)]
+    retry: RawRetry,
+    /// Per-route overrides of the providers' timeouts.
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u32>,
+    deadline: Option<String>,
+    backoff: Option<String>,
+    max_backoff: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    failure_rate: Option<f64>,
+    min_requests: Option<u64>,
+    window: Option<String>,
+    consecutive_failures: Option<u32>,
+    cooldown: Option<String>,
+    probes: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +164,7 @@ pub struct Config {
     pub models: Vec<PublicModel>,
     model_index: HashMap<String, usize>,
     pub keys: Vec<ClientKey>,
+    pub breaker: BreakerSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +288,72 @@ pub struct Target {
 pub struct PublicModel {
     pub name: String,
     pub targets: Vec<Target>,
+    pub retry: RetryPolicy,
+    pub timeouts: TimeoutOverrides,
+}
+
+/// How a route retries and fails over before any byte reached the client.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, across targets.
+    pub attempts: u32,
+    /// No attempt starts after this much time since the request arrived.
+    pub deadline: Duration,
+    /// First backoff; doubles per retry up to `max_backoff`, with jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// A route's timeouts where they differ from its providers'. The first-byte bound defaults to
+/// 5 s on routes: a target that has not started answering by then is failed over.
+#[derive(Debug, Clone, Default)]
+pub struct TimeoutOverrides {
+    pub connect: Option<Duration>,
+    pub first_byte: Option<Duration>,
+    pub idle: Option<Duration>,
+    pub total: Option<Duration>,
+}
+
+impl TimeoutOverrides {
+    pub fn apply(&self, provider: &Timeouts) -> Timeouts {
+        Timeouts {
+            connect: self.connect.unwrap_or(provider.connect),
+            // The route's bound can only tighten the provider's.
+            first_byte: self
+                .first_byte
+                .map_or(provider.first_byte, |f| f.min(provider.first_byte)),
+            idle: self.idle.unwrap_or(provider.idle),
+            total: self.total.unwrap_or(provider.total),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BreakerSettings {
+    /// Open when more than this share of the window's requests failed...
+    pub failure_rate: f64,
+    /// ...and the window holds at least this many requests.
+    pub min_requests: u64,
+    pub window: Duration,
+    /// Or open after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// How long an open breaker skips its target before probing.
+    pub cooldown: Duration,
+    /// Probe requests let through half-open; all must succeed to close.
+    pub probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            failure_rate: 0.05,
+            min_requests: 20,
+            window: Duration::from_secs(30),
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(10),
+            probes: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -356,7 +448,15 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }]));
     };
 
-    const SECTIONS: [&str; 6] = ["server", "metrics", "mock", "providers", "models", "keys"];
+    const SECTIONS: [&str; 7] = [
+        "server",
+        "metrics",
+        "mock",
+        "providers",
+        "models",
+        "keys",
+        "breaker",
+    ];
     let mut sections: HashMap<String, Value> = HashMap::new();
     for (k, v) in map {
         match k.as_str() {
@@ -383,6 +483,9 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let raw_models: Vec<(String, String, RawModel)> =
         map_section(&mut sections, "models", &mut problems);
     let raw_keys: Vec<(String, RawKey)> = list_section(&mut sections, "keys", &mut problems);
+    let raw_breaker: RawBreaker =
+        section(&mut sections, "breaker", &mut problems).unwrap_or_default();
+    let breaker = load_breaker(raw_breaker, &mut problems);
 
     let server = ServerSettings {
         listen: if raw_server.listen.is_empty() {
@@ -470,8 +573,53 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
                 priority: t.priority,
             });
         }
+        let retry = RetryPolicy {
+            attempts: raw.retry.attempts.unwrap_or(3).max(1),
+            deadline: duration(
+                &raw.retry.deadline,
+                &format!("{path}.retry.deadline"),
+                Duration::from_secs(60),
+                &mut problems,
+            ),
+            backoff: duration(
+                &raw.retry.backoff,
+                &format!("{path}.retry.backoff"),
+                Duration::from_millis(100),
+                &mut problems,
+            ),
+            max_backoff: duration(
+                &raw.retry.max_backoff,
+                &format!("{path}.retry.max_backoff"),
+                Duration::from_secs(2),
+                &mut problems,
+            ),
+        };
+        let t = &raw.timeouts;
+        let opt = |v: &Option<String>, field: &str, problems: &mut Vec<Problem>| {
+            v.as_ref().map(|_| {
+                duration(
+                    v,
+                    &format!("{path}.timeouts.{field}"),
+                    Duration::ZERO,
+                    problems,
+                )
+            })
+        };
+        let timeouts = TimeoutOverrides {
+            connect: opt(&t.connect, "connect", &mut problems),
+            first_byte: Some(
+                opt(&t.first_byte, "first_byte", &mut problems).unwrap_or(Duration::from_secs(5)),
+            ),
+            idle: opt(&t.idle, "idle", &mut problems),
+            total: opt(&t.total, "total", &mut problems),
+        };
         model_index.insert(name.clone(), models.len());
-        models.push(PublicModel { name, targets });
+        models.push(PublicModel {
+            name,
+            targets,
+            retry,
+            timeouts,
+        });
     }
 
     let mut keys: Vec<ClientKey> = Vec::new();
@@ -525,7 +673,57 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         models,
         model_index,
         keys,
+        breaker,
     })
+}
+
+/// A duration field: `dflt` when absent, a problem when unreadable or zero.
+fn duration(
+    value: &Option<String>,
+    path: &str,
+    dflt: Duration,
+    problems: &mut Vec<Problem>,
+) -> Duration {
+    let Some(text) = value else { return dflt };
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            problems.push(Problem {
+                path: path.into(),
+                message: "must be above zero".into(),
+            });
+            dflt
+        }
+        Err(e) => {
+            problems.push(Problem {
+                path: path.into(),
+                message: format!("`{text}` is not a duration like 500ms, 5s or 2m ({e})"),
+            });
+            dflt
+        }
+    }
+}
+
+fn load_breaker(raw: RawBreaker, problems: &mut Vec<Problem>) -> BreakerSettings {
+    let d = BreakerSettings::default();
+    let rate = raw.failure_rate.unwrap_or(d.failure_rate);
+    if !(0.0..=1.0).contains(&rate) {
+        problems.push(Problem {
+            path: "breaker.failure_rate".into(),
+            message: "must be between 0 and 1".into(),
+        });
+    }
+    BreakerSettings {
+        failure_rate: rate,
+        min_requests: raw.min_requests.unwrap_or(d.min_requests).max(1),
+        window: duration(&raw.window, "breaker.window", d.window, problems),
+        consecutive_failures: raw
+            .consecutive_failures
+            .unwrap_or(d.consecutive_failures)
+            .max(1),
+        cooldown: duration(&raw.cooldown, "breaker.cooldown", d.cooldown, problems),
+        probes: raw.probes.unwrap_or(d.probes).max(1),
+    }
 }
 
 fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> Option<Provider> {

@@ -14,13 +14,15 @@ use serde::Serialize;
 
 use crate::anthropic_api;
 use crate::auth;
+use crate::breaker::{self, Breakers};
 use crate::chat::ChatRequest;
-use crate::config::{ClientKey, Config, PublicModel, Target};
+use crate::config::{ClientKey, Config, PublicModel, Target, Timeouts};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
 use crate::oauth::TokenCache;
 use crate::providers::{self, ClientRequest, StreamState, Usage, VendorTarget};
 use crate::relay::{self, ClientApi, Relay};
+use crate::resilience;
 use crate::routing;
 use crate::upstream::{Exchange, Upstreams, MAX_UPSTREAM_BODY};
 
@@ -28,6 +30,7 @@ pub struct Gateway {
     config: Arc<Config>,
     upstreams: Upstreams,
     tokens: TokenCache,
+    breakers: Breakers,
     /// `created` for `/v1/models`: the time this config went live.
     started: u64,
 }
@@ -69,10 +72,12 @@ impl Gateway {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let breakers = Breakers::new(config.breaker.clone());
         Gateway {
             config,
             upstreams,
             tokens: TokenCache::default(),
+            breakers,
             started,
         }
     }
@@ -209,7 +214,10 @@ impl Gateway {
             .await
     }
 
-    /// Sends the request to the model's target and relays the reply in the client's API.
+    /// Sends the request to the model's targets in their configured order and relays the reply
+    /// in the client's API. Before any byte has reached the client, a failed attempt (connect
+    /// error, timeout, 5xx, 429, no first byte in time) moves on to the next healthy target,
+    /// with exponential backoff and jitter, honouring `Retry-After`, within the route's deadline.
     async fn complete(
         &self,
         session: &mut Session,
@@ -218,12 +226,96 @@ impl Gateway {
         model: &PublicModel,
     ) -> Handled {
         ctx.model = Some(model.name.clone());
+        let policy = &model.retry;
+        let deadline = ctx.start + policy.deadline;
         let order = routing::attempt_order(model);
-        let target = *order
-            .first()
-            .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "The model has no targets."))?;
+        let mut plan = resilience::Plan::new(order.len());
+        let mut last: Option<GatewayError> = None;
+        for attempt in 0..policy.attempts {
+            let breakers: Vec<bool> = order
+                .iter()
+                .map(|t| {
+                    self.breakers.get(&t.provider.name, &t.model).state() != breaker::State::Open
+                })
+                .collect();
+            let Some(index) = plan.next(&breakers) else {
+                break;
+            };
+            let target = order[index];
+            if attempt > 0 {
+                let moved = plan.previous() != Some(index);
+                let wait = resilience::backoff(policy, attempt, last.as_ref(), moved);
+                if Instant::now() + wait >= deadline {
+                    break;
+                }
+                metrics::RETRIES
+                    .with_label_values(&[
+                        model.name.as_str(),
+                        if moved { "failover" } else { "retry" },
+                    ])
+                    .inc();
+                log::info!(
+                    "retrying {} on {}/{} in {wait:?} after: {}",
+                    model.name,
+                    target.provider.name,
+                    target.model,
+                    last.as_ref().map_or(String::new(), |e| e.to_string())
+                );
+                tokio::time::sleep(wait).await;
+            }
+            plan.mark(index);
+            let breaker = self.breakers.get(&target.provider.name, &target.model);
+            if !breaker.allow() {
+                continue;
+            }
+            ctx.provider = Some(target.provider.name.clone());
+            let timeouts = model.timeouts.apply(&target.provider.timeouts);
+            let result = self
+                .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
+                .await;
+            match result {
+                Err(Stop::Reply(e)) if resilience::counts_against_target(&e) => {
+                    breaker.record(false);
+                    metrics::ATTEMPTS
+                        .with_label_values(&[&target.provider.name, e.kind.as_str()])
+                        .inc();
+                    if session.response_written().is_some() {
+                        return Err(Stop::Reply(e));
+                    }
+                    last = Some(e);
+                }
+                other => {
+                    breaker.record(true);
+                    metrics::ATTEMPTS
+                        .with_label_values(&[&target.provider.name, "ok"])
+                        .inc();
+                    return other;
+                }
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::UpstreamOverloaded,
+                    "Every target for this model is unavailable right now; try again shortly.",
+                )
+                .with_retry_after(Some(1))
+            })
+            .into())
+    }
+
+    /// One attempt at one target; a Qianfan access token the vendor rejects is refreshed and
+    /// the attempt repeated once.
+    async fn attempt_with_token(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        target: &Target,
+        timeouts: &Timeouts,
+        public_model: &str,
+    ) -> Handled {
         let provider = &target.provider;
-        ctx.provider = Some(provider.name.clone());
         let mut refreshed = false;
         loop {
             let token = if providers::needs_access_token(provider) {
@@ -242,10 +334,16 @@ impl Gateway {
                 access_token: token.as_deref(),
             };
             match self
-                .attempt(session, ctx, request, &vendor_target, &model.name)
+                .attempt(
+                    session,
+                    ctx,
+                    request,
+                    &vendor_target,
+                    timeouts,
+                    public_model,
+                )
                 .await
             {
-                // The vendor dropped the gateway's access token: fetch a new one, once.
                 Err(Stop::Reply(e)) if e.kind == ErrorKind::UpstreamTokenExpired && !refreshed => {
                     refreshed = true;
                     if let Some(t) = &token {
@@ -263,18 +361,14 @@ impl Gateway {
         ctx: &mut RequestCtx,
         request: &mut ClientRequest<'_>,
         target: &VendorTarget<'_>,
+        timeouts: &Timeouts,
         public_model: &str,
     ) -> Handled {
         let provider = target.provider;
         let upstream_request = providers::encode_chat(request, target)?;
         let mut exchange = self
             .upstreams
-            .send(
-                &provider.endpoint,
-                &provider.timeouts,
-                "POST",
-                &upstream_request,
-            )
+            .send(&provider.endpoint, timeouts, "POST", &upstream_request)
             .await
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
 

@@ -2,6 +2,7 @@
 
 pub mod anthropic_api;
 pub mod auth;
+pub mod breaker;
 pub mod chat;
 pub mod config;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod mock;
 pub mod oauth;
 pub mod providers;
 pub mod relay;
+pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod sse;

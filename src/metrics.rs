@@ -3,8 +3,9 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec_with_registry, register_int_counter_vec_with_registry, Encoder,
-    HistogramVec, IntCounterVec, Registry, TextEncoder,
+    register_histogram_vec_with_registry, register_int_counter_vec_with_registry,
+    register_int_gauge_vec_with_registry, Encoder, HistogramVec, IntCounterVec, IntGaugeVec,
+    Registry, TextEncoder,
 };
 
 pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
@@ -50,12 +51,67 @@ pub static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub static BREAKER_STATE: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec_with_registry!(
+        "modelmux_breaker_state",
+        "Circuit breaker state per target: 0 closed, 1 open, 2 half-open.",
+        &["provider", "model"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub static BREAKER_TRANSITIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_breaker_transitions_total",
+        "Circuit breaker state changes per target, by the state entered.",
+        &["provider", "model", "to"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub static RETRIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_retries_total",
+        "Attempts after the first, by public model and whether they moved to another target.",
+        &["model", "kind"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_upstream_attempts_total",
+        "Upstream attempts by provider and outcome (ok, or the error kind).",
+        &["provider", "outcome"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub static REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_rejections_total",
+        "Requests the gateway refused itself, by reason.",
+        &["reason"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so that the first scrape lists them all, even at zero.
 pub fn init() {
     Lazy::force(&REQUESTS);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&UPSTREAM_ERRORS);
     Lazy::force(&TOKENS);
+    Lazy::force(&BREAKER_STATE);
+    Lazy::force(&BREAKER_TRANSITIONS);
+    Lazy::force(&RETRIES);
+    Lazy::force(&ATTEMPTS);
+    Lazy::force(&REJECTIONS);
 }
 
 pub fn render() -> Vec<u8> {

@@ -165,24 +165,37 @@ providers:
 models:
   claude:
     targets: [{{provider: anthropic, model: claude-sonnet-4-20250514}}]
+    retry: {{attempts: 1}}
   qwen:
     targets: [{{provider: dashscope, model: qwen-plus}}]
+    retry: {{attempts: 1}}
   ernie:
     targets: [{{provider: qianfan, model: completions_pro}}]
+    retry: {{attempts: 1}}
   gemini:
     targets: [{{provider: gemini, model: gemini-2.5-flash}}]
+    retry: {{attempts: 1}}
   gpt-4o-mini:
     targets: [{{provider: openai-mock, model: gpt-4o-mini-2024-07-18}}]
+    retry: {{attempts: 1}}
   impatient:
     targets: [{{provider: openai-impatient, model: gpt-4o-mini}}]
+    retry: {{attempts: 1}}
   misconfigured:
     targets: [{{provider: openai-wrong-key, model: gpt-4o-mini}}]
+    retry: {{attempts: 1}}
   unreachable:
     targets: [{{provider: nowhere, model: llama}}]
+    retry: {{attempts: 1}}
   qwen-plus:
     targets: [{{provider: dashscope-compatible, model: qwen-plus}}]
+    retry: {{attempts: 1}}
   ernie-4.0-8k:
     targets: [{{provider: qianfan-v2, model: ernie-4.0-8k}}]
+    retry: {{attempts: 1}}
+# These tests provoke failures on purpose: keep every breaker closed (tests of breakers and
+# failover start their own gateway).
+breaker: {{consecutive_failures: 1000000, min_requests: 1000000}}
 keys:
   - {{name: all, key: {DEMO_KEY}, models: ["*"]}}
   - {{name: limited, key: {LIMITED_KEY}, models: [gpt-4o-mini]}}
