@@ -125,6 +125,23 @@ impl Breaker {
         }
     }
 
+    /// Whether routing should consider this target: closed, or half-open with a probe slot
+    /// free (an open breaker whose cooldown has passed turns half-open here).
+    pub fn available(&self) -> bool {
+        let mut inner = self
+            .inner
+            .lock()
+            .expect("breaker lock is never poisoned: no panics while held");
+        if inner.state == State::Open && inner.opened_at.elapsed() >= self.settings.cooldown {
+            self.set_state(&mut inner, State::HalfOpen);
+        }
+        match inner.state {
+            State::Closed => true,
+            State::Open => false,
+            State::HalfOpen => inner.probes_in_flight < self.settings.probes,
+        }
+    }
+
     /// Whether a request may go to this target now; half-open, it admits a few probes.
     pub fn allow(&self) -> bool {
         let mut inner = self
@@ -266,7 +283,9 @@ mod tests {
         assert_eq!(b.state(), State::Open);
         assert!(!b.allow());
         std::thread::sleep(Duration::from_millis(60));
+        assert!(b.available(), "the cooldown is over");
         assert!(b.allow() && b.allow(), "two probes");
+        assert!(!b.available());
         assert!(!b.allow(), "no third while probing");
         assert_eq!(b.state(), State::HalfOpen);
         b.record(true);

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::anthropic_api;
 use crate::auth;
-use crate::breaker::{self, Breakers};
+use crate::breaker::Breakers;
 use crate::chat::ChatRequest;
 use crate::config::{ClientKey, Config, PublicModel, Target, Timeouts};
 use crate::error::{ErrorKind, GatewayError, GwResult};
@@ -232,13 +232,11 @@ impl Gateway {
         let mut plan = resilience::Plan::new(order.len());
         let mut last: Option<GatewayError> = None;
         for attempt in 0..policy.attempts {
-            let breakers: Vec<bool> = order
+            let available: Vec<bool> = order
                 .iter()
-                .map(|t| {
-                    self.breakers.get(&t.provider.name, &t.model).state() != breaker::State::Open
-                })
+                .map(|t| self.breakers.get(&t.provider.name, &t.model).available())
                 .collect();
-            let Some(index) = plan.next(&breakers) else {
+            let Some(index) = plan.next(&available) else {
                 break;
             };
             let target = order[index];

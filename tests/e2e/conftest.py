@@ -66,9 +66,9 @@ def wait_http(url, timeout=20.0):
 
 
 class Process:
-    def __init__(self, args, name):
+    def __init__(self, args, name, env=None):
         self.log = tempfile.NamedTemporaryFile(prefix=f"modelmux-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([str(BIN), *args], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(BIN), *args], stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -107,6 +107,9 @@ class Mock:
 
     def reset(self, vendor):
         httpx.post(self.url(vendor) + "/__mock/reset").raise_for_status()
+
+    def clear_fault(self, vendor):
+        httpx.delete(self.url(vendor) + "/__mock/fault").raise_for_status()
 
 
 def gateway_config(mock, port, metrics_port, closed_port):
@@ -237,21 +240,43 @@ class Gateway:
     def metrics(self):
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
 
+    def metric(self, name, **labels):
+        """The value of one sample, or None."""
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in self.metrics().splitlines():
+            if line.startswith(name + "{"):
+                got = line[len(name) + 1:line.index("}")]
+                if ",".join(sorted(got.split(","))) == want:
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
+
+class running_gateway:
+    """Starts `modelmux serve` with the config `make_config(port, metrics_port)` returns."""
+
+    def __init__(self, make_config, env=None):
+        self.port, self.metrics_port = free_port(), free_port()
+        conf = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        conf.write(make_config(self.port, self.metrics_port))
+        conf.close()
+        self.conf = conf.name
+        self.env = env
+
+    def __enter__(self):
+        env = dict(os.environ, **(self.env or {}))
+        self.process = Process(["serve", "-c", self.conf], "serve", env=env)
+        wait_http(f"http://127.0.0.1:{self.port}/health")
+        return Gateway(self.port, self.metrics_port, self.process)
+
+    def __exit__(self, *exc):
+        self.process.stop()
+
 
 @pytest.fixture(scope="session")
 def gateway(mock):
-    port, metrics_port, closed_port = free_port(), free_port(), free_port()
-    conf = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    conf.write(gateway_config(mock, port, metrics_port, closed_port))
-    conf.close()
-    p = Process(["serve", "-c", conf.name], "serve")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield Gateway(port, metrics_port, p)
-    finally:
-        p.stop()
-        if p.proc.returncode not in (0, -2, 130, None):
-            print(p.output())
+    closed_port = free_port()
+    with running_gateway(lambda port, metrics: gateway_config(mock, port, metrics, closed_port)) as g:
+        yield g
 
 
 def sse_events(text):
