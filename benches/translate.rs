@@ -205,7 +205,7 @@ fn stream(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events));
     g.bench_function("openai pass-through", |b| {
         b.iter(|| {
-            let mut p = openai::OpenAiStream::new("pub");
+            let mut p = openai::OpenAiStream::new("pub", true);
             let mut out = Vec::with_capacity(16 * 1024);
             p.push(black_box(&openai_bytes), &mut out);
             black_box(out)

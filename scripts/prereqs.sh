@@ -28,6 +28,11 @@ ensure_build_tools() {
   apt_install cmake:cmake
 }
 
+ensure_test_services() {
+  # The Redis-backed limits are tested against a real server the tests start themselves.
+  apt_install redis-server:redis-server
+}
+
 ensure_python_test_env() {
   local venv="$ROOT/.venv"
   if [ ! -x "$venv/bin/python" ]; then

@@ -55,11 +55,15 @@ mod tests {
                 name: "a".into(),
                 key: Secret::new("sk-aaaaaaaa"),
                 models: ModelAccess::All,
+                limits: Default::default(),
+                budget: None,
             },
             ClientKey {
                 name: "b".into(),
                 key: Secret::new("sk-bbbbbbbb"),
                 models: ModelAccess::All,
+                limits: Default::default(),
+                budget: None,
             },
         ]
     }

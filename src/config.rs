@@ -118,6 +118,9 @@ struct RawModel {
     targets: Vec<RawTarget>,
     #[serde(default)]
     retry: RawRetry,
+    #[serde(default)]
+    limits: Limits,
+    price: Option<Price>,
     /// Per-route overrides of the providers' timeouts.
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -150,6 +153,79 @@ struct RawKey {
     key: String,
     #[serde(default)]
     models: Vec<String>,
+    #[serde(default)]
+    limits: Limits,
+    budget: Option<RawBudget>,
+}
+
+/// Token-bucket limits: requests and tokens per minute. Absent means unlimited.
+#[derive(Deserialize, Default, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    tokens: Option<u64>,
+    cost: Option<f64>,
+    #[serde(default = "default_period")]
+    period: Period,
+}
+
+fn default_period() -> Period {
+    Period::Month
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Month,
+    Total,
+}
+
+/// A key's spending cap per period, in tokens and/or cost (the currency of the models' prices).
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub tokens: Option<u64>,
+    pub cost: Option<f64>,
+    pub period: Period,
+}
+
+/// Price per million tokens.
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub prompt: f64,
+    pub completion: f64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimitsSection {
+    #[serde(default)]
+    backend: LimitsBackendKind,
+    redis_url: Option<String>,
+    prefix: Option<String>,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum LimitsBackendKind {
+    #[default]
+    Local,
+    Redis,
+}
+
+/// Where limit buckets and budget spend live: in this process, or in Redis, shared by every
+/// replica that points at it.
+#[derive(Debug, Clone)]
+pub enum LimitsBackend {
+    Local,
+    Redis { url: String, prefix: String },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,6 +241,7 @@ pub struct Config {
     model_index: HashMap<String, usize>,
     pub keys: Vec<ClientKey>,
     pub breaker: BreakerSettings,
+    pub limits_backend: LimitsBackend,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +367,8 @@ pub struct PublicModel {
     pub targets: Vec<Target>,
     pub retry: RetryPolicy,
     pub timeouts: TimeoutOverrides,
+    pub limits: Limits,
+    pub price: Option<Price>,
 }
 
 /// How a route retries and fails over before any byte reached the client.
@@ -367,6 +446,8 @@ pub struct ClientKey {
     pub name: String,
     pub key: Secret,
     pub models: ModelAccess,
+    pub limits: Limits,
+    pub budget: Option<Budget>,
 }
 
 impl ClientKey {
@@ -448,7 +529,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }]));
     };
 
-    const SECTIONS: [&str; 7] = [
+    const SECTIONS: [&str; 8] = [
         "server",
         "metrics",
         "mock",
@@ -456,6 +537,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         "models",
         "keys",
         "breaker",
+        "limits",
     ];
     let mut sections: HashMap<String, Value> = HashMap::new();
     for (k, v) in map {
@@ -486,6 +568,26 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let raw_breaker: RawBreaker =
         section(&mut sections, "breaker", &mut problems).unwrap_or_default();
     let breaker = load_breaker(raw_breaker, &mut problems);
+    let raw_limits: RawLimitsSection =
+        section(&mut sections, "limits", &mut problems).unwrap_or_default();
+    let limits_backend = match (raw_limits.backend, raw_limits.redis_url) {
+        (LimitsBackendKind::Local, _) => LimitsBackend::Local,
+        (LimitsBackendKind::Redis, Some(url))
+            if url.starts_with("redis://") || url.starts_with("rediss://") =>
+        {
+            LimitsBackend::Redis {
+                url,
+                prefix: raw_limits.prefix.unwrap_or_else(|| "modelmux".into()),
+            }
+        }
+        (LimitsBackendKind::Redis, _) => {
+            problems.push(Problem {
+                path: "limits.redis_url".into(),
+                message: "a redis:// URL is required with backend: redis".into(),
+            });
+            LimitsBackend::Local
+        }
+    };
 
     let server = ServerSettings {
         listen: if raw_server.listen.is_empty() {
@@ -614,11 +716,14 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             total: opt(&t.total, "total", &mut problems),
         };
         model_index.insert(name.clone(), models.len());
+        check_limits(&raw.limits, &format!("{path}.limits"), &mut problems);
         models.push(PublicModel {
             name,
             targets,
             retry,
             timeouts,
+            limits: raw.limits,
+            price: raw.price,
         });
     }
 
@@ -649,10 +754,26 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             }
             ModelAccess::Only(raw.models.into_iter().collect())
         };
+        check_limits(&raw.limits, &format!("{path}.limits"), &mut problems);
+        let budget = raw.budget.map(|b| {
+            if b.tokens.is_none() && b.cost.is_none() {
+                problems.push(Problem {
+                    path: format!("{path}.budget"),
+                    message: "give tokens, cost, or both".into(),
+                });
+            }
+            Budget {
+                tokens: b.tokens,
+                cost: b.cost,
+                period: b.period,
+            }
+        });
         keys.push(ClientKey {
             name: raw.name,
             key: Secret(raw.key),
             models: access,
+            limits: raw.limits,
+            budget,
         });
     }
     if keys.is_empty() {
@@ -674,7 +795,19 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         model_index,
         keys,
         breaker,
+        limits_backend,
     })
+}
+
+fn check_limits(l: &Limits, path: &str, problems: &mut Vec<Problem>) {
+    for (field, v) in [("rpm", l.rpm), ("tpm", l.tpm)] {
+        if v == Some(0) {
+            problems.push(Problem {
+                path: format!("{path}.{field}"),
+                message: "must be at least 1 (leave it out for no limit)".into(),
+            });
+        }
+    }
 }
 
 /// A duration field: `dflt` when absent, a problem when unreadable or zero.
@@ -1105,6 +1238,43 @@ keys:
         ] {
             assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn traffic_sections_load() {
+        let conf = r#"
+providers: [{name: p, kind: openai_compatible, base_url: "http://127.0.0.1:1"}]
+models:
+  m:
+    targets: [{provider: p, model: x}]
+    retry: {attempts: 4, deadline: 20s}
+    timeouts: {first_byte: 2s}
+    limits: {rpm: 10, tpm: 1000}
+    price: {prompt: 1.5, completion: 2}
+breaker: {consecutive_failures: 3, cooldown: 2s}
+limits: {backend: redis, redis_url: "redis://127.0.0.1:6379/0", prefix: mm}
+keys: [{name: k, key: sk-12345678, limits: {rpm: 5}, budget: {tokens: 100, period: day}}]
+"#;
+        let c = load_str(conf, &|_| None).unwrap();
+        let m = c.model("m").unwrap();
+        assert_eq!(
+            (m.retry.attempts, m.retry.deadline),
+            (4, Duration::from_secs(20))
+        );
+        assert_eq!(m.timeouts.first_byte, Some(Duration::from_secs(2)));
+        assert_eq!((m.limits.rpm, c.keys[0].limits.rpm), (Some(10), Some(5)));
+        assert_eq!(c.breaker.consecutive_failures, 3);
+        assert!(matches!(c.limits_backend, LimitsBackend::Redis { .. }));
+        let bad = load_str(
+            "limits: {backend: redis}\nkeys: [{name: k, key: sk-12345678, limits: {rpm: 0}}]",
+            &|_| None,
+        )
+        .unwrap_err();
+        let text = bad.to_string();
+        assert!(
+            text.contains("limits.redis_url") && text.contains("keys[0].limits.rpm"),
+            "{text}"
+        );
     }
 
     #[test]

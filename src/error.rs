@@ -114,6 +114,8 @@ pub struct GatewayError {
     pub param: Option<String>,
     pub code: Option<String>,
     pub retry_after_secs: Option<u64>,
+    /// More response headers, e.g. `x-ratelimit-*` on the gateway's own 429.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub type GwResult<T> = Result<T, GatewayError>;
@@ -127,6 +129,7 @@ impl GatewayError {
             param: None,
             code: None,
             retry_after_secs: None,
+            headers: Vec::new(),
         }
     }
 

@@ -15,9 +15,11 @@ use serde::Serialize;
 use crate::anthropic_api;
 use crate::auth;
 use crate::breaker::Breakers;
+use crate::budget::Budgets;
 use crate::chat::ChatRequest;
 use crate::config::{ClientKey, Config, PublicModel, Target, Timeouts};
 use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::limits::{Admission, Backend, Limiter};
 use crate::metrics;
 use crate::oauth::TokenCache;
 use crate::providers::{self, ClientRequest, StreamState, Usage, VendorTarget};
@@ -31,6 +33,8 @@ pub struct Gateway {
     upstreams: Upstreams,
     tokens: TokenCache,
     breakers: Breakers,
+    limiter: Limiter,
+    budgets: Budgets,
     /// `created` for `/v1/models`: the time this config went live.
     started: u64,
 }
@@ -44,6 +48,12 @@ pub struct RequestCtx {
     provider: Option<String>,
     usage: Option<Usage>,
     upstream_error: Option<ErrorKind>,
+    /// The caller's key (index into the config's keys), once authenticated.
+    key: Option<usize>,
+    /// What the rate limits reserved for this request, settled with the real usage.
+    admission: Option<Admission>,
+    /// Headers every successful response carries (`x-ratelimit-*`).
+    response_headers: Vec<(&'static str, String)>,
 }
 
 /// Why a handler stopped early: an error to send the client, or a client that went away.
@@ -73,11 +83,14 @@ impl Gateway {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let breakers = Breakers::new(config.breaker.clone());
+        let backend = Arc::new(Backend::new(&config.limits_backend));
         Gateway {
             config,
             upstreams,
             tokens: TokenCache::default(),
             breakers,
+            limiter: Limiter::new(backend.clone()),
+            budgets: Budgets::new(backend),
             started,
         }
     }
@@ -197,6 +210,15 @@ impl Gateway {
         let body = read_body(session, self.config.server.max_body_bytes).await?;
         let request = ChatRequest::parse(&body)?;
         let model = self.allowed_model(key, &request.model)?;
+        let max_tokens = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|m| {
+                request
+                    .body
+                    .get(m)
+                    .and_then(|v| v.get().parse::<u64>().ok())
+            });
+        self.admit(ctx, key, model, body.len(), max_tokens).await?;
         let mut client_request = ClientRequest::openai(&request);
         self.complete(session, ctx, &mut client_request, model)
             .await
@@ -209,9 +231,30 @@ impl Gateway {
         let body = read_body(session, self.config.server.max_body_bytes).await?;
         let (model_name, request) = anthropic_api::parse_request(&body)?;
         let model = self.allowed_model(key, &model_name)?;
+        self.admit(ctx, key, model, body.len(), request.max_tokens)
+            .await?;
         let mut client_request = ClientRequest::typed(request);
         self.complete(session, ctx, &mut client_request, model)
             .await
+    }
+
+    /// Budget and rate limits, before anything goes upstream. Tokens are estimated from the
+    /// body (about 4 bytes a token) plus the completion the client allows.
+    async fn admit(
+        &self,
+        ctx: &mut RequestCtx,
+        key: &ClientKey,
+        model: &PublicModel,
+        body_len: usize,
+        max_tokens: Option<u64>,
+    ) -> GwResult<()> {
+        ctx.key = self.config.keys.iter().position(|k| std::ptr::eq(k, key));
+        self.budgets.check(key).await?;
+        let estimate = (body_len / 4) as u64 + max_tokens.unwrap_or(0);
+        let admission = self.limiter.admit(key, model, estimate).await?;
+        ctx.response_headers = admission.headers.clone();
+        ctx.admission = Some(admission);
+        Ok(())
     }
 
     /// Sends the request to the model's targets in their configured order and relays the reply
@@ -407,7 +450,7 @@ impl Gateway {
                 &completion,
                 &mut out,
             );
-            write_stream_header(session).await?;
+            write_stream_header(session, &ctx.response_headers).await?;
             session
                 .write_response_body(Some(Bytes::from(out)), true)
                 .await?;
@@ -416,7 +459,7 @@ impl Gateway {
         let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
-        write_json(session, 200, reply, &[]).await?;
+        write_json(session, 200, reply, &ctx.response_headers).await?;
         Ok(())
     }
 
@@ -429,7 +472,7 @@ impl Gateway {
         mut exchange: Exchange,
         mut relay: Relay,
     ) -> Handled {
-        write_stream_header(session).await?;
+        write_stream_header(session, &ctx.response_headers).await?;
         let mut out = Vec::with_capacity(4096);
         let state = loop {
             out.clear();
@@ -461,11 +504,17 @@ impl Gateway {
     }
 }
 
-async fn write_stream_header(session: &mut Session) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(200, Some(4))?;
+async fn write_stream_header(
+    session: &mut Session,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(200, Some(4 + extra.len()))?;
     h.insert_header("content-type", "text/event-stream")?;
     h.insert_header("cache-control", "no-cache")?;
     h.insert_header("transfer-encoding", "chunked")?;
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
     session.write_response_header(Box::new(h), false).await
 }
 
@@ -534,7 +583,7 @@ async fn write_error(
     api: ClientApi,
     e: &GatewayError,
 ) -> pingora::Result<()> {
-    let mut extra = Vec::new();
+    let mut extra = e.headers.clone();
     if let Some(secs) = e.retry_after_secs {
         extra.push(("retry-after", secs.to_string()));
     }
@@ -553,6 +602,9 @@ impl ProxyHttp for Gateway {
             provider: None,
             usage: None,
             upstream_error: None,
+            key: None,
+            admission: None,
+            response_headers: Vec::new(),
         }
     }
 
@@ -601,6 +653,19 @@ impl ProxyHttp for Gateway {
             metrics::UPSTREAM_ERRORS
                 .with_label_values(&[provider, kind.as_str()])
                 .inc();
+        }
+        if let Some(admission) = &ctx.admission {
+            self.limiter
+                .settle(admission, ctx.usage.map(|u| u.total_tokens))
+                .await;
+        }
+        if let (Some(key), Some(u)) = (ctx.key.and_then(|i| self.config.keys.get(i)), ctx.usage) {
+            let price = ctx
+                .model
+                .as_deref()
+                .and_then(|m| self.config.model(m))
+                .and_then(|m| m.price.as_ref());
+            self.budgets.record(key, &u, price).await;
         }
         if let Some(u) = ctx.usage {
             metrics::TOKENS

@@ -3,11 +3,13 @@
 pub mod anthropic_api;
 pub mod auth;
 pub mod breaker;
+pub mod budget;
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http_app;
+pub mod limits;
 pub mod metrics;
 pub mod mock;
 pub mod oauth;

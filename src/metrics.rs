@@ -101,6 +101,16 @@ pub static REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub static LIMIT_REMAINING: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec_with_registry!(
+        "modelmux_limit_remaining",
+        "What the last admission left in a rate-limit bucket, by scope (key, model), its configured name and kind.",
+        &["scope", "name", "kind"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so that the first scrape lists them all, even at zero.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -112,6 +122,7 @@ pub fn init() {
     Lazy::force(&RETRIES);
     Lazy::force(&ATTEMPTS);
     Lazy::force(&REJECTIONS);
+    Lazy::force(&LIMIT_REMAINING);
 }
 
 pub fn render() -> Vec<u8> {

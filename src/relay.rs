@@ -87,7 +87,7 @@ impl Relay {
         include_usage: bool,
     ) -> Relay {
         Relay(if api.passes_through(provider) {
-            Inner::PassThrough(OpenAiStream::new(public_model))
+            Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
         } else {
             Inner::Translate {
                 source: providers::stream_decoder(provider),

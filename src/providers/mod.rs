@@ -361,7 +361,7 @@ mod fuzz {
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..2000 {
             let bytes: Vec<u8> = (0..rng.usize(0..200)).map(|_| rng.u8(..)).collect();
-            let mut pass = openai::OpenAiStream::new("m");
+            let mut pass = openai::OpenAiStream::new("m", true);
             let mut out = Vec::new();
             pass.push(&bytes, &mut out);
             pass.finish(&mut out);

@@ -37,7 +37,18 @@ pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest 
     let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
     write_json_str(target.vendor_model, &mut model);
     let mut body = Vec::with_capacity(256);
-    chat.body.write_with(&[("model", &model)], &[], &mut body);
+    if chat.stream && !chat.include_usage {
+        // The gateway counts tokens of every stream (limits, budgets); the usage chunk this asks
+        // for is dropped again on the way to a client that did not ask for it.
+        let usage_on = br#"{"include_usage":true}"#;
+        chat.body.write_with(
+            &[("model", &model), ("stream_options", usage_on)],
+            &[],
+            &mut body,
+        );
+    } else {
+        chat.body.write_with(&[("model", &model)], &[], &mut body);
+    }
     request(target, chat.stream, body)
 }
 
@@ -320,16 +331,19 @@ pub struct OpenAiStream {
     usage: Option<Usage>,
     /// A choice reported its finish_reason: a close after it is a complete stream.
     finished: bool,
+    /// Whether the client asked for the usage chunk (the gateway always asks the vendor).
+    forward_usage: bool,
     state: StreamState,
 }
 
 impl OpenAiStream {
-    pub fn new(public_model: &str) -> Self {
+    pub fn new(public_model: &str, forward_usage: bool) -> Self {
         OpenAiStream {
             splitter: SseSplitter::new(),
             model_json: public_model_json(public_model),
             usage: None,
             finished: false,
+            forward_usage,
             state: StreamState::Open,
         }
     }
@@ -346,6 +360,7 @@ impl OpenAiStream {
         let state = &mut self.state;
         let usage = &mut self.usage;
         let finished = &mut self.finished;
+        let forward_usage = self.forward_usage;
         let model_json = &self.model_json;
         let res = self.splitter.push(chunk, |ev| {
             if *state != StreamState::Open {
@@ -373,6 +388,10 @@ impl OpenAiStream {
             }
             if let Some(u) = read_usage(obj.get("usage")) {
                 *usage = Some(u);
+                let usage_only = obj.get("choices").is_some_and(|c| c.get().trim() == "[]");
+                if usage_only && !forward_usage {
+                    return;
+                }
             }
             if memchr::memmem::find(ev.data.as_bytes(), b"\"finish_reason\":\"").is_some() {
                 *finished = true;
@@ -631,7 +650,7 @@ mod tests {
     );
 
     fn run(chunks: &[&[u8]]) -> (String, StreamState, Option<Usage>) {
-        let mut d = OpenAiStream::new("public");
+        let mut d = OpenAiStream::new("public", true);
         let mut out = Vec::new();
         let mut state = StreamState::Open;
         for c in chunks {

@@ -1,0 +1,390 @@
+//! Rate limits: token buckets for requests and tokens per minute, per client key and per public
+//! model. Tokens are reserved from an estimate on the way in and corrected with the vendor's
+//! real usage on the way out. Buckets live in this process, or in Redis (an atomic script on
+//! Redis's own clock), where every replica shares them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
+
+use crate::config::{ClientKey, LimitsBackend, PublicModel};
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::metrics;
+
+/// Takes `amount` from a bucket refilled continuously at `rate` per second up to `capacity`.
+/// With `force`, the amount is taken even if it overdraws (a correction after the fact).
+/// Returns {allowed, tokens left}.
+const TAKE_SCRIPT: &str = r#"
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local force = ARGV[4] == "1"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - ts) / 1000 * rate)
+local allowed = 0
+if force or tokens >= amount then
+  tokens = tokens - amount
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 60000)
+return {allowed, tostring(tokens)}
+"#;
+
+struct LocalBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+enum Store {
+    Local(Mutex<HashMap<String, LocalBucket>>),
+    Redis {
+        url: String,
+        prefix: String,
+        conn: OnceCell<ConnectionManager>,
+        script: redis::Script,
+    },
+}
+
+/// The shared counter store for limits and budgets.
+pub struct Backend {
+    store: Store,
+}
+
+impl Backend {
+    pub fn new(config: &LimitsBackend) -> Backend {
+        let store = match config {
+            LimitsBackend::Local => Store::Local(Mutex::new(HashMap::new())),
+            LimitsBackend::Redis { url, prefix } => Store::Redis {
+                url: url.clone(),
+                prefix: prefix.clone(),
+                conn: OnceCell::new(),
+                script: redis::Script::new(TAKE_SCRIPT),
+            },
+        };
+        Backend { store }
+    }
+
+    pub fn prefix(&self) -> &str {
+        match &self.store {
+            Store::Local(_) => "modelmux",
+            Store::Redis { prefix, .. } => prefix,
+        }
+    }
+
+    pub async fn redis(&self) -> Option<redis::RedisResult<ConnectionManager>> {
+        let Store::Redis { url, conn, .. } = &self.store else {
+            return None;
+        };
+        Some(
+            conn.get_or_try_init(|| async {
+                let client = redis::Client::open(url.as_str())?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Duration::from_secs(2))
+                    .set_response_timeout(Duration::from_secs(2));
+                ConnectionManager::new_with_config(client, config).await
+            })
+            .await
+            .cloned(),
+        )
+    }
+
+    /// Returns (allowed, tokens left). A store that cannot be reached lets requests through:
+    /// an outage of the limiter must not become an outage of the gateway.
+    async fn take(
+        &self,
+        key: &str,
+        capacity: f64,
+        rate: f64,
+        amount: f64,
+        force: bool,
+    ) -> (bool, f64) {
+        match &self.store {
+            Store::Local(map) => {
+                let mut map = map
+                    .lock()
+                    .expect("bucket lock is never poisoned: no panics while held");
+                let now = Instant::now();
+                let b = map.entry(key.to_string()).or_insert(LocalBucket {
+                    tokens: capacity,
+                    last: now,
+                });
+                b.tokens =
+                    (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(capacity);
+                b.last = now;
+                if force || b.tokens >= amount {
+                    b.tokens -= amount;
+                    (true, b.tokens)
+                } else {
+                    (false, b.tokens)
+                }
+            }
+            Store::Redis { script, .. } => {
+                let result = match self.redis().await {
+                    Some(Ok(mut conn)) => {
+                        script
+                            .key(key)
+                            .arg(capacity)
+                            .arg(rate)
+                            .arg(amount)
+                            .arg(if force { "1" } else { "0" })
+                            .invoke_async::<(i64, String)>(&mut conn)
+                            .await
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => unreachable!("a Redis store has a connection"),
+                };
+                match result {
+                    Ok((allowed, left)) => (allowed == 1, left.parse().unwrap_or(0.0)),
+                    Err(e) => {
+                        log::warn!(
+                            "rate limit store unreachable, letting the request through: {e}"
+                        );
+                        metrics::REJECTIONS
+                            .with_label_values(&["limiter_unavailable_fail_open"])
+                            .inc();
+                        (true, capacity)
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Requests,
+    Tokens,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Requests => "requests",
+            Kind::Tokens => "tokens",
+        }
+    }
+}
+
+/// What one request took from the buckets, to correct once its real usage is known.
+#[derive(Debug, Default)]
+pub struct Admission {
+    tokens_reserved: f64,
+    token_buckets: Vec<(String, f64)>,
+    /// `x-ratelimit-*` headers for the response.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+pub struct Limiter {
+    backend: std::sync::Arc<Backend>,
+}
+
+/// The time until a bucket is full again, as OpenAI writes it (`250ms`, `6s`, `1m30s`).
+fn reset_text(missing: f64, rate: f64) -> String {
+    let secs = (missing.max(0.0) / rate).max(0.0);
+    if secs < 1.0 {
+        format!("{}ms", (secs * 1000.0).ceil() as u64)
+    } else if secs < 60.0 {
+        format!("{}s", secs.ceil() as u64)
+    } else {
+        let s = secs.ceil() as u64;
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+impl Limiter {
+    pub fn new(backend: std::sync::Arc<Backend>) -> Self {
+        Limiter { backend }
+    }
+
+    /// Admits a request or answers 429 with `Retry-After` and the `x-ratelimit-*` headers.
+    pub async fn admit(
+        &self,
+        key: &ClientKey,
+        model: &PublicModel,
+        estimated_tokens: u64,
+    ) -> GwResult<Admission> {
+        let mut checks: Vec<(&'static str, Kind, u64)> = Vec::new();
+        for (scope, limits) in [("key", &key.limits), ("model", &model.limits)] {
+            if let Some(rpm) = limits.rpm {
+                checks.push((scope, Kind::Requests, rpm));
+            }
+            if let Some(tpm) = limits.tpm {
+                checks.push((scope, Kind::Tokens, tpm));
+            }
+        }
+        let mut admission = Admission::default();
+        // The tightest bucket of each kind speaks in the headers.
+        let mut tightest: HashMap<Kind, (u64, f64, f64)> = HashMap::new();
+        let mut taken: Vec<(String, f64, f64, f64)> = Vec::new();
+        for (scope, kind, limit) in checks {
+            let name = if scope == "key" {
+                key.name.as_str()
+            } else {
+                model.name.as_str()
+            };
+            let bucket = format!(
+                "{}:rl:{scope}:{name}:{}",
+                self.backend.prefix(),
+                kind.as_str()
+            );
+            let capacity = limit as f64;
+            let rate = capacity / 60.0;
+            let amount = match kind {
+                Kind::Requests => 1.0,
+                Kind::Tokens => (estimated_tokens.max(1) as f64).min(capacity),
+            };
+            let (allowed, left) = self
+                .backend
+                .take(&bucket, capacity, rate, amount, false)
+                .await;
+            metrics::LIMIT_REMAINING
+                .with_label_values(&[scope, name, kind.as_str()])
+                .set(left.max(0.0) as i64);
+            if !allowed {
+                // Give back what this request already took from other buckets.
+                for (b, cap, r, amt) in &taken {
+                    self.backend.take(b, *cap, *r, -amt, true).await;
+                }
+                let wait = ((amount - left) / rate).max(0.001);
+                let reason = format!("{scope}_{}", kind.as_str());
+                metrics::REJECTIONS.with_label_values(&[&reason]).inc();
+                let mut e = GatewayError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "Rate limit reached for {} on {scope} {name}: limit {limit} per minute. Please try again in {}.",
+                        kind.as_str(),
+                        reset_text(amount - left, rate)
+                    ),
+                )
+                .with_code("rate_limit_exceeded")
+                .with_retry_after(Some(wait.ceil() as u64));
+                e.headers = vec![
+                    (limit_header(kind), limit.to_string()),
+                    (remaining_header(kind), (left.max(0.0) as u64).to_string()),
+                    (reset_header(kind), reset_text(capacity - left, rate)),
+                ];
+                return Err(e);
+            }
+            taken.push((bucket.clone(), capacity, rate, amount));
+            if kind == Kind::Tokens {
+                admission.tokens_reserved = amount;
+                admission.token_buckets.push((bucket, rate));
+            }
+            let entry = tightest.entry(kind).or_insert((limit, left, rate));
+            if left / capacity < entry.1 / entry.0 as f64 {
+                *entry = (limit, left, rate);
+            }
+        }
+        for (kind, (limit, left, rate)) in tightest {
+            admission
+                .headers
+                .push((limit_header(kind), limit.to_string()));
+            admission
+                .headers
+                .push((remaining_header(kind), (left.max(0.0) as u64).to_string()));
+            admission
+                .headers
+                .push((reset_header(kind), reset_text(limit as f64 - left, rate)));
+        }
+        Ok(admission)
+    }
+
+    /// Replaces the token estimate with what the vendor reported.
+    pub async fn settle(&self, admission: &Admission, actual_tokens: Option<u64>) {
+        let Some(actual) = actual_tokens else { return };
+        let delta = actual as f64 - admission.tokens_reserved;
+        if delta.abs() < 0.5 {
+            return;
+        }
+        for (bucket, rate) in &admission.token_buckets {
+            let capacity = rate * 60.0;
+            self.backend
+                .take(bucket, capacity, *rate, delta, true)
+                .await;
+        }
+    }
+}
+
+fn limit_header(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Requests => "x-ratelimit-limit-requests",
+        Kind::Tokens => "x-ratelimit-limit-tokens",
+    }
+}
+
+fn remaining_header(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Requests => "x-ratelimit-remaining-requests",
+        Kind::Tokens => "x-ratelimit-remaining-tokens",
+    }
+}
+
+fn reset_header(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Requests => "x-ratelimit-reset-requests",
+        Kind::Tokens => "x-ratelimit-reset-tokens",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use std::sync::Arc;
+
+    const CONF: &str = r#"
+providers: [{name: p, kind: openai_compatible, base_url: "http://127.0.0.1:1"}]
+models:
+  m: {targets: [{provider: p, model: x}], limits: {tpm: 1000}}
+keys: [{name: k, key: sk-12345678, limits: {rpm: 3}}]
+"#;
+
+    #[tokio::test]
+    async fn a_burst_gets_exactly_the_limit_then_429_with_headers() {
+        let conf = load_str(CONF, &|_| None).unwrap();
+        let limiter = Limiter::new(Arc::new(Backend::new(&LimitsBackend::Local)));
+        let (key, model) = (&conf.keys[0], conf.model("m").unwrap());
+        for i in 0..3 {
+            let a = limiter.admit(key, model, 10).await.unwrap();
+            let remaining = a
+                .headers
+                .iter()
+                .find(|(h, _)| *h == "x-ratelimit-remaining-requests")
+                .unwrap();
+            assert_eq!(remaining.1, (2 - i).to_string());
+        }
+        let e = limiter.admit(key, model, 10).await.unwrap_err();
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.retry_after_secs, Some(20));
+        assert!(e
+            .headers
+            .iter()
+            .any(|(h, v)| *h == "x-ratelimit-remaining-requests" && v == "0"));
+    }
+
+    #[tokio::test]
+    async fn real_usage_corrects_the_token_estimate() {
+        let conf = load_str(CONF, &|_| None).unwrap();
+        let limiter = Limiter::new(Arc::new(Backend::new(&LimitsBackend::Local)));
+        let (key, model) = (&conf.keys[0], conf.model("m").unwrap());
+        let a = limiter.admit(key, model, 100).await.unwrap();
+        limiter.settle(&a, Some(950)).await;
+        let e = limiter.admit(key, model, 100).await.unwrap_err();
+        assert!(e.message.contains("tokens"), "{}", e.message);
+    }
+
+    #[test]
+    fn reset_is_written_like_openai() {
+        assert_eq!(reset_text(1.0, 4.0), "250ms");
+        assert_eq!(reset_text(10.0, 1.0), "10s");
+        assert_eq!(reset_text(90.0, 1.0), "1m30s");
+    }
+}
