@@ -47,6 +47,7 @@ struct RawServer {
     listen: Vec<String>,
     threads: Option<usize>,
     max_body_bytes: Option<usize>,
+    max_header_bytes: Option<usize>,
     grace_period_seconds: Option<u64>,
 }
 
@@ -121,6 +122,9 @@ struct RawModel {
     #[serde(default)]
     limits: Limits,
     price: Option<Price>,
+    /// Replace e-mail addresses, phone, ID and card numbers in prompts before they leave.
+    #[serde(default)]
+    redact_pii: bool,
     /// Per-route overrides of the providers' timeouts.
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -242,6 +246,7 @@ pub struct Config {
     pub keys: Vec<ClientKey>,
     pub breaker: BreakerSettings,
     pub limits_backend: LimitsBackend,
+    pub cors: Cors,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +254,7 @@ pub struct ServerSettings {
     pub listen: Vec<String>,
     pub threads: usize,
     pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
     pub grace_period_seconds: u64,
 }
 
@@ -369,6 +375,21 @@ pub struct PublicModel {
     pub timeouts: TimeoutOverrides,
     pub limits: Limits,
     pub price: Option<Price>,
+    pub redact_pii: bool,
+}
+
+/// Browser access: origins allowed to call the API (`*` for any); empty turns CORS off.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default = "default_max_age", rename = "max_age")]
+    pub max_age_secs: u64,
+}
+
+fn default_max_age() -> u64 {
+    600
 }
 
 /// How a route retries and fails over before any byte reached the client.
@@ -529,7 +550,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }]));
     };
 
-    const SECTIONS: [&str; 8] = [
+    const SECTIONS: [&str; 9] = [
         "server",
         "metrics",
         "mock",
@@ -538,6 +559,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         "keys",
         "breaker",
         "limits",
+        "cors",
     ];
     let mut sections: HashMap<String, Value> = HashMap::new();
     for (k, v) in map {
@@ -568,6 +590,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let raw_breaker: RawBreaker =
         section(&mut sections, "breaker", &mut problems).unwrap_or_default();
     let breaker = load_breaker(raw_breaker, &mut problems);
+    let cors: Cors = section(&mut sections, "cors", &mut problems).unwrap_or_default();
     let raw_limits: RawLimitsSection =
         section(&mut sections, "limits", &mut problems).unwrap_or_default();
     let limits_backend = match (raw_limits.backend, raw_limits.redis_url) {
@@ -597,6 +620,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         },
         threads: raw_server.threads.unwrap_or(2).max(1),
         max_body_bytes: raw_server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_header_bytes: raw_server.max_header_bytes.unwrap_or(64 * 1024),
         grace_period_seconds: raw_server.grace_period_seconds.unwrap_or(5),
     };
     for (i, addr) in server.listen.iter().enumerate() {
@@ -724,6 +748,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             timeouts,
             limits: raw.limits,
             price: raw.price,
+            redact_pii: raw.redact_pii,
         });
     }
 
@@ -796,6 +821,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         keys,
         breaker,
         limits_backend,
+        cors,
     })
 }
 

@@ -16,6 +16,7 @@ pub enum ErrorKind {
     NotFound,
     MethodNotAllowed,
     BodyTooLarge,
+    HeadersTooLarge,
     RateLimited,
     UpstreamConnect,
     UpstreamBadResponse,
@@ -39,6 +40,7 @@ impl ErrorKind {
             UnknownModel | NotFound => 404,
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
+            HeadersTooLarge => 431,
             RateLimited => 429,
             UpstreamConnect | UpstreamBadResponse | UpstreamAuth | UpstreamTokenExpired
             | UpstreamError => 502,
@@ -53,7 +55,7 @@ impl ErrorKind {
         use ErrorKind::*;
         match self {
             InvalidRequest | InvalidJson | UnknownModel | NotFound | MethodNotAllowed
-            | BodyTooLarge => "invalid_request_error",
+            | BodyTooLarge | HeadersTooLarge => "invalid_request_error",
             MissingKey | InvalidKey => "authentication_error",
             ModelNotAllowed => "permission_error",
             RateLimited => "rate_limit_error",
@@ -78,6 +80,7 @@ impl ErrorKind {
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             BodyTooLarge => "body_too_large",
+            HeadersTooLarge => "headers_too_large",
             RateLimited => "rate_limited",
             UpstreamConnect => "upstream_connect",
             UpstreamBadResponse => "upstream_bad_response",

@@ -18,6 +18,7 @@ use crate::breaker::Breakers;
 use crate::budget::Budgets;
 use crate::chat::ChatRequest;
 use crate::config::{ClientKey, Config, PublicModel, Target, Timeouts};
+use crate::edge;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::limits::{Admission, Backend, Limiter};
 use crate::metrics;
@@ -98,21 +99,44 @@ impl Gateway {
     async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        let origin = session
+            .req_header()
+            .headers
+            .get("origin")
+            .and_then(|v| v.to_str().ok());
+        ctx.response_headers = edge::cors_headers(&self.config.cors, origin);
+        if method == "OPTIONS" {
+            let headers = edge::preflight_headers(&self.config.cors, origin);
+            write_empty(session, 204, &headers).await?;
+            return Ok(());
+        }
+        let header_bytes: usize = session
+            .req_header()
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes > self.config.server.max_header_bytes {
+            session.set_keepalive(None);
+            return Err(GatewayError::new(
+                ErrorKind::HeadersTooLarge,
+                format!(
+                    "The request headers are larger than the {} bytes this gateway accepts.",
+                    self.config.server.max_header_bytes
+                ),
+            )
+            .into());
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/health") => {
-                write_json(
-                    session,
-                    200,
-                    Bytes::from_static(b"{\"status\":\"ok\"}"),
-                    &[],
-                )
-                .await?;
+                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
+                write_json(session, 200, body, &ctx.response_headers).await?;
                 Ok(())
             }
             ("GET", "/v1/models") => {
                 let key = self.authenticate(session)?;
                 let body = self.model_list(key);
-                write_json(session, 200, body, &[]).await?;
+                write_json(session, 200, body, &ctx.response_headers).await?;
                 Ok(())
             }
             ("GET", p) if p.starts_with("/v1/models/") => {
@@ -120,7 +144,7 @@ impl Gateway {
                 let id = &p["/v1/models/".len()..];
                 let model = self.allowed_model(key, id)?;
                 let body = self.model_object(&model.name, model.targets.first());
-                write_json(session, 200, body, &[]).await?;
+                write_json(session, 200, body, &ctx.response_headers).await?;
                 Ok(())
             }
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
@@ -252,7 +276,8 @@ impl Gateway {
         self.budgets.check(key).await?;
         let estimate = (body_len / 4) as u64 + max_tokens.unwrap_or(0);
         let admission = self.limiter.admit(key, model, estimate).await?;
-        ctx.response_headers = admission.headers.clone();
+        ctx.response_headers
+            .extend(admission.headers.iter().cloned());
         ctx.admission = Some(admission);
         Ok(())
     }
@@ -269,6 +294,9 @@ impl Gateway {
         model: &PublicModel,
     ) -> Handled {
         ctx.model = Some(model.name.clone());
+        if model.redact_pii {
+            request.rewrite_text(edge::redact)?;
+        }
         let policy = &model.retry;
         let deadline = ctx.start + policy.deadline;
         let order = routing::attempt_order(model);
@@ -578,12 +606,33 @@ async fn write_json(
     session.write_response_body(Some(body), true).await
 }
 
+async fn write_empty(
+    session: &mut Session,
+    status: u16,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(1 + extra.len()))?;
+    h.insert_header("content-length", "0")?;
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
+    session.write_response_header(Box::new(h), true).await
+}
+
+/// An error in the client's API shape, with its own headers and the CORS ones (not the
+/// rate-limit headers of a request that was admitted and then failed upstream).
 async fn write_error(
     session: &mut Session,
     api: ClientApi,
+    cors: &[(&'static str, String)],
     e: &GatewayError,
 ) -> pingora::Result<()> {
     let mut extra = e.headers.clone();
+    extra.extend(
+        cors.iter()
+            .filter(|(k, _)| k.starts_with("access-control") || *k == "vary")
+            .cloned(),
+    );
     if let Some(secs) = e.retry_after_secs {
         extra.push(("retry-after", secs.to_string()));
     }
@@ -617,7 +666,7 @@ impl ProxyHttp for Gateway {
                     // Too late for a status code; the stream relay already reported in-band.
                     return Ok(true);
                 }
-                write_error(session, ctx.api, &e).await?;
+                write_error(session, ctx.api, &ctx.response_headers, &e).await?;
                 Ok(true)
             }
             Err(Stop::Downstream(e)) => Err(e),

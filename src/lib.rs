@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod budget;
 pub mod chat;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod gateway;
 pub mod http_app;

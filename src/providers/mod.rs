@@ -130,6 +130,24 @@ impl<'a> ClientRequest<'a> {
         }
     }
 
+    /// Rewrites every text part (personal-data redaction). The raw body is dropped: the
+    /// request goes out re-encoded from the rewritten, typed form.
+    pub fn rewrite_text(&mut self, f: impl Fn(&str) -> std::borrow::Cow<'_, str>) -> GwResult<()> {
+        self.as_typed()?;
+        self.raw = None;
+        let typed = self.typed.as_mut().expect("typed above");
+        for m in &mut typed.messages {
+            for p in &mut m.parts {
+                if let model::Part::Text(t) = p {
+                    if let std::borrow::Cow::Owned(new) = f(t) {
+                        *t = new;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn as_typed(&mut self) -> GwResult<&Request> {
         if self.typed.is_none() {
             let raw = self
