@@ -435,11 +435,12 @@ impl Gateway {
     ) -> Handled {
         let provider = target.provider;
         let upstream_request = providers::encode_chat(request, target)?;
-        let mut exchange = self
-            .upstreams
-            .send(&provider.endpoint, timeouts, "POST", &upstream_request)
-            .await
-            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        // A client that hangs up while the vendor thinks cancels the vendor's request.
+        let sent = tokio::select! {
+            sent = self.upstreams.send(&provider.endpoint, timeouts, "POST", &upstream_request) => sent,
+            gone = client_gone(session) => return Err(Stop::Downstream(gone)),
+        };
+        let mut exchange = sent.inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
 
         let status = exchange.status();
         if !(200..300).contains(&status) {
@@ -504,6 +505,8 @@ impl Gateway {
         let mut out = Vec::with_capacity(4096);
         let state = loop {
             out.clear();
+            // Mid-stream, a client that hung up fails the next write, which drops the vendor's
+            // connection; only the wait for the first byte needs watching (`client_gone`).
             let state = match exchange.next_chunk().await {
                 Ok(Some(chunk)) => relay.push(&chunk, &mut out),
                 Ok(None) => relay.finish(&mut out),
@@ -529,6 +532,19 @@ impl Gateway {
             ctx.upstream_error = Some(ErrorKind::UpstreamBadResponse);
         }
         Ok(())
+    }
+}
+
+/// Resolves when the client closes its connection; the upstream leg is then dropped, which
+/// closes the vendor's connection and so cancels its work.
+async fn client_gone(session: &mut Session) -> Box<pingora::Error> {
+    session.set_abort_on_close(true);
+    loop {
+        match session.read_body_or_idle(true).await {
+            Err(e) => return e,
+            // Bytes of a next request (pipelining): nothing to watch for until this one ends.
+            Ok(_) => std::future::pending::<()>().await,
+        }
     }
 }
 

@@ -315,14 +315,26 @@ impl MockApp {
         };
         if fault.hang {
             // Hold the request until the client gives up (its timeout closes the socket).
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+            http.set_abort_on_close(true);
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3600), http.read_body_or_idle(true)).await;
+            vstate.client_disconnects.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         if fault.reset_after == Some(0) {
             return false;
         }
         if fault.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
+            // A client that gives up while the "model thinks" is seen, as a vendor sees it.
+            http.set_abort_on_close(true);
+            let gone = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(fault.latency_ms)) => false,
+                r = http.read_body_or_idle(true) => r.is_err(),
+            };
+            if gone {
+                vstate.client_disconnects.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
         }
         let outcome = self.answer(vendor, &call, &fault);
         write_outcome(http, outcome, &fault, vstate).await

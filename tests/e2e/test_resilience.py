@@ -165,3 +165,17 @@ def test_client_disconnect_mid_stream_closes_the_upstream(ha, mock):
     while time.time() < deadline and mock.stats("openai")["client_disconnects"] == before:
         time.sleep(0.1)
     assert mock.stats("openai")["client_disconnects"] == before + 1, "the mock saw the upstream connection close"
+
+
+def test_client_disconnect_before_the_first_byte_cancels_the_upstream(ha, mock):
+    settle(ha, mock)
+    before = mock.stats("openai")["client_disconnects"]
+    start = time.monotonic()
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(ha.base_url + "/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}"},
+                   json={"model": "solo", "messages": [{"role": "user", "content": "think [[mock latency_ms=4000]]"}]},
+                   timeout=0.5)
+    while time.monotonic() - start < 3 and mock.stats("openai")["client_disconnects"] == before:
+        time.sleep(0.05)
+    assert mock.stats("openai")["client_disconnects"] == before + 1
+    assert time.monotonic() - start < 3, "the vendor saw the cancel long before its 4 s answer"
