@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpServerApp, ReusedHttpStream};
+use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::listening::Service;
@@ -39,7 +41,14 @@ pub fn run_gateway(config: Config) -> ! {
         "modelmux",
     );
     for addr in &config.server.listen {
-        proxy.add_tcp(addr);
+        // No read buffer on client connections: Pingora's HTTP layer reads into its own header
+        // and body buffers, and a 64 KiB zero-filled one per connection would be 64 KiB of
+        // memory per open stream for nothing (measured: docs/performance.md).
+        let buffers = L4BufferSettings {
+            read: Some(0),
+            write: None,
+        };
+        proxy.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers));
     }
     server.add_service(proxy);
 
