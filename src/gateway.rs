@@ -435,10 +435,15 @@ impl Gateway {
     ) -> Handled {
         let provider = target.provider;
         let upstream_request = providers::encode_chat(request, target)?;
-        // A client that hangs up while the vendor thinks cancels the vendor's request.
+        // A client that hangs up while the vendor thinks cancels the vendor's request. Watching
+        // costs a syscall, so only replies slower than a few milliseconds are watched.
+        let watch = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            client_gone(session).await
+        };
         let sent = tokio::select! {
             sent = self.upstreams.send(&provider.endpoint, timeouts, "POST", &upstream_request) => sent,
-            gone = client_gone(session) => return Err(Stop::Downstream(gone)),
+            gone = watch => return Err(Stop::Downstream(gone)),
         };
         let mut exchange = sent.inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
 
