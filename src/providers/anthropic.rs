@@ -10,10 +10,10 @@ use super::model::{
     Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::SseSplitter;
+use crate::sse::Event;
 
 pub const API_VERSION: &str = "2023-06-01";
 
@@ -398,8 +398,7 @@ struct MessageDeltaBody {
 }
 
 #[derive(Default)]
-pub struct AnthropicStream {
-    splitter: SseSplitter,
+pub struct AnthropicEvents {
     /// Content block index -> OpenAI tool call index.
     tool_index: Vec<(usize, usize)>,
     next_tool: usize,
@@ -409,11 +408,7 @@ pub struct AnthropicStream {
     ended: bool,
 }
 
-impl AnthropicStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl AnthropicEvents {
     fn on_event(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
         let event: AnthropicEvent = match serde_json::from_str(data) {
             Ok(e) => e,
@@ -503,27 +498,18 @@ impl AnthropicStream {
     }
 }
 
-impl VendorStream for AnthropicStream {
-    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return emit(Delta::Error(super::malformed_event()));
-        }
-        for e in events {
-            if !self.ended {
-                self.on_event(&e.data, emit);
-            }
-        }
+impl EventDecoder for AnthropicEvents {
+    fn handle(&mut self, e: &Event, emit: &mut dyn FnMut(Delta)) {
+        self.on_event(&e.data, emit);
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
-        if let Ok(Some(e)) = self.splitter.finish() {
-            if !self.ended {
-                self.on_event(&e.data, emit);
-            }
-        }
+    fn is_done(&self) -> bool {
+        self.ended
     }
 }
+
+/// The Anthropic stream decoder: SSE framing around [`AnthropicEvents`].
+pub type AnthropicStream = SseStream<AnthropicEvents>;
 
 #[cfg(test)]
 mod tests {

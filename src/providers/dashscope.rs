@@ -11,10 +11,10 @@ use super::model::{
     Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::SseSplitter;
+use crate::sse::Event;
 
 pub const TEXT_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
 pub const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
@@ -402,18 +402,13 @@ pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
 // --- streams ----------------------------------------------------------------------------------
 
 #[derive(Default)]
-pub struct DashScopeStream {
-    splitter: SseSplitter,
+pub struct DashScopeEvents {
     started_tools: Vec<usize>,
     usage: Option<Usage>,
     ended: bool,
 }
 
-impl DashScopeStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl DashScopeEvents {
     fn on_event(&mut self, event: Option<&str>, data: &str, emit: &mut dyn FnMut(Delta)) {
         if event == Some("error") {
             let e: DashScopeError = serde_json::from_str(data).unwrap_or(DashScopeError {
@@ -484,27 +479,18 @@ impl DashScopeStream {
     }
 }
 
-impl VendorStream for DashScopeStream {
-    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return emit(Delta::Error(super::malformed_event()));
-        }
-        for e in events {
-            if !self.ended {
-                self.on_event(e.event.as_deref(), &e.data, emit);
-            }
-        }
+impl EventDecoder for DashScopeEvents {
+    fn handle(&mut self, e: &Event, emit: &mut dyn FnMut(Delta)) {
+        self.on_event(e.event.as_deref(), &e.data, emit);
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
-        if let Ok(Some(e)) = self.splitter.finish() {
-            if !self.ended {
-                self.on_event(e.event.as_deref(), &e.data, emit);
-            }
-        }
+    fn is_done(&self) -> bool {
+        self.ended
     }
 }
+
+/// The DashScope stream decoder: SSE framing around [`DashScopeEvents`].
+pub type DashScopeStream = SseStream<DashScopeEvents>;
 
 #[cfg(test)]
 mod tests {

@@ -11,10 +11,10 @@ use super::model::{
     Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::SseSplitter;
+use crate::sse::Event;
 
 fn bad(param: &str, message: &str) -> GatewayError {
     GatewayError::invalid(message, Some(param))
@@ -439,19 +439,14 @@ pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
 /// Every event is a whole `GenerateContentResponse` holding only the new text; the stream ends
 /// when the connection closes, and the last event carries the finish reason and final usage.
 #[derive(Default)]
-pub struct GeminiStream {
-    splitter: SseSplitter,
+pub struct GeminiEvents {
     tools: usize,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
     failed: bool,
 }
 
-impl GeminiStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl GeminiEvents {
     fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
         let r: GeminiResponse = match serde_json::from_str(data) {
             Ok(r) => r,
@@ -517,26 +512,17 @@ impl GeminiStream {
     }
 }
 
-impl VendorStream for GeminiStream {
-    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            self.failed = true;
-            return emit(Delta::Error(super::malformed_event()));
-        }
-        for e in events {
-            if !self.failed {
-                self.on_data(&e.data, emit);
-            }
-        }
+impl EventDecoder for GeminiEvents {
+    fn handle(&mut self, e: &Event, emit: &mut dyn FnMut(Delta)) {
+        self.on_data(&e.data, emit);
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
-        if let Ok(Some(e)) = self.splitter.finish() {
-            if !self.failed {
-                self.on_data(&e.data, emit);
-            }
-        }
+    fn is_done(&self) -> bool {
+        self.failed
+    }
+
+    fn close(&mut self, emit: &mut dyn FnMut(Delta)) {
+        // Gemini ends a stream by closing it: complete when a finish reason came.
         if self.finish.is_some() && !self.failed {
             if let Some(u) = self.usage {
                 emit(Delta::Usage(u));
@@ -545,6 +531,9 @@ impl VendorStream for GeminiStream {
         }
     }
 }
+
+/// The Gemini stream decoder: SSE framing around [`GeminiEvents`].
+pub type GeminiStream = SseStream<GeminiEvents>;
 
 #[cfg(test)]
 mod tests {

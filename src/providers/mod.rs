@@ -92,6 +92,66 @@ pub trait VendorStream: Send {
     fn finish(&mut self, emit: &mut dyn FnMut(Delta));
 }
 
+/// A vendor's per-event stream logic; [`SseStream`] does the framing around it.
+pub trait EventDecoder: Default + Send {
+    /// One complete SSE event.
+    fn handle(&mut self, event: &crate::sse::Event, emit: &mut dyn FnMut(Delta));
+    /// The stream has ended (or failed); later events are ignored.
+    fn is_done(&self) -> bool;
+    /// The upstream body ended. Vendors that end streams by closing the connection emit
+    /// `Done` here when the reply was complete.
+    fn close(&mut self, _emit: &mut dyn FnMut(Delta)) {}
+}
+
+/// SSE framing (events split across reads at any byte) around a vendor's [`EventDecoder`].
+#[derive(Default)]
+pub struct SseStream<D> {
+    splitter: crate::sse::SseSplitter,
+    decoder: D,
+    /// The framing broke (an endless or non-UTF-8 event): nothing more is decoded.
+    broken: bool,
+}
+
+impl<D: EventDecoder> SseStream<D> {
+    pub fn new() -> Self {
+        SseStream {
+            splitter: crate::sse::SseSplitter::new(),
+            decoder: D::default(),
+            broken: false,
+        }
+    }
+}
+
+impl<D: EventDecoder> VendorStream for SseStream<D> {
+    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
+        if self.broken {
+            return;
+        }
+        let mut events = Vec::new();
+        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+            self.broken = true;
+            return emit(Delta::Error(malformed_event()));
+        }
+        for e in &events {
+            if !self.decoder.is_done() {
+                self.decoder.handle(e, emit);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
+        if self.broken {
+            return;
+        }
+        if let Ok(Some(e)) = self.splitter.finish() {
+            if !self.decoder.is_done() {
+                self.decoder.handle(&e, emit);
+            }
+        }
+        self.decoder.close(emit);
+    }
+}
+
 /// A chat request as received, typed lazily: OpenAI-kind vendors get the client's own JSON
 /// with `model` swapped and never pay for typing it.
 pub struct ClientRequest<'a> {

@@ -11,11 +11,13 @@ use super::model::{
     Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{error_from_status, StreamState, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use super::{
+    error_from_status, EventDecoder, SseStream, StreamState, UpstreamRequest, Usage, VendorTarget,
+};
 use crate::chat::{write_json_str, ChatRequest, JsonType, RawObject};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::{SseError, SseSplitter};
+use crate::sse::{Event, SseError, SseSplitter};
 
 fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
@@ -505,17 +507,12 @@ struct ChunkFunction {
 
 /// Parses OpenAI chunks into deltas, for clients that speak another API.
 #[derive(Default)]
-pub struct ChunkDecoder {
-    splitter: SseSplitter,
+pub struct ChunkEvents {
     finished: bool,
     ended: bool,
 }
 
-impl ChunkDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl ChunkEvents {
     fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
         if data == "[DONE]" {
             self.ended = true;
@@ -575,25 +572,16 @@ impl ChunkDecoder {
     }
 }
 
-impl VendorStream for ChunkDecoder {
-    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return emit(Delta::Error(super::malformed_event()));
-        }
-        for e in events {
-            if !self.ended {
-                self.on_data(&e.data, emit);
-            }
-        }
+impl EventDecoder for ChunkEvents {
+    fn handle(&mut self, e: &Event, emit: &mut dyn FnMut(Delta)) {
+        self.on_data(&e.data, emit);
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
-        if let Ok(Some(e)) = self.splitter.finish() {
-            if !self.ended {
-                self.on_data(&e.data, emit);
-            }
-        }
+    fn is_done(&self) -> bool {
+        self.ended
+    }
+
+    fn close(&mut self, emit: &mut dyn FnMut(Delta)) {
         // Some compatible servers close after the finish without `[DONE]`.
         if self.finished && !self.ended {
             self.ended = true;
@@ -601,6 +589,9 @@ impl VendorStream for ChunkDecoder {
         }
     }
 }
+
+/// The OpenAI stream decoder: SSE framing around [`ChunkEvents`].
+pub type ChunkDecoder = SseStream<ChunkEvents>;
 
 #[cfg(test)]
 mod tests {

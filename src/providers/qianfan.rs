@@ -9,9 +9,9 @@ use serde_json::{json, Map, Value};
 use super::model::{
     Choice, Completion, Delta, FinishReason, Request, ResponseFormat, Role, ToolCall, ToolChoice,
 };
-use super::{error_from_status, UpstreamRequest, Usage, VendorStream, VendorTarget};
+use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::SseSplitter;
+use crate::sse::Event;
 
 pub const CHAT_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
 
@@ -272,16 +272,11 @@ pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
 }
 
 #[derive(Default)]
-pub struct QianfanStream {
-    splitter: SseSplitter,
+pub struct QianfanEvents {
     ended: bool,
 }
 
-impl QianfanStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl QianfanEvents {
     fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
         let r: QianfanResponse = match serde_json::from_str(data) {
             Ok(r) => r,
@@ -320,27 +315,18 @@ impl QianfanStream {
     }
 }
 
-impl VendorStream for QianfanStream {
-    fn push(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Delta)) {
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return emit(Delta::Error(super::malformed_event()));
-        }
-        for e in events {
-            if !self.ended {
-                self.on_data(&e.data, emit);
-            }
-        }
+impl EventDecoder for QianfanEvents {
+    fn handle(&mut self, e: &Event, emit: &mut dyn FnMut(Delta)) {
+        self.on_data(&e.data, emit);
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(Delta)) {
-        if let Ok(Some(e)) = self.splitter.finish() {
-            if !self.ended {
-                self.on_data(&e.data, emit);
-            }
-        }
+    fn is_done(&self) -> bool {
+        self.ended
     }
 }
+
+/// The Qianfan stream decoder: SSE framing around [`QianfanEvents`].
+pub type QianfanStream = SseStream<QianfanEvents>;
 
 #[cfg(test)]
 mod tests {
