@@ -125,9 +125,8 @@ impl Breaker {
         }
     }
 
-    /// Whether routing should consider this target: closed, or half-open with a probe slot
-    /// free (an open breaker whose cooldown has passed turns half-open here).
-    pub fn available(&self) -> bool {
+    /// The state, after turning an open breaker whose cooldown has passed half-open.
+    fn current(&self) -> std::sync::MutexGuard<'_, Inner> {
         let mut inner = self
             .inner
             .lock()
@@ -135,6 +134,13 @@ impl Breaker {
         if inner.state == State::Open && inner.opened_at.elapsed() >= self.settings.cooldown {
             self.set_state(&mut inner, State::HalfOpen);
         }
+        inner
+    }
+
+    /// Whether routing should consider this target: closed, or half-open with a probe slot
+    /// free (an open breaker whose cooldown has passed turns half-open here).
+    pub fn available(&self) -> bool {
+        let inner = self.current();
         match inner.state {
             State::Closed => true,
             State::Open => false,
@@ -144,13 +150,7 @@ impl Breaker {
 
     /// Whether a request may go to this target now; half-open, it admits a few probes.
     pub fn allow(&self) -> bool {
-        let mut inner = self
-            .inner
-            .lock()
-            .expect("breaker lock is never poisoned: no panics while held");
-        if inner.state == State::Open && inner.opened_at.elapsed() >= self.settings.cooldown {
-            self.set_state(&mut inner, State::HalfOpen);
-        }
+        let mut inner = self.current();
         match inner.state {
             State::Closed => true,
             State::Open => false,

@@ -50,16 +50,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             Role::Assistant => {
                 let mut blocks = content_blocks(&m.parts);
                 for c in &m.tool_calls {
-                    let input: Value = if c.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&c.arguments).map_err(|_| {
-                            bad(
-                                &format!("messages[{i}].tool_calls"),
-                                "Tool call arguments must be a JSON object.",
-                            )
-                        })?
-                    };
+                    let input = c.arguments_object(&format!("messages[{i}].tool_calls"))?;
                     blocks.push(
                         json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
                     );
@@ -514,12 +505,7 @@ pub type AnthropicStream = SseStream<AnthropicEvents>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ChatRequest;
-    use crate::providers::testing::{provider, run_stream_all_ways};
-
-    fn req(body: &str) -> Request {
-        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
-    }
+    use crate::providers::testing::{provider, req, run_stream_all_ways};
 
     #[test]
     fn encodes_system_tools_and_tool_results() {

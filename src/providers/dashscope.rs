@@ -495,13 +495,8 @@ pub type DashScopeStream = SseStream<DashScopeEvents>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ChatRequest;
-    use crate::providers::testing::{provider, run_stream_all_ways};
+    use crate::providers::testing::{provider, req, run_stream_all_ways};
     use crate::providers::ProviderKind;
-
-    fn req(body: &str) -> Request {
-        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
-    }
 
     #[test]
     fn encodes_input_and_parameters() {

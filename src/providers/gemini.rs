@@ -76,16 +76,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
                     })
                     .collect();
                 for c in &m.tool_calls {
-                    let args: Value = if c.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&c.arguments).map_err(|_| {
-                            bad(
-                                &format!("messages[{i}].tool_calls"),
-                                "Tool call arguments must be a JSON object.",
-                            )
-                        })?
-                    };
+                    let args = c.arguments_object(&format!("messages[{i}].tool_calls"))?;
                     parts.push(json!({"functionCall": {"name": c.name, "args": args}}));
                 }
                 ("model", parts)
@@ -538,13 +529,8 @@ pub type GeminiStream = SseStream<GeminiEvents>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ChatRequest;
-    use crate::providers::testing::{provider, run_stream_all_ways};
+    use crate::providers::testing::{provider, req, run_stream_all_ways};
     use crate::providers::ProviderKind;
-
-    fn req(body: &str) -> Request {
-        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
-    }
 
     #[test]
     fn encodes_contents_config_and_tools() {

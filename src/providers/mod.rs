@@ -356,6 +356,12 @@ pub mod testing {
     use super::*;
     use crate::config::{Endpoint, Secret, Timeouts};
 
+    /// An OpenAI request body, typed.
+    pub fn req(body: &str) -> Request {
+        Request::from_openai(&ChatRequest::parse(body.as_bytes()).expect("valid request"))
+            .expect("typed request")
+    }
+
     pub fn provider(kind: ProviderKind) -> Provider {
         Provider {
             name: "test".into(),

@@ -44,6 +44,18 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The arguments as a JSON value, for vendors that carry them as an object (Anthropic
+    /// `input`, Gemini `args`); empty arguments are `{}`.
+    pub fn arguments_object(&self, param: &str) -> GwResult<Value> {
+        if self.arguments.trim().is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        serde_json::from_str(&self.arguments)
+            .map_err(|_| bad(param, "Tool call arguments must be a JSON object."))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub role: Role,

@@ -331,13 +331,8 @@ pub type QianfanStream = SseStream<QianfanEvents>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ChatRequest;
-    use crate::providers::testing::{provider, run_stream_all_ways};
+    use crate::providers::testing::{provider, req, run_stream_all_ways};
     use crate::providers::ProviderKind;
-
-    fn req(body: &str) -> Request {
-        Request::from_openai(&ChatRequest::parse(body.as_bytes()).unwrap()).unwrap()
-    }
 
     fn target(p: &crate::config::Provider) -> VendorTarget<'_> {
         VendorTarget {
