@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoice};
+use super::conversation::{Conversation, Finish, LastTurn, Reply};
 use super::{keys, openai, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
 pub const GENERATION_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
@@ -86,31 +86,8 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
             conv.texts.push(text);
         }
     }
-    if let Some(tools) = params.get("tools").and_then(Value::as_array) {
-        for t in tools {
-            let name = t
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or("tools[].function.name is required")?;
-            conv.tools.push(Tool {
-                name: name.into(),
-                schema: t
-                    .pointer("/function/parameters")
-                    .cloned()
-                    .unwrap_or(json!({})),
-            });
-        }
-    }
-    conv.tool_choice = match params.get("tool_choice") {
-        Some(Value::String(s)) if s == "none" => ToolChoice::None,
-        Some(v) if v.is_object() => ToolChoice::Named(
-            v.pointer("/function/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .into(),
-        ),
-        _ => ToolChoice::Auto,
-    };
+    conv.tools = openai::tools(params.get("tools"))?;
+    conv.tool_choice = openai::tool_choice(params.get("tool_choice"));
     let wants_json = params
         .pointer("/response_format/type")
         .and_then(Value::as_str)

@@ -87,30 +87,8 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
             conv.texts.push(text);
         }
     }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        for t in tools {
-            let name = t
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or("tools[].function.name is required")?;
-            conv.tools.push(Tool {
-                name: name.to_string(),
-                schema: t
-                    .pointer("/function/parameters")
-                    .cloned()
-                    .unwrap_or(json!({})),
-            });
-        }
-    }
-    conv.tool_choice = match body.get("tool_choice") {
-        Some(Value::String(s)) if s == "none" => ToolChoice::None,
-        Some(Value::String(s)) if s == "required" => ToolChoice::Required,
-        Some(v) if v.is_object() => match v.pointer("/function/name").and_then(Value::as_str) {
-            Some(n) => ToolChoice::Named(n.to_string()),
-            None => ToolChoice::Auto,
-        },
-        _ => ToolChoice::Auto,
-    };
+    conv.tools = tools(body.get("tools"))?;
+    conv.tool_choice = tool_choice(body.get("tool_choice"));
     conv.stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     conv.include_usage = body
         .pointer("/stream_options/include_usage")
@@ -121,6 +99,38 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
         .or_else(|| body.get("max_tokens"))
         .and_then(Value::as_u64);
     Ok(conv)
+}
+
+/// OpenAI-shaped `tools` (DashScope takes the same under `parameters`).
+pub fn tools(tools: Option<&Value>) -> Result<Vec<Tool>, String> {
+    let mut out = Vec::new();
+    for t in tools.and_then(Value::as_array).into_iter().flatten() {
+        let name = t
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .ok_or("tools[].function.name is required")?;
+        out.push(Tool {
+            name: name.to_string(),
+            schema: t
+                .pointer("/function/parameters")
+                .cloned()
+                .unwrap_or(json!({})),
+        });
+    }
+    Ok(out)
+}
+
+/// OpenAI-shaped `tool_choice`.
+pub fn tool_choice(choice: Option<&Value>) -> ToolChoice {
+    match choice {
+        Some(Value::String(s)) if s == "none" => ToolChoice::None,
+        Some(Value::String(s)) if s == "required" => ToolChoice::Required,
+        Some(v) if v.is_object() => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(n) => ToolChoice::Named(n.to_string()),
+            None => ToolChoice::Auto,
+        },
+        _ => ToolChoice::Auto,
+    }
 }
 
 fn finish_reason(f: Finish) -> &'static str {
