@@ -226,7 +226,8 @@ impl Breaker {
 /// All targets' breakers, created on first use.
 pub struct Breakers {
     settings: BreakerSettings,
-    map: RwLock<HashMap<(String, String), Arc<Breaker>>>,
+    /// provider -> vendor model -> breaker; nested so a lookup needs no allocation.
+    map: RwLock<HashMap<String, HashMap<String, Arc<Breaker>>>>,
 }
 
 impl Breakers {
@@ -238,19 +239,22 @@ impl Breakers {
     }
 
     pub fn get(&self, provider: &str, model: &str) -> Arc<Breaker> {
-        let key = (provider.to_string(), model.to_string());
-        if let Some(b) = self
+        let found = self
             .map
             .read()
             .expect("breaker map lock is never poisoned")
-            .get(&key)
-        {
-            return b.clone();
+            .get(provider)
+            .and_then(|models| models.get(model))
+            .cloned();
+        if let Some(b) = found {
+            return b;
         }
         self.map
             .write()
             .expect("breaker map lock is never poisoned")
-            .entry(key)
+            .entry(provider.to_string())
+            .or_default()
+            .entry(model.to_string())
             .or_insert_with(|| Arc::new(Breaker::new(provider, model, self.settings.clone())))
             .clone()
     }

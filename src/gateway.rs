@@ -1,6 +1,6 @@
 //! The Pingora proxy service. Its phases stay thin: `request_filter` dispatches on method and
 //! path and answers every request itself (the upstream leg included, see `upstream.rs`), and
-//! `logging` records metrics.
+//! `logging` settles rate limits and budgets with the real usage and records metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
 use serde::Serialize;
 
 use crate::anthropic_api;
@@ -53,7 +54,7 @@ pub struct RequestCtx {
     key: Option<usize>,
     /// What the rate limits reserved for this request, settled with the real usage.
     admission: Option<Admission>,
-    /// Headers every successful response carries (`x-ratelimit-*`).
+    /// Headers every response carries (CORS; `x-ratelimit-*` once admitted).
     response_headers: Vec<(&'static str, String)>,
 }
 
@@ -273,6 +274,7 @@ impl Gateway {
         max_tokens: Option<u64>,
     ) -> GwResult<()> {
         ctx.key = self.config.keys.iter().position(|k| std::ptr::eq(k, key));
+        ctx.model = Some(model.name.clone());
         self.budgets.check(key).await?;
         let estimate = (body_len / 4) as u64 + max_tokens.unwrap_or(0);
         let admission = self.limiter.admit(key, model, estimate).await?;
@@ -293,7 +295,6 @@ impl Gateway {
         request: &mut ClientRequest<'_>,
         model: &PublicModel,
     ) -> Handled {
-        ctx.model = Some(model.name.clone());
         if model.redact_pii {
             request.rewrite_text(edge::redact)?;
         }
@@ -452,10 +453,18 @@ impl Gateway {
             let retry_after = exchange
                 .header_str("retry-after")
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = exchange.read_all(1024 * 1024).await.unwrap_or_default();
-            let e = providers::map_error(provider, status, retry_after, &body);
+            let body = exchange.read_all(1024 * 1024).await;
+            let e = providers::map_error(
+                provider,
+                status,
+                retry_after,
+                body.as_deref().unwrap_or_default(),
+            );
             ctx.upstream_error = Some(e.kind);
-            self.upstreams.release(exchange).await;
+            // Only a connection whose error body was read to the end can be reused.
+            if body.is_ok() {
+                self.upstreams.release(exchange).await;
+            }
             return Err(e.into());
         }
         // Servers that omit the content type on a stream are taken at their word.
@@ -520,6 +529,8 @@ impl Gateway {
                     relay.fail(e, &mut out)
                 }
             };
+            // Kept as it arrives, so a client that leaves early is still charged what it used.
+            ctx.usage = relay.usage();
             if !out.is_empty() {
                 session
                     .write_response_body(Some(Bytes::copy_from_slice(&out)), false)
@@ -530,7 +541,6 @@ impl Gateway {
             }
         };
         session.write_response_body(None, true).await?;
-        ctx.usage = relay.usage();
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
             self.upstreams.release(exchange).await;
         } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
@@ -567,9 +577,11 @@ async fn write_stream_header(
     session.write_response_header(Box::new(h), false).await
 }
 
-/// After `[DONE]` the vendor's body should be at its end; only then may the connection be reused.
+/// After `[DONE]` the vendor's body should be at its end; only then may the connection be
+/// reused. A vendor that keeps it open longer is not waited for.
 async fn exchange_drained(exchange: &mut Exchange) -> bool {
-    matches!(exchange.next_chunk().await, Ok(None))
+    let end = tokio::time::timeout(std::time::Duration::from_millis(100), exchange.next_chunk());
+    matches!(end.await, Ok(Ok(None)))
 }
 
 #[derive(Serialize)]
@@ -691,6 +703,39 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Err(Stop::Downstream(e)) => Err(e),
+        }
+    }
+
+    /// Errors Pingora reports itself (a client's malformed body framing, say): answered as
+    /// OpenAI-shaped JSON like every other error, when the connection can still take it.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        // Only the request body is read through Pingora here (the upstream leg is ours), so its
+        // framing errors, which Pingora leaves without a source, are the client's.
+        let body_framing = matches!(e.etype(), ErrorType::Custom(t) if t.starts_with("Invalid"))
+            || matches!(e.etype(), ErrorType::InvalidHTTPHeader);
+        let kind = match (e.esource(), e.etype()) {
+            (_, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => None,
+            (ErrorSource::Downstream, _) => Some(ErrorKind::InvalidRequest),
+            _ if body_framing => Some(ErrorKind::InvalidRequest),
+            (ErrorSource::Upstream, _) => Some(ErrorKind::UpstreamBadResponse),
+            _ => Some(ErrorKind::Internal),
+        };
+        let mut code = 0;
+        if let (Some(kind), None) = (kind, session.response_written()) {
+            let error = GatewayError::new(kind, "The request could not be processed.");
+            code = error.status();
+            if let Err(write) = write_error(session, ctx.api, &ctx.response_headers, &error).await {
+                log::debug!("could not answer a failed request: {write}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
         }
     }
 

@@ -323,3 +323,20 @@ def test_shipped_configs_hold_no_literal_vendor_credentials():
             field = line.strip().split(":", 1)[0].lstrip("- ")
             if field in ("api_key", "client_id", "client_secret"):
                 assert "${" in line, f"{name}: {line.strip()}"
+
+
+def test_broken_chunked_framing_gets_a_json_400(gateway):
+    import json
+    import socket
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-test-all-models\r\n"
+                  b"transfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\nZZZ\r\nnot hex\r\n0\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 10:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
