@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
@@ -32,6 +33,8 @@ pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 pub struct Upstreams {
     connector: Connector,
+    /// For a connection that must be new (after a pooled one turned out stale).
+    transport: TransportConnector,
     resolver: Resolver,
 }
 
@@ -47,6 +50,7 @@ impl Upstreams {
     pub fn new(conf: &ServerConf) -> Self {
         Upstreams {
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            transport: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
             resolver: Resolver::default(),
         }
     }
@@ -102,16 +106,16 @@ impl Upstreams {
         }
     }
 
+    /// A new HTTP/1.1 connection, never one from the pool (which may hold more stale ones).
     async fn connect_fresh(&self, peer: &HttpPeer) -> GwResult<HttpSession> {
-        // A peer with pooling off gets a new connection; it is otherwise identical.
-        let mut p = peer.clone();
-        p.options.idle_timeout = Some(Duration::ZERO);
-        let (s, _) = self
-            .connector
-            .get_http_session(&p)
+        let stream = self
+            .transport
+            .new_stream(peer)
             .await
             .map_err(|e| connect_error(&e))?;
-        Ok(s)
+        Ok(HttpSession::H1(Http1Session::new_with_options(
+            stream, peer,
+        )))
     }
 
     /// Hands a connection back to the pool after a complete, clean response.

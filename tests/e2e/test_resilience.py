@@ -179,3 +179,36 @@ def test_client_disconnect_before_the_first_byte_cancels_the_upstream(ha, mock):
         time.sleep(0.05)
     assert mock.stats("openai")["client_disconnects"] == before + 1
     assert time.monotonic() - start < 3, "the vendor saw the cancel long before its 4 s answer"
+
+
+def test_a_vendor_restart_does_not_fail_the_next_request():
+    """The pooled connection to a restarted vendor is dead; the gateway reconnects on its own,
+    with retries off so that only the stale-connection handling can save the request."""
+    from conftest import Mock, Process, free_port_block, wait_http
+
+    base = free_port_block(5)
+    vendor = Process(["mock", "--base-port", str(base)], "mock-restart")
+    own = Mock(base)
+    wait_http(own.url("openai") + "/__mock/stats")
+
+    def make(port, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
+providers: [{{name: v, kind: openai, base_url: "{own.url("openai")}/v1", api_key: sk-mock-openai}}]
+models: {{m: {{targets: [{{provider: v, model: gpt-4o-mini}}], retry: {{attempts: 1}}}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    try:
+        with running_gateway(make) as gw:
+            client = gw.client()
+            for _ in range(3):
+                client.chat.completions.create(model="m", messages=USER)
+            vendor.stop()
+            vendor = Process(["mock", "--base-port", str(base)], "mock-restart")
+            wait_http(own.url("openai") + "/__mock/stats")
+            for _ in range(3):
+                r = client.chat.completions.create(model="m", messages=USER)
+                assert r.choices[0].message.content.startswith("Mock openai")
+    finally:
+        vendor.stop()
