@@ -27,6 +27,7 @@ fn provider(kind: ProviderKind) -> Provider {
         api_version: None,
         default_max_tokens: 4096,
         timeouts: Timeouts::default(),
+        ca: None,
     }
 }
 

@@ -94,6 +94,9 @@ struct RawProvider {
     api_version: Option<String>,
     /// `max_tokens` sent when the client gives none and the vendor requires one (Anthropic).
     default_max_tokens: Option<u64>,
+    /// PEM file of CA certificates to trust for this provider besides the system's (a private
+    /// CA in front of a self-hosted model server).
+    ca_file: Option<String>,
     #[serde(default)]
     timeouts: RawTimeouts,
 }
@@ -357,6 +360,43 @@ pub struct Provider {
     pub api_version: Option<String>,
     pub default_max_tokens: u64,
     pub timeouts: Timeouts,
+    pub ca: Option<TrustedCa>,
+}
+
+/// Extra CA certificates a provider's TLS connections trust, ready for Pingora's peer options.
+#[derive(Clone)]
+pub struct TrustedCa(pub Arc<[pingora::utils::tls::WrappedX509]>);
+
+impl fmt::Debug for TrustedCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TrustedCa({} certificates)", self.0.len())
+    }
+}
+
+impl TrustedCa {
+    pub fn load(path: &str) -> Result<TrustedCa, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let ders: Vec<Vec<u8>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .map(|c| c.map(|c| c.to_vec()).map_err(|e| format!("{path}: {e}")))
+            .collect::<Result<_, _>>()?;
+        if ders.is_empty() {
+            return Err(format!("{path} holds no PEM certificate"));
+        }
+        let mut certs = Vec::with_capacity(ders.len());
+        for der in ders {
+            // Pingora's parser panics on a malformed certificate: turn that into a config error.
+            let parsed = std::panic::catch_unwind(|| {
+                pingora::utils::tls::WrappedX509::new(der, |raw| {
+                    pingora::utils::tls::parse_x509(raw)
+                })
+            })
+            .map_err(|_| format!("{path}: a certificate is not valid X.509"))?;
+            certs.push(parsed);
+        }
+        Ok(TrustedCa(certs.into()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -999,6 +1039,14 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
     if raw.default_max_tokens == Some(0) {
         problem("default_max_tokens", "must be at least 1".into());
     }
+    let ca = match raw.ca_file.as_deref().map(TrustedCa::load) {
+        None => None,
+        Some(Ok(ca)) => Some(ca),
+        Some(Err(e)) => {
+            problem("ca_file", e);
+            None
+        }
+    };
     if problems.len() != before {
         return None;
     }
@@ -1010,6 +1058,7 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
         api_version,
         default_max_tokens: raw.default_max_tokens.unwrap_or(4096),
         timeouts,
+        ca,
     })
 }
 

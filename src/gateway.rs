@@ -443,7 +443,7 @@ impl Gateway {
             client_gone(session).await
         };
         let sent = tokio::select! {
-            sent = self.upstreams.send(&provider.endpoint, timeouts, "POST", &upstream_request) => sent,
+            sent = self.upstreams.send(&provider.endpoint, timeouts, provider.ca.as_ref(), "POST", &upstream_request) => sent,
             gone = watch => return Err(Stop::Downstream(gone)),
         };
         let mut exchange = sent.inspect_err(|e| ctx.upstream_error = Some(e.kind))?;

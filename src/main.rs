@@ -37,6 +37,11 @@ enum Command {
         base_port: u16,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// With --tls-key: also serve each vendor over TLS on base-port+11..+15.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<String>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<String>,
     },
 }
 
@@ -81,9 +86,14 @@ fn main() -> ExitCode {
             bind,
             base_port,
             threads,
+            tls_cert,
+            tls_key,
         } => {
             init_logging();
-            server::run_mock(&bind, base_port, threads.max(1))
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| server::MockTls { cert, key });
+            server::run_mock(&bind, base_port, threads.max(1), tls)
         }
     }
 }

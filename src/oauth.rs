@@ -122,7 +122,13 @@ async fn fetch(provider: &Provider, upstreams: &Upstreams) -> GwResult<Token> {
         body: Bytes::new(),
     };
     let mut ex = upstreams
-        .send(token_endpoint, &provider.timeouts, "POST", &request)
+        .send(
+            token_endpoint,
+            &provider.timeouts,
+            provider.ca.as_ref(),
+            "POST",
+            &request,
+        )
         .await?;
     let status = ex.status();
     let body = ex.read_all(64 * 1024).await?;

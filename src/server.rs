@@ -59,7 +59,7 @@ pub fn run_gateway(config: Config) -> ! {
         server.add_service(svc);
     }
     if let Some(m) = &config.mock {
-        server.add_service(mock_service(&m.bind, m.base_port, 1));
+        server.add_service(mock_service(&m.bind, m.base_port, 1, None));
         log::info!(
             "mock vendors on {}",
             mock::listen_addresses(&m.bind, m.base_port).join(", ")
@@ -69,23 +69,48 @@ pub fn run_gateway(config: Config) -> ! {
     server.run_forever()
 }
 
-pub fn run_mock(bind: &str, base_port: u16, threads: usize) -> ! {
+/// A certificate and key (PEM files) for the mock's TLS listeners.
+pub struct MockTls {
+    pub cert: String,
+    pub key: String,
+}
+
+pub fn run_mock(bind: &str, base_port: u16, threads: usize, tls: Option<MockTls>) -> ! {
     let mut server = Server::new_with_opt_and_conf(Option::<Opt>::None, base_conf(threads, 1));
     server.bootstrap();
-    server.add_service(mock_service(bind, base_port, threads));
+    let with_tls = tls.is_some();
+    server.add_service(mock_service(bind, base_port, threads, tls.as_ref()));
     for (vendor, addr) in mock::VENDORS
         .iter()
         .zip(mock::listen_addresses(bind, base_port))
     {
         println!("mock {:<9} http://{addr}", vendor.name());
+        if with_tls {
+            let port = vendor.port(base_port) + mock::TLS_PORT_OFFSET;
+            println!("mock {:<9} https://{bind}:{port}", vendor.name());
+        }
     }
     server.run_forever()
 }
 
-fn mock_service(bind: &str, base_port: u16, threads: usize) -> Service<mock::MockApp> {
+fn mock_service(
+    bind: &str,
+    base_port: u16,
+    threads: usize,
+    tls: Option<&MockTls>,
+) -> Service<mock::MockApp> {
     let mut svc = Service::new("mock-vendors".to_string(), mock::MockApp::new(base_port));
     for addr in mock::listen_addresses(bind, base_port) {
         svc.add_tcp(&addr);
+    }
+    if let Some(tls) = tls {
+        for v in mock::VENDORS {
+            let addr = format!("{bind}:{}", v.port(base_port) + mock::TLS_PORT_OFFSET);
+            if let Err(e) = svc.add_tls(&addr, &tls.cert, &tls.key) {
+                eprintln!("mock: cannot listen with TLS on {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     svc.threads = Some(threads);
     svc

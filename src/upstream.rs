@@ -19,7 +19,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
 
-use crate::config::{Endpoint, Timeouts};
+use crate::config::{Endpoint, Timeouts, TrustedCa};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::UpstreamRequest;
 
@@ -61,12 +61,13 @@ impl Upstreams {
         &self,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
+        ca: Option<&TrustedCa>,
         method: &str,
         req: &UpstreamRequest,
     ) -> GwResult<Exchange> {
         let deadline = Instant::now() + timeouts.total;
         let addr = self.resolver.resolve(&endpoint.host, endpoint.port).await?;
-        let peer = build_peer(endpoint, timeouts, addr);
+        let peer = build_peer(endpoint, timeouts, ca, addr);
         let mut fresh_only = false;
         loop {
             let (mut session, reused) = if fresh_only {
@@ -180,7 +181,12 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-fn build_peer(endpoint: &Endpoint, timeouts: &Timeouts, addr: SocketAddr) -> HttpPeer {
+fn build_peer(
+    endpoint: &Endpoint,
+    timeouts: &Timeouts,
+    ca: Option<&TrustedCa>,
+    addr: SocketAddr,
+) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.total_connection_timeout = Some(timeouts.connect * 2);
@@ -188,6 +194,7 @@ fn build_peer(endpoint: &Endpoint, timeouts: &Timeouts, addr: SocketAddr) -> Htt
     peer.options.idle_timeout = Some(POOL_IDLE);
     peer.options.verify_cert = true;
     peer.options.verify_hostname = true;
+    peer.options.ca = ca.map(|c| c.0.clone());
     peer
 }
 

@@ -208,13 +208,19 @@ impl MockApp {
         }
     }
 
+    /// Plain listeners are on `base_port + 1..=5`, TLS ones (when configured) ten above.
     fn vendor_for(&self, local_port: Option<u16>) -> Option<Vendor> {
         let port = local_port?;
-        VENDORS.into_iter().find(|v| v.port(self.base_port) == port)
+        VENDORS.into_iter().find(|v| {
+            v.port(self.base_port) == port || v.port(self.base_port) + TLS_PORT_OFFSET == port
+        })
     }
 }
 
-/// Adds the mock listeners to a Pingora service.
+/// TLS listeners of the mock vendors sit this far above the plain ones.
+pub const TLS_PORT_OFFSET: u16 = 10;
+
+/// The mock listeners' addresses.
 pub fn listen_addresses(bind: &str, base_port: u16) -> Vec<String> {
     VENDORS
         .iter()

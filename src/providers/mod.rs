@@ -376,6 +376,7 @@ pub mod testing {
             api_version: None,
             default_max_tokens: 4096,
             timeouts: Timeouts::default(),
+            ca: None,
         }
     }
 
