@@ -29,8 +29,9 @@ ensure_build_tools() {
 }
 
 ensure_test_services() {
-  # The Redis-backed limits are tested against a real server the tests start themselves.
-  apt_install redis-server:redis-server
+  # The Redis-backed limits are tested against a real server the tests start themselves;
+  # the HTTPS upstream tests make their certificates with openssl.
+  apt_install redis-server:redis-server openssl:openssl
 }
 
 ensure_python_test_env() {
