@@ -12,10 +12,6 @@ use crate::providers::model::{
 };
 use crate::providers::{StreamState, Usage};
 
-fn bad(param: &str, message: impl Into<String>) -> GatewayError {
-    GatewayError::invalid(message, Some(param))
-}
-
 fn text_of_blocks(v: &Value, param: &str) -> GwResult<String> {
     match v {
         Value::String(s) => Ok(s.clone()),
@@ -29,7 +25,10 @@ fn text_of_blocks(v: &Value, param: &str) -> GwResult<String> {
             Ok(out)
         }
         Value::Null => Ok(String::new()),
-        _ => Err(bad(param, "must be a string or a list of content blocks")),
+        _ => Err(GatewayError::bad_param(
+            param,
+            "must be a string or a list of content blocks",
+        )),
     }
 }
 
@@ -39,21 +38,26 @@ fn image_of(source: &Value, param: &str) -> GwResult<Image> {
             media_type: source
                 .get("media_type")
                 .and_then(Value::as_str)
-                .ok_or_else(|| bad(param, "image.source.media_type is required"))?
+                .ok_or_else(|| {
+                    GatewayError::bad_param(param, "image.source.media_type is required")
+                })?
                 .to_string(),
             data: source
                 .get("data")
                 .and_then(Value::as_str)
-                .ok_or_else(|| bad(param, "image.source.data is required"))?
+                .ok_or_else(|| GatewayError::bad_param(param, "image.source.data is required"))?
                 .to_string(),
         }),
         Some("url") => Ok(parse_image_url(
             source
                 .get("url")
                 .and_then(Value::as_str)
-                .ok_or_else(|| bad(param, "image.source.url is required"))?,
+                .ok_or_else(|| GatewayError::bad_param(param, "image.source.url is required"))?,
         )),
-        _ => Err(bad(param, "image.source.type must be base64 or url")),
+        _ => Err(GatewayError::bad_param(
+            param,
+            "image.source.type must be base64 or url",
+        )),
     }
 }
 
@@ -67,16 +71,16 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
         .get("model")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("model", "model: Field required"))?
+        .ok_or_else(|| GatewayError::bad_param("model", "model: Field required"))?
         .to_string();
     let max_tokens = obj
         .get("max_tokens")
         .and_then(Value::as_u64)
-        .ok_or_else(|| bad("max_tokens", "max_tokens: Field required"))?;
+        .ok_or_else(|| GatewayError::bad_param("max_tokens", "max_tokens: Field required"))?;
     let wire = obj
         .get("messages")
         .and_then(Value::as_array)
-        .ok_or_else(|| bad("messages", "messages: Field required"))?;
+        .ok_or_else(|| GatewayError::bad_param("messages", "messages: Field required"))?;
     let mut req = Request {
         max_tokens: Some(max_tokens),
         include_usage: true,
@@ -100,7 +104,7 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
             Some("user") => Role::User,
             Some("assistant") => Role::Assistant,
             _ => {
-                return Err(bad(
+                return Err(GatewayError::bad_param(
                     &format!("{param}.role"),
                     "role must be 'user' or 'assistant'",
                 ))
@@ -154,16 +158,26 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
                         }
                         Some("thinking" | "redacted_thinking") => {}
                         Some(other) => {
-                            return Err(bad(
+                            return Err(GatewayError::bad_param(
                                 &bparam,
                                 format!("content blocks of type '{other}' are not supported"),
                             ))
                         }
-                        None => return Err(bad(&bparam, "content blocks need a type")),
+                        None => {
+                            return Err(GatewayError::bad_param(
+                                &bparam,
+                                "content blocks need a type",
+                            ))
+                        }
                     }
                 }
             }
-            _ => return Err(bad(&format!("{param}.content"), "content: Field required")),
+            _ => {
+                return Err(GatewayError::bad_param(
+                    &format!("{param}.content"),
+                    "content: Field required",
+                ))
+            }
         }
         if !parts.is_empty() || !tool_calls.is_empty() {
             req.messages.push(Message {
@@ -176,7 +190,10 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
         }
     }
     if req.messages.iter().all(|m| m.role == Role::System) {
-        return Err(bad("messages", "at least one message is required"));
+        return Err(GatewayError::bad_param(
+            "messages",
+            "at least one message is required",
+        ));
     }
     req.temperature = obj.get("temperature").and_then(Value::as_f64);
     req.top_p = obj.get("top_p").and_then(Value::as_f64);
@@ -201,7 +218,7 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
             name: t
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| bad("tools", "tools.name: Field required"))?
+                .ok_or_else(|| GatewayError::bad_param("tools", "tools.name: Field required"))?
                 .to_string(),
             description: t
                 .get("description")
@@ -225,7 +242,7 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
                     .to_string(),
             )),
             _ => {
-                return Err(bad(
+                return Err(GatewayError::bad_param(
                     "tool_choice",
                     "tool_choice.type must be auto, any, tool or none",
                 ))

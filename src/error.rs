@@ -140,6 +140,11 @@ impl GatewayError {
         GatewayError::new(ErrorKind::InvalidRequest, message).with_param(param)
     }
 
+    /// A 400 naming the request parameter that is wrong.
+    pub fn bad_param(param: &str, message: impl Into<String>) -> Self {
+        GatewayError::invalid(message, Some(param))
+    }
+
     pub fn with_param(mut self, param: Option<&str>) -> Self {
         self.param = param.map(str::to_string);
         self

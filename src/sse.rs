@@ -58,10 +58,6 @@ impl SseSplitter {
         }
         parse_event(&raw)
     }
-
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
 }
 
 /// The end of the first event and the length of the blank-line separator after it

@@ -20,10 +20,6 @@ pub const API_VERSION: &str = "2023-06-01";
 /// Request members Anthropic takes that OpenAI's API has no name for; passed through as given.
 const PASSED_EXTRAS: &[&str] = &["top_k", "thinking", "metadata", "service_tier"];
 
-fn bad(param: &str, message: &str) -> GatewayError {
-    GatewayError::invalid(message, Some(param))
-}
-
 pub fn image_block(image: &Image) -> Value {
     match image {
         Image::Inline { media_type, data } => {
@@ -40,7 +36,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         req.response_format,
         Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
     ) {
-        return Err(bad("response_format", "response_format is not supported by Anthropic models; ask for JSON in the prompt or use a tool."));
+        return Err(GatewayError::bad_param("response_format", "response_format is not supported by Anthropic models; ask for JSON in the prompt or use a tool."));
     }
     let mut messages: Vec<(Role, Vec<Value>)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
@@ -75,7 +71,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
     }
     if messages.is_empty() {
-        return Err(bad(
+        return Err(GatewayError::bad_param(
             "messages",
             "At least one user or assistant message with content is required.",
         ));
@@ -139,11 +135,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     if let Some(user) = &req.user {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
-    for name in PASSED_EXTRAS {
-        if let Some(v) = req.extra(name) {
-            body.insert((*name).into(), v.clone());
-        }
-    }
+    req.copy_extras(PASSED_EXTRAS, &mut body);
     if req.stream {
         body.insert("stream".into(), json!(true));
     }
@@ -251,14 +243,6 @@ impl AnthropicUsage {
     }
 }
 
-fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-    }
-}
-
 fn garbage() -> GatewayError {
     GatewayError::new(
         ErrorKind::UpstreamBadResponse,
@@ -291,7 +275,7 @@ pub fn decode(body: &[u8]) -> GwResult<Completion> {
             tool_calls,
             finish,
         }],
-        usage: r.usage.map(|u| usage(u.prompt(), u.output_tokens)),
+        usage: r.usage.map(|u| Usage::new(u.prompt(), u.output_tokens)),
     })
 }
 
@@ -467,7 +451,7 @@ impl AnthropicEvents {
                 if !self.finished {
                     emit(Delta::Finish(FinishReason::Stop));
                 }
-                emit(Delta::Usage(usage(
+                emit(Delta::Usage(Usage::new(
                     self.prompt_tokens,
                     self.completion_tokens,
                 )));
@@ -614,7 +598,7 @@ mod tests {
                     arguments: "\"Oslo\"}".into()
                 },
                 Delta::Finish(FinishReason::ToolCalls),
-                Delta::Usage(usage(25, 89)),
+                Delta::Usage(Usage::new(25, 89)),
                 Delta::Done,
             ]
         );

@@ -31,10 +31,6 @@ const PASSED_EXTRAS: &[&str] = &[
     "vl_high_resolution_images",
 ];
 
-fn bad(param: &str, message: &str) -> GatewayError {
-    GatewayError::invalid(message, Some(param))
-}
-
 fn image_url(img: &Image) -> String {
     match img {
         Image::Inline { media_type, data } => format!("data:{media_type};base64,{data}"),
@@ -46,7 +42,10 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     req.reject_logprobs("DashScope")?;
     if let Some(n) = req.n {
         if !(1..=4).contains(&n) {
-            return Err(bad("n", "DashScope models take n from 1 to 4."));
+            return Err(GatewayError::bad_param(
+                "n",
+                "DashScope models take n from 1 to 4.",
+            ));
         }
     }
     let multimodal = req.messages.iter().any(|m| m.has_images());
@@ -139,7 +138,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             params.insert("tool_choice".into(), json!({"type": "function", "function": {"name": name}}));
         }
         Some(ToolChoice::Required) => {
-            return Err(bad("tool_choice", "tool_choice 'required' is not supported by DashScope models; name the function instead."))
+            return Err(GatewayError::bad_param("tool_choice", "tool_choice 'required' is not supported by DashScope models; name the function instead."))
         }
     }
     if let Some(p) = req.parallel_tool_calls {
@@ -157,11 +156,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
         Some(ResponseFormat::Text) | None => {}
     }
-    for name in PASSED_EXTRAS {
-        if let Some(v) = req.extra(name) {
-            params.insert((*name).into(), v.clone());
-        }
-    }
+    req.copy_extras(PASSED_EXTRAS, &mut params);
     let body = json!({"model": target.vendor_model, "input": {"messages": messages}, "parameters": params});
     let mut headers = Vec::with_capacity(3);
     if let Credentials::ApiKey(k) = &target.provider.credentials {
@@ -277,11 +272,7 @@ struct DashScopeUsage {
 
 impl From<DashScopeUsage> for Usage {
     fn from(u: DashScopeUsage) -> Usage {
-        Usage {
-            prompt_tokens: u.input_tokens,
-            completion_tokens: u.output_tokens,
-            total_tokens: u.input_tokens + u.output_tokens,
-        }
+        Usage::new(u.input_tokens, u.output_tokens)
     }
 }
 

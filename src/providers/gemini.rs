@@ -16,10 +16,6 @@ use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::sse::Event;
 
-fn bad(param: &str, message: &str) -> GatewayError {
-    GatewayError::invalid(message, Some(param))
-}
-
 /// Gemini's `parameters` take an OpenAPI subset: drop the JSON Schema keywords it rejects.
 fn gemini_schema(schema: &Value) -> Value {
     match schema {
@@ -42,7 +38,10 @@ fn gemini_schema(schema: &Value) -> Value {
 pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest> {
     req.reject_logprobs("Gemini")?;
     if req.stop.len() > 5 {
-        return Err(bad("stop", "Gemini models take at most 5 stop sequences."));
+        return Err(GatewayError::bad_param(
+            "stop",
+            "Gemini models take at most 5 stop sequences.",
+        ));
     }
     let mut contents: Vec<(&str, Vec<Value>)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
@@ -57,7 +56,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
                             json!({"inlineData": {"mimeType": media_type, "data": data}})
                         }
                         Part::Image(Image::Url(_)) => {
-                            return Err(bad(
+                            return Err(GatewayError::bad_param(
                                 &format!("messages[{i}].content"),
                                 "Gemini models take images as base64 data: URLs.",
                             ))
@@ -88,7 +87,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
                     .and_then(|id| req.function_name_for(id))
                     .map(str::to_string)
                     .or_else(|| m.name.clone())
-                    .ok_or_else(|| bad(&format!("messages[{i}].tool_call_id"), "A tool message must answer a tool call made earlier in the conversation."))?;
+                    .ok_or_else(|| GatewayError::bad_param(&format!("messages[{i}].tool_call_id"), "A tool message must answer a tool call made earlier in the conversation."))?;
                 let text = m.text();
                 let response = match serde_json::from_str::<Value>(&text) {
                     Ok(v @ Value::Object(_)) => v,
@@ -109,7 +108,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
     }
     if contents.is_empty() {
-        return Err(bad(
+        return Err(GatewayError::bad_param(
             "messages",
             "At least one user message with content is required.",
         ));
@@ -282,12 +281,10 @@ struct GeminiUsage {
 
 impl From<GeminiUsage> for Usage {
     fn from(u: GeminiUsage) -> Usage {
-        let completion = u.candidates_token_count + u.thoughts_token_count;
-        Usage {
-            prompt_tokens: u.prompt_token_count,
-            completion_tokens: completion,
-            total_tokens: u.prompt_token_count + completion,
-        }
+        Usage::new(
+            u.prompt_token_count,
+            u.candidates_token_count + u.thoughts_token_count,
+        )
     }
 }
 

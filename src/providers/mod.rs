@@ -56,6 +56,16 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
 /// A request ready for the wire, minus Host, Content-Type and Content-Length, which the
 /// transport sets.
 #[derive(Debug)]

@@ -51,8 +51,9 @@ impl ToolCall {
         if self.arguments.trim().is_empty() {
             return Ok(Value::Object(Default::default()));
         }
-        serde_json::from_str(&self.arguments)
-            .map_err(|_| bad(param, "Tool call arguments must be a JSON object."))
+        serde_json::from_str(&self.arguments).map_err(|_| {
+            GatewayError::bad_param(param, "Tool call arguments must be a JSON object.")
+        })
     }
 }
 
@@ -132,6 +133,16 @@ pub struct Request {
 impl Request {
     pub fn extra(&self, name: &str) -> Option<&Value> {
         self.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Copies the client's vendor extensions named in `names` (e.g. DashScope's
+    /// `enable_thinking`) into the vendor's body or parameters.
+    pub fn copy_extras(&self, names: &[&str], into: &mut serde_json::Map<String, Value>) {
+        for (k, v) in &self.extra {
+            if names.contains(&k.as_str()) {
+                into.insert(k.clone(), v.clone());
+            }
+        }
     }
 
     /// System and developer messages' text, joined with blank lines.
@@ -277,17 +288,13 @@ pub fn parse_image_url(url: &str) -> Image {
     Image::Url(url.to_string())
 }
 
-fn bad(param: &str, message: impl Into<String>) -> GatewayError {
-    GatewayError::invalid(message, Some(param))
-}
-
 fn member<T: for<'de> Deserialize<'de>>(obj: &RawObject, name: &str) -> GwResult<Option<T>> {
     match obj.get(name) {
         None => Ok(None),
         Some(v) if v.get() == "null" => Ok(None),
         Some(v) => serde_json::from_str(v.get())
             .map(Some)
-            .map_err(|e| bad(name, format!("Invalid value for '{name}': {e}"))),
+            .map_err(|e| GatewayError::bad_param(name, format!("Invalid value for '{name}': {e}"))),
     }
 }
 
@@ -345,7 +352,7 @@ impl Request {
                                 }))
                             }
                             WirePart::Unsupported => {
-                                return Err(bad(
+                                return Err(GatewayError::bad_param(
                                     &format!("messages[{i}].content"),
                                     "Only text and image_url content parts are supported.",
                                 ))
@@ -401,9 +408,9 @@ impl Request {
         };
         let mut tools = Vec::new();
         for t in member::<Vec<WireTool>>(obj, "tools")?.unwrap_or_default() {
-            let f = t
-                .function
-                .ok_or_else(|| bad("tools", "Every tool needs a `function`."))?;
+            let f = t.function.ok_or_else(|| {
+                GatewayError::bad_param("tools", "Every tool needs a `function`.")
+            })?;
             tools.push(ToolDef {
                 name: f.name,
                 description: f.description,
@@ -418,7 +425,7 @@ impl Request {
                 "none" => ToolChoice::None,
                 "auto" => ToolChoice::Auto,
                 "required" => ToolChoice::Required,
-                other => return Err(bad("tool_choice", format!("Invalid value: '{other}'. Supported values are: 'none', 'auto' and 'required'."))),
+                other => return Err(GatewayError::bad_param("tool_choice", format!("Invalid value: '{other}'. Supported values are: 'none', 'auto' and 'required'."))),
             }),
             Some(WireToolChoice::Named { function }) => Some(ToolChoice::Function(function.name)),
         };
@@ -429,7 +436,7 @@ impl Request {
                 "json_object" => ResponseFormat::JsonObject,
                 "json_schema" => {
                     let s = f.json_schema.ok_or_else(|| {
-                        bad(
+                        GatewayError::bad_param(
                             "response_format.json_schema",
                             "Missing required parameter: 'response_format.json_schema'.",
                         )
@@ -440,7 +447,7 @@ impl Request {
                     }
                 }
                 other => {
-                    return Err(bad(
+                    return Err(GatewayError::bad_param(
                         "response_format.type",
                         format!("Invalid value: '{other}'."),
                     ))
@@ -482,7 +489,7 @@ impl Request {
     /// Rejects what a vendor cannot honour, naming the parameter.
     pub fn reject_n_above_one(&self, vendor: &str) -> GwResult<()> {
         if self.n.is_some_and(|n| n > 1) {
-            return Err(bad(
+            return Err(GatewayError::bad_param(
                 "n",
                 format!("n > 1 is not supported by {vendor} models."),
             ));
@@ -492,7 +499,7 @@ impl Request {
 
     pub fn reject_logprobs(&self, vendor: &str) -> GwResult<()> {
         if self.logprobs {
-            return Err(bad(
+            return Err(GatewayError::bad_param(
                 "logprobs",
                 format!("logprobs are not supported by {vendor} models."),
             ));
@@ -502,7 +509,7 @@ impl Request {
 
     pub fn reject_images(&self, vendor: &str) -> GwResult<()> {
         if let Some(i) = self.messages.iter().position(Message::has_images) {
-            return Err(bad(
+            return Err(GatewayError::bad_param(
                 &format!("messages[{i}].content"),
                 format!("Image inputs are not supported by {vendor} models."),
             ));

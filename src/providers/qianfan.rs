@@ -24,10 +24,6 @@ const PASSED_EXTRAS: &[&str] = &[
     "top_k",
 ];
 
-fn bad(param: &str, message: &str) -> GatewayError {
-    GatewayError::invalid(message, Some(param))
-}
-
 pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest> {
     req.reject_n_above_one("Qianfan ERNIE")?;
     req.reject_logprobs("Qianfan ERNIE")?;
@@ -83,7 +79,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
     });
     if turns.is_empty() || turns.len().is_multiple_of(2) || !alternates {
-        return Err(bad(
+        return Err(GatewayError::bad_param(
             "messages",
             "Qianfan ERNIE models need messages that alternate user and assistant turns, starting and ending with the user.",
         ));
@@ -140,11 +136,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     ) {
         body.insert("response_format".into(), json!("json_object"));
     }
-    for name in PASSED_EXTRAS {
-        if let Some(v) = req.extra(name) {
-            body.insert((*name).into(), v.clone());
-        }
-    }
+    req.copy_extras(PASSED_EXTRAS, &mut body);
     body.insert("stream".into(), json!(req.stream));
     Ok(UpstreamRequest {
         path_and_query: format!(
