@@ -2,6 +2,8 @@
 //! `chat.completion.chunk` streams. Chunks are written by hand into one buffer: they are the
 //! per-event hot path of every translated stream.
 
+use std::io::Write;
+
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -183,29 +185,27 @@ impl OpenAiWriter {
         out.extend_from_slice(b"}\n\n");
     }
 
+    /// A chunk whose delta is one string member (`content`, `reasoning_content`).
+    fn string_delta(&mut self, key: &[u8], text: &str, out: &mut Vec<u8>) {
+        self.open_delta(out);
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        write_json_str(text, out);
+        self.close_delta(None, out);
+    }
+
     pub fn write(&mut self, delta: Delta, out: &mut Vec<u8>) -> StreamState {
         if self.state != StreamState::Open {
             return self.state;
         }
         match delta {
             Delta::Text(t) | Delta::Reasoning(t) if t.is_empty() => {}
-            Delta::Text(t) => {
-                self.open_delta(out);
-                out.extend_from_slice(b"\"content\":");
-                write_json_str(&t, out);
-                self.close_delta(None, out);
-            }
-            Delta::Reasoning(t) => {
-                self.open_delta(out);
-                out.extend_from_slice(b"\"reasoning_content\":");
-                write_json_str(&t, out);
-                self.close_delta(None, out);
-            }
+            Delta::Text(t) => self.string_delta(b"content", &t, out),
+            Delta::Reasoning(t) => self.string_delta(b"reasoning_content", &t, out),
             Delta::ToolStart { index, id, name } => {
                 self.open_delta(out);
-                out.extend_from_slice(b"\"tool_calls\":[{\"index\":");
-                out.extend_from_slice(index.to_string().as_bytes());
-                out.extend_from_slice(b",\"id\":");
+                write!(out, "\"tool_calls\":[{{\"index\":{index},\"id\":").expect("Vec write");
                 write_json_str(&id, out);
                 out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
                 write_json_str(&name, out);
@@ -217,9 +217,11 @@ impl OpenAiWriter {
                     return self.state;
                 }
                 self.open_delta(out);
-                out.extend_from_slice(b"\"tool_calls\":[{\"index\":");
-                out.extend_from_slice(index.to_string().as_bytes());
-                out.extend_from_slice(b",\"function\":{\"arguments\":");
+                write!(
+                    out,
+                    "\"tool_calls\":[{{\"index\":{index},\"function\":{{\"arguments\":"
+                )
+                .expect("Vec write");
                 write_json_str(&arguments, out);
                 out.extend_from_slice(b"}}]");
                 self.close_delta(None, out);
