@@ -25,6 +25,11 @@ pub fn authenticate<'k>(
     keys: &'k [ClientKey],
     presented: Option<&[u8]>,
 ) -> GwResult<&'k ClientKey> {
+    authenticate_index(keys, presented).map(|i| &keys[i])
+}
+
+/// As [`authenticate`], giving the key's position in `keys`.
+pub fn authenticate_index(keys: &[ClientKey], presented: Option<&[u8]>) -> GwResult<usize> {
     let Some(presented) = presented else {
         return Err(GatewayError::new(
             ErrorKind::MissingKey,
@@ -32,10 +37,10 @@ pub fn authenticate<'k>(
         )
         .with_code("missing_api_key"));
     };
-    let mut found: Option<&ClientKey> = None;
-    for k in keys {
+    let mut found = None;
+    for (i, k) in keys.iter().enumerate() {
         if bool::from(k.key.expose().as_bytes().ct_eq(presented)) {
-            found = Some(k);
+            found = Some(i);
         }
     }
     found.ok_or_else(|| {

@@ -54,8 +54,16 @@ pub struct RequestCtx {
     key: Option<usize>,
     /// What the rate limits reserved for this request, settled with the real usage.
     admission: Option<Admission>,
-    /// Headers every response carries (CORS; `x-ratelimit-*` once admitted).
-    response_headers: Vec<(&'static str, String)>,
+    /// CORS headers for the caller's origin, on every response and error.
+    cors: Vec<(&'static str, String)>,
+}
+
+impl RequestCtx {
+    /// What a successful reply carries: CORS and, once admitted, the `x-ratelimit-*` headers.
+    fn success_headers(&self) -> [&[(&'static str, String)]; 2] {
+        let limits = self.admission.as_ref().map_or(&[][..], |a| &a.headers[..]);
+        [&self.cors, limits]
+    }
 }
 
 /// Why a handler stopped early: an error to send the client, or a client that went away.
@@ -105,7 +113,7 @@ impl Gateway {
             .headers
             .get("origin")
             .and_then(|v| v.to_str().ok());
-        ctx.response_headers = edge::cors_headers(&self.config.cors, origin);
+        ctx.cors = edge::cors_headers(&self.config.cors, origin);
         if method == "OPTIONS" {
             let headers = edge::preflight_headers(&self.config.cors, origin);
             write_empty(session, 204, &headers).await?;
@@ -131,21 +139,21 @@ impl Gateway {
         match (method.as_str(), path.as_str()) {
             ("GET", "/health") => {
                 let body = Bytes::from_static(b"{\"status\":\"ok\"}");
-                write_json(session, 200, body, &ctx.response_headers).await?;
+                write_json(session, 200, body, &[&ctx.cors]).await?;
                 Ok(())
             }
             ("GET", "/v1/models") => {
-                let key = self.authenticate(session)?;
+                let key = self.authenticate(session, ctx)?;
                 let body = self.model_list(key);
-                write_json(session, 200, body, &ctx.response_headers).await?;
+                write_json(session, 200, body, &[&ctx.cors]).await?;
                 Ok(())
             }
             ("GET", p) if p.starts_with("/v1/models/") => {
-                let key = self.authenticate(session)?;
+                let key = self.authenticate(session, ctx)?;
                 let id = &p["/v1/models/".len()..];
                 let model = self.allowed_model(key, id)?;
                 let body = self.model_object(&model.name, model.targets.first());
-                write_json(session, 200, body, &ctx.response_headers).await?;
+                write_json(session, 200, body, &[&ctx.cors]).await?;
                 Ok(())
             }
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
@@ -166,13 +174,16 @@ impl Gateway {
         }
     }
 
-    fn authenticate(&self, session: &Session) -> GwResult<&ClientKey> {
+    /// The caller's key; its position is kept in the context for settling limits and budgets.
+    fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> GwResult<&ClientKey> {
         let h = session.req_header();
         let presented = auth::presented_key(
             h.headers.get("authorization").map(|v| v.as_bytes()),
             h.headers.get("x-api-key").map(|v| v.as_bytes()),
         );
-        auth::authenticate(&self.config.keys, presented)
+        let index = auth::authenticate_index(&self.config.keys, presented)?;
+        ctx.key = Some(index);
+        Ok(&self.config.keys[index])
     }
 
     fn allowed_model(&self, key: &ClientKey, name: &str) -> GwResult<&PublicModel> {
@@ -231,7 +242,7 @@ impl Gateway {
     }
 
     async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
-        let key = self.authenticate(session)?;
+        let key = self.authenticate(session, ctx)?;
         let body = read_body(session, self.config.server.max_body_bytes).await?;
         let request = ChatRequest::parse(&body)?;
         let model = self.allowed_model(key, &request.model)?;
@@ -252,7 +263,7 @@ impl Gateway {
     /// `POST /v1/messages`: Anthropic's API in front of any routed model.
     async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         ctx.api = ClientApi::Anthropic;
-        let key = self.authenticate(session)?;
+        let key = self.authenticate(session, ctx)?;
         let body = read_body(session, self.config.server.max_body_bytes).await?;
         let (model_name, request) = anthropic_api::parse_request(&body)?;
         let model = self.allowed_model(key, &model_name)?;
@@ -273,13 +284,10 @@ impl Gateway {
         body_len: usize,
         max_tokens: Option<u64>,
     ) -> GwResult<()> {
-        ctx.key = self.config.keys.iter().position(|k| std::ptr::eq(k, key));
         ctx.model = Some(model.name.clone());
         self.budgets.check(key).await?;
         let estimate = (body_len / 4) as u64 + max_tokens.unwrap_or(0);
         let admission = self.limiter.admit(key, model, estimate).await?;
-        ctx.response_headers
-            .extend(admission.headers.iter().cloned());
         ctx.admission = Some(admission);
         Ok(())
     }
@@ -493,7 +501,7 @@ impl Gateway {
                 &completion,
                 &mut out,
             );
-            write_stream_header(session, &ctx.response_headers).await?;
+            write_stream_header(session, &ctx.success_headers()).await?;
             session
                 .write_response_body(Some(Bytes::from(out)), true)
                 .await?;
@@ -502,7 +510,7 @@ impl Gateway {
         let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
-        write_json(session, 200, reply, &ctx.response_headers).await?;
+        write_json(session, 200, reply, &ctx.success_headers()).await?;
         Ok(())
     }
 
@@ -515,7 +523,7 @@ impl Gateway {
         mut exchange: Exchange,
         mut relay: Relay,
     ) -> Handled {
-        write_stream_header(session, &ctx.response_headers).await?;
+        write_stream_header(session, &ctx.success_headers()).await?;
         let mut out = Vec::with_capacity(4096);
         let state = loop {
             out.clear();
@@ -565,13 +573,13 @@ async fn client_gone(session: &mut Session) -> Box<pingora::Error> {
 
 async fn write_stream_header(
     session: &mut Session,
-    extra: &[(&'static str, String)],
+    extra: &HeaderGroups<'_>,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(200, Some(4 + extra.len()))?;
+    let mut h = ResponseHeader::build(200, Some(8))?;
     h.insert_header("content-type", "text/event-stream")?;
     h.insert_header("cache-control", "no-cache")?;
     h.insert_header("transfer-encoding", "chunked")?;
-    for (k, v) in extra {
+    for (k, v) in extra.iter().flat_map(|g| g.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
     session.write_response_header(Box::new(h), false).await
@@ -623,16 +631,19 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Stop> {
     Ok(buf.freeze())
 }
 
+/// Groups of extra response headers (CORS, rate limits, an error's own).
+type HeaderGroups<'a> = [&'a [(&'static str, String)]];
+
 async fn write_json(
     session: &mut Session,
     status: u16,
     body: Bytes,
-    extra: &[(&'static str, String)],
+    extra: &HeaderGroups<'_>,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
-    for (k, v) in extra {
+    for (k, v) in extra.iter().flat_map(|g| g.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
     session.write_response_header(Box::new(h), false).await?;
@@ -652,24 +663,25 @@ async fn write_empty(
     session.write_response_header(Box::new(h), true).await
 }
 
-/// An error in the client's API shape, with its own headers and the CORS ones (not the
-/// rate-limit headers of a request that was admitted and then failed upstream).
+/// An error in the client's API shape, with its own headers and the CORS ones.
 async fn write_error(
     session: &mut Session,
     api: ClientApi,
     cors: &[(&'static str, String)],
     e: &GatewayError,
 ) -> pingora::Result<()> {
-    let mut extra = e.headers.clone();
-    extra.extend(
-        cors.iter()
-            .filter(|(k, _)| k.starts_with("access-control") || *k == "vary")
-            .cloned(),
-    );
-    if let Some(secs) = e.retry_after_secs {
-        extra.push(("retry-after", secs.to_string()));
-    }
-    write_json(session, e.status(), api.error_body(e), &extra).await
+    let retry_after: Vec<(&'static str, String)> = e
+        .retry_after_secs
+        .map(|secs| ("retry-after", secs.to_string()))
+        .into_iter()
+        .collect();
+    write_json(
+        session,
+        e.status(),
+        api.error_body(e),
+        &[cors, &e.headers, &retry_after],
+    )
+    .await
 }
 
 #[async_trait]
@@ -686,7 +698,7 @@ impl ProxyHttp for Gateway {
             upstream_error: None,
             key: None,
             admission: None,
-            response_headers: Vec::new(),
+            cors: Vec::new(),
         }
     }
 
@@ -699,7 +711,7 @@ impl ProxyHttp for Gateway {
                     // Too late for a status code; the stream relay already reported in-band.
                     return Ok(true);
                 }
-                write_error(session, ctx.api, &ctx.response_headers, &e).await?;
+                write_error(session, ctx.api, &ctx.cors, &e).await?;
                 Ok(true)
             }
             Err(Stop::Downstream(e)) => Err(e),
@@ -729,7 +741,7 @@ impl ProxyHttp for Gateway {
         if let (Some(kind), None) = (kind, session.response_written()) {
             let error = GatewayError::new(kind, "The request could not be processed.");
             code = error.status();
-            if let Err(write) = write_error(session, ctx.api, &ctx.response_headers, &error).await {
+            if let Err(write) = write_error(session, ctx.api, &ctx.cors, &error).await {
                 log::debug!("could not answer a failed request: {write}");
             }
         }
