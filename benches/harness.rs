@@ -447,6 +447,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
+#[derive(Clone, Copy)]
 enum Pace {
     /// Each connection sends its next request when the last one is answered.
     Closed,
@@ -723,30 +724,22 @@ async fn main() {
 
     // (3) Streaming, 50 chunks per response, translated (Anthropic events -> OpenAI chunks).
     let fifty = "stream please [[mock words=50]]";
-    let d = drive(closed(
-        Target::anthropic_at(ANTHROPIC_MOCK, fifty, true),
-        s.connections,
-    ))
-    .await;
-    let chunks_d = d.stats.chunks as f64 / s.duration.as_secs_f64();
-    rows.push(row(
-        "3 stream 50 chunks",
-        "mock direct",
-        &d,
-        format!("{chunks_d:.0} chunks/s"),
-    ));
-    let g = drive(closed(
-        Target::gateway("translated", fifty, true),
-        s.connections,
-    ))
-    .await;
-    let chunks_g = g.stats.chunks as f64 / s.duration.as_secs_f64();
-    rows.push(row(
-        "3 stream 50 chunks",
-        "modelmux",
-        &g,
-        format!("{chunks_g:.0} chunks/s"),
-    ));
+    for (system, target) in [
+        (
+            "mock direct",
+            Target::anthropic_at(ANTHROPIC_MOCK, fifty, true),
+        ),
+        ("modelmux", Target::gateway("translated", fifty, true)),
+    ] {
+        let m = drive(closed(target, s.connections)).await;
+        let chunks = m.stats.chunks as f64 / s.duration.as_secs_f64();
+        rows.push(row(
+            "3 stream 50 chunks",
+            system,
+            &m,
+            format!("{chunks:.0} chunks/s"),
+        ));
+    }
     // Per-chunk delay: the mock stamps each chunk with its send time, 2 ms apart, so every chunk
     // travels on its own; the delay to the client, direct vs through the gateway.
     let spaced = "stream please [[mock words=50 chunk_delay_ms=2 stamp]]";
@@ -804,45 +797,34 @@ async fn main() {
         ("4 latency c=1", 1, Pace::Closed),
         ("4 latency 1000 rps", 16, Pace::Rate(1000.0)),
     ] {
-        let mk = |target: Target, pace: &Pace| Run {
+        let mk = |target: Target| Run {
             target,
             connections,
             duration: s.duration,
             warmup: s.warmup,
-            pace: match pace {
-                Pace::Closed => Pace::Closed,
-                Pace::Rate(r) => Pace::Rate(*r),
-            },
+            pace,
             timed_chunks: false,
         };
-        let d = drive(mk(Target::openai_at(OPENAI_MOCK, hello, false), &pace)).await;
-        rows.push(row(label, "mock direct", &d, String::new()));
+        let direct = drive(mk(Target::openai_at(OPENAI_MOCK, hello, false))).await;
+        let direct = row(label, "mock direct", &direct, String::new());
+        let base = (direct.p50 as i64, direct.p99 as i64);
+        rows.push(direct);
+        let mut proxies = Vec::new();
         if nginx.is_some() {
-            let n = drive(mk(Target::openai_at(NGINX_OPENAI, hello, false), &pace)).await;
-            let r = row(label, "nginx", &n, String::new());
-            let extra = format!(
-                "added p50 {} µs, p99 {} µs",
-                r.p50 as i64 - row(label, "", &d, String::new()).p50 as i64,
-                r.p99 as i64 - row(label, "", &d, String::new()).p99 as i64
-            );
-            rows.push(Row { extra, ..r });
+            proxies.push(("nginx", Target::openai_at(NGINX_OPENAI, hello, false)));
         }
-        let g = drive(mk(Target::gateway("pass", hello, false), &pace)).await;
-        let (dr, gr) = (
-            row(label, "", &d, String::new()),
-            row(label, "modelmux", &g, String::new()),
-        );
-        let extra = format!(
-            "added p50 {} µs, p99 {} µs",
-            gr.p50 as i64 - dr.p50 as i64,
-            gr.p99 as i64 - dr.p99 as i64
-        );
-        added.push((
-            label,
-            gr.p50 as i64 - dr.p50 as i64,
-            gr.p99 as i64 - dr.p99 as i64,
-        ));
-        rows.push(Row { extra, ..gr });
+        proxies.push(("modelmux", Target::gateway("pass", hello, false)));
+        for (system, target) in proxies {
+            let r = row(label, system, &drive(mk(target)).await, String::new());
+            let (p50, p99) = (r.p50 as i64 - base.0, r.p99 as i64 - base.1);
+            if system == "modelmux" {
+                added.push((label, p50, p99));
+            }
+            rows.push(Row {
+                extra: format!("added p50 {p50} µs, p99 {p99} µs"),
+                ..r
+            });
+        }
     }
 
     // (6) Request bodies of 100 KiB and 1 MiB, pass-through.
