@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::model::{
-    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
-    ToolChoice,
+    push_turn, Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role,
+    ToolCall, ToolChoice,
 };
 use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
@@ -61,14 +61,8 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
                 )
             }
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        // Anthropic wants user and assistant turns to alternate: merge neighbours.
-        match messages.last_mut() {
-            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
-            _ => messages.push((role, blocks)),
-        }
+        // Anthropic wants user and assistant turns to alternate.
+        push_turn(&mut messages, role, blocks);
     }
     if messages.is_empty() {
         return Err(GatewayError::bad_param(

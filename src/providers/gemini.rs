@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::model::{
-    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
-    ToolChoice,
+    push_turn, Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role,
+    ToolCall, ToolChoice,
 };
 use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
@@ -99,13 +99,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
                 )
             }
         };
-        if parts.is_empty() {
-            continue;
-        }
-        match contents.last_mut() {
-            Some((r, ps)) if *r == role => ps.extend(parts),
-            _ => contents.push((role, parts)),
-        }
+        push_turn(&mut contents, role, parts);
     }
     if contents.is_empty() {
         return Err(GatewayError::bad_param(

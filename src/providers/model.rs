@@ -167,6 +167,18 @@ impl Request {
     }
 }
 
+/// Appends a turn for vendors that need user and model turns to alternate (Anthropic, Gemini):
+/// merged into the previous turn when the role repeats; an empty turn is dropped.
+pub fn push_turn<R: PartialEq, T>(turns: &mut Vec<(R, Vec<T>)>, role: R, items: Vec<T>) {
+    if items.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(items),
+        _ => turns.push((role, items)),
+    }
+}
+
 // --- parsing the OpenAI request -------------------------------------------------------------
 
 #[derive(Deserialize)]
