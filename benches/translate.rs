@@ -4,9 +4,9 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 
-use modelmux::chat::ChatRequest;
 use modelmux::config::{Credentials, Endpoint, Provider, Secret, Timeouts};
 use modelmux::providers::model::Request;
+use modelmux::providers::openai::wire::ChatRequest;
 use modelmux::providers::{
     self, anthropic, dashscope, gemini, openai, qianfan, ProviderKind, VendorStream, VendorTarget,
 };
@@ -166,7 +166,7 @@ fn decode(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let c = f(black_box(body)).unwrap();
-                black_box(providers::openai_out::completion_json(&c, "pub"))
+                black_box(modelmux::api::openai::writer::completion_json(&c, "pub"))
             })
         });
     }
@@ -182,7 +182,7 @@ fn stream(c: &mut Criterion) {
                 || {
                     (
                         make(),
-                        providers::openai_out::OpenAiWriter::new("pub", true),
+                        modelmux::api::openai::writer::OpenAiWriter::new("pub", true),
                     )
                 },
                 |(mut d, mut w)| {

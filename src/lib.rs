@@ -1,23 +1,23 @@
 //! modelmux: one OpenAI-compatible API in front of many model vendors, on Pingora.
+//!
+//! The folders are the architecture, bottom to top; each depends only on the ones above it in
+//! this list:
+//! - `error`, `metrics`, `http_app`: the one client-facing error type, the Prometheus registry,
+//!   and helpers for the plain HTTP listeners (metrics, mock vendors).
+//! - `config`: the YAML file into one immutable runtime snapshot.
+//! - `providers`: one module of pure, network-free functions per vendor over one internal model.
+//! - `api`: what clients speak (OpenAI chat, Anthropic Messages, the models list).
+//! - `traffic`: who may pass and where to: auth, routing, failover, breakers, limits, budgets.
+//! - `proxy`: the Pingora phases, the router, the attempt loop, the upstream leg, the relay.
+//! - `server`: assembles the listeners; `mock`: the mock vendors.
 
-pub mod anthropic_api;
-pub mod auth;
-pub mod breaker;
-pub mod budget;
-pub mod chat;
+pub mod api;
 pub mod config;
-pub mod edge;
 pub mod error;
-pub mod gateway;
 pub mod http_app;
-pub mod limits;
 pub mod metrics;
 pub mod mock;
-pub mod oauth;
 pub mod providers;
-pub mod relay;
-pub mod resilience;
-pub mod routing;
+pub mod proxy;
 pub mod server;
-pub mod sse;
-pub mod upstream;
+pub mod traffic;

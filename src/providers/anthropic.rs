@@ -13,7 +13,7 @@ use super::model::{
 use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::Event;
+use crate::providers::sse::Event;
 
 pub const API_VERSION: &str = "2023-06-01";
 

@@ -14,7 +14,7 @@ use super::model::{
 use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::Event;
+use crate::providers::sse::Event;
 
 pub const TEXT_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
 pub const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";

@@ -14,7 +14,7 @@ use super::model::{
 use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::Event;
+use crate::providers::sse::Event;
 
 /// Gemini's `parameters` take an OpenAPI subset: drop the JSON Schema keywords it rejects.
 fn gemini_schema(schema: &Value) -> Value {

@@ -6,17 +6,17 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::ChatRequest;
 use crate::config::{Credentials, Provider};
 use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::providers::openai::wire::ChatRequest;
 
 pub mod anthropic;
 pub mod dashscope;
 pub mod gemini;
 pub mod model;
 pub mod openai;
-pub mod openai_out;
 pub mod qianfan;
+pub mod sse;
 
 use model::{Completion, Delta, Request};
 
@@ -105,7 +105,7 @@ pub trait VendorStream: Send {
 /// A vendor's per-event stream logic; [`SseStream`] does the framing around it.
 pub trait EventDecoder: Default + Send {
     /// One complete SSE event.
-    fn handle(&mut self, event: &crate::sse::Event, emit: &mut dyn FnMut(Delta));
+    fn handle(&mut self, event: &crate::providers::sse::Event, emit: &mut dyn FnMut(Delta));
     /// The stream has ended (or failed); later events are ignored.
     fn is_done(&self) -> bool;
     /// The upstream body ended. Vendors that end streams by closing the connection emit
@@ -116,7 +116,7 @@ pub trait EventDecoder: Default + Send {
 /// SSE framing (events split across reads at any byte) around a vendor's [`EventDecoder`].
 #[derive(Default)]
 pub struct SseStream<D> {
-    splitter: crate::sse::SseSplitter,
+    splitter: crate::providers::sse::SseSplitter,
     decoder: D,
     /// The framing broke (an endless or non-UTF-8 event): nothing more is decoded.
     broken: bool,
@@ -125,7 +125,7 @@ pub struct SseStream<D> {
 impl<D: EventDecoder> SseStream<D> {
     pub fn new() -> Self {
         SseStream {
-            splitter: crate::sse::SseSplitter::new(),
+            splitter: crate::providers::sse::SseSplitter::new(),
             decoder: D::default(),
             broken: false,
         }

@@ -11,7 +11,7 @@ use super::model::{
 };
 use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::Event;
+use crate::providers::sse::Event;
 
 pub const CHAT_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
 

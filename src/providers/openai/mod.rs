@@ -8,16 +8,19 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::model::{
-    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
+    Choice, Completion, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{
-    error_from_status, EventDecoder, SseStream, StreamState, UpstreamRequest, Usage, VendorTarget,
-};
-use crate::chat::{write_json_str, ChatRequest, JsonType, RawObject};
+use super::{error_from_status, UpstreamRequest, Usage, VendorTarget};
+mod stream;
+mod typed;
+pub mod wire;
+
 use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::sse::{Event, SseError, SseSplitter};
+pub use stream::{ChunkDecoder, ChunkEvents, OpenAiStream};
+pub use wire::ChatRequest;
+use wire::{write_json_str, JsonType, RawObject};
 
 fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
@@ -188,7 +191,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
     request(target, req.stream, bytes)
 }
 
-fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {
+pub(super) fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {
     let raw = raw?;
     if JsonType::of(raw) != JsonType::Object {
         return None;
@@ -196,7 +199,7 @@ fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {
     serde_json::from_str(raw.get()).ok()
 }
 
-fn public_model_json(public_model: &str) -> Vec<u8> {
+pub(super) fn public_model_json(public_model: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(public_model.len() + 2);
     write_json_str(public_model, &mut v);
     v
@@ -300,7 +303,7 @@ struct OpenAiErrorEnvelope {
 }
 
 #[derive(Deserialize)]
-struct OpenAiError {
+pub(super) struct OpenAiError {
     #[serde(default)]
     message: Option<String>,
     #[serde(default)]
@@ -325,278 +328,12 @@ pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
     }
 }
 
-/// Passes OpenAI SSE through event by event: checks each event is JSON, puts the public model
-/// name back, keeps the last usage, and makes sure the stream ends with `[DONE]` or an error.
-pub struct OpenAiStream {
-    splitter: SseSplitter,
-    model_json: Vec<u8>,
-    usage: Option<Usage>,
-    /// A choice reported its finish_reason: a close after it is a complete stream.
-    finished: bool,
-    /// Whether the client asked for the usage chunk (the gateway always asks the vendor).
-    forward_usage: bool,
-    state: StreamState,
-}
-
-impl OpenAiStream {
-    pub fn new(public_model: &str, forward_usage: bool) -> Self {
-        OpenAiStream {
-            splitter: SseSplitter::new(),
-            model_json: public_model_json(public_model),
-            usage: None,
-            finished: false,
-            forward_usage,
-            state: StreamState::Open,
-        }
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
-        if self.state != StreamState::Open {
-            return self.state;
-        }
-        let mut failure = None;
-        let state = &mut self.state;
-        let usage = &mut self.usage;
-        let finished = &mut self.finished;
-        let forward_usage = self.forward_usage;
-        let model_json = &self.model_json;
-        let res = self.splitter.push(chunk, |ev| {
-            if *state != StreamState::Open {
-                return;
-            }
-            if ev.data == "[DONE]" {
-                out.extend_from_slice(b"data: [DONE]\n\n");
-                *state = StreamState::Done;
-                return;
-            }
-            let Ok(obj) = serde_json::from_str::<RawObject>(&ev.data) else {
-                failure = Some(malformed_chunk());
-                *state = StreamState::Failed;
-                return;
-            };
-            if ev.event.as_deref() == Some("error") || obj.get("error").is_some() {
-                let message = obj
-                    .get("error")
-                    .and_then(|e| serde_json::from_str::<OpenAiError>(e.get()).ok())
-                    .and_then(|e| e.message)
-                    .unwrap_or_else(|| "the upstream stream failed".into());
-                failure = Some(GatewayError::new(ErrorKind::UpstreamError, message));
-                *state = StreamState::Failed;
-                return;
-            }
-            if let Some(u) = read_usage(obj.get("usage")) {
-                *usage = Some(u);
-                let usage_only = obj.get("choices").is_some_and(|c| c.get().trim() == "[]");
-                if usage_only && !forward_usage {
-                    return;
-                }
-            }
-            if memchr::memmem::find(ev.data.as_bytes(), b"\"finish_reason\":\"").is_some() {
-                *finished = true;
-            }
-            out.extend_from_slice(b"data: ");
-            if obj.get("model").is_some() {
-                obj.write_with(&[("model", model_json)], &[], out);
-            } else {
-                out.extend_from_slice(ev.data.as_bytes());
-            }
-            out.extend_from_slice(b"\n\n");
-        });
-        if let Err(e) = res {
-            failure = Some(match e {
-                SseError::EventTooLarge | SseError::InvalidUtf8 => malformed_chunk(),
-            });
-            self.state = StreamState::Failed;
-        }
-        if let Some(f) = failure {
-            out.extend_from_slice(&f.sse_event());
-        }
-        self.state
-    }
-
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
-        if self.state == StreamState::Open {
-            // A last event without its blank line, then a close without [DONE].
-            if let Ok(Some(ev)) = self.splitter.finish() {
-                let mut tail = ev.data.into_bytes();
-                tail.extend_from_slice(b"\n\n");
-                let mut framed = b"data: ".to_vec();
-                framed.extend_from_slice(&tail);
-                self.push(&framed, out);
-            }
-        }
-        if self.state == StreamState::Open && self.finished {
-            out.extend_from_slice(b"data: [DONE]\n\n");
-            self.state = StreamState::Done;
-        }
-        if self.state == StreamState::Open {
-            out.extend_from_slice(
-                &GatewayError::new(
-                    ErrorKind::UpstreamBadResponse,
-                    "The upstream provider ended the stream before it was complete.",
-                )
-                .sse_event(),
-            );
-            self.state = StreamState::Failed;
-        }
-        self.state
-    }
-}
-
-fn malformed_chunk() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider sent a malformed stream event.",
-    )
-}
-
-#[derive(Deserialize)]
-struct OpenAiChunk {
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<OpenAiError>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice {
-    #[serde(default)]
-    index: usize,
-    #[serde(default)]
-    delta: ChunkDelta,
-    #[serde(default)]
-    finish_reason: Option<String>,
-    /// Moonshot puts the usage inside the final choice.
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize, Default)]
-struct ChunkDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default, alias = "reasoning")]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<ChunkToolCall>,
-}
-
-#[derive(Deserialize)]
-struct ChunkToolCall {
-    #[serde(default)]
-    index: usize,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<ChunkFunction>,
-}
-
-#[derive(Deserialize)]
-struct ChunkFunction {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
-}
-
-/// Parses OpenAI chunks into deltas, for clients that speak another API.
-#[derive(Default)]
-pub struct ChunkEvents {
-    finished: bool,
-    ended: bool,
-}
-
-impl ChunkEvents {
-    fn on_data(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
-        if data == "[DONE]" {
-            self.ended = true;
-            return emit(Delta::Done);
-        }
-        let chunk: OpenAiChunk = match serde_json::from_str(data) {
-            Ok(c) => c,
-            Err(_) => return emit(Delta::Error(super::malformed_event())),
-        };
-        if let Some(e) = chunk.error {
-            let message = e
-                .message
-                .unwrap_or_else(|| "the upstream stream failed".into());
-            return emit(Delta::Error(GatewayError::new(
-                ErrorKind::UpstreamError,
-                message,
-            )));
-        }
-        // Only the first choice: other client APIs have no `n`.
-        for c in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            if let Some(r) = c.delta.reasoning_content {
-                emit(Delta::Reasoning(r));
-            }
-            if let Some(t) = c.delta.content {
-                emit(Delta::Text(t));
-            }
-            for t in c.delta.tool_calls {
-                let (name, arguments) = match t.function {
-                    Some(f) => (f.name, f.arguments),
-                    None => (None, None),
-                };
-                if t.id.is_some() || name.is_some() {
-                    emit(Delta::ToolStart {
-                        index: t.index,
-                        id: t.id.unwrap_or_else(|| format!("call_{}", t.index)),
-                        name: name.unwrap_or_default(),
-                    });
-                }
-                if let Some(a) = arguments.filter(|a| !a.is_empty()) {
-                    emit(Delta::ToolArgs {
-                        index: t.index,
-                        arguments: a,
-                    });
-                }
-            }
-            if let Some(u) = c.usage {
-                emit(Delta::Usage(u));
-            }
-            if let Some(f) = c.finish_reason {
-                self.finished = true;
-                emit(Delta::Finish(FinishReason::from_openai(&f)));
-            }
-        }
-        if let Some(u) = chunk.usage {
-            emit(Delta::Usage(u));
-        }
-    }
-}
-
-impl EventDecoder for ChunkEvents {
-    fn handle(&mut self, e: &Event, emit: &mut dyn FnMut(Delta)) {
-        self.on_data(&e.data, emit);
-    }
-
-    fn is_done(&self) -> bool {
-        self.ended
-    }
-
-    fn close(&mut self, emit: &mut dyn FnMut(Delta)) {
-        // Some compatible servers close after the finish without `[DONE]`.
-        if self.finished && !self.ended {
-            self.ended = true;
-            emit(Delta::Done);
-        }
-    }
-}
-
-/// The OpenAI stream decoder: SSE framing around [`ChunkEvents`].
-pub type ChunkDecoder = SseStream<ChunkEvents>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::model::Delta;
     use crate::providers::testing::run_stream_all_ways;
+    use crate::providers::StreamState;
 
     #[test]
     fn chunk_decoder_reads_text_tools_and_usage() {

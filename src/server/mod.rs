@@ -14,8 +14,8 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::listening::Service;
 
 use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::upstream::Upstreams;
+use crate::proxy::upstream::Upstreams;
+use crate::proxy::Gateway;
 use crate::{http_app, metrics, mock};
 
 fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {

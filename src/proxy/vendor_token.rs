@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::config::{Credentials, Provider};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::UpstreamRequest;
-use crate::upstream::Upstreams;
+use crate::proxy::upstream::Upstreams;
 
 struct Token {
     value: Arc<str>,

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Budget, ClientKey, Period, Price};
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::limits::Backend;
 use crate::metrics;
 use crate::providers::Usage;
+use crate::traffic::limits::Backend;
 
 pub struct Budgets {
     backend: Arc<Backend>,

@@ -7,10 +7,10 @@ use std::io::Write;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::model::{Completion, Delta, FinishReason, ToolCall};
-use super::{StreamState, Usage};
-use crate::chat::write_json_str;
 use crate::error::GatewayError;
+use crate::providers::model::{Completion, Delta, FinishReason, ToolCall};
+use crate::providers::openai::wire::write_json_str;
+use crate::providers::{StreamState, Usage};
 
 pub fn completion_id() -> String {
     let mut id = String::with_capacity(38);

@@ -63,7 +63,8 @@ fn image_of(source: &Value, param: &str) -> GwResult<Image> {
 
 /// Types an Anthropic Messages request; the public model name is returned beside it.
 pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
-    let v: Value = serde_json::from_slice(body).map_err(crate::chat::invalid_json)?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(crate::providers::openai::wire::invalid_json)?;
     let obj = v
         .as_object()
         .ok_or_else(|| GatewayError::invalid("The request body must be a JSON object.", None))?;

@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 
-use crate::anthropic_api::{self, AnthropicWriter};
+use crate::api::anthropic::{self, AnthropicWriter};
+use crate::api::openai::writer::{self, OpenAiWriter};
 use crate::config::Provider;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::model::{Completion, Delta};
 use crate::providers::openai::{self, OpenAiStream};
-use crate::providers::openai_out::{self, OpenAiWriter};
 use crate::providers::{self, StreamState, Usage, VendorStream};
 
 /// The API the client called.
@@ -23,7 +23,7 @@ impl ClientApi {
     pub fn error_body(self, e: &GatewayError) -> Bytes {
         match self {
             ClientApi::OpenAi => e.body(),
-            ClientApi::Anthropic => anthropic_api::error_json(e),
+            ClientApi::Anthropic => anthropic::error_json(e),
         }
     }
 
@@ -218,8 +218,8 @@ pub fn render_completion(
     c: &Completion,
 ) -> (Bytes, Option<Usage>) {
     let body = match api {
-        ClientApi::OpenAi => openai_out::completion_json(c, public_model),
-        ClientApi::Anthropic => anthropic_api::message_json(c, public_model),
+        ClientApi::OpenAi => writer::completion_json(c, public_model),
+        ClientApi::Anthropic => anthropic::message_json(c, public_model),
     };
     (body, c.usage)
 }

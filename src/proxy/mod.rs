@@ -13,22 +13,26 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
 use serde::Serialize;
 
-use crate::anthropic_api;
-use crate::auth;
-use crate::breaker::Breakers;
-use crate::budget::Budgets;
-use crate::chat::ChatRequest;
+use crate::api::anthropic;
 use crate::config::{ClientKey, Config, PublicModel, Target, Timeouts};
-use crate::edge;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::limits::{Admission, Backend, Limiter};
 use crate::metrics;
-use crate::oauth::TokenCache;
+use crate::providers::openai::wire::ChatRequest;
 use crate::providers::{self, ClientRequest, StreamState, Usage, VendorTarget};
-use crate::relay::{self, ClientApi, Relay};
-use crate::resilience;
-use crate::routing;
-use crate::upstream::{Exchange, Upstreams, MAX_UPSTREAM_BODY};
+use crate::traffic::auth;
+use crate::traffic::breaker::Breakers;
+use crate::traffic::budget::Budgets;
+use crate::traffic::failover;
+use crate::traffic::limits::{Admission, Backend, Limiter};
+use crate::traffic::routing;
+use relay::{ClientApi, Relay};
+use upstream::{Exchange, Upstreams, MAX_UPSTREAM_BODY};
+use vendor_token::TokenCache;
+
+pub mod edge;
+pub mod relay;
+pub mod upstream;
+pub mod vendor_token;
 
 pub struct Gateway {
     config: Arc<Config>,
@@ -265,7 +269,7 @@ impl Gateway {
         ctx.api = ClientApi::Anthropic;
         let key = self.authenticate(session, ctx)?;
         let body = read_body(session, self.config.server.max_body_bytes).await?;
-        let (model_name, request) = anthropic_api::parse_request(&body)?;
+        let (model_name, request) = anthropic::parse_request(&body)?;
         let model = self.allowed_model(key, &model_name)?;
         self.admit(ctx, key, model, body.len(), request.max_tokens)
             .await?;
@@ -309,7 +313,7 @@ impl Gateway {
         let policy = &model.retry;
         let deadline = ctx.start + policy.deadline;
         let order = routing::attempt_order(model);
-        let mut plan = resilience::Plan::new(order.len());
+        let mut plan = failover::Plan::new(order.len());
         let mut last: Option<GatewayError> = None;
         for attempt in 0..policy.attempts {
             let available: Vec<bool> = order
@@ -322,7 +326,7 @@ impl Gateway {
             let target = order[index];
             if attempt > 0 {
                 let moved = plan.previous() != Some(index);
-                let wait = resilience::backoff(policy, attempt, last.as_ref(), moved);
+                let wait = failover::backoff(policy, attempt, last.as_ref(), moved);
                 if Instant::now() + wait >= deadline {
                     break;
                 }
@@ -352,7 +356,7 @@ impl Gateway {
                 .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
                 .await;
             match result {
-                Err(Stop::Reply(e)) if resilience::counts_against_target(&e) => {
+                Err(Stop::Reply(e)) if failover::counts_against_target(&e) => {
                     breaker.record(false);
                     metrics::ATTEMPTS
                         .with_label_values(&[&target.provider.name, e.kind.as_str()])

@@ -1,0 +1,3 @@
+//! OpenAI's Chat Completions API.
+
+pub mod writer;
