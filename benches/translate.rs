@@ -4,27 +4,30 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 
-use modelmux::config::{Credentials, Endpoint, Provider, Secret, Timeouts};
+use modelmux::config::{Endpoint, Provider, Secret, Timeouts, Vendor};
 use modelmux::providers::model::Request;
 use modelmux::providers::openai::wire::ChatRequest;
 use modelmux::providers::{
-    self, anthropic, dashscope, gemini, openai, qianfan, ProviderKind, VendorStream, VendorTarget,
+    self, anthropic, dashscope, gemini, openai, qianfan, VendorStream, VendorTarget,
 };
 
 const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the weather like in Oslo today, and should I bring an umbrella?"}],"temperature":0.7,"max_tokens":256,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}"#;
 
-fn provider(kind: ProviderKind) -> Provider {
+fn endpoint() -> Endpoint {
+    Endpoint {
+        tls: true,
+        host: "vendor.example".into(),
+        port: 443,
+        path_prefix: String::new(),
+    }
+}
+
+fn provider(vendor: Vendor) -> Provider {
     Provider {
         name: "bench".into(),
-        kind,
-        endpoint: Endpoint {
-            tls: true,
-            host: "vendor.example".into(),
-            port: 443,
-            path_prefix: String::new(),
-        },
-        credentials: Credentials::ApiKey(Secret::new("sk-bench")),
-        api_version: None,
+        vendor,
+        endpoint: endpoint(),
+        api_key: Some(Secret::new("sk-bench")),
         default_max_tokens: 4096,
         timeouts: Timeouts::default(),
         ca: None,
@@ -110,7 +113,7 @@ fn streams() -> Vec<(&'static str, Vec<u8>, u64, MakeDecoder)> {
 
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
-    let pass = provider(ProviderKind::OpenAi);
+    let pass = provider(Vendor::OpenAi);
     g.bench_function("openai pass-through (parse + rewrite)", |b| {
         b.iter(|| {
             let chat = ChatRequest::parse(black_box(REQUEST)).unwrap();
@@ -122,14 +125,20 @@ fn encode(c: &mut Criterion) {
             black_box(openai::encode_raw(&chat, &target))
         })
     });
-    for kind in [
-        ProviderKind::Anthropic,
-        ProviderKind::DashScope,
-        ProviderKind::Qianfan,
-        ProviderKind::Gemini,
+    let qianfan_v1 = Vendor::QianfanV1 {
+        client_id: Secret::new("ak"),
+        client_secret: Secret::new("sk"),
+        token_endpoint: endpoint(),
+    };
+    for vendor in [
+        Vendor::Anthropic,
+        Vendor::DashScope,
+        qianfan_v1,
+        Vendor::Gemini,
     ] {
-        let p = provider(kind);
-        g.bench_function(format!("{} (parse + type + encode)", kind.as_str()), |b| {
+        let name = vendor.kind();
+        let p = provider(vendor);
+        g.bench_function(format!("{name} (parse + type + encode)"), |b| {
             b.iter(|| {
                 let chat = ChatRequest::parse(black_box(REQUEST)).unwrap();
                 let mut req = providers::ClientRequest::openai(&chat);

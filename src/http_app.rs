@@ -1,6 +1,7 @@
-//! Helpers for the plain HTTP apps that run beside the proxy (metrics listener, mock vendors).
+//! Helpers for every HTTP listener: the plain apps beside the proxy (metrics, mock vendors)
+//! and the proxy itself (its session derefs to the same `ServerSession`).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -42,19 +43,36 @@ pub async fn respond(
     Ok(())
 }
 
-/// Reads the whole request body up to `limit` bytes; None when it is larger or the read fails.
-pub async fn read_body(http: &mut ServerSession, limit: usize) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        match http.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return None;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Some(body),
-            Err(_) => return None,
-        }
+/// Why a request body could not be read whole.
+pub enum BodyError {
+    /// Over the limit; the connection is marked not to be reused, since the rest is unread.
+    TooLarge { limit: usize },
+    /// The client's connection failed or its framing was invalid.
+    Read(Box<pingora::Error>),
+}
+
+/// Reads the whole request body up to `limit` bytes. A declared `Content-Length` over the
+/// limit is refused before anything is read.
+pub async fn read_body(http: &mut ServerSession, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = http
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = |http: &mut ServerSession| {
+        http.set_keepalive(None);
+        BodyError::TooLarge { limit }
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(http));
     }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024));
+    while let Some(chunk) = http.read_request_body().await.map_err(BodyError::Read)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large(http));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }

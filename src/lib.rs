@@ -2,8 +2,8 @@
 //!
 //! The folders are the architecture, bottom to top; each depends only on the ones above it in
 //! this list:
-//! - `error`, `metrics`, `http_app`: the one client-facing error type, the Prometheus registry,
-//!   and helpers for the plain HTTP listeners (metrics, mock vendors).
+//! - `error`, `metrics`, `clock`, `http_app`: the one client-facing error type, the Prometheus
+//!   registry, wall-clock seconds, and helpers shared by every HTTP listener.
 //! - `config`: the YAML file into one immutable runtime snapshot.
 //! - `providers`: one module of pure, network-free functions per vendor over one internal model.
 //! - `api`: what clients speak (OpenAI chat, Anthropic Messages, the models list).
@@ -12,6 +12,7 @@
 //! - `server`: assembles the listeners; `mock`: the mock vendors.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http_app;

@@ -1,5 +1,114 @@
 //! What clients speak: each client API parses its requests into the internal model and renders
 //! replies, stream events and errors back in its own shape.
 
+use bytes::Bytes;
+
+use crate::error::GatewayError;
+use crate::providers::model::{Completion, Delta};
+use crate::providers::{StreamState, Usage};
+
 pub mod anthropic;
+pub mod models;
 pub mod openai;
+
+use anthropic::AnthropicWriter;
+use openai::writer::OpenAiWriter;
+
+/// The API the client called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    OpenAi,
+    Anthropic,
+}
+
+impl ClientApi {
+    pub fn error_body(self, e: &GatewayError) -> Bytes {
+        match self {
+            ClientApi::OpenAi => e.body(),
+            ClientApi::Anthropic => anthropic::error_json(e),
+        }
+    }
+
+    /// A complete reply in this API, and its usage.
+    pub fn render_completion(self, public_model: &str, c: &Completion) -> (Bytes, Option<Usage>) {
+        let body = match self {
+            ClientApi::OpenAi => openai::writer::completion_json(c, public_model),
+            ClientApi::Anthropic => anthropic::message_json(c, public_model),
+        };
+        (body, c.usage)
+    }
+}
+
+/// Writes stream deltas as the client API's events.
+pub enum StreamWriter {
+    OpenAi(OpenAiWriter),
+    Anthropic(AnthropicWriter),
+}
+
+impl StreamWriter {
+    pub fn new(api: ClientApi, public_model: &str, include_usage: bool) -> StreamWriter {
+        match api {
+            ClientApi::OpenAi => {
+                StreamWriter::OpenAi(OpenAiWriter::new(public_model, include_usage))
+            }
+            ClientApi::Anthropic => StreamWriter::Anthropic(AnthropicWriter::new(public_model)),
+        }
+    }
+
+    pub fn write(&mut self, d: Delta, out: &mut Vec<u8>) -> StreamState {
+        match self {
+            StreamWriter::OpenAi(w) => w.write(d, out),
+            StreamWriter::Anthropic(w) => w.write(d, out),
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            StreamWriter::OpenAi(w) => w.usage(),
+            StreamWriter::Anthropic(w) => w.usage(),
+        }
+    }
+}
+
+/// A whole reply replayed as a stream, for vendors that answer a stream request with one JSON
+/// body (Qianfan v1 does when it has nothing to stream).
+pub fn replay_as_stream(
+    api: ClientApi,
+    public_model: &str,
+    include_usage: bool,
+    c: &Completion,
+    out: &mut Vec<u8>,
+) -> Option<Usage> {
+    let mut sink = StreamWriter::new(api, public_model, include_usage);
+    if let Some(ch) = c.choices.first() {
+        if let Some(r) = &ch.reasoning {
+            sink.write(Delta::Reasoning(r.clone()), out);
+        }
+        if let Some(t) = &ch.content {
+            sink.write(Delta::Text(t.clone()), out);
+        }
+        for (index, call) in ch.tool_calls.iter().enumerate() {
+            sink.write(
+                Delta::ToolStart {
+                    index,
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                },
+                out,
+            );
+            sink.write(
+                Delta::ToolArgs {
+                    index,
+                    arguments: call.arguments.clone(),
+                },
+                out,
+            );
+        }
+        sink.write(Delta::Finish(ch.finish), out);
+    }
+    if let Some(u) = c.usage {
+        sink.write(Delta::Usage(u), out);
+    }
+    sink.write(Delta::Done, out);
+    sink.usage()
+}

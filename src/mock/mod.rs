@@ -243,8 +243,10 @@ impl HttpServerApp for MockApp {
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
         let vendor = self.vendor_for(port)?;
-        let body = http_app::read_body(&mut http, 256 * 1024 * 1024).await?;
-        let req = to_mock_request(&http, body);
+        let body = http_app::read_body(&mut http, 256 * 1024 * 1024)
+            .await
+            .ok()?;
+        let req = to_mock_request(&http, body.to_vec());
         let keep = self.serve(vendor, &req, &mut http).await;
         if keep {
             http_app::end(http).await

@@ -10,8 +10,9 @@ use super::model::{
     push_turn, Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role,
     ToolCall, ToolChoice,
 };
-use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
-use crate::config::Credentials;
+use super::{
+    error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
+};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::sse::Event;
 
@@ -134,7 +135,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         body.insert("stream".into(), json!(true));
     }
     let mut headers = vec![("anthropic-version", API_VERSION.to_string())];
-    if let Credentials::ApiKey(k) = &target.provider.credentials {
+    if let Some(k) = &target.provider.api_key {
         headers.push(("x-api-key", k.expose().to_string()));
     }
     if req.stream {
@@ -237,15 +238,9 @@ impl AnthropicUsage {
     }
 }
 
-fn garbage() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider returned a response the gateway could not understand.",
-    )
-}
-
 pub fn decode(body: &[u8]) -> GwResult<Completion> {
-    let r: AnthropicResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let r: AnthropicResponse =
+        serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
@@ -261,7 +256,7 @@ pub fn decode(body: &[u8]) -> GwResult<Completion> {
             AnthropicBlock::Unknown => {}
         }
     }
-    let finish = r.stop_reason.ok_or_else(garbage)?.finish();
+    let finish = r.stop_reason.ok_or_else(super::unreadable_reply)?.finish();
     Ok(Completion {
         choices: vec![Choice {
             content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
@@ -480,6 +475,14 @@ impl EventDecoder for AnthropicEvents {
 /// The Anthropic stream decoder: SSE framing around [`AnthropicEvents`].
 pub type AnthropicStream = SseStream<AnthropicEvents>;
 
+/// This vendor's translation functions, for `providers::dialect`.
+pub static DIALECT: Dialect = Dialect {
+    encode,
+    decode,
+    stream: || Box::new(AnthropicStream::new()),
+    map_error,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,7 +498,7 @@ mod tests {
             {"role":"tool","tool_call_id":"toolu_2","content":"warm"}],
             "temperature":1.7,"stop":"END","tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object"}}}],
             "tool_choice":"required","top_k":5}"#);
-        let p = provider(crate::providers::ProviderKind::Anthropic);
+        let p = provider(crate::config::Vendor::Anthropic);
         let u = encode(
             &r,
             &VendorTarget {
@@ -532,7 +535,7 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_honour() {
-        let p = provider(crate::providers::ProviderKind::Anthropic);
+        let p = provider(crate::config::Vendor::Anthropic);
         let t = VendorTarget {
             provider: &p,
             vendor_model: "c",

@@ -11,8 +11,9 @@ use super::model::{
     Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
-use crate::config::Credentials;
+use super::{
+    error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
+};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::sse::Event;
 
@@ -159,7 +160,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     req.copy_extras(PASSED_EXTRAS, &mut params);
     let body = json!({"model": target.vendor_model, "input": {"messages": messages}, "parameters": params});
     let mut headers = Vec::with_capacity(3);
-    if let Credentials::ApiKey(k) = &target.provider.credentials {
+    if let Some(k) = &target.provider.api_key {
         headers.push(("authorization", format!("Bearer {}", k.expose())));
     }
     if req.stream {
@@ -287,19 +288,13 @@ fn finish_of(s: Option<&str>) -> Option<FinishReason> {
     }
 }
 
-fn garbage() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider returned a response the gateway could not understand.",
-    )
-}
-
 pub fn decode(body: &[u8]) -> GwResult<Completion> {
-    let r: DashScopeResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let r: DashScopeResponse =
+        serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
     let output = match (r.output, r.code) {
         (Some(o), _) => o,
         (None, Some(code)) => return Err(code_error(0, &code, r.message.unwrap_or_default())),
-        (None, None) => return Err(garbage()),
+        (None, None) => return Err(super::unreadable_reply()),
     };
     let choices = match (output.choices, output.text) {
         (Some(choices), _) => choices
@@ -342,7 +337,7 @@ pub fn decode(body: &[u8]) -> GwResult<Completion> {
             tool_calls: Vec::new(),
             finish: finish_of(output.finish_reason.as_deref()).unwrap_or(FinishReason::Stop),
         }],
-        (None, None) => return Err(garbage()),
+        (None, None) => return Err(super::unreadable_reply()),
     };
     Ok(Completion {
         choices,
@@ -483,15 +478,23 @@ impl EventDecoder for DashScopeEvents {
 /// The DashScope stream decoder: SSE framing around [`DashScopeEvents`].
 pub type DashScopeStream = SseStream<DashScopeEvents>;
 
+/// This vendor's translation functions, for `providers::dialect`.
+pub static DIALECT: Dialect = Dialect {
+    encode,
+    decode,
+    stream: || Box::new(DashScopeStream::new()),
+    map_error,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Vendor;
     use crate::providers::testing::{provider, req, run_stream_all_ways};
-    use crate::providers::ProviderKind;
 
     #[test]
     fn encodes_input_and_parameters() {
-        let p = provider(ProviderKind::DashScope);
+        let p = provider(Vendor::DashScope);
         let r = req(
             r#"{"model":"x","stream":true,"messages":[{"role":"system","content":"sys"},{"role":"user","content":"hi"}],
             "temperature":2,"max_tokens":50,"enable_thinking":false,"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#,
@@ -525,7 +528,7 @@ mod tests {
 
     #[test]
     fn images_go_to_the_multimodal_endpoint() {
-        let p = provider(ProviderKind::DashScope);
+        let p = provider(Vendor::DashScope);
         let r = req(
             r#"{"model":"x","messages":[{"role":"user","content":[{"type":"text","text":"what?"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
         );

@@ -4,15 +4,16 @@
 //! version (`/v1beta` or `/v1`).
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::model::{
-    push_turn, Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role,
-    ToolCall, ToolChoice,
+    push_turn, Choice, Completion, Delta, FinishReason, Image, Message, Part, Request,
+    ResponseFormat, Role, ToolCall, ToolChoice,
 };
-use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
-use crate::config::Credentials;
+use super::{
+    error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
+};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::sse::Event;
 
@@ -35,6 +36,114 @@ fn gemini_schema(schema: &Value) -> Value {
     }
 }
 
+// --- requests ---------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiRequest<'a> {
+    contents: Vec<ContentOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_instruction: Option<ContentOut<'a>>,
+    #[serde(skip_serializing_if = "GenerationConfig::is_empty")]
+    generation_config: GenerationConfig<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<GeminiTools<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<ToolConfig<'a>>,
+}
+
+#[derive(Serialize)]
+struct ContentOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    parts: Vec<PartOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum PartOut<'a> {
+    InlineData {
+        #[serde(rename = "mimeType")]
+        mime_type: &'a str,
+        data: &'a str,
+    },
+    FunctionCall {
+        name: &'a str,
+        args: Value,
+    },
+    FunctionResponse {
+        name: &'a str,
+        response: Value,
+    },
+    #[serde(untagged)]
+    Text {
+        text: &'a str,
+    },
+}
+
+#[derive(Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_config: Option<&'a Value>,
+}
+
+impl GenerationConfig<'_> {
+    fn is_empty(&self) -> bool {
+        *self == GenerationConfig::default()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiTools<'a> {
+    function_declarations: Vec<FunctionDeclaration<'a>>,
+}
+
+#[derive(Serialize)]
+struct FunctionDeclaration<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    parameters: Value,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolConfig<'a> {
+    function_calling_config: FunctionCallingConfig<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionCallingConfig<'a> {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_function_names: Option<[&'a str; 1]>,
+}
+
 pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest> {
     req.reject_logprobs("Gemini")?;
     if req.stop.len() > 5 {
@@ -43,160 +152,24 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             "Gemini models take at most 5 stop sequences.",
         ));
     }
-    let mut contents: Vec<(&str, Vec<Value>)> = Vec::new();
-    for (i, m) in req.messages.iter().enumerate() {
-        let (role, parts) = match m.role {
-            Role::System | Role::Developer => continue,
-            Role::User => {
-                let mut parts = Vec::new();
-                for p in &m.parts {
-                    parts.push(match p {
-                        Part::Text(t) => json!({"text": t}),
-                        Part::Image(Image::Inline { media_type, data }) => {
-                            json!({"inlineData": {"mimeType": media_type, "data": data}})
-                        }
-                        Part::Image(Image::Url(_)) => {
-                            return Err(GatewayError::bad_param(
-                                &format!("messages[{i}].content"),
-                                "Gemini models take images as base64 data: URLs.",
-                            ))
-                        }
-                    });
-                }
-                ("user", parts)
-            }
-            Role::Assistant => {
-                let mut parts: Vec<Value> = m
-                    .parts
-                    .iter()
-                    .filter_map(|p| match p {
-                        Part::Text(t) if !t.is_empty() => Some(json!({"text": t})),
-                        _ => None,
-                    })
-                    .collect();
-                for c in &m.tool_calls {
-                    let args = c.arguments_object(&format!("messages[{i}].tool_calls"))?;
-                    parts.push(json!({"functionCall": {"name": c.name, "args": args}}));
-                }
-                ("model", parts)
-            }
-            Role::Tool | Role::Function => {
-                let name = m
-                    .tool_call_id
-                    .as_deref()
-                    .and_then(|id| req.function_name_for(id))
-                    .map(str::to_string)
-                    .or_else(|| m.name.clone())
-                    .ok_or_else(|| GatewayError::bad_param(&format!("messages[{i}].tool_call_id"), "A tool message must answer a tool call made earlier in the conversation."))?;
-                let text = m.text();
-                let response = match serde_json::from_str::<Value>(&text) {
-                    Ok(v @ Value::Object(_)) => v,
-                    _ => json!({"content": text}),
-                };
-                (
-                    "user",
-                    vec![json!({"functionResponse": {"name": name, "response": response}})],
-                )
-            }
-        };
-        push_turn(&mut contents, role, parts);
-    }
-    if contents.is_empty() {
-        return Err(GatewayError::bad_param(
-            "messages",
-            "At least one user message with content is required.",
-        ));
-    }
-    let mut body = Map::new();
-    body.insert(
-        "contents".into(),
-        Value::Array(
-            contents
-                .into_iter()
-                .map(|(role, parts)| json!({"role": role, "parts": parts}))
-                .collect(),
-        ),
-    );
-    if let Some(system) = req.system_text() {
-        body.insert(
-            "systemInstruction".into(),
-            json!({"parts": [{"text": system}]}),
-        );
-    }
-    let mut gen = Map::new();
-    if let Some(t) = req.temperature {
-        gen.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        gen.insert("topP".into(), json!(p));
-    }
-    if let Some(k) = req.extra("top_k") {
-        gen.insert("topK".into(), k.clone());
-    }
-    if let Some(m) = req.max_tokens {
-        gen.insert("maxOutputTokens".into(), json!(m));
-    }
-    if !req.stop.is_empty() {
-        gen.insert("stopSequences".into(), json!(req.stop));
-    }
-    if let Some(n) = req.n {
-        gen.insert("candidateCount".into(), json!(n));
-    }
-    if let Some(s) = req.seed {
-        gen.insert("seed".into(), json!(s));
-    }
-    if let Some(p) = req.presence_penalty {
-        gen.insert("presencePenalty".into(), json!(p));
-    }
-    if let Some(p) = req.frequency_penalty {
-        gen.insert("frequencyPenalty".into(), json!(p));
-    }
-    match &req.response_format {
-        Some(ResponseFormat::JsonObject) => {
-            gen.insert("responseMimeType".into(), json!("application/json"));
-        }
-        Some(ResponseFormat::JsonSchema { schema, .. }) => {
-            gen.insert("responseMimeType".into(), json!("application/json"));
-            gen.insert("responseSchema".into(), gemini_schema(schema));
-        }
-        Some(ResponseFormat::Text) | None => {}
-    }
-    if let Some(t) = req.extra("thinking_config") {
-        gen.insert("thinkingConfig".into(), t.clone());
-    }
-    if !gen.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(gen));
-    }
-    if !req.tools.is_empty() {
-        let decls: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                let mut d = json!({"name": t.name, "parameters": gemini_schema(&t.parameters)});
-                if let Some(desc) = &t.description {
-                    d["description"] = json!(desc);
-                }
-                d
-            })
-            .collect();
-        body.insert("tools".into(), json!([{"functionDeclarations": decls}]));
-    }
-    if let Some(choice) = &req.tool_choice {
-        let cfg = match choice {
-            ToolChoice::Auto => json!({"mode": "AUTO"}),
-            ToolChoice::None => json!({"mode": "NONE"}),
-            ToolChoice::Required => json!({"mode": "ANY"}),
-            ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
-        };
-        body.insert("toolConfig".into(), json!({"functionCallingConfig": cfg}));
-    }
+    let system = req.system_text();
+    let body = GeminiRequest {
+        contents: contents(req)?,
+        system_instruction: system.as_deref().map(|text| ContentOut {
+            role: None,
+            parts: vec![PartOut::Text { text }],
+        }),
+        generation_config: generation_config(req),
+        tools: tools(req),
+        tool_config: req.tool_choice.as_ref().map(tool_config),
+    };
     let method = if req.stream {
         "streamGenerateContent?alt=sse"
     } else {
         "generateContent"
     };
     let mut headers = Vec::with_capacity(2);
-    if let Credentials::ApiKey(k) = &target.provider.credentials {
+    if let Some(k) = &target.provider.api_key {
         headers.push(("x-goog-api-key", k.expose().to_string()));
     }
     if req.stream {
@@ -208,8 +181,150 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             target.provider.endpoint.path_prefix, target.vendor_model
         ),
         headers,
-        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
+        body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
     })
+}
+
+/// The conversation as Gemini turns: `user` and `model` alternating, tool results as
+/// `functionResponse` parts of a user turn. The system prompt goes separately.
+fn contents(req: &Request) -> GwResult<Vec<ContentOut<'_>>> {
+    let mut turns: Vec<(&'static str, Vec<PartOut>)> = Vec::new();
+    for (i, m) in req.messages.iter().enumerate() {
+        let (role, parts) = match m.role {
+            Role::System | Role::Developer => continue,
+            Role::User => ("user", user_parts(m, i)?),
+            Role::Assistant => ("model", model_parts(m, i)?),
+            Role::Tool | Role::Function => ("user", vec![function_response(req, m, i)?]),
+        };
+        push_turn(&mut turns, role, parts);
+    }
+    if turns.is_empty() {
+        return Err(GatewayError::bad_param(
+            "messages",
+            "At least one user message with content is required.",
+        ));
+    }
+    Ok(turns
+        .into_iter()
+        .map(|(role, parts)| ContentOut {
+            role: Some(role),
+            parts,
+        })
+        .collect())
+}
+
+fn user_parts(m: &Message, i: usize) -> GwResult<Vec<PartOut<'_>>> {
+    m.parts
+        .iter()
+        .map(|p| match p {
+            Part::Text(text) => Ok(PartOut::Text { text }),
+            Part::Image(Image::Inline { media_type, data }) => Ok(PartOut::InlineData {
+                mime_type: media_type,
+                data,
+            }),
+            Part::Image(Image::Url(_)) => Err(GatewayError::bad_param(
+                &format!("messages[{i}].content"),
+                "Gemini models take images as base64 data: URLs.",
+            )),
+        })
+        .collect()
+}
+
+fn model_parts(m: &Message, i: usize) -> GwResult<Vec<PartOut<'_>>> {
+    let mut parts: Vec<PartOut> = m
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(text) if !text.is_empty() => Some(PartOut::Text { text }),
+            _ => None,
+        })
+        .collect();
+    for c in &m.tool_calls {
+        let args = c.arguments_object(&format!("messages[{i}].tool_calls"))?;
+        parts.push(PartOut::FunctionCall {
+            name: &c.name,
+            args,
+        });
+    }
+    Ok(parts)
+}
+
+/// Gemini names the function a result answers, not the call: found through the call's id.
+fn function_response<'r>(req: &'r Request, m: &'r Message, i: usize) -> GwResult<PartOut<'r>> {
+    let name = m
+        .tool_call_id
+        .as_deref()
+        .and_then(|id| req.function_name_for(id))
+        .or(m.name.as_deref())
+        .ok_or_else(|| {
+            GatewayError::bad_param(
+                &format!("messages[{i}].tool_call_id"),
+                "A tool message must answer a tool call made earlier in the conversation.",
+            )
+        })?;
+    let text = m.text();
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({ "content": text }),
+    };
+    Ok(PartOut::FunctionResponse { name, response })
+}
+
+fn generation_config(req: &Request) -> GenerationConfig<'_> {
+    let (response_mime_type, response_schema) = match &req.response_format {
+        Some(ResponseFormat::JsonObject) => (Some("application/json"), None),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            (Some("application/json"), Some(gemini_schema(schema)))
+        }
+        Some(ResponseFormat::Text) | None => (None, None),
+    };
+    GenerationConfig {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.extra("top_k"),
+        max_output_tokens: req.max_tokens,
+        stop_sequences: &req.stop,
+        candidate_count: req.n,
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        response_mime_type,
+        response_schema,
+        thinking_config: req.extra("thinking_config"),
+    }
+}
+
+fn tools(req: &Request) -> Vec<GeminiTools<'_>> {
+    if req.tools.is_empty() {
+        return Vec::new();
+    }
+    let function_declarations = req
+        .tools
+        .iter()
+        .map(|t| FunctionDeclaration {
+            name: &t.name,
+            description: t.description.as_deref(),
+            parameters: gemini_schema(&t.parameters),
+        })
+        .collect();
+    vec![GeminiTools {
+        function_declarations,
+    }]
+}
+
+fn tool_config(choice: &ToolChoice) -> ToolConfig<'_> {
+    let (mode, allowed_function_names) = match choice {
+        ToolChoice::Auto => ("AUTO", None),
+        ToolChoice::None => ("NONE", None),
+        ToolChoice::Required => ("ANY", None),
+        ToolChoice::Function(name) => ("ANY", Some([name.as_str()])),
+    };
+    ToolConfig {
+        function_calling_config: FunctionCallingConfig {
+            mode,
+            allowed_function_names,
+        },
+    }
 }
 
 // --- replies ----------------------------------------------------------------------------------
@@ -309,15 +424,8 @@ fn finish_of(reason: &str) -> FinishReason {
     }
 }
 
-fn garbage() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider returned a response the gateway could not understand.",
-    )
-}
-
 pub fn decode(body: &[u8]) -> GwResult<Completion> {
-    let r: GeminiResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let r: GeminiResponse = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
     if let Some(e) = r.error {
         return Err(gemini_error(e.code, e));
     }
@@ -334,7 +442,7 @@ pub fn decode(body: &[u8]) -> GwResult<Completion> {
                 usage: r.usage_metadata.map(Usage::from),
             });
         }
-        return Err(garbage());
+        return Err(super::unreadable_reply());
     }
     let mut calls = 0;
     let mut candidates = r.candidates;
@@ -517,15 +625,23 @@ impl EventDecoder for GeminiEvents {
 /// The Gemini stream decoder: SSE framing around [`GeminiEvents`].
 pub type GeminiStream = SseStream<GeminiEvents>;
 
+/// This vendor's translation functions, for `providers::dialect`.
+pub static DIALECT: Dialect = Dialect {
+    encode,
+    decode,
+    stream: || Box::new(GeminiStream::new()),
+    map_error,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Vendor;
     use crate::providers::testing::{provider, req, run_stream_all_ways};
-    use crate::providers::ProviderKind;
 
     #[test]
     fn encodes_contents_config_and_tools() {
-        let mut p = provider(ProviderKind::Gemini);
+        let mut p = provider(Vendor::Gemini);
         p.endpoint.path_prefix = "/v1beta".into();
         let r = req(
             r#"{"model":"x","stream":true,"messages":[{"role":"system","content":"sys"},{"role":"user","content":"w?"},

@@ -6,9 +6,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Credentials, Provider};
+use crate::config::{Provider, Vendor};
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::providers::openai::wire::ChatRequest;
 
 pub mod anthropic;
 pub mod dashscope;
@@ -19,34 +18,32 @@ pub mod qianfan;
 pub mod sse;
 
 use model::{Completion, Delta, Request};
+use openai::ChatRequest;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-pub enum ProviderKind {
-    #[serde(rename = "openai")]
-    OpenAi,
-    #[serde(rename = "openai_compatible")]
-    OpenAiCompatible,
-    #[serde(rename = "anthropic")]
-    Anthropic,
-    #[serde(rename = "dashscope")]
-    DashScope,
-    #[serde(rename = "qianfan")]
-    Qianfan,
-    #[serde(rename = "gemini")]
-    Gemini,
+/// A vendor API's translation functions; each vendor module has one, `DIALECT`.
+pub struct Dialect {
+    pub encode: fn(&Request, &VendorTarget) -> GwResult<UpstreamRequest>,
+    /// Decodes a successful (2xx) reply; vendors that report errors in a 200 body (Qianfan v1)
+    /// return them as errors here.
+    pub decode: fn(&[u8]) -> GwResult<Completion>,
+    pub stream: fn() -> Box<dyn VendorStream>,
+    pub map_error: fn(u16, &[u8]) -> GatewayError,
 }
 
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::OpenAiCompatible => "openai_compatible",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::DashScope => "dashscope",
-            ProviderKind::Qianfan => "qianfan",
-            ProviderKind::Gemini => "gemini",
-        }
+/// The one place that picks a vendor module.
+pub fn dialect(vendor: &Vendor) -> &'static Dialect {
+    match vendor {
+        Vendor::OpenAi | Vendor::OpenAiCompatible | Vendor::QianfanV2 => &openai::DIALECT,
+        Vendor::Anthropic => &anthropic::DIALECT,
+        Vendor::DashScope => &dashscope::DIALECT,
+        Vendor::QianfanV1 { .. } => &qianfan::DIALECT,
+        Vendor::Gemini => &gemini::DIALECT,
     }
+}
+
+/// OpenAI-speaking vendors can take the client's own OpenAI body, `model` swapped.
+pub fn speaks_openai(provider: &Provider) -> bool {
+    std::ptr::eq(dialect(&provider.vendor), &openai::DIALECT)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,67 +226,23 @@ impl<'a> ClientRequest<'a> {
     }
 }
 
-/// Qianfan v2 is OpenAI-compatible; v1 has its own format.
-pub fn speaks_openai(provider: &Provider) -> bool {
-    match provider.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => true,
-        ProviderKind::Qianfan => provider.api_version.as_deref() == Some("v2"),
-        _ => false,
-    }
-}
-
-/// Whether the provider needs an OAuth access token fetched by the gateway.
-pub fn needs_access_token(provider: &Provider) -> bool {
-    matches!(provider.credentials, Credentials::OAuthClient { .. })
-}
-
 pub fn encode_chat(
     request: &mut ClientRequest,
     target: &VendorTarget,
 ) -> GwResult<UpstreamRequest> {
-    if speaks_openai(target.provider) {
-        if let Some(raw) = request.raw {
-            return Ok(openai::encode_raw(raw, target));
-        }
-        return Ok(openai::encode(request.as_typed()?, target));
+    if let (true, Some(raw)) = (speaks_openai(target.provider), request.raw) {
+        return Ok(openai::encode_raw(raw, target));
     }
-    let typed = request.as_typed()?;
-    match target.provider.kind {
-        ProviderKind::Anthropic => anthropic::encode(typed, target),
-        ProviderKind::DashScope => dashscope::encode(typed, target),
-        ProviderKind::Qianfan => qianfan::encode(typed, target),
-        ProviderKind::Gemini => gemini::encode(typed, target),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
-    }
+    (dialect(&target.provider.vendor).encode)(request.as_typed()?, target)
 }
 
-/// Decodes a successful (2xx) reply. Vendors that report errors in a 200 body (Qianfan v1)
-/// return them as errors here.
 pub fn decode_chat(provider: &Provider, body: &[u8]) -> GwResult<Completion> {
-    if speaks_openai(provider) {
-        return openai::decode(body);
-    }
-    match provider.kind {
-        ProviderKind::Anthropic => anthropic::decode(body),
-        ProviderKind::DashScope => dashscope::decode(body),
-        ProviderKind::Qianfan => qianfan::decode(body),
-        ProviderKind::Gemini => gemini::decode(body),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
-    }
+    (dialect(&provider.vendor).decode)(body)
 }
 
 /// The stream decoder for a vendor that answers in its own format.
 pub fn stream_decoder(provider: &Provider) -> Box<dyn VendorStream> {
-    if speaks_openai(provider) {
-        return Box::new(openai::ChunkDecoder::new());
-    }
-    match provider.kind {
-        ProviderKind::Anthropic => Box::new(anthropic::AnthropicStream::new()),
-        ProviderKind::DashScope => Box::new(dashscope::DashScopeStream::new()),
-        ProviderKind::Qianfan => Box::new(qianfan::QianfanStream::new()),
-        ProviderKind::Gemini => Box::new(gemini::GeminiStream::new()),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
-    }
+    (dialect(&provider.vendor).stream)()
 }
 
 /// Turns a vendor's non-2xx reply into the client's error, without the vendor's credentials.
@@ -299,17 +252,7 @@ pub fn map_error(
     retry_after: Option<u64>,
     body: &[u8],
 ) -> GatewayError {
-    let mut e = if speaks_openai(provider) {
-        openai::map_error(status, body)
-    } else {
-        match provider.kind {
-            ProviderKind::Anthropic => anthropic::map_error(status, body),
-            ProviderKind::DashScope => dashscope::map_error(status, body),
-            ProviderKind::Qianfan => qianfan::map_error(status, body),
-            ProviderKind::Gemini => gemini::map_error(status, body),
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => unreachable!("handled above"),
-        }
-    };
+    let mut e = (dialect(&provider.vendor).map_error)(status, body);
     if e.kind == ErrorKind::RateLimited && e.retry_after_secs.is_none() {
         e.retry_after_secs = retry_after;
     }
@@ -332,6 +275,22 @@ pub fn error_from_status(status: u16, message: String) -> GatewayError {
     }
 }
 
+/// A reply body that is not what the vendor's API sends.
+pub fn unreadable_reply() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamBadResponse,
+        "The upstream provider returned a response the gateway could not understand.",
+    )
+}
+
+/// The vendor's stream ended (connection closed) before its last event.
+pub fn truncated_stream() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamBadResponse,
+        "The upstream provider ended the stream before it was complete.",
+    )
+}
+
 pub fn malformed_event() -> GatewayError {
     GatewayError::new(
         ErrorKind::UpstreamBadResponse,
@@ -341,17 +300,18 @@ pub fn malformed_event() -> GatewayError {
 
 /// Vendors sometimes echo (part of) the key they were sent; never pass that on.
 pub fn redact_credentials(provider: &Provider, text: &str) -> String {
-    let secrets: Vec<&str> = match &provider.credentials {
-        Credentials::None => vec![],
-        Credentials::ApiKey(k) => vec![k.expose()],
-        Credentials::OAuthClient {
-            client_id,
-            client_secret,
-            ..
-        } => vec![client_id.expose(), client_secret.expose()],
-    };
+    let mut secrets = Vec::new();
+    secrets.extend(provider.api_key.as_ref());
+    if let Vendor::QianfanV1 {
+        client_id,
+        client_secret,
+        ..
+    } = &provider.vendor
+    {
+        secrets.extend([client_id, client_secret]);
+    }
     let mut out = text.to_string();
-    for s in secrets {
+    for s in secrets.iter().map(|s| s.expose()) {
         if s.len() >= 4 && out.contains(s) {
             out = out.replace(s, "***");
         }
@@ -372,21 +332,28 @@ pub mod testing {
             .expect("typed request")
     }
 
-    pub fn provider(kind: ProviderKind) -> Provider {
+    pub fn provider(vendor: Vendor) -> Provider {
         Provider {
             name: "test".into(),
-            kind,
+            vendor,
             endpoint: Endpoint {
                 tls: true,
                 host: "vendor.example".into(),
                 port: 443,
                 path_prefix: String::new(),
             },
-            credentials: Credentials::ApiKey(Secret::new("sk-test-vendor-key")),
-            api_version: None,
+            api_key: Some(Secret::new("sk-test-vendor-key")),
             default_max_tokens: 4096,
             timeouts: Timeouts::default(),
             ca: None,
+        }
+    }
+
+    pub fn qianfan_v1() -> Vendor {
+        Vendor::QianfanV1 {
+            client_id: Secret::new("ak"),
+            client_secret: Secret::new("sk"),
+            token_endpoint: Endpoint::parse("https://aip.example/oauth/2.0/token").unwrap(),
         }
     }
 

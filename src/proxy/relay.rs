@@ -4,60 +4,16 @@
 
 use bytes::Bytes;
 
-use crate::api::anthropic::{self, AnthropicWriter};
-use crate::api::openai::writer::{self, OpenAiWriter};
+use crate::api::{ClientApi, StreamWriter};
 use crate::config::Provider;
-use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::providers::model::{Completion, Delta};
+use crate::error::{GatewayError, GwResult};
+use crate::providers::model::Delta;
 use crate::providers::openai::{self, OpenAiStream};
 use crate::providers::{self, StreamState, Usage, VendorStream};
 
-/// The API the client called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientApi {
-    OpenAi,
-    Anthropic,
-}
-
-impl ClientApi {
-    pub fn error_body(self, e: &GatewayError) -> Bytes {
-        match self {
-            ClientApi::OpenAi => e.body(),
-            ClientApi::Anthropic => anthropic::error_json(e),
-        }
-    }
-
-    fn passes_through(self, provider: &Provider) -> bool {
-        self == ClientApi::OpenAi && providers::speaks_openai(provider)
-    }
-}
-
-enum Sink {
-    OpenAi(OpenAiWriter),
-    Anthropic(AnthropicWriter),
-}
-
-impl Sink {
-    fn new(api: ClientApi, public_model: &str, include_usage: bool) -> Sink {
-        match api {
-            ClientApi::OpenAi => Sink::OpenAi(OpenAiWriter::new(public_model, include_usage)),
-            ClientApi::Anthropic => Sink::Anthropic(AnthropicWriter::new(public_model)),
-        }
-    }
-
-    fn write(&mut self, d: Delta, out: &mut Vec<u8>) -> StreamState {
-        match self {
-            Sink::OpenAi(w) => w.write(d, out),
-            Sink::Anthropic(w) => w.write(d, out),
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        match self {
-            Sink::OpenAi(w) => w.usage(),
-            Sink::Anthropic(w) => w.usage(),
-        }
-    }
+/// OpenAI clients of OpenAI-speaking vendors get the vendor's own bytes, `model` aside.
+fn passes_through(api: ClientApi, provider: &Provider) -> bool {
+    api == ClientApi::OpenAi && providers::speaks_openai(provider)
 }
 
 /// A vendor stream on its way to the client.
@@ -67,16 +23,9 @@ enum Inner {
     PassThrough(OpenAiStream),
     Translate {
         source: Box<dyn VendorStream>,
-        sink: Sink,
+        sink: StreamWriter,
         state: StreamState,
     },
-}
-
-fn truncated() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider ended the stream before it was complete.",
-    )
 }
 
 impl Relay {
@@ -86,12 +35,12 @@ impl Relay {
         public_model: &str,
         include_usage: bool,
     ) -> Relay {
-        Relay(if api.passes_through(provider) {
+        Relay(if passes_through(api, provider) {
             Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
         } else {
             Inner::Translate {
                 source: providers::stream_decoder(provider),
-                sink: Sink::new(api, public_model, include_usage),
+                sink: StreamWriter::new(api, public_model, include_usage),
                 state: StreamState::Open,
             }
         })
@@ -126,7 +75,7 @@ impl Relay {
                     source.finish(&mut |d| *state = sink.write(d, out));
                 }
                 if *state == StreamState::Open {
-                    *state = sink.write(Delta::Error(truncated()), out);
+                    *state = sink.write(Delta::Error(providers::truncated_stream()), out);
                 }
                 *state
             }
@@ -155,49 +104,6 @@ impl Relay {
     }
 }
 
-/// A whole reply replayed as a stream, for vendors that answer a stream request with one JSON
-/// body (Qianfan v1 does when it has nothing to stream).
-pub fn replay_as_stream(
-    api: ClientApi,
-    public_model: &str,
-    include_usage: bool,
-    c: &Completion,
-    out: &mut Vec<u8>,
-) -> Option<Usage> {
-    let mut sink = Sink::new(api, public_model, include_usage);
-    if let Some(ch) = c.choices.first() {
-        if let Some(r) = &ch.reasoning {
-            sink.write(Delta::Reasoning(r.clone()), out);
-        }
-        if let Some(t) = &ch.content {
-            sink.write(Delta::Text(t.clone()), out);
-        }
-        for (index, call) in ch.tool_calls.iter().enumerate() {
-            sink.write(
-                Delta::ToolStart {
-                    index,
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                },
-                out,
-            );
-            sink.write(
-                Delta::ToolArgs {
-                    index,
-                    arguments: call.arguments.clone(),
-                },
-                out,
-            );
-        }
-        sink.write(Delta::Finish(ch.finish), out);
-    }
-    if let Some(u) = c.usage {
-        sink.write(Delta::Usage(u), out);
-    }
-    sink.write(Delta::Done, out);
-    sink.usage()
-}
-
 /// A complete non-streaming reply in the client's API, and its usage.
 pub fn render_reply(
     api: ClientApi,
@@ -205,21 +111,9 @@ pub fn render_reply(
     public_model: &str,
     body: &[u8],
 ) -> GwResult<(Bytes, Option<Usage>)> {
-    if api.passes_through(provider) {
+    if passes_through(api, provider) {
         return openai::decode_raw(public_model, body);
     }
     let c = providers::decode_chat(provider, body)?;
-    Ok(render_completion(api, public_model, &c))
-}
-
-pub fn render_completion(
-    api: ClientApi,
-    public_model: &str,
-    c: &Completion,
-) -> (Bytes, Option<Usage>) {
-    let body = match api {
-        ClientApi::OpenAi => writer::completion_json(c, public_model),
-        ClientApi::Anthropic => anthropic::message_json(c, public_model),
-    };
-    (body, c.usage)
+    Ok(api.render_completion(public_model, &c))
 }

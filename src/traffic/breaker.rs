@@ -169,6 +169,18 @@ impl Breaker {
             .state
     }
 
+    /// Gives back what `allow` took when the attempt says nothing about the target (the client
+    /// left, or the request never reached the vendor).
+    pub fn release(&self) {
+        let mut inner = self
+            .inner
+            .lock()
+            .expect("breaker lock is never poisoned: no panics while held");
+        if inner.state == State::HalfOpen {
+            inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+        }
+    }
+
     /// Records how an attempt that `allow` let through went.
     pub fn record(&self, success: bool) {
         let now = Instant::now();

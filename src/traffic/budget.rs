@@ -41,12 +41,6 @@ fn period_id(period: Period, unix_secs: u64) -> String {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 pub fn cost_of(usage: &Usage, price: Option<&Price>) -> f64 {
     price.map_or(0.0, |p| {
         (usage.prompt_tokens as f64 * p.prompt + usage.completion_tokens as f64 * p.completion)
@@ -67,7 +61,7 @@ impl Budgets {
             "{}:budget:{}:{}",
             self.backend.prefix(),
             key.name,
-            period_id(budget.period, now_secs())
+            period_id(budget.period, crate::clock::unix_secs())
         )
     }
 

@@ -6,4 +6,5 @@ pub mod breaker;
 pub mod budget;
 pub mod failover;
 pub mod limits;
+pub mod redact;
 pub mod routing;

@@ -21,13 +21,6 @@ pub fn completion_id() -> String {
     id
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[derive(Serialize)]
 struct Body<'a> {
     id: String,
@@ -90,7 +83,7 @@ pub fn completion_json(c: &Completion, public_model: &str) -> Bytes {
     let body = Body {
         id: completion_id(),
         object: "chat.completion",
-        created: now_secs(),
+        created: crate::clock::unix_secs(),
         model: public_model,
         choices: c
             .choices
@@ -133,7 +126,7 @@ impl OpenAiWriter {
         prefix.extend_from_slice(b"data: {\"id\":\"");
         prefix.extend_from_slice(completion_id().as_bytes());
         prefix.extend_from_slice(b"\",\"object\":\"chat.completion.chunk\",\"created\":");
-        prefix.extend_from_slice(now_secs().to_string().as_bytes());
+        prefix.extend_from_slice(crate::clock::unix_secs().to_string().as_bytes());
         prefix.extend_from_slice(b",\"model\":");
         write_json_str(public_model, &mut prefix);
         prefix.push(b',');

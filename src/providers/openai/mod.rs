@@ -11,12 +11,11 @@ use super::model::{
     Choice, Completion, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
     ToolChoice,
 };
-use super::{error_from_status, UpstreamRequest, Usage, VendorTarget};
+use super::{error_from_status, Dialect, UpstreamRequest, Usage, VendorTarget};
 mod stream;
 mod typed;
 pub mod wire;
 
-use crate::config::Credentials;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 pub use stream::{ChunkDecoder, ChunkEvents, OpenAiStream};
 pub use wire::ChatRequest;
@@ -24,7 +23,7 @@ use wire::{write_json_str, JsonType, RawObject};
 
 fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
-    if let Credentials::ApiKey(key) = &target.provider.credentials {
+    if let Some(key) = &target.provider.api_key {
         headers.push(("authorization", format!("Bearer {}", key.expose())));
     }
     if stream {
@@ -191,6 +190,14 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
     request(target, req.stream, bytes)
 }
 
+/// This vendor's translation functions, for `providers::dialect`.
+pub static DIALECT: Dialect = Dialect {
+    encode: |req, target| Ok(encode(req, target)),
+    decode,
+    stream: || Box::new(ChunkDecoder::new()),
+    map_error,
+};
+
 pub(super) fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {
     let raw = raw?;
     if JsonType::of(raw) != JsonType::Object {
@@ -208,9 +215,9 @@ pub(super) fn public_model_json(public_model: &str) -> Vec<u8> {
 /// The vendor's reply for an OpenAI client: checked, with the public model name put back,
 /// every other member copied verbatim.
 pub fn decode_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
-    let obj: RawObject = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
     if obj.get("choices").map(JsonType::of) != Some(JsonType::Array) {
-        return Err(garbage());
+        return Err(super::unreadable_reply());
     }
     let usage = read_usage(obj.get("usage"));
     let mut out = Vec::with_capacity(body.len() + 16);
@@ -265,7 +272,7 @@ struct OpenAiFunction {
 
 /// The vendor's reply, typed (for clients of another API).
 pub fn decode(body: &[u8]) -> GwResult<Completion> {
-    let r: OpenAiResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let r: OpenAiResponse = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
     Ok(Completion {
         choices: r
             .choices
@@ -288,13 +295,6 @@ pub fn decode(body: &[u8]) -> GwResult<Completion> {
             .collect(),
         usage: r.usage,
     })
-}
-
-fn garbage() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider returned a response the gateway could not understand.",
-    )
 }
 
 #[derive(Deserialize)]

@@ -60,7 +60,7 @@ impl OpenAiStream {
                 return;
             }
             let Ok(obj) = serde_json::from_str::<RawObject>(&ev.data) else {
-                failure = Some(malformed_chunk());
+                failure = Some(crate::providers::malformed_event());
                 *state = StreamState::Failed;
                 return;
             };
@@ -94,7 +94,9 @@ impl OpenAiStream {
         });
         if let Err(e) = res {
             failure = Some(match e {
-                SseError::EventTooLarge | SseError::InvalidUtf8 => malformed_chunk(),
+                SseError::EventTooLarge | SseError::InvalidUtf8 => {
+                    crate::providers::malformed_event()
+                }
             });
             self.state = StreamState::Failed;
         }
@@ -120,24 +122,11 @@ impl OpenAiStream {
             self.state = StreamState::Done;
         }
         if self.state == StreamState::Open {
-            out.extend_from_slice(
-                &GatewayError::new(
-                    ErrorKind::UpstreamBadResponse,
-                    "The upstream provider ended the stream before it was complete.",
-                )
-                .sse_event(),
-            );
+            out.extend_from_slice(&crate::providers::truncated_stream().sse_event());
             self.state = StreamState::Failed;
         }
         self.state
     }
-}
-
-fn malformed_chunk() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider sent a malformed stream event.",
-    )
 }
 
 #[derive(Deserialize)]

@@ -172,6 +172,13 @@ pub fn invalid_json(e: serde_json::Error) -> GatewayError {
 }
 
 impl<'a> ChatRequest<'a> {
+    /// The completion length the client allows, under either of OpenAI's names.
+    pub fn max_tokens(&self) -> Option<u64> {
+        ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|m| self.body.get(m).and_then(|v| v.get().parse::<u64>().ok()))
+    }
+
     pub fn parse(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
         let body: RawObject<'a> = match serde_json::from_slice(bytes) {
             Ok(b) => b,

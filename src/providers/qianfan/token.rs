@@ -1,18 +1,25 @@
-//! Upstream OAuth access tokens (Baidu Qianfan v1): fetched with the client credentials, cached
-//! until shortly before they expire, refreshed when the vendor reports them invalid. One fetch
-//! per expiry, however many requests wait for it.
+//! Qianfan v1's OAuth access tokens: fetched with the client credentials, cached until shortly
+//! before they expire, refreshed when the vendor reports them invalid. One fetch per expiry,
+//! however many requests wait for it. The fetch itself is the caller's (this module does no
+//! I/O): it sends [`token_request`] and reads the answer with [`read_token_reply`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::config::{Credentials, Provider};
+use crate::config::{Endpoint, Secret};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::UpstreamRequest;
-use crate::proxy::upstream::Upstreams;
+
+/// A token the vendor issued, and how many seconds it lives.
+pub struct FreshToken {
+    value: String,
+    expires_in: u64,
+}
 
 struct Token {
     value: Arc<str>,
@@ -25,21 +32,61 @@ struct Slot {
     token: tokio::sync::Mutex<Option<Token>>,
 }
 
+/// The tokens of every Qianfan v1 provider, by provider name.
 #[derive(Default)]
 pub struct TokenCache {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
-#[derive(Deserialize)]
-struct TokenReply {
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
+/// Refresh a little before the vendor's expiry: a tenth of the lifetime, at most an hour.
+fn refresh_after(expires_in: u64) -> Duration {
+    let margin = (expires_in / 10).min(3600);
+    Duration::from_secs(expires_in.saturating_sub(margin).max(1))
+}
+
+impl TokenCache {
+    fn slot(&self, provider: &str) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .expect("token cache lock is never poisoned: no panics while held")
+            .entry(provider.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// A valid access token for the provider, calling `fetch` if none is cached or it is due.
+    pub async fn token<F, Fut>(&self, provider: &str, fetch: F) -> GwResult<Arc<str>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = GwResult<FreshToken>>,
+    {
+        let slot = self.slot(provider);
+        let mut guard = slot.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            if Instant::now() < t.refresh_at {
+                return Ok(t.value.clone());
+            }
+        }
+        let fresh = fetch().await?;
+        let value: Arc<str> = Arc::from(fresh.value.as_str());
+        let lifetime = refresh_after(fresh.expires_in);
+        *guard = Some(Token {
+            value: value.clone(),
+            refresh_at: Instant::now()
+                .checked_add(lifetime)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
+        });
+        Ok(value)
+    }
+
+    /// Drops `stale` after the vendor rejected it; a newer token fetched meanwhile is kept.
+    pub async fn invalidate(&self, provider: &str, stale: &str) {
+        let slot = self.slot(provider);
+        let mut guard = slot.token.lock().await;
+        if guard.as_ref().is_some_and(|t| &*t.value == stale) {
+            *guard = None;
+        }
+    }
 }
 
 fn percent_encode(s: &str) -> String {
@@ -54,60 +101,13 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Refresh a little before the vendor's expiry: a tenth of the lifetime, at most an hour.
-fn refresh_after(expires_in: u64) -> Duration {
-    let margin = (expires_in / 10).min(3600);
-    Duration::from_secs(expires_in.saturating_sub(margin).max(1))
-}
-
-impl TokenCache {
-    fn slot(&self, provider: &Provider) -> Arc<Slot> {
-        self.slots
-            .lock()
-            .expect("token cache lock is never poisoned: no panics while held")
-            .entry(provider.name.clone())
-            .or_default()
-            .clone()
-    }
-
-    /// A valid access token for the provider, fetching one if none is cached or it is due.
-    pub async fn token(&self, provider: &Provider, upstreams: &Upstreams) -> GwResult<Arc<str>> {
-        let slot = self.slot(provider);
-        let mut guard = slot.token.lock().await;
-        if let Some(t) = guard.as_ref() {
-            if Instant::now() < t.refresh_at {
-                return Ok(t.value.clone());
-            }
-        }
-        let fresh = fetch(provider, upstreams).await?;
-        let value = fresh.value.clone();
-        *guard = Some(fresh);
-        Ok(value)
-    }
-
-    /// Drops `stale` after the vendor rejected it; a newer token fetched meanwhile is kept.
-    pub async fn invalidate(&self, provider: &Provider, stale: &str) {
-        let slot = self.slot(provider);
-        let mut guard = slot.token.lock().await;
-        if guard.as_ref().is_some_and(|t| &*t.value == stale) {
-            *guard = None;
-        }
-    }
-}
-
-async fn fetch(provider: &Provider, upstreams: &Upstreams) -> GwResult<Token> {
-    let Credentials::OAuthClient {
-        client_id,
-        client_secret,
-        token_endpoint,
-    } = &provider.credentials
-    else {
-        return Err(GatewayError::new(
-            ErrorKind::Internal,
-            "provider has no OAuth client credentials",
-        ));
-    };
-    let request = UpstreamRequest {
+/// The token request: Baidu's OAuth endpoint takes the client credentials in the query.
+pub fn token_request(
+    client_id: &Secret,
+    client_secret: &Secret,
+    token_endpoint: &Endpoint,
+) -> UpstreamRequest {
+    UpstreamRequest {
         path_and_query: format!(
             "{}?grant_type=client_credentials&client_id={}&client_secret={}",
             if token_endpoint.path_prefix.is_empty() {
@@ -120,20 +120,24 @@ async fn fetch(provider: &Provider, upstreams: &Upstreams) -> GwResult<Token> {
         ),
         headers: Vec::new(),
         body: Bytes::new(),
-    };
-    let mut ex = upstreams
-        .send(
-            token_endpoint,
-            &provider.timeouts,
-            provider.ca.as_ref(),
-            "POST",
-            &request,
-        )
-        .await?;
-    let status = ex.status();
-    let body = ex.read_all(64 * 1024).await?;
-    upstreams.release(ex).await;
-    let reply: TokenReply = serde_json::from_slice(&body).map_err(|_| {
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// The token endpoint's answer: a token, or the vendor's reason for refusing the credentials.
+pub fn read_token_reply(status: u16, body: &[u8]) -> GwResult<FreshToken> {
+    let reply: TokenReply = serde_json::from_slice(body).map_err(|_| {
         GatewayError::new(
             ErrorKind::UpstreamBadResponse,
             "The upstream token endpoint returned a response the gateway could not understand.",
@@ -141,16 +145,13 @@ async fn fetch(provider: &Provider, upstreams: &Upstreams) -> GwResult<Token> {
     })?;
     match reply {
         TokenReply {
-            access_token: Some(t),
+            access_token: Some(value),
             expires_in,
             ..
-        } if (200..300).contains(&status) => {
-            log::info!("fetched a new access token for provider {}", provider.name);
-            Ok(Token {
-                value: Arc::from(t.as_str()),
-                refresh_at: Instant::now() + refresh_after(expires_in.unwrap_or(3600)),
-            })
-        }
+        } if (200..300).contains(&status) => Ok(FreshToken {
+            value,
+            expires_in: expires_in.unwrap_or(3600),
+        }),
         TokenReply {
             error,
             error_description,
@@ -166,7 +167,6 @@ async fn fetch(provider: &Provider, upstreams: &Upstreams) -> GwResult<Token> {
         )),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +180,15 @@ mod tests {
         assert_eq!(refresh_after(100), Duration::from_secs(90));
         assert_eq!(refresh_after(0), Duration::from_secs(1));
         assert_eq!(percent_encode("a b/+"), "a%20b%2F%2B");
+    }
+
+    #[test]
+    fn a_huge_expiry_does_not_overflow() {
+        let reply = read_token_reply(
+            200,
+            br#"{"access_token":"t","expires_in":18446744073709551615}"#,
+        );
+        assert_eq!(reply.unwrap().expires_in, u64::MAX);
+        assert!(refresh_after(u64::MAX) > Duration::from_secs(1));
     }
 }

@@ -1,6 +1,6 @@
 //! Baidu Qianfan v1 (ERNIE, `wenxinworkshop`): OAuth access token in the query, `system` as
 //! its own field, strictly alternating messages, errors as HTTP 200 bodies with `error_code`.
-//! v2 is OpenAI-compatible and handled by `openai.rs`.
+//! v2 is OpenAI-compatible and handled by `openai`. The access tokens are cached in `token`.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -9,9 +9,15 @@ use serde_json::{json, Map, Value};
 use super::model::{
     Choice, Completion, Delta, FinishReason, Request, ResponseFormat, Role, ToolCall, ToolChoice,
 };
-use super::{error_from_status, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget};
+use super::{
+    error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
+};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::sse::Event;
+
+mod token;
+
+pub use token::{read_token_reply, token_request, FreshToken, TokenCache};
 
 pub const CHAT_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
 
@@ -205,19 +211,12 @@ pub fn code_error(code: u64, message: String) -> GatewayError {
     }
 }
 
-fn garbage() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamBadResponse,
-        "The upstream provider returned a response the gateway could not understand.",
-    )
-}
-
 pub fn decode(body: &[u8]) -> GwResult<Completion> {
-    let r: QianfanResponse = serde_json::from_slice(body).map_err(|_| garbage())?;
+    let r: QianfanResponse = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
     if let Some(code) = r.error_code {
         return Err(code_error(code, r.error_msg.unwrap_or_default()));
     }
-    let result = r.result.ok_or_else(garbage)?;
+    let result = r.result.ok_or_else(super::unreadable_reply)?;
     let tool_calls: Vec<ToolCall> = r
         .function_call
         .map(|f| ToolCall {
@@ -320,11 +319,18 @@ impl EventDecoder for QianfanEvents {
 /// The Qianfan stream decoder: SSE framing around [`QianfanEvents`].
 pub type QianfanStream = SseStream<QianfanEvents>;
 
+/// This vendor's translation functions, for `providers::dialect`.
+pub static DIALECT: Dialect = Dialect {
+    encode,
+    decode,
+    stream: || Box::new(QianfanStream::new()),
+    map_error,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::providers::testing::{provider, req, run_stream_all_ways};
-    use crate::providers::ProviderKind;
 
     fn target(p: &crate::config::Provider) -> VendorTarget<'_> {
         VendorTarget {
@@ -336,7 +342,7 @@ mod tests {
 
     #[test]
     fn encodes_system_and_merges_turns() {
-        let p = provider(ProviderKind::Qianfan);
+        let p = provider(crate::providers::testing::qianfan_v1());
         let r = req(
             r#"{"model":"x","messages":[{"role":"system","content":"sys"},{"role":"user","content":"a"},{"role":"user","content":"b"}],"temperature":0,"max_tokens":100}"#,
         );
@@ -357,7 +363,7 @@ mod tests {
 
     #[test]
     fn rejects_a_conversation_that_cannot_alternate() {
-        let p = provider(ProviderKind::Qianfan);
+        let p = provider(crate::providers::testing::qianfan_v1());
         let r = req(
             r#"{"model":"x","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#,
         );
@@ -369,7 +375,7 @@ mod tests {
 
     #[test]
     fn encodes_function_round_trip() {
-        let p = provider(ProviderKind::Qianfan);
+        let p = provider(crate::providers::testing::qianfan_v1());
         let r = req(r#"{"model":"x","messages":[{"role":"user","content":"w?"},
             {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},
             {"role":"tool","tool_call_id":"c1","content":"sunny"}],"tools":[{"type":"function","function":{"name":"w","parameters":{}}}]}"#);

@@ -1,0 +1,350 @@
+//! From YAML text to a [`Config`]: one loader per section, every problem collected.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_yaml_ng::Value;
+
+use super::problems::{Problem, Problems, Report};
+use super::raw::*;
+use super::yaml::{duration, expand_env, list_section, map_section, section};
+use super::*;
+
+const SECTIONS: [&str; 9] = [
+    "server",
+    "metrics",
+    "mock",
+    "providers",
+    "models",
+    "keys",
+    "breaker",
+    "limits",
+    "cors",
+];
+
+/// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
+pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let mut sections = read_sections(text, env, &mut problems)?;
+    let p = &mut problems;
+    let raw_server: RawServer = section(&mut sections, "server", p).unwrap_or_default();
+    let raw_metrics: RawMetrics = section(&mut sections, "metrics", p).unwrap_or_default();
+    let raw_mock: Option<RawMock> = section(&mut sections, "mock", p);
+    let raw_providers: Vec<(String, RawProvider)> = list_section(&mut sections, "providers", p);
+    let raw_models: Vec<(String, String, RawModel)> = map_section(&mut sections, "models", p);
+    let raw_keys: Vec<(String, RawKey)> = list_section(&mut sections, "keys", p);
+    let raw_breaker: RawBreaker = section(&mut sections, "breaker", p).unwrap_or_default();
+    let cors: Cors = section(&mut sections, "cors", p).unwrap_or_default();
+    let raw_limits: RawLimitsSection = section(&mut sections, "limits", p).unwrap_or_default();
+
+    let server = load_server(raw_server, p);
+    if let Some(addr) = &raw_metrics.listen {
+        check_address(addr, "metrics.listen", p);
+    }
+    let providers = super::providers::load_providers(raw_providers, p);
+    let (models, model_index) = load_models(raw_models, &providers, p);
+    let keys = load_keys(raw_keys, &model_index, p);
+    let config = Config {
+        server,
+        metrics_listen: raw_metrics.listen,
+        mock: raw_mock.map(|m| MockSettings {
+            bind: m.bind,
+            base_port: m.base_port,
+        }),
+        providers,
+        models,
+        model_index,
+        keys,
+        breaker: load_breaker(raw_breaker, p),
+        limits_backend: load_limits_backend(raw_limits, p),
+        cors,
+        loaded_at: crate::clock::unix_secs(),
+    };
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// The top-level mapping with `${ENV}` expanded, by section name; unknown sections reported.
+fn read_sections(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Result<HashMap<String, Value>, Problems> {
+    let mut root: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| Problems::one(format!("invalid YAML: {e}")))?;
+    expand_env(&mut root, String::new(), env, problems);
+    let Value::Mapping(map) = root else {
+        return Err(Problems::one("the config must be a YAML mapping"));
+    };
+    let mut sections = HashMap::new();
+    for (k, v) in map {
+        match k.as_str() {
+            Some(name) if SECTIONS.contains(&name) => {
+                sections.insert(name.to_string(), v);
+            }
+            Some(name) => problems.at(
+                name,
+                format!("unknown section, expected one of {}", SECTIONS.join(", ")),
+            ),
+            None => problems.at("", "section names must be strings"),
+        }
+    }
+    Ok(sections)
+}
+
+fn check_address(addr: &str, path: &str, problems: &mut Vec<Problem>) {
+    if addr.parse::<std::net::SocketAddr>().is_err() {
+        problems.at(path, format!("`{addr}` is not an IP:port address"));
+    }
+}
+
+fn load_server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerSettings {
+    let server = ServerSettings {
+        listen: if raw.listen.is_empty() {
+            vec!["127.0.0.1:8080".into()]
+        } else {
+            raw.listen
+        },
+        threads: raw.threads.unwrap_or(2).max(1),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_header_bytes: raw.max_header_bytes.unwrap_or(64 * 1024),
+        grace_period_seconds: raw.grace_period_seconds.unwrap_or(5),
+    };
+    for (i, addr) in server.listen.iter().enumerate() {
+        check_address(addr, &format!("server.listen[{i}]"), problems);
+    }
+    server
+}
+
+fn load_limits_backend(raw: RawLimitsSection, problems: &mut Vec<Problem>) -> LimitsBackend {
+    match (raw.backend, raw.redis_url) {
+        (LimitsBackendKind::Local, _) => LimitsBackend::Local,
+        (LimitsBackendKind::Redis, Some(url))
+            if url.starts_with("redis://") || url.starts_with("rediss://") =>
+        {
+            LimitsBackend::Redis {
+                url,
+                prefix: raw.prefix.unwrap_or_else(|| "modelmux".into()),
+            }
+        }
+        (LimitsBackendKind::Redis, _) => {
+            problems.at(
+                "limits.redis_url",
+                "a redis:// URL is required with backend: redis",
+            );
+            LimitsBackend::Local
+        }
+    }
+}
+
+fn load_breaker(raw: RawBreaker, problems: &mut Vec<Problem>) -> BreakerSettings {
+    let d = BreakerSettings::default();
+    let rate = raw.failure_rate.unwrap_or(d.failure_rate);
+    if !(0.0..=1.0).contains(&rate) {
+        problems.at("breaker.failure_rate", "must be between 0 and 1");
+    }
+    BreakerSettings {
+        failure_rate: rate,
+        min_requests: raw.min_requests.unwrap_or(d.min_requests).max(1),
+        window: duration(&raw.window, "breaker.window", d.window, problems),
+        consecutive_failures: raw
+            .consecutive_failures
+            .unwrap_or(d.consecutive_failures)
+            .max(1),
+        cooldown: duration(&raw.cooldown, "breaker.cooldown", d.cooldown, problems),
+        probes: raw.probes.unwrap_or(d.probes).max(1),
+    }
+}
+
+fn check_limits(l: &Limits, path: &str, problems: &mut Vec<Problem>) {
+    for (field, v) in [("rpm", l.rpm), ("tpm", l.tpm)] {
+        if v == Some(0) {
+            problems.at(
+                format!("{path}.{field}"),
+                "must be at least 1 (leave it out for no limit)",
+            );
+        }
+    }
+}
+
+type ModelIndex = HashMap<String, usize>;
+
+fn load_models(
+    raw: Vec<(String, String, RawModel)>,
+    providers: &[Arc<Provider>],
+    problems: &mut Vec<Problem>,
+) -> (Vec<PublicModel>, ModelIndex) {
+    let by_name: HashMap<&str, &Arc<Provider>> =
+        providers.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut models = Vec::new();
+    let mut index = HashMap::new();
+    for (path, name, raw) in raw {
+        index.insert(name.clone(), models.len());
+        models.push(load_model(&path, name, raw, &by_name, problems));
+    }
+    (models, index)
+}
+
+fn load_model(
+    path: &str,
+    name: String,
+    raw: RawModel,
+    providers: &HashMap<&str, &Arc<Provider>>,
+    problems: &mut Vec<Problem>,
+) -> PublicModel {
+    if raw.targets.is_empty() {
+        problems.at(
+            format!("{path}.targets"),
+            "a model needs at least one target",
+        );
+    }
+    let mut targets = Vec::new();
+    for (i, t) in raw.targets.into_iter().enumerate() {
+        let tpath = format!("{path}.targets[{i}]");
+        let Some(provider) = providers.get(t.provider.as_str()) else {
+            problems.at(
+                format!("{tpath}.provider"),
+                format!("no provider named `{}`", t.provider),
+            );
+            continue;
+        };
+        if t.model.trim().is_empty() {
+            problems.at(format!("{tpath}.model"), "must not be empty");
+        }
+        if t.weight == 0 {
+            problems.at(format!("{tpath}.weight"), "must be at least 1");
+        }
+        targets.push(Target {
+            provider: Arc::clone(provider),
+            model: t.model,
+            weight: t.weight,
+            priority: t.priority,
+        });
+    }
+    check_limits(&raw.limits, &format!("{path}.limits"), problems);
+    PublicModel {
+        name,
+        targets,
+        retry: load_retry(path, &raw.retry, problems),
+        timeouts: load_timeout_overrides(path, &raw.timeouts, problems),
+        limits: raw.limits,
+        price: raw.price,
+        redact_pii: raw.redact_pii,
+    }
+}
+
+fn load_retry(path: &str, raw: &RawRetry, problems: &mut Vec<Problem>) -> RetryPolicy {
+    let field = |value: &Option<String>, name: &str, dflt, problems: &mut Vec<Problem>| {
+        duration(value, &format!("{path}.retry.{name}"), dflt, problems)
+    };
+    RetryPolicy {
+        attempts: raw.attempts.unwrap_or(3).max(1),
+        deadline: field(&raw.deadline, "deadline", Duration::from_secs(60), problems),
+        backoff: field(
+            &raw.backoff,
+            "backoff",
+            Duration::from_millis(100),
+            problems,
+        ),
+        max_backoff: field(
+            &raw.max_backoff,
+            "max_backoff",
+            Duration::from_secs(2),
+            problems,
+        ),
+    }
+}
+
+/// A route's timeouts where set; the first-byte bound defaults to 5 s on routes.
+fn load_timeout_overrides(
+    path: &str,
+    raw: &RawTimeouts,
+    problems: &mut Vec<Problem>,
+) -> TimeoutOverrides {
+    let mut field = |value: &Option<String>, name: &str| {
+        value.as_ref().map(|_| {
+            duration(
+                value,
+                &format!("{path}.timeouts.{name}"),
+                Duration::ZERO,
+                problems,
+            )
+        })
+    };
+    TimeoutOverrides {
+        connect: field(&raw.connect, "connect"),
+        first_byte: Some(field(&raw.first_byte, "first_byte").unwrap_or(Duration::from_secs(5))),
+        idle: field(&raw.idle, "idle"),
+        total: field(&raw.total, "total"),
+    }
+}
+
+fn load_keys(
+    raw: Vec<(String, RawKey)>,
+    models: &ModelIndex,
+    problems: &mut Vec<Problem>,
+) -> Vec<ClientKey> {
+    let mut keys: Vec<ClientKey> = Vec::new();
+    for (path, raw) in raw {
+        if keys.iter().any(|k| k.key.expose() == raw.key) {
+            problems.at(format!("{path}.key"), "the same key is configured twice");
+        }
+        keys.push(load_key(&path, raw, models, problems));
+    }
+    if keys.is_empty() {
+        problems.at(
+            "keys",
+            "at least one client key is needed; clients authenticate with them",
+        );
+    }
+    keys
+}
+
+fn load_key(
+    path: &str,
+    raw: RawKey,
+    models: &ModelIndex,
+    problems: &mut Vec<Problem>,
+) -> ClientKey {
+    if raw.key.len() < 8 {
+        problems.at(
+            format!("{path}.key"),
+            "a client key must be at least 8 characters",
+        );
+    }
+    let access = if raw.models.is_empty() || raw.models.iter().any(|m| m == "*") {
+        ModelAccess::All
+    } else {
+        for (i, m) in raw.models.iter().enumerate() {
+            if !models.contains_key(m) {
+                problems.at(
+                    format!("{path}.models[{i}]"),
+                    format!("no model named `{m}`"),
+                );
+            }
+        }
+        ModelAccess::Only(raw.models.into_iter().collect())
+    };
+    check_limits(&raw.limits, &format!("{path}.limits"), problems);
+    let budget = raw.budget.map(|b| {
+        if b.tokens.is_none() && b.cost.is_none() {
+            problems.at(format!("{path}.budget"), "give tokens, cost, or both");
+        }
+        Budget {
+            tokens: b.tokens,
+            cost: b.cost,
+            period: b.period,
+        }
+    });
+    ClientKey {
+        name: raw.name,
+        key: Secret(raw.key),
+        models: access,
+        limits: raw.limits,
+        budget,
+    }
+}

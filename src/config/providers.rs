@@ -1,0 +1,177 @@
+//! The `providers:` section: each vendor endpoint resolved into the API it speaks and the
+//! credentials that API takes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::problems::{Problem, Report};
+use super::raw::{ProviderKind, RawProvider, RawTimeouts};
+use super::yaml::duration;
+use super::{Endpoint, Provider, Secret, Timeouts, TrustedCa, Vendor};
+
+const BAIDU_TOKEN_URL: &str = "https://aip.baidubce.com/oauth/2.0/token";
+
+pub(super) fn load_providers(
+    raw: Vec<(String, RawProvider)>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Arc<Provider>> {
+    let mut names = HashSet::new();
+    let mut providers = Vec::new();
+    for (path, raw) in raw {
+        let Some(p) = load_provider(&path, raw, problems) else {
+            continue;
+        };
+        if !names.insert(p.name.clone()) {
+            problems.at(
+                format!("{path}.name"),
+                format!("duplicate provider name `{}`", p.name),
+            );
+            continue;
+        }
+        providers.push(Arc::new(p));
+    }
+    providers
+}
+
+/// One provider, or None (with its problems reported) when it is unusable.
+fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> Option<Provider> {
+    let before = problems.len();
+    let at = |field: &str| format!("{path}.{field}");
+    if raw.name.trim().is_empty() {
+        problems.at(at("name"), "must not be empty");
+    }
+    let endpoint = Endpoint::parse(&raw.base_url)
+        .map_err(|e| problems.at(at("base_url"), e))
+        .ok();
+    let vendor = load_vendor(path, &raw, problems);
+    let api_key = load_api_key(path, &raw, &vendor, problems);
+    let timeouts = load_timeouts(path, &raw.timeouts, problems);
+    if raw.default_max_tokens == Some(0) {
+        problems.at(at("default_max_tokens"), "must be at least 1");
+    }
+    let ca = match raw.ca_file.as_deref().map(TrustedCa::load) {
+        None => None,
+        Some(Ok(ca)) => Some(ca),
+        Some(Err(e)) => {
+            problems.at(at("ca_file"), e);
+            None
+        }
+    };
+    if problems.len() != before {
+        return None;
+    }
+    Some(Provider {
+        name: raw.name,
+        vendor: vendor?,
+        endpoint: endpoint?,
+        api_key,
+        default_max_tokens: raw.default_max_tokens.unwrap_or(4096),
+        timeouts,
+        ca,
+    })
+}
+
+/// The API a provider speaks. Qianfan has two: v1 (the default, OAuth client credentials) and
+/// v2 (OpenAI-compatible).
+fn load_vendor(path: &str, raw: &RawProvider, problems: &mut Vec<Problem>) -> Option<Vendor> {
+    let at = |field: &str| format!("{path}.{field}");
+    let v2 = match (raw.kind, raw.api_version.as_deref()) {
+        (ProviderKind::Qianfan, None | Some("v1")) => false,
+        (ProviderKind::Qianfan, Some("v2")) => true,
+        (ProviderKind::Qianfan, Some(v)) => {
+            problems.at(at("api_version"), format!("`{v}` is not v1 or v2"));
+            return None;
+        }
+        (_, Some(_)) => {
+            problems.at(
+                at("api_version"),
+                "only qianfan providers take an api_version",
+            );
+            return None;
+        }
+        (_, None) => false,
+    };
+    let qianfan_v1 = raw.kind == ProviderKind::Qianfan && !v2;
+    if !qianfan_v1 {
+        for (field, set) in [
+            ("client_id", raw.client_id.is_some()),
+            ("client_secret", raw.client_secret.is_some()),
+            ("token_url", raw.token_url.is_some()),
+        ] {
+            if set {
+                problems.at(
+                    at(field),
+                    "only qianfan v1 providers take OAuth client settings",
+                );
+            }
+        }
+    }
+    Some(match raw.kind {
+        ProviderKind::OpenAi => Vendor::OpenAi,
+        ProviderKind::OpenAiCompatible => Vendor::OpenAiCompatible,
+        ProviderKind::Anthropic => Vendor::Anthropic,
+        ProviderKind::DashScope => Vendor::DashScope,
+        ProviderKind::Gemini => Vendor::Gemini,
+        ProviderKind::Qianfan if v2 => Vendor::QianfanV2,
+        ProviderKind::Qianfan => return load_qianfan_v1(path, raw, problems),
+    })
+}
+
+fn load_qianfan_v1(path: &str, raw: &RawProvider, problems: &mut Vec<Problem>) -> Option<Vendor> {
+    let at = |field: &str| format!("{path}.{field}");
+    let token_url = raw.token_url.as_deref().unwrap_or(BAIDU_TOKEN_URL);
+    let token_endpoint = Endpoint::parse(token_url)
+        .map_err(|e| problems.at(at("token_url"), e))
+        .ok();
+    if raw.client_id.is_none() {
+        problems.at(at("client_id"), "required for qianfan v1");
+    }
+    if raw.client_secret.is_none() {
+        problems.at(at("client_secret"), "required for qianfan v1");
+    }
+    Some(Vendor::QianfanV1 {
+        client_id: Secret::new(raw.client_id.clone()?),
+        client_secret: Secret::new(raw.client_secret.clone()?),
+        token_endpoint: token_endpoint?,
+    })
+}
+
+fn load_api_key(
+    path: &str,
+    raw: &RawProvider,
+    vendor: &Option<Vendor>,
+    problems: &mut Vec<Problem>,
+) -> Option<Secret> {
+    let key = raw.api_key.as_deref().filter(|k| !k.is_empty());
+    match (vendor, key) {
+        (Some(Vendor::QianfanV1 { .. }), Some(_)) => {
+            problems.at(
+                format!("{path}.api_key"),
+                "qianfan v1 authenticates with client_id and client_secret",
+            );
+            None
+        }
+        (Some(Vendor::QianfanV1 { .. } | Vendor::OpenAiCompatible) | None, None) => None,
+        (_, Some(k)) => Some(Secret::new(k)),
+        (Some(v), None) => {
+            problems.at(
+                format!("{path}.api_key"),
+                format!("required for {} providers", v.kind()),
+            );
+            None
+        }
+    }
+}
+
+fn load_timeouts(path: &str, raw: &RawTimeouts, problems: &mut Vec<Problem>) -> Timeouts {
+    let d = Timeouts::default();
+    let mut field = |value: &Option<String>, name: &str, dflt| {
+        duration(value, &format!("{path}.timeouts.{name}"), dflt, problems)
+    };
+    Timeouts {
+        connect: field(&raw.connect, "connect", d.connect),
+        first_byte: field(&raw.first_byte, "first_byte", d.first_byte),
+        idle: field(&raw.idle, "idle", d.idle),
+        total: field(&raw.total, "total", d.total),
+    }
+}

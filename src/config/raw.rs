@@ -1,0 +1,176 @@
+//! The config file's shapes exactly as written in YAML. Unknown fields are errors, so a typo
+//! is reported instead of silently ignored.
+
+use serde::Deserialize;
+
+use super::{Limits, Period, Price};
+
+/// A provider's `kind:` in YAML. Qianfan's `api_version` picks between its two APIs at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    #[serde(rename = "openai_compatible")]
+    OpenAiCompatible,
+    Anthropic,
+    #[serde(rename = "dashscope")]
+    DashScope,
+    Qianfan,
+    Gemini,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    #[serde(default)]
+    pub(super) listen: Vec<String>,
+    pub(super) threads: Option<usize>,
+    pub(super) max_body_bytes: Option<usize>,
+    pub(super) max_header_bytes: Option<usize>,
+    pub(super) grace_period_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMock {
+    #[serde(default = "default_mock_bind")]
+    pub(super) bind: String,
+    pub(super) base_port: u16,
+}
+
+fn default_mock_bind() -> String {
+    "127.0.0.1".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub(super) connect: Option<String>,
+    pub(super) first_byte: Option<String>,
+    pub(super) idle: Option<String>,
+    pub(super) total: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub(super) name: String,
+    pub(super) kind: ProviderKind,
+    pub(super) base_url: String,
+    pub(super) api_key: Option<String>,
+    /// Baidu Qianfan v1 OAuth client credentials (API Key / Secret Key).
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    /// Where Qianfan v1 fetches its OAuth token; defaults to Baidu's public endpoint.
+    pub(super) token_url: Option<String>,
+    /// Vendor API generation where a vendor has two (Qianfan `v1` / `v2`).
+    pub(super) api_version: Option<String>,
+    /// `max_tokens` sent when the client gives none and the vendor requires one (Anthropic).
+    pub(super) default_max_tokens: Option<u64>,
+    /// PEM file of CA certificates to trust for this provider besides the system's (a private
+    /// CA in front of a self-hosted model server).
+    pub(super) ca_file: Option<String>,
+    #[serde(default)]
+    pub(super) timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    pub(super) provider: String,
+    pub(super) model: String,
+    #[serde(default = "default_weight")]
+    pub(super) weight: u32,
+    #[serde(default)]
+    pub(super) priority: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModel {
+    pub(super) targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub(super) retry: RawRetry,
+    #[serde(default)]
+    pub(super) limits: Limits,
+    pub(super) price: Option<Price>,
+    /// Replace e-mail addresses, phone, ID and card numbers in prompts before they leave.
+    #[serde(default)]
+    pub(super) redact_pii: bool,
+    /// Per-route overrides of the providers' timeouts.
+    #[serde(default)]
+    pub(super) timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub(super) attempts: Option<u32>,
+    pub(super) deadline: Option<String>,
+    pub(super) backoff: Option<String>,
+    pub(super) max_backoff: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreaker {
+    pub(super) failure_rate: Option<f64>,
+    pub(super) min_requests: Option<u64>,
+    pub(super) window: Option<String>,
+    pub(super) consecutive_failures: Option<u32>,
+    pub(super) cooldown: Option<String>,
+    pub(super) probes: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub(super) name: String,
+    pub(super) key: String,
+    #[serde(default)]
+    pub(super) models: Vec<String>,
+    #[serde(default)]
+    pub(super) limits: Limits,
+    pub(super) budget: Option<RawBudget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBudget {
+    pub(super) tokens: Option<u64>,
+    pub(super) cost: Option<f64>,
+    #[serde(default = "default_period")]
+    pub(super) period: Period,
+}
+
+fn default_period() -> Period {
+    Period::Month
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimitsSection {
+    #[serde(default)]
+    pub(super) backend: LimitsBackendKind,
+    pub(super) redis_url: Option<String>,
+    pub(super) prefix: Option<String>,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum LimitsBackendKind {
+    #[default]
+    Local,
+    Redis,
+}

@@ -1,0 +1,195 @@
+//! YAML plumbing for the loader: `${ENV}` expansion, typing a section with the path of the
+//! member at fault, and duration fields.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+use super::problems::Problem;
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string scalar.
+pub(super) fn expand_env(
+    value: &mut Value,
+    path: String,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        Value::String(s) if s.contains("${") => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(message) => problems.push(Problem { path, message }),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, format!("{path}[{i}]"), env, problems);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.as_str().unwrap_or("?");
+                let child = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
+                expand_env(v, child, env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated `${` reference".to_string())?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "`${{{inner}}}` is not a valid environment reference"
+            ));
+        }
+        match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn typed<T: DeserializeOwned>(value: Value, path: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match (path.is_empty(), inner == ".") {
+                (_, true) => path.to_string(),
+                (true, false) => inner,
+                (false, false) if inner.starts_with('[') => format!("{path}{inner}"),
+                (false, false) => format!("{path}.{inner}"),
+            };
+            problems.push(Problem {
+                path: full,
+                message: e.into_inner().to_string(),
+            });
+            None
+        }
+    }
+}
+
+pub(super) fn section<T: DeserializeOwned>(
+    sections: &mut HashMap<String, Value>,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let value = sections.remove(name)?;
+    if value.is_null() {
+        return None;
+    }
+    typed(value, name, problems)
+}
+
+pub(super) fn list_section<T: DeserializeOwned>(
+    sections: &mut HashMap<String, Value>,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, T)> {
+    match sections.remove(name) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(items)) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let path = format!("{name}[{i}]");
+                typed(v, &path, problems).map(|t| (path, t))
+            })
+            .collect(),
+        Some(_) => {
+            problems.push(Problem {
+                path: name.into(),
+                message: "must be a list".into(),
+            });
+            Vec::new()
+        }
+    }
+}
+
+pub(super) fn map_section<T: DeserializeOwned>(
+    sections: &mut HashMap<String, Value>,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, String, T)> {
+    match sections.remove(name) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Mapping(map)) => {
+            // Sorted so that problems come out in a stable order.
+            let mut entries: BTreeMap<String, Value> = BTreeMap::new();
+            for (k, v) in map {
+                match k.as_str() {
+                    Some(key) => {
+                        entries.insert(key.to_string(), v);
+                    }
+                    None => problems.push(Problem {
+                        path: name.into(),
+                        message: "model names must be strings".into(),
+                    }),
+                }
+            }
+            entries
+                .into_iter()
+                .filter_map(|(key, v)| {
+                    let path = format!("{name}.{key}");
+                    typed(v, &path, problems).map(|t| (path, key, t))
+                })
+                .collect()
+        }
+        Some(_) => {
+            problems.push(Problem {
+                path: name.into(),
+                message: "must be a mapping of public model name to targets".into(),
+            });
+            Vec::new()
+        }
+    }
+}
+
+/// A duration field: `dflt` when absent, a problem when unreadable or zero.
+pub(super) fn duration(
+    value: &Option<String>,
+    path: &str,
+    dflt: Duration,
+    problems: &mut Vec<Problem>,
+) -> Duration {
+    let Some(text) = value else { return dflt };
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            problems.push(Problem {
+                path: path.into(),
+                message: "must be above zero".into(),
+            });
+            dflt
+        }
+        Err(e) => {
+            problems.push(Problem {
+                path: path.into(),
+                message: format!("`{text}` is not a duration like 500ms, 5s or 2m ({e})"),
+            });
+            dflt
+        }
+    }
+}

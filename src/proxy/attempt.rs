@@ -1,0 +1,377 @@
+//! The attempt loop: a request goes to its model's targets in the configured order until one
+//! answers, and the answer is relayed to the client in its API.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::relay::{self, Relay};
+use super::respond::{client_gone, write_json, write_stream_header};
+use super::upstream::{Exchange, MAX_UPSTREAM_BODY};
+use super::{Gateway, Handled, RequestCtx, Stop};
+use crate::api;
+use crate::config::{Provider, PublicModel, Target, Timeouts, Vendor};
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::metrics;
+use crate::providers::{self, qianfan, ClientRequest, StreamState, VendorTarget};
+use crate::traffic::breaker::Breaker;
+use crate::traffic::{failover, redact, routing};
+
+/// How one attempt at one target ended.
+enum Outcome {
+    /// The vendor answered and the answer went to the client (a stream that broke part-way
+    /// included: that was reported in-band, and nothing can be retried once bytes are out).
+    Answered,
+    /// The request is the client's mistake (the vendor's 4xx other than 429, or one found
+    /// before sending): passed on as it is, never retried.
+    Rejected(GatewayError),
+    /// The target failed (unreachable, slow, 5xx, 429, garbage): it counts against the target,
+    /// and another attempt may follow while nothing has reached the client.
+    TargetFailed(GatewayError),
+    /// The client hung up or its connection broke: says nothing about the target.
+    ClientGone(Box<pingora::Error>),
+}
+
+impl Outcome {
+    fn of(result: Handled) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Answered,
+            Err(Stop::Reply(e)) if failover::counts_against_target(&e) => Outcome::TargetFailed(e),
+            Err(Stop::Reply(e)) => Outcome::Rejected(e),
+            Err(Stop::Downstream(e)) => Outcome::ClientGone(e),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Answered | Outcome::Rejected(_) => "ok",
+            Outcome::TargetFailed(e) => e.kind.as_str(),
+            Outcome::ClientGone(_) => "client_gone",
+        }
+    }
+}
+
+impl Gateway {
+    /// Sends the request to the model's targets in their configured order and relays the reply
+    /// in the client's API. Before any byte has reached the client, a failed attempt (connect
+    /// error, timeout, 5xx, 429, no first byte in time) moves on to the next healthy target,
+    /// with exponential backoff and jitter, honouring `Retry-After`, within the route's deadline.
+    pub(super) async fn complete(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        model: &PublicModel,
+    ) -> Handled {
+        if model.redact_pii {
+            request.rewrite_text(redact::redact)?;
+        }
+        let policy = &model.retry;
+        let deadline = ctx.start + policy.deadline;
+        let order = routing::attempt_order(model);
+        let mut plan = failover::Plan::new(order.len());
+        let mut last: Option<GatewayError> = None;
+        for attempt in 0..policy.attempts {
+            let available: Vec<bool> = order
+                .iter()
+                .map(|t| self.breakers.get(&t.provider.name, &t.model).available())
+                .collect();
+            let Some(index) = plan.next(&available) else {
+                break;
+            };
+            let target = order[index];
+            if attempt > 0 {
+                let moved = plan.previous() != Some(index);
+                let wait = failover::backoff(policy, attempt, last.as_ref(), moved);
+                if Instant::now() + wait >= deadline {
+                    break;
+                }
+                note_retry(model, target, moved, wait, last.as_ref());
+                tokio::time::sleep(wait).await;
+            }
+            plan.mark(index);
+            let breaker = self.breakers.get(&target.provider.name, &target.model);
+            if !breaker.allow() {
+                continue;
+            }
+            ctx.provider = Some(target.provider.name.clone());
+            let timeouts = model.timeouts.apply(&target.provider.timeouts);
+            let result = self
+                .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
+                .await;
+            let outcome = Outcome::of(result);
+            metrics::ATTEMPTS
+                .with_label_values(&[&target.provider.name, outcome.label()])
+                .inc();
+            record(&breaker, ctx, &outcome);
+            match outcome {
+                Outcome::Answered => return Ok(()),
+                Outcome::Rejected(e) => return Err(Stop::Reply(e)),
+                Outcome::ClientGone(e) => return Err(Stop::Downstream(e)),
+                Outcome::TargetFailed(e) if session.response_written().is_some() => {
+                    return Err(Stop::Reply(e))
+                }
+                Outcome::TargetFailed(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::UpstreamOverloaded,
+                    "Every target for this model is unavailable right now; try again shortly.",
+                )
+                .with_retry_after(Some(1))
+            })
+            .into())
+    }
+
+    /// One attempt at one target; a Qianfan access token the vendor rejects is refreshed and
+    /// the attempt repeated once.
+    async fn attempt_with_token(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        target: &Target,
+        timeouts: &Timeouts,
+        public_model: &str,
+    ) -> Handled {
+        let provider = &target.provider;
+        let mut refreshed = false;
+        loop {
+            let token = self
+                .vendor_token(provider)
+                .await
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            let vendor_target = VendorTarget {
+                provider,
+                vendor_model: &target.model,
+                access_token: token.as_deref(),
+            };
+            let result = self
+                .attempt(
+                    session,
+                    ctx,
+                    request,
+                    &vendor_target,
+                    timeouts,
+                    public_model,
+                )
+                .await;
+            match result {
+                Err(Stop::Reply(e)) if e.kind == ErrorKind::UpstreamTokenExpired && !refreshed => {
+                    refreshed = true;
+                    if let Some(t) = &token {
+                        self.tokens.invalidate(&provider.name, t).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The OAuth access token a provider needs (Qianfan v1), fetched once per expiry however
+    /// many requests wait for it; None for providers that authenticate with a key.
+    async fn vendor_token(&self, provider: &Provider) -> GwResult<Option<std::sync::Arc<str>>> {
+        let Vendor::QianfanV1 {
+            client_id,
+            client_secret,
+            token_endpoint,
+        } = &provider.vendor
+        else {
+            return Ok(None);
+        };
+        let fetch = || async {
+            let request = qianfan::token_request(client_id, client_secret, token_endpoint);
+            let mut ex = self
+                .upstreams
+                .send(
+                    token_endpoint,
+                    &provider.timeouts,
+                    provider.ca.as_ref(),
+                    "POST",
+                    &request,
+                )
+                .await?;
+            let status = ex.status();
+            let body = ex.read_all(64 * 1024).await?;
+            self.upstreams.release(ex).await;
+            let token = qianfan::read_token_reply(status, &body)?;
+            log::info!("fetched a new access token for provider {}", provider.name);
+            Ok(token)
+        };
+        self.tokens.token(&provider.name, fetch).await.map(Some)
+    }
+
+    async fn attempt(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        target: &VendorTarget<'_>,
+        timeouts: &Timeouts,
+        public_model: &str,
+    ) -> Handled {
+        let provider = target.provider;
+        let upstream_request = providers::encode_chat(request, target)?;
+        // A client that hangs up while the vendor thinks cancels the vendor's request. Watching
+        // costs a syscall, so only replies slower than a few milliseconds are watched.
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client_gone(session).await
+        };
+        let sent = tokio::select! {
+            sent = self.upstreams.send(&provider.endpoint, timeouts, provider.ca.as_ref(), "POST", &upstream_request) => sent,
+            gone = watch => return Err(Stop::Downstream(gone)),
+        };
+        let mut exchange = sent.inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+
+        let status = exchange.status();
+        if !(200..300).contains(&status) {
+            let e = self.vendor_error(provider, exchange).await;
+            ctx.upstream_error = Some(e.kind);
+            return Err(e.into());
+        }
+        // Servers that omit the content type on a stream are taken at their word.
+        let is_sse = exchange
+            .header_str("content-type")
+            .is_none_or(|c| c.contains("event-stream"));
+        if request.stream() && is_sse {
+            let relay = Relay::new(ctx.api, provider, public_model, request.include_usage());
+            return self.relay_stream(session, ctx, exchange, relay).await;
+        }
+        let body = exchange
+            .read_all(MAX_UPSTREAM_BODY)
+            .await
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        self.upstreams.release(exchange).await;
+        if request.stream() {
+            // One JSON body for a stream request: an error in a 200 (Qianfan v1), or a vendor
+            // that had nothing to stream. Errors still get a status; a reply is replayed.
+            let completion = providers::decode_chat(provider, &body)
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            let mut out = Vec::new();
+            ctx.usage = api::replay_as_stream(
+                ctx.api,
+                public_model,
+                request.include_usage(),
+                &completion,
+                &mut out,
+            );
+            write_stream_header(session, &ctx.success_headers()).await?;
+            session
+                .write_response_body(Some(Bytes::from(out)), true)
+                .await?;
+            return Ok(());
+        }
+        let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        ctx.usage = usage;
+        write_json(session, 200, reply, &ctx.success_headers()).await?;
+        Ok(())
+    }
+
+    /// A vendor's non-2xx answer as the client's error. Only a connection whose error body was
+    /// read to the end can be reused.
+    async fn vendor_error(&self, provider: &Provider, mut exchange: Exchange) -> GatewayError {
+        let retry_after = exchange
+            .header_str("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = exchange.read_all(1024 * 1024).await;
+        let e = providers::map_error(
+            provider,
+            exchange.status(),
+            retry_after,
+            body.as_deref().unwrap_or_default(),
+        );
+        if body.is_ok() {
+            self.upstreams.release(exchange).await;
+        }
+        e
+    }
+
+    /// Relays a stream event by event as the vendor sends it; never buffers it whole. Once the
+    /// header is out, failures can only be reported in-band, as a final error event.
+    async fn relay_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut exchange: Exchange,
+        mut relay: Relay,
+    ) -> Handled {
+        write_stream_header(session, &ctx.success_headers()).await?;
+        let mut out = Vec::with_capacity(4096);
+        let state = loop {
+            out.clear();
+            // Mid-stream, a client that hung up fails the next write, which drops the vendor's
+            // connection; only the wait for the first byte needs watching (`client_gone`).
+            let state = match exchange.next_chunk().await {
+                Ok(Some(chunk)) => relay.push(&chunk, &mut out),
+                Ok(None) => relay.finish(&mut out),
+                Err(e) => {
+                    ctx.upstream_error = Some(e.kind);
+                    relay.fail(e, &mut out)
+                }
+            };
+            // Kept as it arrives, so a client that leaves early is still charged what it used.
+            ctx.usage = relay.usage();
+            if !out.is_empty() {
+                session
+                    .write_response_body(Some(Bytes::copy_from_slice(&out)), false)
+                    .await?;
+            }
+            if state != StreamState::Open {
+                break state;
+            }
+        };
+        session.write_response_body(None, true).await?;
+        if state == StreamState::Done && exchange_drained(&mut exchange).await {
+            self.upstreams.release(exchange).await;
+        } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
+            ctx.upstream_error = Some(ErrorKind::UpstreamBadResponse);
+        }
+        Ok(())
+    }
+}
+
+/// Feeds a finished attempt to its target's breaker. A client that hung up says nothing about
+/// the target, so it only gives back a half-open probe slot; so does a request rejected before
+/// the vendor saw it.
+fn record(breaker: &Breaker, ctx: &RequestCtx, outcome: &Outcome) {
+    match outcome {
+        Outcome::Answered => breaker.record(true),
+        Outcome::Rejected(_) if ctx.upstream_error.is_some() => breaker.record(true),
+        Outcome::Rejected(_) | Outcome::ClientGone(_) => breaker.release(),
+        Outcome::TargetFailed(_) => breaker.record(false),
+    }
+}
+
+fn note_retry(
+    model: &PublicModel,
+    target: &Target,
+    moved: bool,
+    wait: Duration,
+    last: Option<&GatewayError>,
+) {
+    metrics::RETRIES
+        .with_label_values(&[
+            model.name.as_str(),
+            if moved { "failover" } else { "retry" },
+        ])
+        .inc();
+    log::info!(
+        "retrying {} on {}/{} in {wait:?} after: {}",
+        model.name,
+        target.provider.name,
+        target.model,
+        last.map_or(String::new(), |e| e.to_string())
+    );
+}
+
+/// After `[DONE]` the vendor's body should be at its end; only then may the connection be
+/// reused. A vendor that keeps it open longer is not waited for.
+async fn exchange_drained(exchange: &mut Exchange) -> bool {
+    let end = tokio::time::timeout(Duration::from_millis(100), exchange.next_chunk());
+    matches!(end.await, Ok(Ok(None)))
+}

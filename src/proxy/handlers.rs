@@ -1,0 +1,104 @@
+//! The API handlers: authenticate, read and parse the body in the client's API, pick the public
+//! model, admit the request under its budget and limits, then hand it to the attempt loop.
+
+use pingora::proxy::Session;
+
+use super::respond::read_body;
+use super::{Gateway, Handled, RequestCtx};
+use crate::api::{anthropic, ClientApi};
+use crate::config::{ClientKey, Config, PublicModel};
+use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::providers::openai::ChatRequest;
+use crate::providers::ClientRequest;
+use crate::traffic::auth;
+
+impl Gateway {
+    /// The caller's key; its position is kept in the context for settling limits and budgets.
+    pub(super) fn authenticate<'c>(
+        &self,
+        config: &'c Config,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> GwResult<&'c ClientKey> {
+        let h = session.req_header();
+        let presented = auth::presented_key(
+            h.headers.get("authorization").map(|v| v.as_bytes()),
+            h.headers.get("x-api-key").map(|v| v.as_bytes()),
+        );
+        let index = auth::authenticate_index(&config.keys, presented)?;
+        ctx.key = Some(index);
+        Ok(&config.keys[index])
+    }
+
+    pub(super) fn allowed_model<'c>(
+        &self,
+        config: &'c Config,
+        key: &ClientKey,
+        name: &str,
+    ) -> GwResult<&'c PublicModel> {
+        let model = config.model(name).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UnknownModel,
+                format!("The model `{name}` does not exist or you do not have access to it."),
+            )
+            .with_param(Some("model"))
+            .with_code("model_not_found")
+        })?;
+        if !key.may_use(&model.name) {
+            return Err(GatewayError::new(
+                ErrorKind::ModelNotAllowed,
+                format!("This API key is not allowed to use the model `{name}`."),
+            )
+            .with_param(Some("model"))
+            .with_code("model_not_allowed"));
+        }
+        Ok(model)
+    }
+
+    /// `POST /v1/chat/completions`.
+    pub(super) async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        let config = ctx.config.clone();
+        let key = self.authenticate(&config, session, ctx)?;
+        let body = read_body(session, config.server.max_body_bytes).await?;
+        let request = ChatRequest::parse(&body)?;
+        let model = self.allowed_model(&config, key, &request.model)?;
+        self.admit(ctx, key, model, body.len(), request.max_tokens())
+            .await?;
+        let mut client_request = ClientRequest::openai(&request);
+        self.complete(session, ctx, &mut client_request, model)
+            .await
+    }
+
+    /// `POST /v1/messages`: Anthropic's API in front of any routed model.
+    pub(super) async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        ctx.api = ClientApi::Anthropic;
+        let config = ctx.config.clone();
+        let key = self.authenticate(&config, session, ctx)?;
+        let body = read_body(session, config.server.max_body_bytes).await?;
+        let (model_name, request) = anthropic::parse_request(&body)?;
+        let model = self.allowed_model(&config, key, &model_name)?;
+        self.admit(ctx, key, model, body.len(), request.max_tokens)
+            .await?;
+        let mut client_request = ClientRequest::typed(request);
+        self.complete(session, ctx, &mut client_request, model)
+            .await
+    }
+
+    /// Budget and rate limits, before anything goes upstream. Tokens are estimated from the
+    /// body (about 4 bytes a token) plus the completion the client allows.
+    async fn admit(
+        &self,
+        ctx: &mut RequestCtx,
+        key: &ClientKey,
+        model: &PublicModel,
+        body_len: usize,
+        max_tokens: Option<u64>,
+    ) -> GwResult<()> {
+        ctx.model = Some(model.name.clone());
+        self.budgets.check(key).await?;
+        let estimate = (body_len as u64 / 4).saturating_add(max_tokens.unwrap_or(0));
+        let admission = self.limiter.admit(key, model, estimate).await?;
+        ctx.admission = Some(admission);
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Writing answers to the client, reading its body, and noticing when it hangs up.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::Stop;
+use crate::api::ClientApi;
+use crate::error::{ErrorKind, GatewayError};
+use crate::http_app::{self, BodyError};
+
+/// Groups of extra response headers (CORS, rate limits, an error's own).
+pub type HeaderGroups<'a> = [&'a [(&'static str, String)]];
+
+pub async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    extra: &HeaderGroups<'_>,
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(8))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in extra.iter().flat_map(|g| g.iter()) {
+        h.insert_header(*k, v.as_str())?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+pub async fn write_empty(
+    session: &mut Session,
+    status: u16,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(1 + extra.len()))?;
+    h.insert_header("content-length", "0")?;
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
+    session.write_response_header(Box::new(h), true).await
+}
+
+pub async fn write_stream_header(
+    session: &mut Session,
+    extra: &HeaderGroups<'_>,
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(200, Some(8))?;
+    h.insert_header("content-type", "text/event-stream")?;
+    h.insert_header("cache-control", "no-cache")?;
+    h.insert_header("transfer-encoding", "chunked")?;
+    for (k, v) in extra.iter().flat_map(|g| g.iter()) {
+        h.insert_header(*k, v.as_str())?;
+    }
+    session.write_response_header(Box::new(h), false).await
+}
+
+/// An error in the client's API shape, with its own headers and the CORS ones.
+pub async fn write_error(
+    session: &mut Session,
+    api: ClientApi,
+    cors: &[(&'static str, String)],
+    e: &GatewayError,
+) -> pingora::Result<()> {
+    let retry_after: Vec<(&'static str, String)> = e
+        .retry_after_secs
+        .map(|secs| ("retry-after", secs.to_string()))
+        .into_iter()
+        .collect();
+    write_json(
+        session,
+        e.status(),
+        api.error_body(e),
+        &[cors, &e.headers, &retry_after],
+    )
+    .await
+}
+
+/// Reads the request body up to `limit`, answering 413 (and closing the connection, since the
+/// rest of the body is not read) when it is larger.
+pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Stop> {
+    http_app::read_body(session, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => Stop::Reply(
+                GatewayError::new(
+                    ErrorKind::BodyTooLarge,
+                    format!(
+                        "The request body is larger than the {limit} bytes this gateway accepts."
+                    ),
+                )
+                .with_code("request_too_large"),
+            ),
+            BodyError::Read(e) => Stop::Downstream(e),
+        })
+}
+
+/// Resolves when the client closes its connection; the upstream leg is then dropped, which
+/// closes the vendor's connection and so cancels its work.
+pub async fn client_gone(session: &mut Session) -> Box<pingora::Error> {
+    session.set_abort_on_close(true);
+    loop {
+        match session.read_body_or_idle(true).await {
+            Err(e) => return e,
+            // Bytes of a next request (pipelining): nothing to watch for until this one ends.
+            Ok(_) => std::future::pending::<()>().await,
+        }
+    }
+}
