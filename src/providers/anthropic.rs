@@ -39,6 +39,68 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     ) {
         return Err(GatewayError::bad_param("response_format", "response_format is not supported by Anthropic models; ask for JSON in the prompt or use a tool."));
     }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.vendor_model));
+    body.insert(
+        "max_tokens".into(),
+        json!(req.max_tokens.unwrap_or(target.provider.default_max_tokens)),
+    );
+    body.insert("messages".into(), messages(req)?);
+    if let Some(system) = req.system_text() {
+        body.insert("system".into(), json!(system));
+    }
+    if let Some(t) = req.temperature {
+        // OpenAI allows 0..2, Anthropic 0..1.
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(req.stop));
+    }
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut o = json!({"name": t.name, "input_schema": t.parameters});
+                if let Some(d) = &t.description {
+                    o["description"] = json!(d);
+                }
+                o
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(c) = tool_choice(req) {
+        body.insert("tool_choice".into(), c);
+    }
+    if let Some(user) = &req.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    req.copy_extras(PASSED_EXTRAS, &mut body);
+    if req.stream {
+        body.insert("stream".into(), json!(true));
+    }
+    let mut headers = vec![("anthropic-version", API_VERSION.to_string())];
+    if let Some(k) = &target.provider.api_key {
+        headers.push(("x-api-key", k.expose().to_string()));
+    }
+    if req.stream {
+        headers.push(("accept", "text/event-stream".into()));
+    }
+    Ok(UpstreamRequest {
+        path_and_query: format!("{}/v1/messages", target.provider.endpoint.path_prefix),
+        headers,
+        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
+    })
+}
+
+/// The conversation as Anthropic messages: user and assistant turns alternating, tool calls
+/// as `tool_use` blocks, tool results as `tool_result` blocks in a user turn. The system
+/// prompt goes separately.
+fn messages(req: &Request) -> GwResult<Value> {
     let mut messages: Vec<(Role, Vec<Value>)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let (role, blocks) = match m.role {
@@ -71,48 +133,24 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             "At least one user or assistant message with content is required.",
         ));
     }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.vendor_model));
-    body.insert(
-        "max_tokens".into(),
-        json!(req.max_tokens.unwrap_or(target.provider.default_max_tokens)),
-    );
-    body.insert(
-        "messages".into(),
-        Value::Array(
-            messages
-                .into_iter()
-                .map(|(role, blocks)| json!({"role": if role == Role::User { "user" } else { "assistant" }, "content": blocks}))
-                .collect(),
-        ),
-    );
-    if let Some(system) = req.system_text() {
-        body.insert("system".into(), json!(system));
-    }
-    if let Some(t) = req.temperature {
-        // OpenAI allows 0..2, Anthropic 0..1.
-        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
-    }
-    if let Some(p) = req.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(req.stop));
-    }
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                let mut o = json!({"name": t.name, "input_schema": t.parameters});
-                if let Some(d) = &t.description {
-                    o["description"] = json!(d);
-                }
-                o
+    Ok(Value::Array(
+        messages
+            .into_iter()
+            .map(|(role, blocks)| {
+                let role = if role == Role::User {
+                    "user"
+                } else {
+                    "assistant"
+                };
+                json!({"role": role, "content": blocks})
             })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
+            .collect(),
+    ))
+}
+
+/// OpenAI's `parallel_tool_calls: false` is Anthropic's `disable_parallel_tool_use`, which
+/// lives inside `tool_choice`.
+fn tool_choice(req: &Request) -> Option<Value> {
     let mut choice = match &req.tool_choice {
         None => None,
         Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
@@ -124,28 +162,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
         c["disable_parallel_tool_use"] = json!(true);
     }
-    if let Some(c) = choice {
-        body.insert("tool_choice".into(), c);
-    }
-    if let Some(user) = &req.user {
-        body.insert("metadata".into(), json!({"user_id": user}));
-    }
-    req.copy_extras(PASSED_EXTRAS, &mut body);
-    if req.stream {
-        body.insert("stream".into(), json!(true));
-    }
-    let mut headers = vec![("anthropic-version", API_VERSION.to_string())];
-    if let Some(k) = &target.provider.api_key {
-        headers.push(("x-api-key", k.expose().to_string()));
-    }
-    if req.stream {
-        headers.push(("accept", "text/event-stream".into()));
-    }
-    Ok(UpstreamRequest {
-        path_and_query: format!("{}/v1/messages", target.provider.endpoint.path_prefix),
-        headers,
-        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
-    })
+    choice
 }
 
 fn content_blocks(parts: &[Part]) -> Vec<Value> {
@@ -388,28 +405,7 @@ impl AnthropicEvents {
             AnthropicEvent::ContentBlockStart {
                 index,
                 content_block,
-            } => match content_block {
-                AnthropicBlock::Text { text } => emit(Delta::Text(text)),
-                AnthropicBlock::Thinking { thinking } => emit(Delta::Reasoning(thinking)),
-                AnthropicBlock::ToolUse { id, name, input } => {
-                    let tool = self.next_tool;
-                    self.next_tool += 1;
-                    self.tool_index.push((index, tool));
-                    emit(Delta::ToolStart {
-                        index: tool,
-                        id,
-                        name,
-                    });
-                    // A complete input may come with the start instead of as deltas.
-                    if input.as_object().is_some_and(|o| !o.is_empty()) {
-                        emit(Delta::ToolArgs {
-                            index: tool,
-                            arguments: input.to_string(),
-                        });
-                    }
-                }
-                AnthropicBlock::Unknown => {}
-            },
+            } => self.block_start(index, content_block, emit),
             AnthropicEvent::ContentBlockDelta { index, delta } => match delta {
                 BlockDelta::TextDelta { text } => emit(Delta::Text(text)),
                 BlockDelta::ThinkingDelta { thinking } => emit(Delta::Reasoning(thinking)),
@@ -458,6 +454,33 @@ impl AnthropicEvents {
             AnthropicEvent::ContentBlockStop {}
             | AnthropicEvent::Ping {}
             | AnthropicEvent::Unknown => {}
+        }
+    }
+
+    /// A content block opens: text and thinking may carry their first piece, a tool call gets
+    /// the next OpenAI-style tool index.
+    fn block_start(&mut self, index: usize, block: AnthropicBlock, emit: &mut dyn FnMut(Delta)) {
+        match block {
+            AnthropicBlock::Text { text } => emit(Delta::Text(text)),
+            AnthropicBlock::Thinking { thinking } => emit(Delta::Reasoning(thinking)),
+            AnthropicBlock::ToolUse { id, name, input } => {
+                let tool = self.next_tool;
+                self.next_tool += 1;
+                self.tool_index.push((index, tool));
+                emit(Delta::ToolStart {
+                    index: tool,
+                    id,
+                    name,
+                });
+                // A complete input may come with the start instead of as deltas.
+                if input.as_object().is_some_and(|o| !o.is_empty()) {
+                    emit(Delta::ToolArgs {
+                        index: tool,
+                        arguments: input.to_string(),
+                    });
+                }
+            }
+            AnthropicBlock::Unknown => {}
         }
     }
 }

@@ -50,6 +50,32 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
     }
     let multimodal = req.messages.iter().any(|m| m.has_images());
+    let mut params = parameters(req)?;
+    req.copy_extras(PASSED_EXTRAS, &mut params);
+    let body = json!({"model": target.vendor_model, "input": {"messages": messages(req, multimodal)}, "parameters": params});
+    let mut headers = Vec::with_capacity(3);
+    if let Some(k) = &target.provider.api_key {
+        headers.push(("authorization", format!("Bearer {}", k.expose())));
+    }
+    if req.stream {
+        headers.push(("x-dashscope-sse", "enable".to_string()));
+        headers.push(("accept", "text/event-stream".to_string()));
+    }
+    let path = if multimodal {
+        MULTIMODAL_PATH
+    } else {
+        TEXT_PATH
+    };
+    Ok(UpstreamRequest {
+        path_and_query: format!("{}{path}", target.provider.endpoint.path_prefix),
+        headers,
+        body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
+    })
+}
+
+/// The conversation in DashScope's shape: content as a string, or as a list of text and
+/// image parts when any message has an image (the multimodal endpoint).
+fn messages(req: &Request, multimodal: bool) -> Vec<Value> {
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         let role = match m.role {
@@ -88,6 +114,11 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
         messages.push(o);
     }
+    messages
+}
+
+/// `parameters`: sampling, tools and output format, with DashScope's ranges.
+fn parameters(req: &Request) -> GwResult<Map<String, Value>> {
     let mut params = Map::new();
     params.insert("result_format".into(), json!("message"));
     if req.stream {
@@ -127,20 +158,8 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
             ),
         );
     }
-    match &req.tool_choice {
-        None => {}
-        Some(ToolChoice::Auto) => {
-            params.insert("tool_choice".into(), json!("auto"));
-        }
-        Some(ToolChoice::None) => {
-            params.insert("tool_choice".into(), json!("none"));
-        }
-        Some(ToolChoice::Function(name)) => {
-            params.insert("tool_choice".into(), json!({"type": "function", "function": {"name": name}}));
-        }
-        Some(ToolChoice::Required) => {
-            return Err(GatewayError::bad_param("tool_choice", "tool_choice 'required' is not supported by DashScope models; name the function instead."))
-        }
+    if let Some(choice) = &req.tool_choice {
+        params.insert("tool_choice".into(), tool_choice(choice)?);
     }
     if let Some(p) = req.parallel_tool_calls {
         params.insert("parallel_tool_calls".into(), json!(p));
@@ -157,25 +176,18 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         }
         Some(ResponseFormat::Text) | None => {}
     }
-    req.copy_extras(PASSED_EXTRAS, &mut params);
-    let body = json!({"model": target.vendor_model, "input": {"messages": messages}, "parameters": params});
-    let mut headers = Vec::with_capacity(3);
-    if let Some(k) = &target.provider.api_key {
-        headers.push(("authorization", format!("Bearer {}", k.expose())));
-    }
-    if req.stream {
-        headers.push(("x-dashscope-sse", "enable".to_string()));
-        headers.push(("accept", "text/event-stream".to_string()));
-    }
-    let path = if multimodal {
-        MULTIMODAL_PATH
-    } else {
-        TEXT_PATH
-    };
-    Ok(UpstreamRequest {
-        path_and_query: format!("{}{path}", target.provider.endpoint.path_prefix),
-        headers,
-        body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
+    Ok(params)
+}
+
+/// DashScope has no "required": naming the function is the only way to force a call.
+fn tool_choice(choice: &ToolChoice) -> GwResult<Value> {
+    Ok(match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+        ToolChoice::Required => {
+            return Err(GatewayError::bad_param("tool_choice", "tool_choice 'required' is not supported by DashScope models; name the function instead."))
+        }
     })
 }
 

@@ -211,33 +211,21 @@ impl Limiter {
         model: &PublicModel,
         estimated_tokens: u64,
     ) -> GwResult<Admission> {
-        let mut checks: Vec<(&'static str, Kind, u64)> = Vec::new();
-        for (scope, limits) in [("key", &key.limits), ("model", &model.limits)] {
-            if let Some(rpm) = limits.rpm {
-                checks.push((scope, Kind::Requests, rpm));
-            }
-            if let Some(tpm) = limits.tpm {
-                checks.push((scope, Kind::Tokens, tpm));
-            }
-        }
         let mut admission = Admission::default();
         // The tightest bucket of each kind speaks in the headers.
-        let mut tightest: HashMap<Kind, (u64, f64, f64)> = HashMap::new();
-        let mut taken: Vec<(String, f64, f64, f64)> = Vec::new();
-        for (scope, kind, limit) in checks {
-            let name = if scope == "key" {
-                key.name.as_str()
-            } else {
-                model.name.as_str()
-            };
+        let mut tightest: HashMap<Kind, Level> = HashMap::new();
+        let mut taken: Vec<Taken> = Vec::new();
+        for check in checks(key, model) {
             let bucket = format!(
-                "{}:rl:{scope}:{name}:{}",
+                "{}:rl:{}:{}:{}",
                 self.backend.prefix(),
-                kind.as_str()
+                check.scope,
+                check.name,
+                check.kind.as_str()
             );
-            let capacity = limit as f64;
+            let capacity = check.limit as f64;
             let rate = capacity / 60.0;
-            let amount = match kind {
+            let amount = match check.kind {
                 Kind::Requests => 1.0,
                 Kind::Tokens => (estimated_tokens.max(1) as f64).min(capacity),
             };
@@ -246,53 +234,39 @@ impl Limiter {
                 .take(&bucket, capacity, rate, amount, false)
                 .await;
             metrics::LIMIT_REMAINING
-                .with_label_values(&[scope, name, kind.as_str()])
+                .with_label_values(&[check.scope, check.name, check.kind.as_str()])
                 .set(left.max(0.0) as i64);
+            let level = Level {
+                limit: check.limit,
+                left,
+                rate,
+            };
             if !allowed {
                 // Give back what this request already took from other buckets.
-                for (b, cap, r, amt) in &taken {
-                    self.backend.take(b, *cap, *r, -amt, true).await;
+                for t in &taken {
+                    self.backend
+                        .take(&t.bucket, t.capacity, t.rate, -t.amount, true)
+                        .await;
                 }
-                let wait = ((amount - left) / rate).max(0.001);
-                let reason = format!("{scope}_{}", kind.as_str());
-                metrics::REJECTIONS.with_label_values(&[&reason]).inc();
-                let mut e = GatewayError::new(
-                    ErrorKind::RateLimited,
-                    format!(
-                        "Rate limit reached for {} on {scope} {name}: limit {limit} per minute. Please try again in {}.",
-                        kind.as_str(),
-                        reset_text(amount - left, rate)
-                    ),
-                )
-                .with_code("rate_limit_exceeded")
-                .with_retry_after(Some(wait.ceil() as u64));
-                e.headers = vec![
-                    (limit_header(kind), limit.to_string()),
-                    (remaining_header(kind), (left.max(0.0) as u64).to_string()),
-                    (reset_header(kind), reset_text(capacity - left, rate)),
-                ];
-                return Err(e);
+                return Err(rejection(&check, amount, &level));
             }
-            taken.push((bucket.clone(), capacity, rate, amount));
-            if kind == Kind::Tokens {
+            if check.kind == Kind::Tokens {
                 admission.tokens_reserved = amount;
-                admission.token_buckets.push((bucket, rate));
+                admission.token_buckets.push((bucket.clone(), rate));
             }
-            let entry = tightest.entry(kind).or_insert((limit, left, rate));
-            if left / capacity < entry.1 / entry.0 as f64 {
-                *entry = (limit, left, rate);
+            taken.push(Taken {
+                bucket,
+                capacity,
+                rate,
+                amount,
+            });
+            let entry = tightest.entry(check.kind).or_insert(level);
+            if level.share_left() < entry.share_left() {
+                *entry = level;
             }
         }
-        for (kind, (limit, left, rate)) in tightest {
-            admission
-                .headers
-                .push((limit_header(kind), limit.to_string()));
-            admission
-                .headers
-                .push((remaining_header(kind), (left.max(0.0) as u64).to_string()));
-            admission
-                .headers
-                .push((reset_header(kind), reset_text(limit as f64 - left, rate)));
+        for (kind, level) in tightest {
+            admission.headers.extend(level.headers(kind));
         }
         Ok(admission)
     }
@@ -311,6 +285,94 @@ impl Limiter {
                 .await;
         }
     }
+}
+
+/// One limit a request is checked against.
+struct Check<'a> {
+    /// `key` or `model`.
+    scope: &'static str,
+    name: &'a str,
+    kind: Kind,
+    limit: u64,
+}
+
+fn checks<'a>(key: &'a ClientKey, model: &'a PublicModel) -> Vec<Check<'a>> {
+    let mut checks = Vec::new();
+    for (scope, name, limits) in [
+        ("key", key.name.as_str(), &key.limits),
+        ("model", model.name.as_str(), &model.limits),
+    ] {
+        for (kind, limit) in [(Kind::Requests, limits.rpm), (Kind::Tokens, limits.tpm)] {
+            if let Some(limit) = limit {
+                checks.push(Check {
+                    scope,
+                    name,
+                    kind,
+                    limit,
+                });
+            }
+        }
+    }
+    checks
+}
+
+/// What one bucket gave a request, to give back if a later bucket refuses it.
+struct Taken {
+    bucket: String,
+    capacity: f64,
+    rate: f64,
+    amount: f64,
+}
+
+/// A bucket's fill after a take.
+#[derive(Clone, Copy)]
+struct Level {
+    limit: u64,
+    left: f64,
+    /// Refill per second.
+    rate: f64,
+}
+
+impl Level {
+    fn share_left(&self) -> f64 {
+        self.left / self.limit as f64
+    }
+
+    fn headers(&self, kind: Kind) -> [(&'static str, String); 3] {
+        [
+            (limit_header(kind), self.limit.to_string()),
+            (
+                remaining_header(kind),
+                (self.left.max(0.0) as u64).to_string(),
+            ),
+            (
+                reset_header(kind),
+                reset_text(self.limit as f64 - self.left, self.rate),
+            ),
+        ]
+    }
+}
+
+/// The 429 for a bucket that could not give `amount`.
+fn rejection(check: &Check, amount: f64, level: &Level) -> GatewayError {
+    let wait = ((amount - level.left) / level.rate).max(0.001);
+    let reason = format!("{}_{}", check.scope, check.kind.as_str());
+    metrics::REJECTIONS.with_label_values(&[&reason]).inc();
+    let mut e = GatewayError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "Rate limit reached for {} on {} {}: limit {} per minute. Please try again in {}.",
+            check.kind.as_str(),
+            check.scope,
+            check.name,
+            check.limit,
+            reset_text(amount - level.left, level.rate)
+        ),
+    )
+    .with_code("rate_limit_exceeded")
+    .with_retry_after(Some(wait.ceil() as u64));
+    e.headers = level.headers(check.kind).to_vec();
+    e
 }
 
 fn limit_header(kind: Kind) -> &'static str {

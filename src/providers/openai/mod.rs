@@ -90,29 +90,7 @@ fn role_str(role: Role) -> &'static str {
 pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
     let mut body = Map::new();
     body.insert("model".into(), json!(target.vendor_model));
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| {
-            let mut o = json!({"role": role_str(m.role), "content": content_json(&m.parts)});
-            if !m.tool_calls.is_empty() {
-                o["tool_calls"] = Value::Array(
-                    m.tool_calls
-                        .iter()
-                        .map(|c| {
-                            json!({"id": c.id, "type": "function",
-                            "function": {"name": c.name, "arguments": c.arguments}})
-                        })
-                        .collect(),
-                );
-            }
-            if let Some(id) = &m.tool_call_id {
-                o["tool_call_id"] = json!(id);
-            }
-            o
-        })
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), messages_json(req));
     let mut put = |k: &str, v: Value| {
         body.insert(k.into(), v);
     };
@@ -152,29 +130,13 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
         put("tools", Value::Array(tools));
     }
     if let Some(c) = &req.tool_choice {
-        put(
-            "tool_choice",
-            match c {
-                ToolChoice::None => json!("none"),
-                ToolChoice::Auto => json!("auto"),
-                ToolChoice::Required => json!("required"),
-                ToolChoice::Function(name) => {
-                    json!({"type": "function", "function": {"name": name}})
-                }
-            },
-        );
+        put("tool_choice", tool_choice_json(c));
     }
     if let Some(p) = req.parallel_tool_calls {
         put("parallel_tool_calls", json!(p));
     }
-    match &req.response_format {
-        None => {}
-        Some(ResponseFormat::Text) => put("response_format", json!({"type": "text"})),
-        Some(ResponseFormat::JsonObject) => put("response_format", json!({"type": "json_object"})),
-        Some(ResponseFormat::JsonSchema { name, schema }) => put(
-            "response_format",
-            json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}}),
-        ),
+    if let Some(f) = &req.response_format {
+        put("response_format", response_format_json(f));
     }
     if let Some(u) = &req.user {
         put("user", json!(u));
@@ -188,6 +150,48 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
     }
     let bytes = serde_json::to_vec(&Value::Object(body)).expect("json serializes");
     request(target, req.stream, bytes)
+}
+
+fn messages_json(req: &Request) -> Value {
+    req.messages
+        .iter()
+        .map(|m| {
+            let mut o = json!({"role": role_str(m.role), "content": content_json(&m.parts)});
+            if !m.tool_calls.is_empty() {
+                o["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments}})
+                    })
+                    .collect();
+            }
+            if let Some(id) = &m.tool_call_id {
+                o["tool_call_id"] = json!(id);
+            }
+            o
+        })
+        .collect()
+}
+
+fn tool_choice_json(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::None => json!("none"),
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+fn response_format_json(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema { name, schema } => {
+            json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}})
+        }
+    }
 }
 
 /// This vendor's translation functions, for `providers::dialect`.

@@ -161,67 +161,11 @@ impl Request {
     pub fn from_openai(chat: &ChatRequest) -> GwResult<Request> {
         let obj = &chat.body;
         let wire: Vec<WireMessage> = member(obj, "messages")?.unwrap_or_default();
-        let mut messages = Vec::with_capacity(wire.len());
-        for (i, m) in wire.into_iter().enumerate() {
-            let mut parts = Vec::new();
-            match m.content {
-                None => {}
-                Some(WireContent::Text(t)) => parts.push(Part::Text(t)),
-                Some(WireContent::Parts(ps)) => {
-                    for p in ps {
-                        parts.push(match p {
-                            WirePart::Text { text } => Part::Text(text),
-                            WirePart::ImageUrl { image_url } => {
-                                Part::Image(parse_image_url(match &image_url {
-                                    WireImageUrl::Object { url } | WireImageUrl::Plain(url) => url,
-                                }))
-                            }
-                            WirePart::Unsupported => {
-                                return Err(GatewayError::bad_param(
-                                    &format!("messages[{i}].content"),
-                                    "Only text and image_url content parts are supported.",
-                                ))
-                            }
-                        });
-                    }
-                }
-            }
-            let mut tool_calls: Vec<ToolCall> = m
-                .tool_calls
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| ToolCall {
-                    id: c.id,
-                    name: c.function.name,
-                    arguments: c.function.arguments,
-                })
-                .collect();
-            if let Some(f) = m.function_call {
-                tool_calls.push(ToolCall {
-                    id: format!("call_{i}"),
-                    name: f.name,
-                    arguments: f.arguments,
-                });
-            }
-            let role = if m.role == Role::Function {
-                Role::Tool
-            } else {
-                m.role
-            };
-            let tool_call_id = match (role, m.tool_call_id) {
-                (Role::Tool, None) if m.name.is_some() => {
-                    Some(format!("fn:{}", m.name.clone().unwrap_or_default()))
-                }
-                (_, id) => id,
-            };
-            messages.push(Message {
-                role,
-                parts,
-                tool_calls,
-                tool_call_id,
-                name: m.name,
-            });
-        }
+        let messages = wire
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| message(i, m))
+            .collect::<GwResult<Vec<_>>>()?;
         let max_tokens = match member::<u64>(obj, "max_completion_tokens")? {
             Some(v) => Some(v),
             None => member::<u64>(obj, "max_tokens")?,
@@ -231,54 +175,9 @@ impl Request {
             Some(WireStop::One(s)) => vec![s],
             Some(WireStop::Many(v)) => v,
         };
-        let mut tools = Vec::new();
-        for t in member::<Vec<WireTool>>(obj, "tools")?.unwrap_or_default() {
-            let f = t.function.ok_or_else(|| {
-                GatewayError::bad_param("tools", "Every tool needs a `function`.")
-            })?;
-            tools.push(ToolDef {
-                name: f.name,
-                description: f.description,
-                parameters: f
-                    .parameters
-                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
-            });
-        }
-        let tool_choice = match member::<WireToolChoice>(obj, "tool_choice")? {
-            None => None,
-            Some(WireToolChoice::Mode(m)) => Some(match m.as_str() {
-                "none" => ToolChoice::None,
-                "auto" => ToolChoice::Auto,
-                "required" => ToolChoice::Required,
-                other => return Err(GatewayError::bad_param("tool_choice", format!("Invalid value: '{other}'. Supported values are: 'none', 'auto' and 'required'."))),
-            }),
-            Some(WireToolChoice::Named { function }) => Some(ToolChoice::Function(function.name)),
-        };
-        let response_format = match member::<WireResponseFormat>(obj, "response_format")? {
-            None => None,
-            Some(f) => Some(match f.kind.as_str() {
-                "text" => ResponseFormat::Text,
-                "json_object" => ResponseFormat::JsonObject,
-                "json_schema" => {
-                    let s = f.json_schema.ok_or_else(|| {
-                        GatewayError::bad_param(
-                            "response_format.json_schema",
-                            "Missing required parameter: 'response_format.json_schema'.",
-                        )
-                    })?;
-                    ResponseFormat::JsonSchema {
-                        name: s.name.unwrap_or_else(|| "response".into()),
-                        schema: s.schema.unwrap_or(Value::Null),
-                    }
-                }
-                other => {
-                    return Err(GatewayError::bad_param(
-                        "response_format.type",
-                        format!("Invalid value: '{other}'."),
-                    ))
-                }
-            }),
-        };
+        let tools = tools(obj)?;
+        let tool_choice = tool_choice(obj)?;
+        let response_format = response_format(obj)?;
         let extra = obj
             .members
             .iter()
@@ -310,6 +209,129 @@ impl Request {
             extra,
         })
     }
+}
+
+/// One OpenAI message; the legacy `function` role and `function_call` become tool messages
+/// and tool calls.
+fn message(i: usize, m: WireMessage) -> GwResult<Message> {
+    let mut parts = Vec::new();
+    match m.content {
+        None => {}
+        Some(WireContent::Text(t)) => parts.push(Part::Text(t)),
+        Some(WireContent::Parts(ps)) => {
+            for p in ps {
+                parts.push(match p {
+                    WirePart::Text { text } => Part::Text(text),
+                    WirePart::ImageUrl { image_url } => {
+                        Part::Image(parse_image_url(match &image_url {
+                            WireImageUrl::Object { url } | WireImageUrl::Plain(url) => url,
+                        }))
+                    }
+                    WirePart::Unsupported => {
+                        return Err(GatewayError::bad_param(
+                            &format!("messages[{i}].content"),
+                            "Only text and image_url content parts are supported.",
+                        ))
+                    }
+                });
+            }
+        }
+    }
+    let mut tool_calls: Vec<ToolCall> = m
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| ToolCall {
+            id: c.id,
+            name: c.function.name,
+            arguments: c.function.arguments,
+        })
+        .collect();
+    if let Some(f) = m.function_call {
+        tool_calls.push(ToolCall {
+            id: format!("call_{i}"),
+            name: f.name,
+            arguments: f.arguments,
+        });
+    }
+    let role = if m.role == Role::Function {
+        Role::Tool
+    } else {
+        m.role
+    };
+    let tool_call_id = match (role, m.tool_call_id) {
+        (Role::Tool, None) if m.name.is_some() => {
+            Some(format!("fn:{}", m.name.clone().unwrap_or_default()))
+        }
+        (_, id) => id,
+    };
+    Ok(Message {
+        role,
+        parts,
+        tool_calls,
+        tool_call_id,
+        name: m.name,
+    })
+}
+
+fn tools(obj: &RawObject) -> GwResult<Vec<ToolDef>> {
+    let mut tools = Vec::new();
+    for t in member::<Vec<WireTool>>(obj, "tools")?.unwrap_or_default() {
+        let f = t
+            .function
+            .ok_or_else(|| GatewayError::bad_param("tools", "Every tool needs a `function`."))?;
+        tools.push(ToolDef {
+            name: f.name,
+            description: f.description,
+            parameters: f
+                .parameters
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        });
+    }
+    Ok(tools)
+}
+
+fn tool_choice(obj: &RawObject) -> GwResult<Option<ToolChoice>> {
+    Ok(match member::<WireToolChoice>(obj, "tool_choice")? {
+        None => None,
+        Some(WireToolChoice::Mode(m)) => Some(match m.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => return Err(GatewayError::bad_param("tool_choice", format!("Invalid value: '{other}'. Supported values are: 'none', 'auto' and 'required'."))),
+        }),
+        Some(WireToolChoice::Named { function }) => Some(ToolChoice::Function(function.name)),
+    })
+}
+
+fn response_format(obj: &RawObject) -> GwResult<Option<ResponseFormat>> {
+    Ok(
+        match member::<WireResponseFormat>(obj, "response_format")? {
+            None => None,
+            Some(f) => Some(match f.kind.as_str() {
+                "text" => ResponseFormat::Text,
+                "json_object" => ResponseFormat::JsonObject,
+                "json_schema" => {
+                    let s = f.json_schema.ok_or_else(|| {
+                        GatewayError::bad_param(
+                            "response_format.json_schema",
+                            "Missing required parameter: 'response_format.json_schema'.",
+                        )
+                    })?;
+                    ResponseFormat::JsonSchema {
+                        name: s.name.unwrap_or_else(|| "response".into()),
+                        schema: s.schema.unwrap_or(Value::Null),
+                    }
+                }
+                other => {
+                    return Err(GatewayError::bad_param(
+                        "response_format.type",
+                        format!("Invalid value: '{other}'."),
+                    ))
+                }
+            }),
+        },
+    )
 }
 
 #[cfg(test)]

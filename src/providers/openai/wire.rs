@@ -190,94 +190,102 @@ impl<'a> ChatRequest<'a> {
             }
             Err(e) => return Err(invalid_json(e)),
         };
-        let model = match body.get("model") {
-            None => {
-                return Err(GatewayError::invalid(
-                    "you must provide a model parameter",
-                    Some("model"),
-                ))
-            }
-            Some(v) => match serde_json::from_str::<Cow<'a, str>>(v.get()) {
-                Ok(m) if !m.is_empty() => m,
-                _ => return Err(type_error("model", "a non-empty string", v)),
-            },
-        };
-        let messages = body.get("messages").ok_or_else(|| {
-            GatewayError::invalid("Missing required parameter: 'messages'.", Some("messages"))
-        })?;
-        let list: Vec<&RawValue> = match serde_json::from_str(messages.get()) {
-            Ok(l) => l,
-            Err(_) => return Err(type_error("messages", "an array", messages)),
-        };
-        if list.is_empty() {
-            return Err(GatewayError::invalid(
-                "'messages' must contain at least one message.",
-                Some("messages"),
-            ));
-        }
-        for (i, m) in list.iter().enumerate() {
-            let param = format!("messages[{i}]");
-            if JsonType::of(m) != JsonType::Object {
-                return Err(type_error(&param, "an object", m));
-            }
-            let shape: MessageShape = serde_json::from_str(m.get()).map_err(invalid_json)?;
-            let role = shape
-                .role
-                .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok());
-            match role.as_deref() {
-                Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
-                Some(other) => {
-                    return Err(GatewayError::invalid(
-                        format!("Invalid value for '{param}.role': '{other}' is not one of 'system', 'developer', 'user', 'assistant', 'tool'."),
-                        Some(&format!("{param}.role")),
-                    ))
-                }
-                None => {
-                    return Err(GatewayError::invalid(
-                        format!("Missing required parameter: '{param}.role'."),
-                        Some(&format!("{param}.role")),
-                    ))
-                }
-            }
-        }
-        for (name, allowed) in TYPED_MEMBERS {
-            let Some(v) = body.get(name) else { continue };
-            let t = JsonType::of(v);
-            if t == JsonType::Null {
-                continue;
-            }
-            if !allowed.contains(&t) {
-                let expected: Vec<&str> = allowed.iter().map(|a| a.name()).collect();
-                return Err(type_error(name, &expected.join(" or "), v));
-            }
-            if INTEGER_MEMBERS.contains(name) && v.get().parse::<i64>().is_err() {
-                return Err(type_error(name, "an integer", v));
-            }
-        }
-        let stream = body
-            .get("stream")
-            .map(|v| v.get() == "true")
-            .unwrap_or(false);
-        let include_usage = match body.get("stream_options") {
-            Some(v) if JsonType::of(v) == JsonType::Object => {
-                serde_json::from_str::<StreamOptions>(v.get())
-                    .map_err(|_| {
-                        GatewayError::invalid(
-                            "'stream_options.include_usage' must be a boolean.",
-                            Some("stream_options.include_usage"),
-                        )
-                    })?
-                    .include_usage
-                    .unwrap_or(false)
-            }
-            _ => false,
-        };
+        let model = model(&body)?;
+        check_messages(&body)?;
+        check_types(&body)?;
+        let stream = body.get("stream").is_some_and(|v| v.get() == "true");
+        let include_usage = include_usage(&body)?;
         Ok(ChatRequest {
             body,
             model,
             stream,
             include_usage,
         })
+    }
+}
+
+fn model<'a>(body: &RawObject<'a>) -> GwResult<Cow<'a, str>> {
+    let v = body.get("model").ok_or_else(|| {
+        GatewayError::invalid("you must provide a model parameter", Some("model"))
+    })?;
+    match serde_json::from_str::<Cow<'a, str>>(v.get()) {
+        Ok(m) if !m.is_empty() => Ok(m),
+        _ => Err(type_error("model", "a non-empty string", v)),
+    }
+}
+
+/// `messages`: a non-empty array of objects, each with a known role.
+fn check_messages(body: &RawObject) -> GwResult<()> {
+    let messages = body.get("messages").ok_or_else(|| {
+        GatewayError::invalid("Missing required parameter: 'messages'.", Some("messages"))
+    })?;
+    let list: Vec<&RawValue> = serde_json::from_str(messages.get())
+        .map_err(|_| type_error("messages", "an array", messages))?;
+    if list.is_empty() {
+        return Err(GatewayError::invalid(
+            "'messages' must contain at least one message.",
+            Some("messages"),
+        ));
+    }
+    for (i, m) in list.iter().enumerate() {
+        let param = format!("messages[{i}]");
+        if JsonType::of(m) != JsonType::Object {
+            return Err(type_error(&param, "an object", m));
+        }
+        let shape: MessageShape = serde_json::from_str(m.get()).map_err(invalid_json)?;
+        let role = shape
+            .role
+            .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok());
+        match role.as_deref() {
+            Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
+            Some(other) => {
+                return Err(GatewayError::invalid(
+                    format!("Invalid value for '{param}.role': '{other}' is not one of 'system', 'developer', 'user', 'assistant', 'tool'."),
+                    Some(&format!("{param}.role")),
+                ))
+            }
+            None => {
+                return Err(GatewayError::invalid(
+                    format!("Missing required parameter: '{param}.role'."),
+                    Some(&format!("{param}.role")),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The members OpenAI types strictly, checked before any vendor sees them.
+fn check_types(body: &RawObject) -> GwResult<()> {
+    for (name, allowed) in TYPED_MEMBERS {
+        let Some(v) = body.get(name) else { continue };
+        let t = JsonType::of(v);
+        if t == JsonType::Null {
+            continue;
+        }
+        if !allowed.contains(&t) {
+            let expected: Vec<&str> = allowed.iter().map(|a| a.name()).collect();
+            return Err(type_error(name, &expected.join(" or "), v));
+        }
+        if INTEGER_MEMBERS.contains(name) && v.get().parse::<i64>().is_err() {
+            return Err(type_error(name, "an integer", v));
+        }
+    }
+    Ok(())
+}
+
+fn include_usage(body: &RawObject) -> GwResult<bool> {
+    match body.get("stream_options") {
+        Some(v) if JsonType::of(v) == JsonType::Object => {
+            let options = serde_json::from_str::<StreamOptions>(v.get()).map_err(|_| {
+                GatewayError::invalid(
+                    "'stream_options.include_usage' must be a boolean.",
+                    Some("stream_options.include_usage"),
+                )
+            })?;
+            Ok(options.include_usage.unwrap_or(false))
+        }
+        _ => Ok(false),
     }
 }
 

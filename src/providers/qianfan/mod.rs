@@ -3,7 +3,7 @@
 //! v2 is OpenAI-compatible and handled by `openai`. The access tokens are cached in `token`.
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::model::{
@@ -38,73 +38,8 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         .access_token
         .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "no Qianfan access token"))?;
 
-    // (role, content, function_call, name)
-    let mut turns: Vec<(&str, String, Option<Value>, Option<String>)> = Vec::new();
-    for m in &req.messages {
-        let turn = match m.role {
-            Role::System | Role::Developer => continue,
-            Role::User => ("user", m.text(), None, None),
-            Role::Assistant => {
-                let call = m
-                    .tool_calls
-                    .first()
-                    .map(|c| json!({"name": c.name, "arguments": c.arguments}));
-                ("assistant", m.text(), call, None)
-            }
-            Role::Tool | Role::Function => {
-                let name = m
-                    .tool_call_id
-                    .as_deref()
-                    .and_then(|id| req.function_name_for(id))
-                    .map(str::to_string)
-                    .or_else(|| m.name.clone());
-                ("function", m.text(), None, name)
-            }
-        };
-        // ERNIE needs alternating turns: merge neighbours of the same role.
-        match turns.last_mut() {
-            Some(last)
-                if last.0 == turn.0
-                    && turn.0 != "function"
-                    && last.2.is_none()
-                    && turn.2.is_none() =>
-            {
-                if !last.1.is_empty() && !turn.1.is_empty() {
-                    last.1.push_str("\n\n");
-                }
-                last.1.push_str(&turn.1);
-            }
-            _ => turns.push(turn),
-        }
-    }
-    let alternates = turns.iter().enumerate().all(|(i, t)| {
-        if i % 2 == 0 {
-            t.0 == "user" || t.0 == "function"
-        } else {
-            t.0 == "assistant"
-        }
-    });
-    if turns.is_empty() || turns.len().is_multiple_of(2) || !alternates {
-        return Err(GatewayError::bad_param(
-            "messages",
-            "Qianfan ERNIE models need messages that alternate user and assistant turns, starting and ending with the user.",
-        ));
-    }
-    let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, content, call, name)| {
-            let mut o = json!({"role": role, "content": content});
-            if let Some(c) = call {
-                o["function_call"] = c;
-            }
-            if let Some(n) = name {
-                o["name"] = json!(n);
-            }
-            o
-        })
-        .collect();
     let mut body = Map::new();
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), json!(messages(req)?));
     if let Some(system) = req.system_text() {
         body.insert("system".into(), json!(system));
     }
@@ -152,6 +87,87 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         headers: Vec::new(),
         body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
     })
+}
+
+#[derive(Serialize)]
+struct ErnieMessage<'a> {
+    role: &'static str,
+    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_call: Option<ErnieCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ErnieCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// The conversation as ERNIE takes it: the system prompt apart, one function call per
+/// assistant turn, and strictly alternating turns that start and end with the user (neighbours
+/// of the same role are merged).
+fn messages(req: &Request) -> GwResult<Vec<ErnieMessage<'_>>> {
+    let mut turns: Vec<ErnieMessage> = Vec::new();
+    for m in &req.messages {
+        let turn = match m.role {
+            Role::System | Role::Developer => continue,
+            Role::User => ErnieMessage {
+                role: "user",
+                content: m.text(),
+                function_call: None,
+                name: None,
+            },
+            Role::Assistant => ErnieMessage {
+                role: "assistant",
+                content: m.text(),
+                function_call: m.tool_calls.first().map(|c| ErnieCall {
+                    name: &c.name,
+                    arguments: &c.arguments,
+                }),
+                name: None,
+            },
+            Role::Tool | Role::Function => ErnieMessage {
+                role: "function",
+                content: m.text(),
+                function_call: None,
+                name: m
+                    .tool_call_id
+                    .as_deref()
+                    .and_then(|id| req.function_name_for(id))
+                    .or(m.name.as_deref()),
+            },
+        };
+        match turns.last_mut() {
+            Some(last)
+                if last.role == turn.role
+                    && turn.role != "function"
+                    && last.function_call.is_none()
+                    && turn.function_call.is_none() =>
+            {
+                if !last.content.is_empty() && !turn.content.is_empty() {
+                    last.content.push_str("\n\n");
+                }
+                last.content.push_str(&turn.content);
+            }
+            _ => turns.push(turn),
+        }
+    }
+    let alternates = turns.iter().enumerate().all(|(i, t)| {
+        if i % 2 == 0 {
+            t.role == "user" || t.role == "function"
+        } else {
+            t.role == "assistant"
+        }
+    });
+    if turns.is_empty() || turns.len().is_multiple_of(2) || !alternates {
+        return Err(GatewayError::bad_param(
+            "messages",
+            "Qianfan ERNIE models need messages that alternate user and assistant turns, starting and ending with the user.",
+        ));
+    }
+    Ok(turns)
 }
 
 #[derive(Deserialize)]
