@@ -1,7 +1,7 @@
 //! Wall-clock time where the gateway needs it: `created` stamps and budget periods.
 
 /// Seconds since the Unix epoch (0 on a clock set before 1970).
-pub fn unix_secs() -> u64 {
+pub(crate) fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

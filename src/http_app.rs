@@ -8,7 +8,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
 /// Reads the request header; false when the client sent none (closed or garbage).
-pub async fn begin(http: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+pub(crate) async fn begin(http: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
     if !matches!(http.read_request().await, Ok(true)) {
         return false;
     }
@@ -17,7 +17,7 @@ pub async fn begin(http: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
 }
 
 /// Hands the connection back for the next request when the exchange ended cleanly.
-pub async fn end(http: ServerSession) -> Option<ReusedHttpStream> {
+pub(crate) async fn end(http: ServerSession) -> Option<ReusedHttpStream> {
     let settings = HttpPersistentSettings::for_session(&http);
     match http.finish().await {
         Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
@@ -25,7 +25,7 @@ pub async fn end(http: ServerSession) -> Option<ReusedHttpStream> {
     }
 }
 
-pub async fn respond(
+pub(crate) async fn respond(
     http: &mut ServerSession,
     status: u16,
     headers: &[(String, String)],
@@ -44,7 +44,7 @@ pub async fn respond(
 }
 
 /// Why a request body could not be read whole.
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// Over the limit; the connection is marked not to be reused, since the rest is unread.
     TooLarge { limit: usize },
     /// The client's connection failed or its framing was invalid.
@@ -53,7 +53,7 @@ pub enum BodyError {
 
 /// Reads the whole request body up to `limit` bytes. A declared `Content-Length` over the
 /// limit is refused before anything is read.
-pub async fn read_body(http: &mut ServerSession, limit: usize) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(http: &mut ServerSession, limit: usize) -> Result<Bytes, BodyError> {
     let declared = http
         .req_header()
         .headers

@@ -10,15 +10,18 @@
 //! - `traffic`: who may pass and where to: auth, routing, failover, breakers, limits, budgets.
 //! - `proxy`: the Pingora phases, the router, the attempt loop, the upstream leg, the relay.
 //! - `server`: assembles the listeners; `mock`: the mock vendors.
+//!
+//! `config` and `server` are what the binary uses; `providers`, `api` and `error` are public for
+//! the translation benchmarks. Everything else is crate-private, so the compiler reports dead code.
 
 pub mod api;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod error;
-pub mod http_app;
-pub mod metrics;
-pub mod mock;
+pub(crate) mod http_app;
+pub(crate) mod metrics;
+pub(crate) mod mock;
 pub mod providers;
-pub mod proxy;
+pub(crate) mod proxy;
 pub mod server;
-pub mod traffic;
+pub(crate) mod traffic;

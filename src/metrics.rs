@@ -8,9 +8,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
+pub(crate) static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
 
-pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_requests_total",
         "Client requests by public model, provider and HTTP status.",
@@ -20,7 +20,7 @@ pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+pub(crate) static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     register_histogram_vec_with_registry!(
         "modelmux_request_duration_seconds",
         "Time from request start to the last byte sent to the client.",
@@ -31,7 +31,7 @@ pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_upstream_errors_total",
         "Failed upstream attempts by provider and error kind.",
@@ -41,7 +41,7 @@ pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_tokens_total",
         "Tokens reported by vendors, by public model, provider and type (prompt, completion).",
@@ -51,7 +51,7 @@ pub static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static BREAKER_STATE: Lazy<IntGaugeVec> = Lazy::new(|| {
+pub(crate) static BREAKER_STATE: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec_with_registry!(
         "modelmux_breaker_state",
         "Circuit breaker state per target: 0 closed, 1 open, 2 half-open.",
@@ -61,7 +61,7 @@ pub static BREAKER_STATE: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static BREAKER_TRANSITIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static BREAKER_TRANSITIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_breaker_transitions_total",
         "Circuit breaker state changes per target, by the state entered.",
@@ -71,7 +71,7 @@ pub static BREAKER_TRANSITIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static RETRIES: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static RETRIES: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_retries_total",
         "Attempts after the first, by public model and whether they moved to another target.",
@@ -81,7 +81,7 @@ pub static RETRIES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_upstream_attempts_total",
         "Upstream attempts by provider and outcome (ok, or the error kind).",
@@ -91,7 +91,7 @@ pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub(crate) static REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_rejections_total",
         "Requests the gateway refused itself, by reason.",
@@ -101,7 +101,7 @@ pub static REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-pub static LIMIT_REMAINING: Lazy<IntGaugeVec> = Lazy::new(|| {
+pub(crate) static LIMIT_REMAINING: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec_with_registry!(
         "modelmux_limit_remaining",
         "What the last admission left in a rate-limit bucket, by scope (key, model), its configured name and kind.",
@@ -112,7 +112,7 @@ pub static LIMIT_REMAINING: Lazy<IntGaugeVec> = Lazy::new(|| {
 });
 
 /// Registers every metric so that the first scrape lists them all, even at zero.
-pub fn init() {
+pub(crate) fn init() {
     Lazy::force(&REQUESTS);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&UPSTREAM_ERRORS);
@@ -125,7 +125,7 @@ pub fn init() {
     Lazy::force(&LIMIT_REMAINING);
 }
 
-pub fn render() -> Vec<u8> {
+pub(crate) fn render() -> Vec<u8> {
     let mut out = Vec::with_capacity(8192);
     TextEncoder::new()
         .encode(&REGISTRY.gather(), &mut out)

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoice};
 use super::{keys, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
-pub fn route(req: &MockRequest) -> Routed {
+pub(crate) fn route(req: &MockRequest) -> Routed {
     if (req.method.as_str(), req.path.as_str()) != ("POST", "/v1/messages") {
         return Routed::Done(error(
             404,
@@ -185,7 +185,7 @@ fn event(name: &str, data: Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let msg_id = format!("msg_mock{id}");
     let tool_id = format!("toolu_mock{id}");
     if !conv.stream {
@@ -261,7 +261,7 @@ pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     }
 }
 
-pub fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
+pub(crate) fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
     let ty = match status {
         400 => "invalid_request_error",
         401 => "authentication_error",

@@ -7,39 +7,39 @@ use serde_json::{json, Map, Value};
 /// message, an `x-mock-fault` header, or a sticky fault set through `/__mock/fault`.
 /// Syntax: space-separated `key=value` pairs and flags, e.g. `status=429 retry_after=2`.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// Answer with this HTTP status and the vendor's error body for it.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// `Retry-After` seconds on a 429/503 (and Gemini's `retryDelay`).
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// Delay before the response header: the time to first byte.
-    pub latency_ms: u64,
+    pub(crate) latency_ms: u64,
     /// Delay between stream events.
-    pub chunk_delay_ms: u64,
+    pub(crate) chunk_delay_ms: u64,
     /// Reply with exactly this many words.
-    pub words: Option<usize>,
+    pub(crate) words: Option<usize>,
     /// Close the connection after this many stream events (0: before any response).
-    pub reset_after: Option<usize>,
+    pub(crate) reset_after: Option<usize>,
     /// Send a malformed event after this many stream events.
-    pub malformed_after: Option<usize>,
+    pub(crate) malformed_after: Option<usize>,
     /// Send the vendor's in-stream error event after this many stream events.
-    pub error_after: Option<usize>,
+    pub(crate) error_after: Option<usize>,
     /// Reply 200 with a body that is not JSON (or not SSE).
-    pub garbage: bool,
+    pub(crate) garbage: bool,
     /// Never answer.
-    pub hang: bool,
+    pub(crate) hang: bool,
     /// Qianfan v1: answer HTTP 200 with this `error_code`.
-    pub qianfan_code: Option<u64>,
+    pub(crate) qianfan_code: Option<u64>,
     /// Every reply word is the time it was written (`ts` + 16-digit µs since the epoch), so a
     /// benchmark can measure each chunk's delay on the way to the client.
-    pub stamp: bool,
+    pub(crate) stamp: bool,
 }
 
 /// The placeholder a stamped reply carries until the event is written.
-pub const STAMP: &str = "@@T@@";
+pub(crate) const STAMP: &str = "@@T@@";
 
 impl Fault {
-    pub fn parse(spec: &str) -> Result<Fault, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Fault, String> {
         let mut f = Fault::default();
         for item in spec.split_whitespace() {
             let (k, v) = item.split_once('=').unwrap_or((item, ""));
@@ -67,7 +67,7 @@ impl Fault {
     }
 
     /// Later sources override earlier ones field by field.
-    pub fn merge(mut self, other: &Fault) -> Fault {
+    pub(crate) fn merge(mut self, other: &Fault) -> Fault {
         macro_rules! take {
             ($($opt:ident),*) => { $( if other.$opt.is_some() { self.$opt = other.$opt; } )* };
         }
@@ -94,7 +94,7 @@ impl Fault {
 }
 
 /// Finds `[[mock ...]]` in a text; returns the directive and the text without it.
-pub fn split_directive(text: &str) -> (Option<&str>, String) {
+pub(crate) fn split_directive(text: &str) -> (Option<&str>, String) {
     if let Some(start) = text.find("[[mock") {
         if let Some(len) = text[start..].find("]]") {
             let inner = text[start + 6..start + len].trim();
@@ -106,13 +106,13 @@ pub fn split_directive(text: &str) -> (Option<&str>, String) {
 }
 
 #[derive(Debug, Clone)]
-pub struct Tool {
-    pub name: String,
-    pub schema: Value,
+pub(crate) struct Tool {
+    pub(crate) name: String,
+    pub(crate) schema: Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum ToolChoice {
+pub(crate) enum ToolChoice {
     Auto,
     None,
     Required,
@@ -120,7 +120,7 @@ pub enum ToolChoice {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum LastTurn {
+pub(crate) enum LastTurn {
     User(String),
     ToolResult(String),
     Other,
@@ -128,24 +128,24 @@ pub enum LastTurn {
 
 /// A request, as any vendor's mock reads it.
 #[derive(Debug, Clone)]
-pub struct Conversation {
-    pub model: String,
+pub(crate) struct Conversation {
+    pub(crate) model: String,
     /// Every text the model was given (system, messages, tool results): the prompt tokens.
-    pub texts: Vec<String>,
-    pub last: LastTurn,
-    pub tools: Vec<Tool>,
-    pub tool_choice: ToolChoice,
-    pub stream: bool,
-    pub include_usage: bool,
-    pub max_tokens: Option<u64>,
+    pub(crate) texts: Vec<String>,
+    pub(crate) last: LastTurn,
+    pub(crate) tools: Vec<Tool>,
+    pub(crate) tool_choice: ToolChoice,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+    pub(crate) max_tokens: Option<u64>,
     /// Parts that were images, counted so tests can see they arrived.
-    pub images: usize,
+    pub(crate) images: usize,
     /// Vendor-specific request options the reply depends on (DashScope's `parameters`).
-    pub options: Value,
+    pub(crate) options: Value,
 }
 
 impl Conversation {
-    pub fn new(model: impl Into<String>) -> Self {
+    pub(crate) fn new(model: impl Into<String>) -> Self {
         Conversation {
             model: model.into(),
             texts: Vec::new(),
@@ -160,7 +160,7 @@ impl Conversation {
         }
     }
 
-    pub fn last_user_text(&self) -> Option<&str> {
+    pub(crate) fn last_user_text(&self) -> Option<&str> {
         match &self.last {
             LastTurn::User(t) => Some(t),
             _ => None,
@@ -169,38 +169,38 @@ impl Conversation {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
+pub(crate) enum Finish {
     Stop,
     Length,
     ToolCalls,
 }
 
 #[derive(Debug, Clone)]
-pub struct ToolCall {
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
+pub(crate) struct ToolCall {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) arguments: String,
 }
 
 /// The deterministic answer to a conversation.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The words of the text reply; streamed one per event, joined with spaces.
-    pub words: Vec<String>,
-    pub tool_call: Option<ToolCall>,
-    pub finish: Finish,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    pub(crate) words: Vec<String>,
+    pub(crate) tool_call: Option<ToolCall>,
+    pub(crate) finish: Finish,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
 }
 
 impl Reply {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.words.join(" ")
     }
 
     /// The stream pieces: the first word bare, every later one with its leading space, so that
     /// the pieces concatenate to `text()`.
-    pub fn pieces(&self) -> Vec<String> {
+    pub(crate) fn pieces(&self) -> Vec<String> {
         self.words
             .iter()
             .enumerate()
@@ -209,7 +209,7 @@ impl Reply {
     }
 
     /// Tool arguments in three pieces, as vendors stream them.
-    pub fn argument_pieces(&self) -> Vec<String> {
+    pub(crate) fn argument_pieces(&self) -> Vec<String> {
         let Some(call) = &self.tool_call else {
             return Vec::new();
         };
@@ -219,7 +219,7 @@ impl Reply {
     }
 }
 
-pub fn count_tokens(text: &str) -> u64 {
+pub(crate) fn count_tokens(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
@@ -228,7 +228,7 @@ const LOREM: [&str; 12] = [
     "kilo", "lima",
 ];
 
-pub fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id: String) -> Reply {
+pub(crate) fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id: String) -> Reply {
     let prompt_tokens = conv
         .texts
         .iter()
@@ -294,7 +294,7 @@ pub fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id: Strin
 }
 
 /// An instance of a JSON schema with every required property filled in.
-pub fn example_for_schema(schema: &Value) -> Value {
+pub(crate) fn example_for_schema(schema: &Value) -> Value {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         if let Some(first) = values.first() {
             return first.clone();
@@ -345,7 +345,7 @@ pub fn example_for_schema(schema: &Value) -> Value {
 
 /// Text of an OpenAI-style `content`: a string, or an array of parts of which the text parts
 /// count; image parts are counted in `images`.
-pub fn openai_content_text(content: &Value, images: &mut usize) -> String {
+pub(crate) fn openai_content_text(content: &Value, images: &mut usize) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(parts) => {

@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 use super::conversation::{Conversation, Finish, LastTurn, Reply};
 use super::{keys, openai, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
-pub const GENERATION_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
+pub(crate) const GENERATION_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
 /// Vision models (qwen-vl) answer here, with content as a list of `{"text"}`/`{"image"}` items.
-pub const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+pub(crate) const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
 
-pub fn route(req: &MockRequest) -> Routed {
+pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/compatible-mode/v1/chat/completions") => openai::chat(req, keys::DASHSCOPE),
         ("POST", GENERATION_PATH | MULTIMODAL_PATH) => {
@@ -120,7 +120,7 @@ fn message_format(req_params: &Value) -> bool {
 }
 
 /// The reply in the requested result format and, for streams, output mode.
-pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let params = &conv.options;
     let request_id = format!("mock-{id:08}");
     let tool_calls = |args: &str, first: bool| {
@@ -220,7 +220,7 @@ pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     }
 }
 
-pub fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
+pub(crate) fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
     let code = match status {
         400 => "InvalidParameter",
         401 => "InvalidApiKey",

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoice};
 use super::{keys, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
-pub fn route(req: &MockRequest) -> Routed {
+pub(crate) fn route(req: &MockRequest) -> Routed {
     let Some((model, method)) = parse_path(&req.path) else {
         return Routed::Done(error(404, &format!("Method not found: {}", req.path), None));
     };
@@ -165,7 +165,7 @@ fn finish_str(f: Finish) -> &'static str {
     }
 }
 
-pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let response_id = format!("mock-{id}");
     let usage = |candidates: u64| {
         json!({"promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": candidates,
@@ -249,7 +249,7 @@ fn api_key_invalid() -> Outcome {
     )
 }
 
-pub fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
+pub(crate) fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
     let mut body =
         json!({"error": {"code": status, "message": message, "status": status_name(status)}});
     if let Some(s) = retry_after {

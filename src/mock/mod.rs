@@ -22,28 +22,28 @@ use sha2::{Digest, Sha256};
 
 use crate::http_app;
 
-pub mod anthropic;
-pub mod conversation;
-pub mod dashscope;
-pub mod gemini;
-pub mod openai;
-pub mod qianfan;
+pub(crate) mod anthropic;
+pub(crate) mod conversation;
+pub(crate) mod dashscope;
+pub(crate) mod gemini;
+pub(crate) mod openai;
+pub(crate) mod qianfan;
 
 use conversation::{reply_to, split_directive, Conversation, Fault, Reply};
 
 /// The credentials each mock vendor accepts; the example config passes them by default.
-pub mod keys {
-    pub const OPENAI: &str = "sk-mock-openai";
-    pub const ANTHROPIC: &str = "sk-ant-mock";
-    pub const DASHSCOPE: &str = "sk-mock-dashscope";
-    pub const QIANFAN_V2: &str = "bce-v3/mock-qianfan";
-    pub const QIANFAN_CLIENT_ID: &str = "mock-qianfan-ak";
-    pub const QIANFAN_CLIENT_SECRET: &str = "mock-qianfan-sk";
-    pub const GEMINI: &str = "mock-gemini-key";
+pub(crate) mod keys {
+    pub(crate) const OPENAI: &str = "sk-mock-openai";
+    pub(crate) const ANTHROPIC: &str = "sk-ant-mock";
+    pub(crate) const DASHSCOPE: &str = "sk-mock-dashscope";
+    pub(crate) const QIANFAN_V2: &str = "bce-v3/mock-qianfan";
+    pub(crate) const QIANFAN_CLIENT_ID: &str = "mock-qianfan-ak";
+    pub(crate) const QIANFAN_CLIENT_SECRET: &str = "mock-qianfan-sk";
+    pub(crate) const GEMINI: &str = "mock-gemini-key";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Vendor {
+pub(crate) enum Vendor {
     OpenAi,
     Anthropic,
     DashScope,
@@ -51,7 +51,7 @@ pub enum Vendor {
     Gemini,
 }
 
-pub const VENDORS: [Vendor; 5] = [
+pub(crate) const VENDORS: [Vendor; 5] = [
     Vendor::OpenAi,
     Vendor::Anthropic,
     Vendor::DashScope,
@@ -60,7 +60,7 @@ pub const VENDORS: [Vendor; 5] = [
 ];
 
 impl Vendor {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
             Vendor::Anthropic => "anthropic",
@@ -70,14 +70,14 @@ impl Vendor {
         }
     }
 
-    pub fn port(self, base_port: u16) -> u16 {
+    pub(crate) fn port(self, base_port: u16) -> u16 {
         base_port + 1 + VENDORS.iter().position(|v| *v == self).expect("listed") as u16
     }
 }
 
 /// The wire format a chat request came in, which decides how the reply and errors look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
     DashScope,
@@ -86,33 +86,33 @@ pub enum Dialect {
 }
 
 /// A request as the mock sees it.
-pub struct MockRequest {
-    pub method: String,
-    pub path: String,
-    pub query: HashMap<String, String>,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
+pub(crate) struct MockRequest {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: HashMap<String, String>,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl MockRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
 
-    pub fn bearer(&self) -> Option<&str> {
+    pub(crate) fn bearer(&self) -> Option<&str> {
         self.header("authorization").and_then(|h| {
             h.strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
         })
     }
 
-    pub fn json(&self) -> Result<Value, String> {
+    pub(crate) fn json(&self) -> Result<Value, String> {
         serde_json::from_slice(&self.body).map_err(|e| e.to_string())
     }
 }
 
 /// What the mock sends back.
-pub enum Outcome {
+pub(crate) enum Outcome {
     Json {
         status: u16,
         headers: Vec<(String, String)>,
@@ -131,7 +131,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn json(status: u16, body: Value) -> Outcome {
+    pub(crate) fn json(status: u16, body: Value) -> Outcome {
         Outcome::Json {
             status,
             headers: Vec::new(),
@@ -141,13 +141,13 @@ impl Outcome {
 }
 
 /// A parsed chat call, ready for a reply.
-pub struct ChatCall {
-    pub dialect: Dialect,
-    pub conversation: Conversation,
+pub(crate) struct ChatCall {
+    pub(crate) dialect: Dialect,
+    pub(crate) conversation: Conversation,
 }
 
 /// What a vendor module made of a request.
-pub enum Routed {
+pub(crate) enum Routed {
     Chat(ChatCall),
     Done(Outcome),
 }
@@ -160,7 +160,7 @@ struct StickyFault {
 }
 
 #[derive(Default)]
-pub struct VendorState {
+pub(crate) struct VendorState {
     last: Mutex<Value>,
     requests: AtomicU64,
     client_disconnects: AtomicU64,
@@ -168,14 +168,14 @@ pub struct VendorState {
 }
 
 #[derive(Default)]
-pub struct MockState {
+pub(crate) struct MockState {
     vendors: HashMap<Vendor, VendorState>,
     ids: AtomicU64,
-    pub qianfan: qianfan::TokenStore,
+    pub(crate) qianfan: qianfan::TokenStore,
 }
 
 impl MockState {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         MockState {
             vendors: VENDORS
                 .iter()
@@ -186,7 +186,7 @@ impl MockState {
         }
     }
 
-    pub fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -195,13 +195,13 @@ impl MockState {
     }
 }
 
-pub struct MockApp {
+pub(crate) struct MockApp {
     base_port: u16,
-    pub state: Arc<MockState>,
+    pub(crate) state: Arc<MockState>,
 }
 
 impl MockApp {
-    pub fn new(base_port: u16) -> Self {
+    pub(crate) fn new(base_port: u16) -> Self {
         MockApp {
             base_port,
             state: Arc::new(MockState::new()),
@@ -218,10 +218,10 @@ impl MockApp {
 }
 
 /// TLS listeners of the mock vendors sit this far above the plain ones.
-pub const TLS_PORT_OFFSET: u16 = 10;
+pub(crate) const TLS_PORT_OFFSET: u16 = 10;
 
 /// The mock listeners' addresses.
-pub fn listen_addresses(bind: &str, base_port: u16) -> Vec<String> {
+pub(crate) fn listen_addresses(bind: &str, base_port: u16) -> Vec<String> {
     VENDORS
         .iter()
         .map(|v| format!("{bind}:{}", v.port(base_port)))
@@ -600,12 +600,12 @@ fn stamp(event: &str) -> String {
 }
 
 /// Formats one SSE event with `data: ` (space after the colon, as the SDKs require).
-pub fn sse_data(value: &Value) -> String {
+pub(crate) fn sse_data(value: &Value) -> String {
     format!("data: {value}\n\n")
 }
 
 /// Seconds since the epoch, for `created` fields.
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -7,7 +7,7 @@ use super::conversation::{
 };
 use super::{keys, now_secs, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
-pub fn route(req: &MockRequest) -> Routed {
+pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", p) if p.ends_with("/chat/completions") => chat(req, keys::OPENAI),
         ("GET", "/v1/models") => Routed::Done(Outcome::json(
@@ -25,7 +25,7 @@ pub fn route(req: &MockRequest) -> Routed {
 }
 
 /// An OpenAI-format chat call authenticated with `Authorization: Bearer <expected_key>`.
-pub fn chat(req: &MockRequest, expected_key: &str) -> Routed {
+pub(crate) fn chat(req: &MockRequest, expected_key: &str) -> Routed {
     if req.bearer() != Some(expected_key) {
         return Routed::Done(error(401, "Incorrect API key provided.", None));
     }
@@ -102,7 +102,7 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
 }
 
 /// OpenAI-shaped `tools` (DashScope takes the same under `parameters`).
-pub fn tools(tools: Option<&Value>) -> Result<Vec<Tool>, String> {
+pub(crate) fn tools(tools: Option<&Value>) -> Result<Vec<Tool>, String> {
     let mut out = Vec::new();
     for t in tools.and_then(Value::as_array).into_iter().flatten() {
         let name = t
@@ -121,7 +121,7 @@ pub fn tools(tools: Option<&Value>) -> Result<Vec<Tool>, String> {
 }
 
 /// OpenAI-shaped `tool_choice`.
-pub fn tool_choice(choice: Option<&Value>) -> ToolChoice {
+pub(crate) fn tool_choice(choice: Option<&Value>) -> ToolChoice {
     match choice {
         Some(Value::String(s)) if s == "none" => ToolChoice::None,
         Some(Value::String(s)) if s == "required" => ToolChoice::Required,
@@ -149,7 +149,7 @@ fn usage(reply: &Reply) -> Value {
     })
 }
 
-pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let id = format!("chatcmpl-mock{id}");
     let created = now_secs();
     if !conv.stream {
@@ -213,7 +213,7 @@ pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     }
 }
 
-pub fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
+pub(crate) fn error(status: u16, message: &str, retry_after: Option<u64>) -> Outcome {
     let (ty, code) = match status {
         401 => ("invalid_request_error", Some("invalid_api_key")),
         403 => ("permission_error", None),

@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoice};
 use super::{keys, now_secs, openai, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
-pub const CHAT_PREFIX: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
-pub const TOKEN_PATH: &str = "/oauth/2.0/token";
+pub(crate) const CHAT_PREFIX: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
+pub(crate) const TOKEN_PATH: &str = "/oauth/2.0/token";
 /// What the token endpoint reports, as Baidu does: 30 days.
 const TOKEN_LIFETIME_SECS: u64 = 2_592_000;
 
 /// Issued access tokens. Tests expire them all at once through `/__mock/qianfan/expire`.
 #[derive(Default)]
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     tokens: Mutex<HashMap<String, Instant>>,
     fetches: AtomicU64,
 }
@@ -30,7 +30,7 @@ enum TokenCheck {
 }
 
 impl TokenStore {
-    pub fn fetches(&self) -> u64 {
+    pub(crate) fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
 
@@ -44,7 +44,7 @@ impl TokenStore {
         token
     }
 
-    pub fn expire_all(&self) {
+    pub(crate) fn expire_all(&self) {
         let past = Instant::now();
         for v in self.tokens.lock().expect("mock lock").values_mut() {
             *v = past;
@@ -61,7 +61,7 @@ impl TokenStore {
     }
 }
 
-pub fn route(req: &MockRequest, tokens: &TokenStore) -> Routed {
+pub(crate) fn route(req: &MockRequest, tokens: &TokenStore) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/v2/chat/completions") => openai::chat(req, keys::QIANFAN_V2),
         ("POST" | "GET", TOKEN_PATH) => Routed::Done(token(req, tokens)),
@@ -203,7 +203,7 @@ fn finish_str(f: Finish) -> &'static str {
     }
 }
 
-pub fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let id = format!("as-mock{id}");
     let created = now_secs();
     let usage = |completion: u64| {
@@ -273,7 +273,7 @@ fn message_for(code: u64) -> &'static str {
 }
 
 /// Qianfan v1 reports errors in an HTTP 200 body.
-pub fn error_code_outcome(code: u64) -> Outcome {
+pub(crate) fn error_code_outcome(code: u64) -> Outcome {
     Outcome::json(
         200,
         json!({"error_code": code, "error_msg": message_for(code)}),
@@ -281,7 +281,7 @@ pub fn error_code_outcome(code: u64) -> Outcome {
 }
 
 /// The v1 error code a vendor status stands for (a test asks for faults by HTTP status).
-pub fn error_for_status(status: u16, _message: &str) -> Outcome {
+pub(crate) fn error_for_status(status: u16, _message: &str) -> Outcome {
     let code = match status {
         429 => 18,
         401 => 110,

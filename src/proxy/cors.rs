@@ -11,7 +11,7 @@ const EXPOSE_HEADERS: &str = "retry-after, x-ratelimit-limit-requests, x-ratelim
 x-ratelimit-remaining-requests, x-ratelimit-remaining-tokens, x-ratelimit-reset-requests, x-ratelimit-reset-tokens";
 
 /// The CORS headers for a request from `origin`, or none when the origin is not allowed.
-pub fn cors_headers(cors: &Cors, origin: Option<&str>) -> Vec<(&'static str, String)> {
+pub(crate) fn cors_headers(cors: &Cors, origin: Option<&str>) -> Vec<(&'static str, String)> {
     let Some(origin) = origin else {
         return Vec::new();
     };
@@ -35,7 +35,7 @@ pub fn cors_headers(cors: &Cors, origin: Option<&str>) -> Vec<(&'static str, Str
 }
 
 /// The answer to a preflight `OPTIONS`.
-pub fn preflight_headers(cors: &Cors, origin: Option<&str>) -> Vec<(&'static str, String)> {
+pub(crate) fn preflight_headers(cors: &Cors, origin: Option<&str>) -> Vec<(&'static str, String)> {
     let mut h = cors_headers(cors, origin);
     if !h.is_empty() {
         h.push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));

@@ -25,7 +25,7 @@ impl Gateway {
             h.headers.get("authorization").map(|v| v.as_bytes()),
             h.headers.get("x-api-key").map(|v| v.as_bytes()),
         );
-        let index = auth::authenticate_index(&config.keys, presented)?;
+        let index = auth::authenticate(&config.keys, presented)?;
         ctx.key = Some(index);
         Ok(&config.keys[index])
     }

@@ -24,14 +24,14 @@ use upstream::Upstreams;
 mod attempt;
 mod cors;
 mod handlers;
-pub mod relay;
+pub(crate) mod relay;
 mod respond;
 mod router;
-pub mod upstream;
+pub(crate) mod upstream;
 
 /// The proxy service: the live config and the state that outlives any one config (connection
 /// pools, vendor tokens, breakers, limit buckets, budgets).
-pub struct Gateway {
+pub(crate) struct Gateway {
     config: LiveConfig,
     upstreams: Upstreams,
     tokens: TokenCache,
@@ -41,7 +41,7 @@ pub struct Gateway {
 }
 
 /// Per-request state. Labels are set only from configured names.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     start: Instant,
     /// The config snapshot this request started with; it finishes on it.
     config: Arc<Config>,
@@ -88,7 +88,7 @@ impl From<Box<pingora::Error>> for Stop {
 type Handled = Result<(), Stop>;
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
+    pub(crate) fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
         let breakers = Breakers::new(config.breaker.clone());
         let backend = Arc::new(Backend::new(&config.limits_backend));
         Gateway {

@@ -17,7 +17,7 @@ fn passes_through(api: ClientApi, provider: &Provider) -> bool {
 }
 
 /// A vendor stream on its way to the client.
-pub struct Relay(Inner);
+pub(crate) struct Relay(Inner);
 
 enum Inner {
     PassThrough(OpenAiStream),
@@ -29,7 +29,7 @@ enum Inner {
 }
 
 impl Relay {
-    pub fn new(
+    pub(crate) fn new(
         api: ClientApi,
         provider: &Provider,
         public_model: &str,
@@ -47,7 +47,7 @@ impl Relay {
     }
 
     /// Converts upstream bytes, appending the client's events to `out`.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
+    pub(crate) fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
         match &mut self.0 {
             Inner::PassThrough(p) => p.push(chunk, out),
             Inner::Translate {
@@ -63,7 +63,7 @@ impl Relay {
 
     /// The upstream body ended: completes the stream, or ends it with an error if the vendor
     /// cut it short.
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
         match &mut self.0 {
             Inner::PassThrough(p) => p.finish(out),
             Inner::Translate {
@@ -83,7 +83,7 @@ impl Relay {
     }
 
     /// Reading from the vendor failed mid-stream.
-    pub fn fail(&mut self, e: GatewayError, out: &mut Vec<u8>) -> StreamState {
+    pub(crate) fn fail(&mut self, e: GatewayError, out: &mut Vec<u8>) -> StreamState {
         match &mut self.0 {
             Inner::PassThrough(_) => {
                 out.extend_from_slice(&e.sse_event());
@@ -96,7 +96,7 @@ impl Relay {
         }
     }
 
-    pub fn usage(&self) -> Option<Usage> {
+    pub(crate) fn usage(&self) -> Option<Usage> {
         match &self.0 {
             Inner::PassThrough(p) => p.usage(),
             Inner::Translate { sink, .. } => sink.usage(),
@@ -105,7 +105,7 @@ impl Relay {
 }
 
 /// A complete non-streaming reply in the client's API, and its usage.
-pub fn render_reply(
+pub(crate) fn render_reply(
     api: ClientApi,
     provider: &Provider,
     public_model: &str,

@@ -10,9 +10,9 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http_app::{self, BodyError};
 
 /// Groups of extra response headers (CORS, rate limits, an error's own).
-pub type HeaderGroups<'a> = [&'a [(&'static str, String)]];
+pub(crate) type HeaderGroups<'a> = [&'a [(&'static str, String)]];
 
-pub async fn write_json(
+pub(crate) async fn write_json(
     session: &mut Session,
     status: u16,
     body: Bytes,
@@ -28,7 +28,7 @@ pub async fn write_json(
     session.write_response_body(Some(body), true).await
 }
 
-pub async fn write_empty(
+pub(crate) async fn write_empty(
     session: &mut Session,
     status: u16,
     extra: &[(&'static str, String)],
@@ -41,7 +41,7 @@ pub async fn write_empty(
     session.write_response_header(Box::new(h), true).await
 }
 
-pub async fn write_stream_header(
+pub(crate) async fn write_stream_header(
     session: &mut Session,
     extra: &HeaderGroups<'_>,
 ) -> pingora::Result<()> {
@@ -56,7 +56,7 @@ pub async fn write_stream_header(
 }
 
 /// An error in the client's API shape, with its own headers and the CORS ones.
-pub async fn write_error(
+pub(crate) async fn write_error(
     session: &mut Session,
     api: ClientApi,
     cors: &[(&'static str, String)],
@@ -78,7 +78,7 @@ pub async fn write_error(
 
 /// Reads the request body up to `limit`, answering 413 (and closing the connection, since the
 /// rest of the body is not read) when it is larger.
-pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Stop> {
+pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Stop> {
     http_app::read_body(session, limit)
         .await
         .map_err(|e| match e {
@@ -97,7 +97,7 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Sto
 
 /// Resolves when the client closes its connection; the upstream leg is then dropped, which
 /// closes the vendor's connection and so cancels its work.
-pub async fn client_gone(session: &mut Session) -> Box<pingora::Error> {
+pub(crate) async fn client_gone(session: &mut Session) -> Box<pingora::Error> {
     session.set_abort_on_close(true);
     loop {
         match session.read_body_or_idle(true).await {

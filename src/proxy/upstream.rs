@@ -29,9 +29,9 @@ const DNS_TTL: Duration = Duration::from_secs(30);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 /// The most the gateway reads of a non-streaming upstream body or error body.
-pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
-pub struct Upstreams {
+pub(crate) struct Upstreams {
     connector: Connector,
     /// For a connection that must be new (after a pooled one turned out stale).
     transport: TransportConnector,
@@ -39,7 +39,7 @@ pub struct Upstreams {
 }
 
 /// A sent request whose response header has arrived.
-pub struct Exchange {
+pub(crate) struct Exchange {
     session: HttpSession,
     peer: HttpPeer,
     deadline: Instant,
@@ -47,7 +47,7 @@ pub struct Exchange {
 }
 
 impl Upstreams {
-    pub fn new(conf: &ServerConf) -> Self {
+    pub(crate) fn new(conf: &ServerConf) -> Self {
         Upstreams {
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
             transport: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
@@ -57,7 +57,7 @@ impl Upstreams {
 
     /// Sends one request and waits for the response header within the first-byte timeout.
     /// A pooled connection that turns out to be stale is retried once on a fresh one.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
@@ -120,7 +120,7 @@ impl Upstreams {
     }
 
     /// Hands a connection back to the pool after a complete, clean response.
-    pub async fn release(&self, ex: Exchange) {
+    pub(crate) async fn release(&self, ex: Exchange) {
         self.connector
             .release_http_session(ex.session, &ex.peer, Some(POOL_IDLE))
             .await;
@@ -128,17 +128,17 @@ impl Upstreams {
 }
 
 impl Exchange {
-    pub fn header(&self) -> &ResponseHeader {
+    pub(crate) fn header(&self) -> &ResponseHeader {
         self.session
             .response_header()
             .expect("send() returns only after the header was read")
     }
 
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.header().status.as_u16()
     }
 
-    pub fn header_str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header_str(&self, name: &str) -> Option<&str> {
         self.header()
             .headers
             .get(name)
@@ -146,7 +146,7 @@ impl Exchange {
     }
 
     /// The next piece of the body within the idle and total timeouts; None at the end.
-    pub async fn next_chunk(&mut self) -> GwResult<Option<Bytes>> {
+    pub(crate) async fn next_chunk(&mut self) -> GwResult<Option<Bytes>> {
         let left = remaining(self.deadline);
         if left.is_zero() {
             return Err(GatewayError::new(
@@ -162,7 +162,7 @@ impl Exchange {
     }
 
     /// Reads the whole body, up to `limit` bytes.
-    pub async fn read_all(&mut self, limit: usize) -> GwResult<Bytes> {
+    pub(crate) async fn read_all(&mut self, limit: usize) -> GwResult<Bytes> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = self.next_chunk().await? {
             if buf.len() + chunk.len() > limit {
@@ -266,12 +266,12 @@ fn exchange_error(e: &pingora::Error) -> GatewayError {
 type Resolved = (Vec<SocketAddr>, Instant);
 
 #[derive(Default)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     cache: RwLock<HashMap<(String, u16), Resolved>>,
 }
 
 impl Resolver {
-    pub async fn resolve(&self, host: &str, port: u16) -> GwResult<SocketAddr> {
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> GwResult<SocketAddr> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }

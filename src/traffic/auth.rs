@@ -6,7 +6,7 @@ use crate::config::ClientKey;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 
 /// The key from `Authorization: Bearer <key>`, or, for Anthropic-style clients, `x-api-key`.
-pub fn presented_key<'h>(
+pub(crate) fn presented_key<'h>(
     authorization: Option<&'h [u8]>,
     x_api_key: Option<&'h [u8]>,
 ) -> Option<&'h [u8]> {
@@ -19,17 +19,10 @@ pub fn presented_key<'h>(
     x_api_key.map(|k| k.trim_ascii()).filter(|k| !k.is_empty())
 }
 
-/// Finds the client's key. Every configured key is compared in constant time and the loop never
-/// exits early, so response timing tells nothing about how much of a guess was right.
-pub fn authenticate<'k>(
-    keys: &'k [ClientKey],
-    presented: Option<&[u8]>,
-) -> GwResult<&'k ClientKey> {
-    authenticate_index(keys, presented).map(|i| &keys[i])
-}
-
-/// As [`authenticate`], giving the key's position in `keys`.
-pub fn authenticate_index(keys: &[ClientKey], presented: Option<&[u8]>) -> GwResult<usize> {
+/// Finds the client's key, by its position in `keys`. Every configured key is compared in
+/// constant time and the loop never exits early, so response timing tells nothing about how
+/// much of a guess was right.
+pub(crate) fn authenticate(keys: &[ClientKey], presented: Option<&[u8]>) -> GwResult<usize> {
     let Some(presented) = presented else {
         return Err(GatewayError::new(
             ErrorKind::MissingKey,
@@ -93,7 +86,10 @@ mod tests {
     #[test]
     fn finds_the_right_key_or_says_why_not() {
         let ks = keys();
-        assert_eq!(authenticate(&ks, Some(b"sk-bbbbbbbb")).unwrap().name, "b");
+        assert_eq!(
+            ks[authenticate(&ks, Some(b"sk-bbbbbbbb")).unwrap()].name,
+            "b"
+        );
         assert_eq!(
             authenticate(&ks, Some(b"sk-bbbbbbb")).unwrap_err().status(),
             401

@@ -13,14 +13,14 @@ use crate::metrics;
 const BUCKETS: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Closed,
     Open,
     HalfOpen,
 }
 
 impl State {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Closed => "closed",
             State::Open => "open",
@@ -54,7 +54,7 @@ struct Inner {
     probe_successes: u32,
 }
 
-pub struct Breaker {
+pub(crate) struct Breaker {
     labels: [String; 2],
     settings: BreakerSettings,
     started: Instant,
@@ -139,7 +139,7 @@ impl Breaker {
 
     /// Whether routing should consider this target: closed, or half-open with a probe slot
     /// free (an open breaker whose cooldown has passed turns half-open here).
-    pub fn available(&self) -> bool {
+    pub(crate) fn available(&self) -> bool {
         let inner = self.current();
         match inner.state {
             State::Closed => true,
@@ -149,7 +149,7 @@ impl Breaker {
     }
 
     /// Whether a request may go to this target now; half-open, it admits a few probes.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let mut inner = self.current();
         match inner.state {
             State::Closed => true,
@@ -162,7 +162,8 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self) -> State {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> State {
         self.inner
             .lock()
             .expect("breaker lock is never poisoned: no panics while held")
@@ -171,7 +172,7 @@ impl Breaker {
 
     /// Gives back what `allow` took when the attempt says nothing about the target (the client
     /// left, or the request never reached the vendor).
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         let mut inner = self
             .inner
             .lock()
@@ -182,7 +183,7 @@ impl Breaker {
     }
 
     /// Records how an attempt that `allow` let through went.
-    pub fn record(&self, success: bool) {
+    pub(crate) fn record(&self, success: bool) {
         let now = Instant::now();
         let slice = self.slice(now);
         let mut inner = self
@@ -236,21 +237,21 @@ impl Breaker {
 }
 
 /// All targets' breakers, created on first use.
-pub struct Breakers {
+pub(crate) struct Breakers {
     settings: BreakerSettings,
     /// provider -> vendor model -> breaker; nested so a lookup needs no allocation.
     map: RwLock<HashMap<String, HashMap<String, Arc<Breaker>>>>,
 }
 
 impl Breakers {
-    pub fn new(settings: BreakerSettings) -> Self {
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
         Breakers {
             settings,
             map: RwLock::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, provider: &str, model: &str) -> Arc<Breaker> {
+    pub(crate) fn get(&self, provider: &str, model: &str) -> Arc<Breaker> {
         let found = self
             .map
             .read()

@@ -10,7 +10,7 @@ use crate::metrics;
 use crate::providers::Usage;
 use crate::traffic::limits::Backend;
 
-pub struct Budgets {
+pub(crate) struct Budgets {
     backend: Arc<Backend>,
     /// (key name, period) -> (tokens, cost), when the backend is local.
     local: Mutex<HashMap<String, (u64, f64)>>,
@@ -41,7 +41,7 @@ fn period_id(period: Period, unix_secs: u64) -> String {
     }
 }
 
-pub fn cost_of(usage: &Usage, price: Option<&Price>) -> f64 {
+pub(crate) fn cost_of(usage: &Usage, price: Option<&Price>) -> f64 {
     price.map_or(0.0, |p| {
         (usage.prompt_tokens as f64 * p.prompt + usage.completion_tokens as f64 * p.completion)
             / 1_000_000.0
@@ -49,7 +49,7 @@ pub fn cost_of(usage: &Usage, price: Option<&Price>) -> f64 {
 }
 
 impl Budgets {
-    pub fn new(backend: Arc<Backend>) -> Self {
+    pub(crate) fn new(backend: Arc<Backend>) -> Self {
         Budgets {
             backend,
             local: Mutex::new(HashMap::new()),
@@ -89,7 +89,7 @@ impl Budgets {
     }
 
     /// Refuses a key whose budget for the current period is spent.
-    pub async fn check(&self, key: &ClientKey) -> GwResult<()> {
+    pub(crate) async fn check(&self, key: &ClientKey) -> GwResult<()> {
         let Some(budget) = &key.budget else {
             return Ok(());
         };
@@ -108,7 +108,7 @@ impl Budgets {
     }
 
     /// Adds what a request used to the key's spend.
-    pub async fn record(&self, key: &ClientKey, usage: &Usage, price: Option<&Price>) {
+    pub(crate) async fn record(&self, key: &ClientKey, usage: &Usage, price: Option<&Price>) {
         let Some(budget) = &key.budget else { return };
         let slot = self.slot(key, budget);
         let cost = cost_of(usage, price);

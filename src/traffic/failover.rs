@@ -7,13 +7,13 @@ use crate::config::RetryPolicy;
 use crate::error::{ErrorKind, GatewayError};
 
 /// The targets of one request, in configured order, and how often each was tried.
-pub struct Plan {
+pub(crate) struct Plan {
     tried: Vec<u32>,
     last: Option<usize>,
 }
 
 impl Plan {
-    pub fn new(targets: usize) -> Self {
+    pub(crate) fn new(targets: usize) -> Self {
         Plan {
             tried: vec![0; targets],
             last: None,
@@ -23,7 +23,7 @@ impl Plan {
     /// The next target: the least-tried healthy one, earliest in the configured order first,
     /// and never the one just tried while another healthy target remains. None when no target
     /// is healthy.
-    pub fn next(&self, healthy: &[bool]) -> Option<usize> {
+    pub(crate) fn next(&self, healthy: &[bool]) -> Option<usize> {
         let candidates: Vec<usize> = (0..self.tried.len()).filter(|&i| healthy[i]).collect();
         candidates
             .iter()
@@ -32,12 +32,12 @@ impl Plan {
             .min_by_key(|&i| (self.tried[i], i))
     }
 
-    pub fn mark(&mut self, index: usize) {
+    pub(crate) fn mark(&mut self, index: usize) {
         self.tried[index] += 1;
         self.last = Some(index);
     }
 
-    pub fn previous(&self) -> Option<usize> {
+    pub(crate) fn previous(&self) -> Option<usize> {
         self.last
     }
 }
@@ -45,14 +45,14 @@ impl Plan {
 /// Failures that say something about the target (and so feed its breaker and allow another
 /// attempt): it could not be reached, was slow, broke, was overloaded or rate-limited us.
 /// A client's bad request is the client's, and is answered as it is.
-pub fn counts_against_target(e: &GatewayError) -> bool {
+pub(crate) fn counts_against_target(e: &GatewayError) -> bool {
     e.kind.is_upstream() || e.kind == ErrorKind::RateLimited
 }
 
 /// How long to wait before attempt number `attempt` (1-based for retries): exponential with
 /// full jitter in its upper half, and at least the vendor's `Retry-After` when it is the same
 /// target again.
-pub fn backoff(
+pub(crate) fn backoff(
     policy: &RetryPolicy,
     attempt: u32,
     last: Option<&GatewayError>,

@@ -54,12 +54,12 @@ enum Store {
 }
 
 /// The shared counter store for limits and budgets.
-pub struct Backend {
+pub(crate) struct Backend {
     store: Store,
 }
 
 impl Backend {
-    pub fn new(config: &LimitsBackend) -> Backend {
+    pub(crate) fn new(config: &LimitsBackend) -> Backend {
         let store = match config {
             LimitsBackend::Local => Store::Local(Mutex::new(HashMap::new())),
             LimitsBackend::Redis { url, prefix } => Store::Redis {
@@ -72,14 +72,14 @@ impl Backend {
         Backend { store }
     }
 
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         match &self.store {
             Store::Local(_) => "modelmux",
             Store::Redis { prefix, .. } => prefix,
         }
     }
 
-    pub async fn redis(&self) -> Option<redis::RedisResult<ConnectionManager>> {
+    pub(crate) async fn redis(&self) -> Option<redis::RedisResult<ConnectionManager>> {
         let Store::Redis { url, conn, .. } = &self.store else {
             return None;
         };
@@ -175,14 +175,14 @@ impl Kind {
 
 /// What one request took from the buckets, to correct once its real usage is known.
 #[derive(Debug, Default)]
-pub struct Admission {
+pub(crate) struct Admission {
     tokens_reserved: f64,
     token_buckets: Vec<(String, f64)>,
     /// `x-ratelimit-*` headers for the response.
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
-pub struct Limiter {
+pub(crate) struct Limiter {
     backend: std::sync::Arc<Backend>,
 }
 
@@ -200,12 +200,12 @@ fn reset_text(missing: f64, rate: f64) -> String {
 }
 
 impl Limiter {
-    pub fn new(backend: std::sync::Arc<Backend>) -> Self {
+    pub(crate) fn new(backend: std::sync::Arc<Backend>) -> Self {
         Limiter { backend }
     }
 
     /// Admits a request or answers 429 with `Retry-After` and the `x-ratelimit-*` headers.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         key: &ClientKey,
         model: &PublicModel,
@@ -272,7 +272,7 @@ impl Limiter {
     }
 
     /// Replaces the token estimate with what the vendor reported.
-    pub async fn settle(&self, admission: &Admission, actual_tokens: Option<u64>) {
+    pub(crate) async fn settle(&self, admission: &Admission, actual_tokens: Option<u64>) {
         let Some(actual) = actual_tokens else { return };
         let delta = actual as f64 - admission.tokens_reserved;
         if delta.abs() < 0.5 {

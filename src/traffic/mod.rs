@@ -1,10 +1,10 @@
 //! Traffic policy: who may pass (auth, limits, budgets) and where a request goes (routing,
 //! failover, breakers).
 
-pub mod auth;
-pub mod breaker;
-pub mod budget;
-pub mod failover;
-pub mod limits;
-pub mod redact;
-pub mod routing;
+pub(crate) mod auth;
+pub(crate) mod breaker;
+pub(crate) mod budget;
+pub(crate) mod failover;
+pub(crate) mod limits;
+pub(crate) mod redact;
+pub(crate) mod routing;

@@ -30,7 +30,7 @@ static PII: Lazy<[(Regex, &'static str); 4]> = Lazy::new(|| {
 });
 
 /// Replaces e-mail addresses, ID numbers, phone and card numbers in `text`.
-pub fn redact(text: &str) -> Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     for (pattern, label) in PII.iter() {
         if pattern.is_match(&out) {

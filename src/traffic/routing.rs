@@ -5,11 +5,11 @@ use crate::config::{PublicModel, Target};
 /// The order in which targets should be tried: priority groups in ascending order, each group
 /// shuffled by weight (weighted sampling without replacement), so the first entry is the pick
 /// and the rest are the failover order.
-pub fn attempt_order(model: &PublicModel) -> Vec<&Target> {
+pub(crate) fn attempt_order(model: &PublicModel) -> Vec<&Target> {
     attempt_order_with(model, &mut || fastrand::f64())
 }
 
-pub fn attempt_order_with<'m>(
+pub(crate) fn attempt_order_with<'m>(
     model: &'m PublicModel,
     rand: &mut dyn FnMut() -> f64,
 ) -> Vec<&'m Target> {

@@ -143,10 +143,6 @@ impl OpenAiWriter {
         self.usage
     }
 
-    pub fn state(&self) -> StreamState {
-        self.state
-    }
-
     /// Starts a chunk with one choice and opens its `delta` object, role included the first time.
     fn open_delta(&mut self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.prefix);

@@ -17,7 +17,7 @@ mod typed;
 pub mod wire;
 
 use crate::error::{ErrorKind, GatewayError, GwResult};
-pub use stream::{ChunkDecoder, ChunkEvents, OpenAiStream};
+pub use stream::{ChunkDecoder, OpenAiStream};
 pub use wire::ChatRequest;
 use wire::{write_json_str, JsonType, RawObject};
 

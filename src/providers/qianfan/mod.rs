@@ -17,7 +17,7 @@ use crate::providers::sse::Event;
 
 mod token;
 
-pub use token::{read_token_reply, token_request, FreshToken, TokenCache};
+pub use token::{read_token_reply, token_request, TokenCache};
 
 pub const CHAT_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
 
