@@ -1,27 +1,47 @@
 //! Helpers for every HTTP listener: the plain apps beside the proxy (metrics, mock vendors)
 //! and the proxy itself (its session derefs to the same `ServerSession`).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
-/// Reads the request header; false when the client sent none (closed or garbage).
-pub(crate) async fn begin(http: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
-    if !matches!(http.read_request().await, Ok(true)) {
-        return false;
-    }
-    http.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-    true
+/// A plain HTTP listener's request handling, without Pingora's proxy machinery.
+#[async_trait]
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers one request whose header has been read; false when the connection must not be
+    /// reused.
+    async fn handle(&self, http: &mut ServerSession) -> bool;
 }
 
-/// Hands the connection back for the next request when the exchange ended cleanly.
-pub(crate) async fn end(http: ServerSession) -> Option<ReusedHttpStream> {
-    let settings = HttpPersistentSettings::for_session(&http);
-    match http.finish().await {
-        Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
-        Err(_) => None,
+/// Serves a [`Handler`] on Pingora's HTTP server: one request at a time per connection, kept
+/// alive between requests unless the server is shutting down.
+pub(crate) struct PlainHttp<H>(pub(crate) H);
+
+#[async_trait]
+impl<H: Handler> HttpServerApp for PlainHttp<H> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // No header (closed or garbage): nothing to answer.
+        if !matches!(http.read_request().await, Ok(true)) {
+            return None;
+        }
+        http.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        if !self.0.handle(&mut http).await {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&http);
+        match http.finish().await {
+            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(_) => None,
+        }
     }
 }
 

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
-use pingora::server::ShutdownWatch;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -229,30 +227,20 @@ pub(crate) fn listen_addresses(bind: &str, base_port: u16) -> Vec<String> {
 }
 
 #[async_trait]
-impl HttpServerApp for MockApp {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut http: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        if !http_app::begin(&mut http, shutdown).await {
-            return None;
-        }
+impl http_app::Handler for MockApp {
+    async fn handle(&self, http: &mut ServerSession) -> bool {
         let port = http
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
-        let vendor = self.vendor_for(port)?;
-        let body = http_app::read_body(&mut http, 256 * 1024 * 1024)
-            .await
-            .ok()?;
-        let req = to_mock_request(&http, body.to_vec());
-        let keep = self.serve(vendor, &req, &mut http).await;
-        if keep {
-            http_app::end(http).await
-        } else {
-            None
-        }
+        let Some(vendor) = self.vendor_for(port) else {
+            return false;
+        };
+        let Ok(body) = http_app::read_body(http, 256 * 1024 * 1024).await else {
+            return false;
+        };
+        let req = to_mock_request(http, body.to_vec());
+        self.serve(vendor, &req, http).await
     }
 }
 

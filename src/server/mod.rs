@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
@@ -53,7 +52,7 @@ pub fn run_gateway(config: Config) -> ! {
     server.add_service(proxy);
 
     if let Some(addr) = &config.metrics_listen {
-        let mut svc = Service::new("metrics".to_string(), MetricsApp);
+        let mut svc = Service::new("metrics".to_string(), http_app::PlainHttp(MetricsApp));
         svc.add_tcp(addr);
         svc.threads = Some(1);
         server.add_service(svc);
@@ -98,8 +97,11 @@ fn mock_service(
     base_port: u16,
     threads: usize,
     tls: Option<&MockTls>,
-) -> Service<mock::MockApp> {
-    let mut svc = Service::new("mock-vendors".to_string(), mock::MockApp::new(base_port));
+) -> Service<http_app::PlainHttp<mock::MockApp>> {
+    let mut svc = Service::new(
+        "mock-vendors".to_string(),
+        http_app::PlainHttp(mock::MockApp::new(base_port)),
+    );
     for addr in mock::listen_addresses(bind, base_port) {
         svc.add_tcp(&addr);
     }
@@ -120,17 +122,9 @@ fn mock_service(
 struct MetricsApp;
 
 #[async_trait]
-impl HttpServerApp for MetricsApp {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut http: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        if !http_app::begin(&mut http, shutdown).await {
-            return None;
-        }
-        let path = http.req_header().uri.path().to_string();
-        let (status, content_type, body) = match path.as_str() {
+impl http_app::Handler for MetricsApp {
+    async fn handle(&self, http: &mut ServerSession) -> bool {
+        let (status, content_type, body) = match http.req_header().uri.path() {
             "/metrics" => (
                 200,
                 "text/plain; version=0.0.4",
@@ -144,12 +138,8 @@ impl HttpServerApp for MetricsApp {
             _ => (404, "text/plain", Bytes::from_static(b"not found\n")),
         };
         let headers = [("content-type".to_string(), content_type.to_string())];
-        if http_app::respond(&mut http, status, &headers, body)
+        http_app::respond(http, status, &headers, body)
             .await
-            .is_err()
-        {
-            return None;
-        }
-        http_app::end(http).await
+            .is_ok()
     }
 }
