@@ -29,6 +29,7 @@ fn provider(vendor: Vendor) -> Provider {
         endpoint: endpoint(),
         api_key: Some(Secret::new("sk-bench")),
         default_max_tokens: 4096,
+        max_in_flight: 4096,
         timeouts: Timeouts::default(),
         ca: None,
     }

@@ -121,6 +121,9 @@ pub struct GatewayError {
     pub headers: Vec<(&'static str, String)>,
 }
 
+/// The longest `Retry-After` the gateway passes on or waits for.
+pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+
 pub type GwResult<T> = Result<T, GatewayError>;
 
 impl GatewayError {
@@ -160,8 +163,10 @@ impl GatewayError {
         self
     }
 
+    /// A `Retry-After` for the client and the retry loop, capped at a day: vendors' numbers
+    /// (headers, Gemini's `retryDelay`) reach here unchecked.
     pub fn with_retry_after(mut self, secs: Option<u64>) -> Self {
-        self.retry_after_secs = secs;
+        self.retry_after_secs = secs.map(|s| s.min(MAX_RETRY_AFTER_SECS));
         self
     }
 

@@ -148,6 +148,8 @@ pub struct Provider {
     pub api_key: Option<Secret>,
     /// `max_tokens` sent when the client gives none and the vendor requires one (Anthropic).
     pub default_max_tokens: u64,
+    /// Requests in flight to one target (this provider, one vendor model) at most.
+    pub max_in_flight: u32,
     pub timeouts: Timeouts,
     pub ca: Option<TrustedCa>,
 }

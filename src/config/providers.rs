@@ -9,6 +9,9 @@ use super::raw::{ProviderKind, RawProvider, RawTimeouts};
 use super::yaml::duration;
 use super::{Endpoint, Provider, Secret, Timeouts, TrustedCa, Vendor};
 
+/// Generous enough for long streams at high rates; a hanging vendor stops here.
+const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
+
 const BAIDU_TOKEN_URL: &str = "https://aip.baidubce.com/oauth/2.0/token";
 
 pub(super) fn load_providers(
@@ -46,6 +49,9 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
     let vendor = load_vendor(path, &raw, problems);
     let api_key = load_api_key(path, &raw, &vendor, problems);
     let timeouts = load_timeouts(path, &raw.timeouts, problems);
+    if raw.max_in_flight == Some(0) {
+        problems.at(at("max_in_flight"), "must be at least 1");
+    }
     if raw.default_max_tokens == Some(0) {
         problems.at(at("default_max_tokens"), "must be at least 1");
     }
@@ -66,6 +72,7 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
         endpoint: endpoint?,
         api_key,
         default_max_tokens: raw.default_max_tokens.unwrap_or(4096),
+        max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
         timeouts,
         ca,
     })

@@ -77,6 +77,8 @@ pub(super) struct RawProvider {
     /// PEM file of CA certificates to trust for this provider besides the system's (a private
     /// CA in front of a self-hosted model server).
     pub(super) ca_file: Option<String>,
+    /// Requests in flight to one of this provider's targets at most; more get a 503 at once.
+    pub(super) max_in_flight: Option<u32>,
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
 }

@@ -167,7 +167,10 @@ pub(super) fn map_section<T: DeserializeOwned>(
     }
 }
 
-/// A duration field: `dflt` when absent, a problem when unreadable or zero.
+/// No timeout, deadline or window is longer: the gateway adds them to `Instant`s.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
+
+/// A duration field: `dflt` when absent, a problem when unreadable, zero or over a week.
 pub(super) fn duration(
     value: &Option<String>,
     path: &str,
@@ -176,6 +179,13 @@ pub(super) fn duration(
 ) -> Duration {
     let Some(text) = value else { return dflt };
     match humantime::parse_duration(text) {
+        Ok(d) if d > MAX_DURATION => {
+            problems.push(Problem {
+                path: path.into(),
+                message: "must be at most 7 days".into(),
+            });
+            dflt
+        }
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
             problems.push(Problem {

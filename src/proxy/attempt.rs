@@ -15,7 +15,7 @@ use crate::config::{Provider, PublicModel, Target, Timeouts, Vendor};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
 use crate::providers::{self, qianfan, ClientRequest, StreamState, VendorTarget};
-use crate::traffic::breaker::Breaker;
+use crate::traffic::breaker::{Breaker, Health};
 use crate::traffic::{failover, redact, routing};
 
 /// How one attempt at one target ended.
@@ -73,38 +73,55 @@ impl Gateway {
         let mut plan = failover::Plan::new(order.len());
         let mut last: Option<GatewayError> = None;
         for attempt in 0..policy.attempts {
-            let available: Vec<bool> = order
-                .iter()
-                .map(|t| self.breakers.get(&t.provider.name, &t.model).available())
-                .collect();
-            let Some(index) = plan.next(&available) else {
+            let Some((index, panic)) = self.pick(&plan, &order) else {
                 break;
             };
             let target = order[index];
             if attempt > 0 {
                 let moved = plan.previous() != Some(index);
+                // A target that did not answer in time is not waited for twice.
+                if !moved
+                    && last
+                        .as_ref()
+                        .is_some_and(|e| e.kind == ErrorKind::UpstreamTimeout)
+                {
+                    break;
+                }
                 let wait = failover::backoff(policy, attempt, last.as_ref(), moved);
-                if Instant::now() + wait >= deadline {
+                if Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|at| at >= deadline)
+                {
                     break;
                 }
                 note_retry(model, target, moved, wait, last.as_ref());
                 tokio::time::sleep(wait).await;
             }
             plan.mark(index);
-            let breaker = self.breakers.get(&target.provider.name, &target.model);
-            if !breaker.allow() {
+            let provider = &target.provider;
+            let Some(_slot) =
+                self.in_flight
+                    .enter(&provider.name, &target.model, provider.max_in_flight)
+            else {
+                continue;
+            };
+            let breaker = self.breakers.get(&provider.name, &target.model);
+            if !breaker.admit(panic) {
                 continue;
             }
-            ctx.provider = Some(target.provider.name.clone());
-            let timeouts = model.timeouts.apply(&target.provider.timeouts);
+            ctx.provider = Some(provider.name.clone());
+            let timeouts = model.timeouts.apply(&provider.timeouts);
             let result = self
                 .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
                 .await;
             let outcome = Outcome::of(result);
             metrics::ATTEMPTS
-                .with_label_values(&[&target.provider.name, outcome.label()])
+                .with_label_values(&[&provider.name, outcome.label()])
                 .inc();
-            record(&breaker, ctx, &outcome);
+            // A request's failures count once per target: a poison request retried on the same
+            // target must not open its breaker for everyone else.
+            let first_try = plan.tries(index) == 1;
+            record(&breaker, ctx, &outcome, first_try);
             match outcome {
                 Outcome::Answered => return Ok(()),
                 Outcome::Rejected(e) => return Err(Stop::Reply(e)),
@@ -119,11 +136,32 @@ impl Gateway {
             .unwrap_or_else(|| {
                 GatewayError::new(
                     ErrorKind::UpstreamOverloaded,
-                    "Every target for this model is unavailable right now; try again shortly.",
+                    "Every target for this model is busy with as many requests as it is allowed; try again shortly.",
                 )
                 .with_retry_after(Some(1))
             })
             .into())
+    }
+
+    /// The next target: the plan's pick among ready targets, or in panic mode (none ready) the
+    /// cooling one whose cooldown ends first. None when every target is saturated.
+    fn pick(&self, plan: &failover::Plan, order: &[&Target]) -> Option<(usize, bool)> {
+        let health: Vec<Health> = order
+            .iter()
+            .map(|t| {
+                let p = &t.provider;
+                if self.in_flight.full(&p.name, &t.model, p.max_in_flight) {
+                    Health::Saturated
+                } else {
+                    self.breakers.get(&p.name, &t.model).health()
+                }
+            })
+            .collect();
+        let ready: Vec<bool> = health.iter().map(|h| *h == Health::Ready).collect();
+        match plan.next(&ready) {
+            Some(index) => Some((index, false)),
+            None => failover::soonest_cooled(&health).map(|index| (index, true)),
+        }
     }
 
     /// One attempt at one target; a Qianfan access token the vendor rejects is refreshed and
@@ -337,13 +375,15 @@ impl Gateway {
 
 /// Feeds a finished attempt to its target's breaker. A client that hung up says nothing about
 /// the target, so it only gives back a half-open probe slot; so does a request rejected before
-/// the vendor saw it.
-fn record(breaker: &Breaker, ctx: &RequestCtx, outcome: &Outcome) {
+/// the vendor saw it, and a failure this request already counted against the target.
+fn record(breaker: &Breaker, ctx: &RequestCtx, outcome: &Outcome, first_try: bool) {
     match outcome {
         Outcome::Answered => breaker.record(true),
         Outcome::Rejected(_) if ctx.upstream_error.is_some() => breaker.record(true),
-        Outcome::Rejected(_) | Outcome::ClientGone(_) => breaker.release(),
-        Outcome::TargetFailed(_) => breaker.record(false),
+        Outcome::TargetFailed(_) if first_try => breaker.record(false),
+        Outcome::Rejected(_) | Outcome::ClientGone(_) | Outcome::TargetFailed(_) => {
+            breaker.release()
+        }
     }
 }
 

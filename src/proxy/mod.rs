@@ -18,6 +18,7 @@ use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
 use crate::traffic::breaker::Breakers;
 use crate::traffic::budget::Budgets;
+use crate::traffic::inflight::InFlight;
 use crate::traffic::limits::{Admission, Backend, Limiter};
 use upstream::Upstreams;
 
@@ -36,6 +37,7 @@ pub(crate) struct Gateway {
     upstreams: Upstreams,
     tokens: TokenCache,
     breakers: Breakers,
+    in_flight: InFlight,
     limiter: Limiter,
     budgets: Budgets,
 }
@@ -96,6 +98,7 @@ impl Gateway {
             upstreams,
             tokens: TokenCache::default(),
             breakers,
+            in_flight: InFlight::new(),
             limiter: Limiter::new(backend.clone()),
             budgets: Budgets::new(backend),
         }

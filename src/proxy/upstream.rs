@@ -81,29 +81,36 @@ impl Upstreams {
             let header = request_header(endpoint, method, req)?;
             let first_byte = timeouts.first_byte.min(remaining(deadline));
             session.set_read_timeout(Some(first_byte));
-            let sent = async {
+            let written = async {
                 session.write_request_header(Box::new(header)).await?;
                 if !req.body.is_empty() {
                     session.write_request_body(req.body.clone(), false).await?;
                 }
-                session.finish_request_body().await?;
-                session.read_response_header().await
+                session.finish_request_body().await
             }
             .await;
-            match sent {
-                Ok(()) => {
-                    return Ok(Exchange {
-                        session,
-                        peer,
-                        deadline,
-                        idle: timeouts.idle,
-                    })
+            match written {
+                Ok(_) => {}
+                // The vendor closed a pooled connection while it sat idle and the request
+                // could not even be written: nothing reached it, so one retry on a new
+                // connection is safe. Once the request is out it is never replayed here: the
+                // vendor may be working on it (and billing it).
+                Err(_) if reused => {
+                    fresh_only = true;
+                    continue;
                 }
-                // The vendor closed a pooled connection while it sat idle: nothing was
-                // processed, so one retry on a new connection is safe.
-                Err(e) if reused && e.etype() != &ErrorType::ReadTimedout => fresh_only = true,
                 Err(e) => return Err(exchange_error(&e)),
             }
+            session
+                .read_response_header()
+                .await
+                .map_err(|e| exchange_error(&e))?;
+            return Ok(Exchange {
+                session,
+                peer,
+                deadline,
+                idle: timeouts.idle,
+            });
         }
     }
 

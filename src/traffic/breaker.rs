@@ -37,6 +37,16 @@ impl State {
     }
 }
 
+/// What routing may do with a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Ready,
+    /// Open (or half-open with every probe slot taken): ready again in this long.
+    Cooling(Duration),
+    /// As many requests in flight as its provider allows.
+    Saturated,
+}
+
 /// Successes and failures in one slice of the sliding window.
 #[derive(Clone, Copy, Default)]
 struct Bucket {
@@ -137,28 +147,40 @@ impl Breaker {
         inner
     }
 
-    /// Whether routing should consider this target: closed, or half-open with a probe slot
-    /// free (an open breaker whose cooldown has passed turns half-open here).
-    pub(crate) fn available(&self) -> bool {
+    /// Whether routing should send this target traffic: ready when closed, or half-open with a
+    /// probe slot free (an open breaker whose cooldown has passed turns half-open here);
+    /// otherwise how long until its cooldown ends.
+    pub(crate) fn health(&self) -> Health {
         let inner = self.current();
         match inner.state {
-            State::Closed => true,
-            State::Open => false,
-            State::HalfOpen => inner.probes_in_flight < self.settings.probes,
+            State::Closed => Health::Ready,
+            State::HalfOpen if inner.probes_in_flight < self.settings.probes => Health::Ready,
+            State::HalfOpen => Health::Cooling(Duration::ZERO),
+            State::Open => Health::Cooling(
+                self.settings
+                    .cooldown
+                    .saturating_sub(inner.opened_at.elapsed()),
+            ),
         }
     }
 
-    /// Whether a request may go to this target now; half-open, it admits a few probes.
-    pub(crate) fn allow(&self) -> bool {
+    /// Whether a request may go to this target now; half-open, it admits a few probes. In
+    /// panic mode (every target of the model is cooling) the request goes through as a probe
+    /// all the same: the breaker diverts traffic, it never leaves a model with no target.
+    pub(crate) fn admit(&self, panic: bool) -> bool {
         let mut inner = self.current();
         match inner.state {
             State::Closed => true,
-            State::Open => false,
-            State::HalfOpen if inner.probes_in_flight < self.settings.probes => {
+            State::HalfOpen if panic || inner.probes_in_flight < self.settings.probes => {
                 inner.probes_in_flight += 1;
                 true
             }
-            State::HalfOpen => false,
+            State::Open if panic => {
+                self.set_state(&mut inner, State::HalfOpen);
+                inner.probes_in_flight += 1;
+                true
+            }
+            State::Open | State::HalfOpen => false,
         }
     }
 
@@ -292,18 +314,18 @@ mod tests {
     fn opens_on_consecutive_failures_then_probes_and_closes() {
         let b = Breaker::new("p", "m-consecutive", settings());
         for _ in 0..4 {
-            assert!(b.allow());
+            assert!(b.admit(false));
             b.record(false);
         }
         assert_eq!(b.state(), State::Closed);
         b.record(false);
         assert_eq!(b.state(), State::Open);
-        assert!(!b.allow());
+        assert!(!b.admit(false));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.available(), "the cooldown is over");
-        assert!(b.allow() && b.allow(), "two probes");
-        assert!(!b.available());
-        assert!(!b.allow(), "no third while probing");
+        assert!(b.health() == Health::Ready, "the cooldown is over");
+        assert!(b.admit(false) && b.admit(false), "two probes");
+        assert!(b.health() != Health::Ready);
+        assert!(!b.admit(false), "no third while probing");
         assert_eq!(b.state(), State::HalfOpen);
         b.record(true);
         b.record(true);
@@ -336,7 +358,7 @@ mod tests {
             b.record(false);
         }
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.allow());
+        assert!(b.admit(false));
         b.record(false);
         assert_eq!(b.state(), State::Open);
     }

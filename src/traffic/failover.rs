@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::RetryPolicy;
 use crate::error::{ErrorKind, GatewayError};
+use crate::traffic::breaker::Health;
 
 /// The targets of one request, in configured order, and how often each was tried.
 pub(crate) struct Plan {
@@ -40,6 +41,25 @@ impl Plan {
     pub(crate) fn previous(&self) -> Option<usize> {
         self.last
     }
+
+    /// How often the target was tried for this request so far.
+    pub(crate) fn tries(&self, index: usize) -> u32 {
+        self.tried[index]
+    }
+}
+
+/// Panic mode: when no target is ready, the cooling one whose cooldown ends first, so a model
+/// always has a target while any is merely cooling. None when every target is saturated.
+pub(crate) fn soonest_cooled(health: &[Health]) -> Option<usize> {
+    health
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match h {
+            Health::Cooling(left) => Some((*left, i)),
+            Health::Ready | Health::Saturated => None,
+        })
+        .min()
+        .map(|(_, i)| i)
 }
 
 /// Failures that say something about the target (and so feed its breaker and allow another
@@ -85,6 +105,18 @@ mod tests {
         p.mark(2);
         assert_eq!(p.next(&all), Some(0));
         assert_eq!(p.next(&[false, false, false]), None);
+    }
+
+    #[test]
+    fn panic_mode_picks_the_target_whose_cooldown_ends_first() {
+        let ms = Duration::from_millis;
+        let health = [
+            Health::Cooling(ms(900)),
+            Health::Saturated,
+            Health::Cooling(ms(200)),
+        ];
+        assert_eq!(soonest_cooled(&health), Some(2));
+        assert_eq!(soonest_cooled(&[Health::Saturated]), None);
     }
 
     #[test]

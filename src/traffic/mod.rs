@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod failover;
+pub(crate) mod inflight;
 pub(crate) mod limits;
 pub(crate) mod redact;
 pub(crate) mod routing;
