@@ -127,7 +127,7 @@ fn load_limits_backend(raw: RawLimitsSection, problems: &mut Vec<Problem>) -> Li
             if url.starts_with("redis://") || url.starts_with("rediss://") =>
         {
             LimitsBackend::Redis {
-                url,
+                url: Secret::new(url),
                 prefix: raw.prefix.unwrap_or_else(|| "modelmux".into()),
             }
         }
@@ -214,6 +214,15 @@ fn load_model(
         };
         if t.model.trim().is_empty() {
             problems.at(format!("{tpath}.model"), "must not be empty");
+        } else if !t
+            .model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:@/+=".contains(&b))
+        {
+            problems.at(
+                format!("{tpath}.model"),
+                "a vendor model name has letters, digits and - . _ ~ : @ / + = only",
+            );
         }
         if t.weight == 0 {
             problems.at(format!("{tpath}.weight"), "must be at least 1");

@@ -84,7 +84,11 @@ pub struct Price {
 #[derive(Debug, Clone)]
 pub enum LimitsBackend {
     Local,
-    Redis { url: String, prefix: String },
+    /// The URL can hold a password: it is a [`Secret`].
+    Redis {
+        url: Secret,
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -242,7 +246,8 @@ impl Default for BreakerSettings {
     fn default() -> Self {
         BreakerSettings {
             failure_rate: 0.05,
-            min_requests: 20,
+            // A rate over fewer requests is a handful of bad prompts, not a sick vendor.
+            min_requests: 100,
             window: Duration::from_secs(30),
             consecutive_failures: 5,
             cooldown: Duration::from_secs(10),
@@ -391,11 +396,30 @@ keys:
     }
 
     #[test]
+    fn vendor_model_names_that_would_break_a_url_are_refused() {
+        let conf = |model: &str| {
+            format!("providers: [{{name: p, kind: gemini, base_url: \"http://x\", api_key: k}}]\nmodels: {{m: {{targets: [{{provider: p, model: \"{model}\"}}]}}}}\nkeys: [{{name: k, key: sk-12345678}}]")
+        };
+        assert!(load_str(&conf("gemini-2.5-flash"), &env).is_ok());
+        assert!(load_str(&conf("meta-llama/Llama-3.1-8B"), &env).is_ok());
+        for bad in ["a b", "x?access_token=1", "m#frag", "%2e%2e"] {
+            let e = load_str(&conf(bad), &env).unwrap_err();
+            assert!(
+                e.to_string().contains("models.m.targets[0].model"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let c = load_str(GOOD, &env).unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("sk-real"), "{printed}");
         assert!(!printed.contains("sk-team-a-123"), "{printed}");
+        let redis = "limits: {backend: redis, redis_url: \"redis://:hunter2-pass@10.0.0.1:6379\"}\nkeys: [{name: k, key: sk-12345678}]";
+        let printed = format!("{:?}", load_str(redis, &env).unwrap());
+        assert!(!printed.contains("hunter2-pass"), "{printed}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
 /// The conversation in DashScope's shape: content as a string, or as a list of text and
 /// image parts when any message has an image (the multimodal endpoint).
 fn messages(req: &Request, multimodal: bool) -> Vec<Value> {
+    let names = req.call_names();
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         let role = match m.role {
@@ -108,7 +109,7 @@ fn messages(req: &Request, multimodal: bool) -> Vec<Value> {
         }
         if let Some(id) = &m.tool_call_id {
             o["tool_call_id"] = json!(id);
-            if let Some(name) = req.function_name_for(id) {
+            if let Some(name) = names.get(id.as_str()) {
                 o["name"] = json!(name);
             }
         }

@@ -3,6 +3,8 @@
 //! Reference: <https://ai.google.dev/api/generate-content>. The base URL carries the API
 //! version (`/v1beta` or `/v1`).
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -178,7 +180,8 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     Ok(UpstreamRequest {
         path_and_query: format!(
             "{}/models/{}:{method}",
-            target.provider.endpoint.path_prefix, target.vendor_model
+            target.provider.endpoint.path_prefix,
+            super::path_segment(target.vendor_model)
         ),
         headers,
         body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
@@ -188,13 +191,14 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
 /// The conversation as Gemini turns: `user` and `model` alternating, tool results as
 /// `functionResponse` parts of a user turn. The system prompt goes separately.
 fn contents(req: &Request) -> GwResult<Vec<ContentOut<'_>>> {
+    let names = req.call_names();
     let mut turns: Vec<(&'static str, Vec<PartOut>)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let (role, parts) = match m.role {
             Role::System | Role::Developer => continue,
             Role::User => ("user", user_parts(m, i)?),
             Role::Assistant => ("model", model_parts(m, i)?),
-            Role::Tool | Role::Function => ("user", vec![function_response(req, m, i)?]),
+            Role::Tool | Role::Function => ("user", vec![function_response(&names, m, i)?]),
         };
         push_turn(&mut turns, role, parts);
     }
@@ -250,11 +254,15 @@ fn model_parts(m: &Message, i: usize) -> GwResult<Vec<PartOut<'_>>> {
 }
 
 /// Gemini names the function a result answers, not the call: found through the call's id.
-fn function_response<'r>(req: &'r Request, m: &'r Message, i: usize) -> GwResult<PartOut<'r>> {
+fn function_response<'r>(
+    names: &HashMap<&'r str, &'r str>,
+    m: &'r Message,
+    i: usize,
+) -> GwResult<PartOut<'r>> {
     let name = m
         .tool_call_id
         .as_deref()
-        .and_then(|id| req.function_name_for(id))
+        .and_then(|id| names.get(id).copied())
         .or(m.name.as_deref())
         .ok_or_else(|| {
             GatewayError::bad_param(

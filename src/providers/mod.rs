@@ -275,6 +275,24 @@ pub fn error_from_status(status: u16, message: String) -> GatewayError {
     }
 }
 
+/// A value (a vendor model name) as one URL path segment: anything but unreserved characters
+/// and `:@` percent-encoded, so it can neither change the path nor break the request line.
+pub fn path_segment(value: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-._~:@".contains(&b);
+    if value.bytes().all(keep) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for b in value.bytes() {
+        if keep(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A reply body that is not what the vendor's API sends.
 pub fn unreadable_reply() -> GatewayError {
     GatewayError::new(

@@ -2,6 +2,8 @@
 //! a completed reply, and the deltas a stream is made of. It has no vendor fields; vendor
 //! knowledge stays in the vendor modules.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -155,14 +157,15 @@ impl Request {
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
-    /// The name of the function a tool call id refers to (Gemini and Qianfan name results by
-    /// function, not by call id).
-    pub fn function_name_for(&self, call_id: &str) -> Option<&str> {
+    /// The function each tool call id names, for vendors that name results by function (Gemini,
+    /// DashScope, Qianfan):
+    /// built once per request, so a long conversation is not scanned once per tool result.
+    pub fn call_names(&self) -> HashMap<&str, &str> {
         self.messages
             .iter()
             .flat_map(|m| &m.tool_calls)
-            .find(|c| c.id == call_id)
-            .map(|c| c.name.as_str())
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect()
     }
 }
 

@@ -210,10 +210,13 @@ fn request_header(
     method: &str,
     req: &UpstreamRequest,
 ) -> GwResult<RequestHeader> {
+    // The request line can hold a vendor credential (Qianfan's token): neither the client
+    // nor the log gets its text.
     let internal = |e: pingora::BError| {
+        log::warn!("could not build an upstream request: {:?}", e.etype());
         GatewayError::new(
             ErrorKind::Internal,
-            format!("building the upstream request: {e}"),
+            "The gateway could not build the request for the upstream provider.",
         )
     };
     let mut h = RequestHeader::build(

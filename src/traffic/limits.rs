@@ -63,7 +63,7 @@ impl Backend {
         let store = match config {
             LimitsBackend::Local => Store::Local(Mutex::new(HashMap::new())),
             LimitsBackend::Redis { url, prefix } => Store::Redis {
-                url: url.clone(),
+                url: url.expose().to_string(),
                 prefix: prefix.clone(),
                 conn: OnceCell::new(),
                 script: redis::Script::new(TAKE_SCRIPT),

@@ -358,7 +358,7 @@ mod tests {
             })
         );
         assert_eq!(r.messages[2].tool_calls[0].arguments, "{\"a\":1}");
-        assert_eq!(r.function_name_for("call_1"), Some("f"));
+        assert_eq!(r.call_names().get("call_1"), Some(&"f"));
         assert_eq!(
             (r.stop.clone(), r.max_tokens),
             (vec!["END".to_string()], Some(9))

@@ -190,6 +190,7 @@ impl<'a> ChatRequest<'a> {
             }
             Err(e) => return Err(invalid_json(e)),
         };
+        check_unique_members(&body)?;
         let model = model(&body)?;
         check_messages(&body)?;
         check_types(&body)?;
@@ -202,6 +203,21 @@ impl<'a> ChatRequest<'a> {
             include_usage,
         })
     }
+}
+
+/// A member given twice would be validated once and forwarded twice, and vendors disagree on
+/// which one counts.
+fn check_unique_members(body: &RawObject) -> GwResult<()> {
+    let mut seen = std::collections::HashSet::with_capacity(body.members.len());
+    for (k, _) in &body.members {
+        if !seen.insert(k.as_ref()) {
+            return Err(GatewayError::invalid(
+                format!("The member '{k}' is given more than once."),
+                Some(k),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn model<'a>(body: &RawObject<'a>) -> GwResult<Cow<'a, str>> {
@@ -398,6 +414,13 @@ mod tests {
             assert_eq!(e.kind, kind, "{body}");
             assert_eq!(e.param.as_deref(), param, "{body}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn a_member_given_twice_is_refused() {
+        let e = parse(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":0.1,"temperature":"hot"}"#)
+            .unwrap_err();
+        assert_eq!((e.status(), e.param.as_deref()), (400, Some("temperature")));
     }
 
     #[test]

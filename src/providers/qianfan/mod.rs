@@ -81,8 +81,10 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     body.insert("stream".into(), json!(req.stream));
     Ok(UpstreamRequest {
         path_and_query: format!(
-            "{}{CHAT_PATH}{}?access_token={token}",
-            target.provider.endpoint.path_prefix, target.vendor_model
+            "{}{CHAT_PATH}{}?access_token={}",
+            target.provider.endpoint.path_prefix,
+            super::path_segment(target.vendor_model),
+            super::path_segment(token)
         ),
         headers: Vec::new(),
         body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
@@ -109,6 +111,7 @@ struct ErnieCall<'a> {
 /// assistant turn, and strictly alternating turns that start and end with the user (neighbours
 /// of the same role are merged).
 fn messages(req: &Request) -> GwResult<Vec<ErnieMessage<'_>>> {
+    let names = req.call_names();
     let mut turns: Vec<ErnieMessage> = Vec::new();
     for m in &req.messages {
         let turn = match m.role {
@@ -135,7 +138,7 @@ fn messages(req: &Request) -> GwResult<Vec<ErnieMessage<'_>>> {
                 name: m
                     .tool_call_id
                     .as_deref()
-                    .and_then(|id| req.function_name_for(id))
+                    .and_then(|id| names.get(id).copied())
                     .or(m.name.as_deref()),
             },
         };
@@ -354,6 +357,27 @@ mod tests {
             vendor_model: "completions_pro",
             access_token: Some("24.tok"),
         }
+    }
+
+    #[test]
+    fn path_parts_are_encoded_so_the_token_stays_in_its_place() {
+        let p = provider(crate::providers::testing::qianfan_v1());
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "a b/../x?y",
+            access_token: Some("tok&en"),
+        };
+        let u = encode(
+            &req(r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#),
+            &target,
+        )
+        .unwrap();
+        assert!(
+            u.path_and_query
+                .ends_with("/chat/a%20b%2F..%2Fx%3Fy?access_token=tok%26en"),
+            "{}",
+            u.path_and_query
+        );
     }
 
     #[test]
