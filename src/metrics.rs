@@ -111,6 +111,26 @@ pub(crate) static LIMIT_REMAINING: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static STORE_UP: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec_with_registry!(
+        "modelmux_store_up",
+        "Whether the shared store (Redis) for limits and budgets answers: 1 up, 0 down (this replica's own buckets serve meanwhile).",
+        &["store"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static STORE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_store_errors_total",
+        "Calls to the shared store that failed or took too long, by kind (error, timeout).",
+        &["store", "kind"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so that the first scrape lists them all, even at zero.
 pub(crate) fn init() {
     Lazy::force(&REQUESTS);
@@ -123,6 +143,8 @@ pub(crate) fn init() {
     Lazy::force(&ATTEMPTS);
     Lazy::force(&REJECTIONS);
     Lazy::force(&LIMIT_REMAINING);
+    Lazy::force(&STORE_UP);
+    Lazy::force(&STORE_ERRORS);
 }
 
 pub(crate) fn render() -> Vec<u8> {

@@ -354,6 +354,7 @@ impl Gateway {
             };
             // Kept as it arrives, so a client that leaves early is still charged what it used.
             ctx.usage = relay.usage();
+            ctx.received_tokens = relay.received_tokens();
             if !out.is_empty() {
                 session
                     .write_response_body(Some(Bytes::copy_from_slice(&out)), false)

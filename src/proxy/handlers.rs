@@ -9,7 +9,7 @@ use crate::api::{anthropic, ClientApi};
 use crate::config::{ClientKey, Config, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::openai::ChatRequest;
-use crate::providers::ClientRequest;
+use crate::providers::{ClientRequest, Usage};
 use crate::traffic::auth;
 
 impl Gateway {
@@ -85,7 +85,8 @@ impl Gateway {
     }
 
     /// Budget and rate limits, before anything goes upstream. Tokens are estimated from the
-    /// body (about 4 bytes a token) plus the completion the client allows.
+    /// body (about 4 bytes a token) plus the completion the client allows; the budget holds
+    /// that estimate until the request is settled in `logging`.
     async fn admit(
         &self,
         ctx: &mut RequestCtx,
@@ -95,10 +96,22 @@ impl Gateway {
         max_tokens: Option<u64>,
     ) -> GwResult<()> {
         ctx.model = Some(model.name.clone());
-        self.budgets.check(key).await?;
-        let estimate = (body_len as u64 / 4).saturating_add(max_tokens.unwrap_or(0));
-        let admission = self.limiter.admit(key, model, estimate).await?;
-        ctx.admission = Some(admission);
-        Ok(())
+        ctx.prompt_estimate = body_len as u64 / 4;
+        let estimate = Usage::new(ctx.prompt_estimate, max_tokens.unwrap_or(0));
+        let price = model.price.as_ref();
+        let reservation = self.budgets.reserve(key, &estimate, price).await?;
+        match self.limiter.admit(key, model, estimate.total_tokens).await {
+            Ok(admission) => {
+                ctx.admission = Some(admission);
+                ctx.reservation = reservation;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(r) = &reservation {
+                    self.budgets.settle(r, &Usage::default(), price).await;
+                }
+                Err(e)
+            }
+        }
     }
 }

@@ -17,9 +17,10 @@ use crate::metrics;
 use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
 use crate::traffic::breaker::Breakers;
-use crate::traffic::budget::Budgets;
+use crate::traffic::budget::{Budgets, Reservation};
 use crate::traffic::inflight::InFlight;
-use crate::traffic::limits::{Admission, Backend, Limiter};
+use crate::traffic::limits::{Admission, Limiter};
+use crate::traffic::store::Store;
 use upstream::Upstreams;
 
 mod attempt;
@@ -51,12 +52,19 @@ pub(crate) struct RequestCtx {
     api: ClientApi,
     model: Option<String>,
     provider: Option<String>,
+    /// What the vendor reported the request used.
     usage: Option<Usage>,
+    /// Tokens estimated from what reached the client, for a stream whose usage never came.
+    received_tokens: u64,
+    /// The prompt's size in tokens, estimated from the body at admission.
+    prompt_estimate: u64,
     upstream_error: Option<ErrorKind>,
     /// The caller's key (index into the snapshot's keys), once authenticated.
     key: Option<usize>,
     /// What the rate limits reserved for this request, settled with the real usage.
     admission: Option<Admission>,
+    /// What the key's budget holds for this request until it is settled.
+    reservation: Option<Reservation>,
     /// CORS headers for the caller's origin, on every response and error.
     cors: Vec<(&'static str, String)>,
 }
@@ -92,15 +100,15 @@ type Handled = Result<(), Stop>;
 impl Gateway {
     pub(crate) fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
         let breakers = Breakers::new(config.breaker.clone());
-        let backend = Arc::new(Backend::new(&config.limits_backend));
+        let store = Arc::new(Store::new(&config.limits_backend));
         Gateway {
             config: LiveConfig::new(config),
             upstreams,
             tokens: TokenCache::default(),
             breakers,
             in_flight: InFlight::new(),
-            limiter: Limiter::new(backend.clone()),
-            budgets: Budgets::new(backend),
+            limiter: Limiter::new(store.clone()),
+            budgets: Budgets::new(store),
         }
     }
 }
@@ -117,9 +125,12 @@ impl ProxyHttp for Gateway {
             model: None,
             provider: None,
             usage: None,
+            received_tokens: 0,
+            prompt_estimate: 0,
             upstream_error: None,
             key: None,
             admission: None,
+            reservation: None,
             cors: Vec::new(),
         }
     }
@@ -203,18 +214,25 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[provider, kind.as_str()])
                 .inc();
         }
+        // What the request used: the vendor's count, or, for a stream cut before its usage
+        // came, what reached the client; so hanging up early is not a way around the budget.
+        let used = ctx.usage.or_else(|| {
+            (ctx.received_tokens > 0).then(|| Usage::new(ctx.prompt_estimate, ctx.received_tokens))
+        });
         if let Some(admission) = &ctx.admission {
             self.limiter
-                .settle(admission, ctx.usage.map(|u| u.total_tokens))
+                .settle(admission, used.map(|u| u.total_tokens))
                 .await;
         }
-        if let (Some(key), Some(u)) = (ctx.key.and_then(|i| ctx.config.keys.get(i)), ctx.usage) {
+        if let Some(reservation) = &ctx.reservation {
             let price = ctx
                 .model
                 .as_deref()
                 .and_then(|m| ctx.config.model(m))
                 .and_then(|m| m.price.as_ref());
-            self.budgets.record(key, &u, price).await;
+            self.budgets
+                .settle(reservation, &used.unwrap_or_default(), price)
+                .await;
         }
         if let Some(u) = ctx.usage {
             metrics::TOKENS

@@ -25,7 +25,18 @@ enum Inner {
         source: Box<dyn VendorStream>,
         sink: StreamWriter,
         state: StreamState,
+        /// Tokens of text and tool arguments passed on, estimated at 4 bytes a token.
+        received: u64,
     },
+}
+
+fn estimated_tokens(d: &Delta) -> u64 {
+    let bytes = match d {
+        Delta::Text(t) | Delta::Reasoning(t) => t.len(),
+        Delta::ToolArgs { arguments, .. } => arguments.len(),
+        _ => return 0,
+    };
+    (bytes as u64).div_ceil(4)
 }
 
 impl Relay {
@@ -42,6 +53,7 @@ impl Relay {
                 source: providers::stream_decoder(provider),
                 sink: StreamWriter::new(api, public_model, include_usage),
                 state: StreamState::Open,
+                received: 0,
             }
         })
     }
@@ -54,8 +66,12 @@ impl Relay {
                 source,
                 sink,
                 state,
+                received,
             } => {
-                source.push(chunk, &mut |d| *state = sink.write(d, out));
+                source.push(chunk, &mut |d| {
+                    *received += estimated_tokens(&d);
+                    *state = sink.write(d, out)
+                });
                 *state
             }
         }
@@ -70,6 +86,7 @@ impl Relay {
                 source,
                 sink,
                 state,
+                ..
             } => {
                 if *state == StreamState::Open {
                     source.finish(&mut |d| *state = sink.write(d, out));
@@ -93,6 +110,14 @@ impl Relay {
                 *state = sink.write(Delta::Error(e), out);
                 *state
             }
+        }
+    }
+
+    /// Tokens that reached the client, estimated: what to charge when the usage never came.
+    pub(crate) fn received_tokens(&self) -> u64 {
+        match &self.0 {
+            Inner::PassThrough(p) => p.content_events(),
+            Inner::Translate { received, .. } => *received,
         }
     }
 

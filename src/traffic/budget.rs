@@ -1,19 +1,26 @@
 //! Budgets per client key: tokens and cost spent per period (day, month, or ever), counted for
 //! every endpoint and for streams, refused past the cap with OpenAI's `insufficient_quota`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::store::{Spend, Store};
 use crate::config::{Budget, ClientKey, Period, Price};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
 use crate::providers::Usage;
-use crate::traffic::limits::Backend;
 
 pub(crate) struct Budgets {
-    backend: Arc<Backend>,
-    /// (key name, period) -> (tokens, cost), when the backend is local.
-    local: Mutex<HashMap<String, (u64, f64)>>,
+    store: Arc<Store>,
+}
+
+/// What admission put on a key's spend before the request ran: settled with what it really
+/// used (or what the client received) once it is over.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    slot: String,
+    tokens: u64,
+    cost: f64,
+    ttl: u64,
 }
 
 /// The civil (year, month) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -49,54 +56,44 @@ pub(crate) fn cost_of(usage: &Usage, price: Option<&Price>) -> f64 {
 }
 
 impl Budgets {
-    pub(crate) fn new(backend: Arc<Backend>) -> Self {
-        Budgets {
-            backend,
-            local: Mutex::new(HashMap::new()),
-        }
+    pub(crate) fn new(store: Arc<Store>) -> Self {
+        Budgets { store }
     }
 
     fn slot(&self, key: &ClientKey, budget: &Budget) -> String {
         format!(
             "{}:budget:{}:{}",
-            self.backend.prefix(),
+            self.store.prefix(),
             key.name,
             period_id(budget.period, crate::clock::unix_secs())
         )
     }
 
-    async fn spent(&self, slot: &str) -> (u64, f64) {
-        match self.backend.redis().await {
-            None => self
-                .local
-                .lock()
-                .expect("budget lock is never poisoned")
-                .get(slot)
-                .copied()
-                .unwrap_or((0, 0.0)),
-            Some(Ok(mut conn)) => {
-                let r: redis::RedisResult<(Option<u64>, Option<f64>)> = redis::cmd("HMGET")
-                    .arg(slot)
-                    .arg("tokens")
-                    .arg("cost")
-                    .query_async(&mut conn)
-                    .await;
-                r.map(|(t, c)| (t.unwrap_or(0), c.unwrap_or(0.0)))
-                    .unwrap_or((0, 0.0))
-            }
-            Some(Err(_)) => (0, 0.0),
-        }
-    }
-
-    /// Refuses a key whose budget for the current period is spent.
-    pub(crate) async fn check(&self, key: &ClientKey) -> GwResult<()> {
+    /// Admits a request under the key's budget, putting `estimate` on the period's spend at
+    /// once (atomically, in Redis too), so concurrent requests cannot overshoot the budget by
+    /// more than one request's reservation. Refuses a key whose budget is spent.
+    pub(crate) async fn reserve(
+        &self,
+        key: &ClientKey,
+        estimate: &Usage,
+        price: Option<&Price>,
+    ) -> GwResult<Option<Reservation>> {
         let Some(budget) = &key.budget else {
-            return Ok(());
+            return Ok(None);
         };
-        let (tokens, cost) = self.spent(&self.slot(key, budget)).await;
-        let over_tokens = budget.tokens.is_some_and(|cap| tokens >= cap);
-        let over_cost = budget.cost.is_some_and(|cap| cost >= cap);
-        if over_tokens || over_cost {
+        let slot = self.slot(key, budget);
+        let cost = cost_of(estimate, price);
+        let ttl = ttl(budget.period);
+        let change = Spend {
+            tokens: estimate.total_tokens.min(i64::MAX as u64) as i64,
+            cost,
+            token_cap: budget.tokens,
+            cost_cap: budget.cost,
+            ttl,
+            force: false,
+        };
+        let (added, _, _) = self.store.spend(&slot, change).await;
+        if !added {
             metrics::REJECTIONS.with_label_values(&["budget"]).inc();
             return Err(GatewayError::new(
                 ErrorKind::RateLimited,
@@ -104,48 +101,37 @@ impl Budgets {
             )
             .with_code("insufficient_quota"));
         }
-        Ok(())
+        Ok(Some(Reservation {
+            slot,
+            tokens: estimate.total_tokens,
+            cost,
+            ttl,
+        }))
     }
 
-    /// Adds what a request used to the key's spend.
-    pub(crate) async fn record(&self, key: &ClientKey, usage: &Usage, price: Option<&Price>) {
-        let Some(budget) = &key.budget else { return };
-        let slot = self.slot(key, budget);
-        let cost = cost_of(usage, price);
-        match self.backend.redis().await {
-            None => {
-                let mut map = self.local.lock().expect("budget lock is never poisoned");
-                let e = map.entry(slot).or_insert((0, 0.0));
-                e.0 += usage.total_tokens;
-                e.1 += cost;
-            }
-            Some(Ok(mut conn)) => {
-                let ttl = match budget.period {
-                    Period::Day => 2 * 86_400,
-                    Period::Month => 32 * 86_400,
-                    Period::Total => 0,
-                };
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .cmd("HINCRBY")
-                    .arg(&slot)
-                    .arg("tokens")
-                    .arg(usage.total_tokens)
-                    .ignore()
-                    .cmd("HINCRBYFLOAT")
-                    .arg(&slot)
-                    .arg("cost")
-                    .arg(cost)
-                    .ignore();
-                if ttl > 0 {
-                    pipe.cmd("EXPIRE").arg(&slot).arg(ttl).ignore();
-                }
-                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                    log::warn!("recording spend for key {} failed: {e}", key.name);
-                }
-            }
-            Some(Err(e)) => log::warn!("recording spend for key {} failed: {e}", key.name),
+    /// Replaces a reservation with what the request used.
+    pub(crate) async fn settle(&self, r: &Reservation, used: &Usage, price: Option<&Price>) {
+        let tokens = used.total_tokens as i128 - r.tokens as i128;
+        let change = Spend {
+            tokens: tokens.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            cost: cost_of(used, price) - r.cost,
+            token_cap: None,
+            cost_cap: None,
+            ttl: r.ttl,
+            force: true,
+        };
+        if change.tokens != 0 || change.cost != 0.0 {
+            self.store.spend(&r.slot, change).await;
         }
+    }
+}
+
+/// How long a period's counter is kept after its last change.
+fn ttl(period: Period) -> u64 {
+    match period {
+        Period::Day => 2 * 86_400,
+        Period::Month => 32 * 86_400,
+        Period::Total => 0,
     }
 }
 

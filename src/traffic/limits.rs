@@ -1,162 +1,15 @@
 //! Rate limits: token buckets for requests and tokens per minute, per client key and per public
 //! model. Tokens are reserved from an estimate on the way in and corrected with the vendor's
-//! real usage on the way out. Buckets live in this process, or in Redis (an atomic script on
-//! Redis's own clock), where every replica shares them.
+//! real usage on the way out. Buckets live in the `store`: this process's, or Redis's (an
+//! atomic script on Redis's own clock), where every replica shares them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
-use tokio::sync::OnceCell;
-
-use crate::config::{ClientKey, LimitsBackend, PublicModel};
+use super::store::Store;
+use crate::config::{ClientKey, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
-
-/// Takes `amount` from a bucket refilled continuously at `rate` per second up to `capacity`.
-/// With `force`, the amount is taken even if it overdraws (a correction after the fact).
-/// Returns {allowed, tokens left}.
-const TAKE_SCRIPT: &str = r#"
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local amount = tonumber(ARGV[3])
-local force = ARGV[4] == "1"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local ts = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - ts) / 1000 * rate)
-local allowed = 0
-if force or tokens >= amount then
-  tokens = tokens - amount
-  allowed = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 60000)
-return {allowed, tostring(tokens)}
-"#;
-
-struct LocalBucket {
-    tokens: f64,
-    last: Instant,
-}
-
-enum Store {
-    Local(Mutex<HashMap<String, LocalBucket>>),
-    Redis {
-        url: String,
-        prefix: String,
-        conn: OnceCell<ConnectionManager>,
-        script: redis::Script,
-    },
-}
-
-/// The shared counter store for limits and budgets.
-pub(crate) struct Backend {
-    store: Store,
-}
-
-impl Backend {
-    pub(crate) fn new(config: &LimitsBackend) -> Backend {
-        let store = match config {
-            LimitsBackend::Local => Store::Local(Mutex::new(HashMap::new())),
-            LimitsBackend::Redis { url, prefix } => Store::Redis {
-                url: url.expose().to_string(),
-                prefix: prefix.clone(),
-                conn: OnceCell::new(),
-                script: redis::Script::new(TAKE_SCRIPT),
-            },
-        };
-        Backend { store }
-    }
-
-    pub(crate) fn prefix(&self) -> &str {
-        match &self.store {
-            Store::Local(_) => "modelmux",
-            Store::Redis { prefix, .. } => prefix,
-        }
-    }
-
-    pub(crate) async fn redis(&self) -> Option<redis::RedisResult<ConnectionManager>> {
-        let Store::Redis { url, conn, .. } = &self.store else {
-            return None;
-        };
-        Some(
-            conn.get_or_try_init(|| async {
-                let client = redis::Client::open(url.as_str())?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Duration::from_secs(2))
-                    .set_response_timeout(Duration::from_secs(2));
-                ConnectionManager::new_with_config(client, config).await
-            })
-            .await
-            .cloned(),
-        )
-    }
-
-    /// Returns (allowed, tokens left). A store that cannot be reached lets requests through:
-    /// an outage of the limiter must not become an outage of the gateway.
-    async fn take(
-        &self,
-        key: &str,
-        capacity: f64,
-        rate: f64,
-        amount: f64,
-        force: bool,
-    ) -> (bool, f64) {
-        match &self.store {
-            Store::Local(map) => {
-                let mut map = map
-                    .lock()
-                    .expect("bucket lock is never poisoned: no panics while held");
-                let now = Instant::now();
-                let b = map.entry(key.to_string()).or_insert(LocalBucket {
-                    tokens: capacity,
-                    last: now,
-                });
-                b.tokens =
-                    (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(capacity);
-                b.last = now;
-                if force || b.tokens >= amount {
-                    b.tokens -= amount;
-                    (true, b.tokens)
-                } else {
-                    (false, b.tokens)
-                }
-            }
-            Store::Redis { script, .. } => {
-                let result = match self.redis().await {
-                    Some(Ok(mut conn)) => {
-                        script
-                            .key(key)
-                            .arg(capacity)
-                            .arg(rate)
-                            .arg(amount)
-                            .arg(if force { "1" } else { "0" })
-                            .invoke_async::<(i64, String)>(&mut conn)
-                            .await
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => unreachable!("a Redis store has a connection"),
-                };
-                match result {
-                    Ok((allowed, left)) => (allowed == 1, left.parse().unwrap_or(0.0)),
-                    Err(e) => {
-                        log::warn!(
-                            "rate limit store unreachable, letting the request through: {e}"
-                        );
-                        metrics::REJECTIONS
-                            .with_label_values(&["limiter_unavailable_fail_open"])
-                            .inc();
-                        (true, capacity)
-                    }
-                }
-            }
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
@@ -183,7 +36,7 @@ pub(crate) struct Admission {
 }
 
 pub(crate) struct Limiter {
-    backend: std::sync::Arc<Backend>,
+    store: Arc<Store>,
 }
 
 /// The time until a bucket is full again, as OpenAI writes it (`250ms`, `6s`, `1m30s`).
@@ -200,8 +53,8 @@ fn reset_text(missing: f64, rate: f64) -> String {
 }
 
 impl Limiter {
-    pub(crate) fn new(backend: std::sync::Arc<Backend>) -> Self {
-        Limiter { backend }
+    pub(crate) fn new(store: Arc<Store>) -> Self {
+        Limiter { store }
     }
 
     /// Admits a request or answers 429 with `Retry-After` and the `x-ratelimit-*` headers.
@@ -218,7 +71,7 @@ impl Limiter {
         for check in checks(key, model) {
             let bucket = format!(
                 "{}:rl:{}:{}:{}",
-                self.backend.prefix(),
+                self.store.prefix(),
                 check.scope,
                 check.name,
                 check.kind.as_str()
@@ -230,7 +83,7 @@ impl Limiter {
                 Kind::Tokens => (estimated_tokens.max(1) as f64).min(capacity),
             };
             let (allowed, left) = self
-                .backend
+                .store
                 .take(&bucket, capacity, rate, amount, false)
                 .await;
             metrics::LIMIT_REMAINING
@@ -244,7 +97,7 @@ impl Limiter {
             if !allowed {
                 // Give back what this request already took from other buckets.
                 for t in &taken {
-                    self.backend
+                    self.store
                         .take(&t.bucket, t.capacity, t.rate, -t.amount, true)
                         .await;
                 }
@@ -280,9 +133,7 @@ impl Limiter {
         }
         for (bucket, rate) in &admission.token_buckets {
             let capacity = rate * 60.0;
-            self.backend
-                .take(bucket, capacity, *rate, delta, true)
-                .await;
+            self.store.take(bucket, capacity, *rate, delta, true).await;
         }
     }
 }
@@ -400,7 +251,6 @@ fn reset_header(kind: Kind) -> &'static str {
 mod tests {
     use super::*;
     use crate::config::load_str;
-    use std::sync::Arc;
 
     const CONF: &str = r#"
 providers: [{name: p, kind: openai_compatible, base_url: "http://127.0.0.1:1"}]
@@ -412,7 +262,7 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 3}}]
     #[tokio::test]
     async fn a_burst_gets_exactly_the_limit_then_429_with_headers() {
         let conf = load_str(CONF, &|_| None).unwrap();
-        let limiter = Limiter::new(Arc::new(Backend::new(&LimitsBackend::Local)));
+        let limiter = Limiter::new(Arc::new(Store::new(&crate::config::LimitsBackend::Local)));
         let (key, model) = (&conf.keys[0], conf.model("m").unwrap());
         for i in 0..3 {
             let a = limiter.admit(key, model, 10).await.unwrap();
@@ -435,7 +285,7 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 3}}]
     #[tokio::test]
     async fn real_usage_corrects_the_token_estimate() {
         let conf = load_str(CONF, &|_| None).unwrap();
-        let limiter = Limiter::new(Arc::new(Backend::new(&LimitsBackend::Local)));
+        let limiter = Limiter::new(Arc::new(Store::new(&crate::config::LimitsBackend::Local)));
         let (key, model) = (&conf.keys[0], conf.model("m").unwrap());
         let a = limiter.admit(key, model, 100).await.unwrap();
         limiter.settle(&a, Some(950)).await;

@@ -9,3 +9,4 @@ pub(crate) mod inflight;
 pub(crate) mod limits;
 pub(crate) mod redact;
 pub(crate) mod routing;
+pub(crate) mod store;

@@ -21,6 +21,8 @@ pub struct OpenAiStream {
     finished: bool,
     /// Whether the client asked for the usage chunk (the gateway always asks the vendor).
     forward_usage: bool,
+    /// Chunks with choices passed on: OpenAI streams about a token a chunk.
+    content_events: u64,
     state: StreamState,
 }
 
@@ -32,8 +34,14 @@ impl OpenAiStream {
             usage: None,
             finished: false,
             forward_usage,
+            content_events: 0,
             state: StreamState::Open,
         }
+    }
+
+    /// Chunks with choices passed on so far.
+    pub fn content_events(&self) -> u64 {
+        self.content_events
     }
 
     pub fn usage(&self) -> Option<Usage> {
@@ -49,6 +57,7 @@ impl OpenAiStream {
         let usage = &mut self.usage;
         let finished = &mut self.finished;
         let forward_usage = self.forward_usage;
+        let content_events = &mut self.content_events;
         let model_json = &self.model_json;
         let res = self.splitter.push(chunk, |ev| {
             if *state != StreamState::Open {
@@ -80,6 +89,9 @@ impl OpenAiStream {
                 if usage_only && !forward_usage {
                     return;
                 }
+            }
+            if obj.get("choices").is_some_and(|c| c.get().trim() != "[]") {
+                *content_events += 1;
             }
             if memchr::memmem::find(ev.data.as_bytes(), b"\"finish_reason\":\"").is_some() {
                 *finished = true;

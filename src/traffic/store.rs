@@ -1,0 +1,368 @@
+//! Where limit buckets and budget spend live: in this process, or in Redis, shared by every
+//! replica that points at it.
+//!
+//! The shared store fails open, never closed. Every call to Redis is bounded (`CALL_TIMEOUT`);
+//! a call that fails or times out marks the store down, and until a background task has seen
+//! it answer again every call goes to this process's own buckets and counters at once. So with
+//! Redis refusing, blackholed or slow, a request waits at most one bounded call, each replica
+//! still enforces its limits and budgets on its own, and nothing is ever blocked because the
+//! store is away. A warning is logged once when it goes down and once when it is back.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::LimitsBackend;
+use crate::metrics;
+
+/// The longest a request waits for the shared store.
+const CALL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often a down store is tried again, in the background.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Takes `amount` from a bucket refilled continuously at `rate` per second up to `capacity`.
+/// With `force`, the amount is taken even if it overdraws (a correction after the fact).
+/// Returns {allowed, tokens left}.
+const TAKE_SCRIPT: &str = r#"
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local force = ARGV[4] == "1"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - ts) / 1000 * rate)
+local allowed = 0
+if force or tokens >= amount then
+  tokens = tokens - amount
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 60000)
+return {allowed, tostring(tokens)}
+"#;
+
+/// Adds tokens and cost to a spend counter unless it is already at a cap (a negative cap is
+/// none); with `force` it adds regardless (settling). Returns {added, tokens, cost} as read
+/// before adding.
+const SPEND_SCRIPT: &str = r#"
+local token_cap = tonumber(ARGV[1])
+local cost_cap = tonumber(ARGV[2])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens')) or 0
+local cost = tonumber(redis.call('HGET', KEYS[1], 'cost')) or 0
+local force = ARGV[6] == "1"
+if not force and ((token_cap >= 0 and tokens >= token_cap) or (cost_cap >= 0 and cost >= cost_cap)) then
+  return {0, tostring(tokens), tostring(cost)}
+end
+redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[3])
+redis.call('HINCRBYFLOAT', KEYS[1], 'cost', ARGV[4])
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return {1, tostring(tokens), tostring(cost)}
+"#;
+
+/// A change to a spend counter: what to add, and the caps that stop it (unless forced).
+pub(crate) struct Spend {
+    pub(crate) tokens: i64,
+    pub(crate) cost: f64,
+    pub(crate) token_cap: Option<u64>,
+    pub(crate) cost_cap: Option<f64>,
+    /// Seconds the counter lives after its last change (0: for ever).
+    pub(crate) ttl: u64,
+    /// Added even past the caps: a correction for what was already spent.
+    pub(crate) force: bool,
+}
+
+struct LocalBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// This process's own buckets and counters: the store, or the fallback while Redis is away.
+#[derive(Default)]
+struct Local {
+    buckets: Mutex<HashMap<String, LocalBucket>>,
+    spend: Mutex<HashMap<String, (i64, f64)>>,
+}
+
+impl Local {
+    fn take(&self, key: &str, capacity: f64, rate: f64, amount: f64, force: bool) -> (bool, f64) {
+        let mut map = self
+            .buckets
+            .lock()
+            .expect("bucket lock is never poisoned: no panics while held");
+        let now = Instant::now();
+        let b = map.entry(key.to_string()).or_insert(LocalBucket {
+            tokens: capacity,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(capacity);
+        b.last = now;
+        if force || b.tokens >= amount {
+            b.tokens -= amount;
+            (true, b.tokens)
+        } else {
+            (false, b.tokens)
+        }
+    }
+
+    fn spend(&self, key: &str, change: &Spend) -> (bool, i64, f64) {
+        let mut map = self
+            .spend
+            .lock()
+            .expect("spend lock is never poisoned: no panics while held");
+        let entry = map.entry(key.to_string()).or_insert((0, 0.0));
+        let (tokens, cost) = *entry;
+        let over = change.token_cap.is_some_and(|cap| tokens >= cap as i64)
+            || change.cost_cap.is_some_and(|cap| cost >= cap);
+        if over && !change.force {
+            return (false, tokens, cost);
+        }
+        entry.0 = entry.0.saturating_add(change.tokens);
+        entry.1 += change.cost;
+        (true, tokens, cost)
+    }
+}
+
+const NOT_TRIED: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// Redis, with its health.
+struct Shared {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    state: AtomicU8,
+    /// A background task is trying to reach a down store.
+    probing: AtomicBool,
+    take: redis::Script,
+    spend: redis::Script,
+}
+
+enum CallError {
+    Redis(redis::RedisError),
+    Timeout,
+}
+
+impl Shared {
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.conn
+            .lock()
+            .expect("connection lock is never poisoned")
+            .clone()
+    }
+
+    async fn connect(client: &redis::Client) -> Result<ConnectionManager, CallError> {
+        // No retries inside: a store that does not answer is handled here, not waited for.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CALL_TIMEOUT)
+            .set_response_timeout(CALL_TIMEOUT)
+            .set_number_of_retries(0);
+        let connecting = ConnectionManager::new_with_config(client.clone(), config);
+        match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(CallError::Redis(e)),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Runs `call` on Redis within the bound, or says the store is unavailable (None) at once
+    /// while it is down.
+    async fn call<T, F, Fut>(self: &Arc<Self>, call: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = match self.state.load(Ordering::Acquire) {
+            DOWN => return None,
+            UP => self.connection()?,
+            _ => match Shared::connect(&self.client).await {
+                Ok(conn) => {
+                    *self.conn.lock().expect("connection lock is never poisoned") =
+                        Some(conn.clone());
+                    self.mark_up();
+                    conn
+                }
+                Err(e) => {
+                    self.mark_down(e);
+                    return None;
+                }
+            },
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, call(conn)).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                self.mark_down(CallError::Redis(e));
+                None
+            }
+            Err(_) => {
+                self.mark_down(CallError::Timeout);
+                None
+            }
+        }
+    }
+
+    fn mark_up(&self) {
+        if self.state.swap(UP, Ordering::AcqRel) == DOWN {
+            log::warn!("shared store (Redis) is back: limits and budgets are shared again");
+        }
+        metrics::STORE_UP.with_label_values(&["redis"]).set(1);
+    }
+
+    fn mark_down(self: &Arc<Self>, e: CallError) {
+        let kind = match &e {
+            CallError::Redis(_) => "error",
+            CallError::Timeout => "timeout",
+        };
+        metrics::STORE_ERRORS
+            .with_label_values(&["redis", kind])
+            .inc();
+        if self.state.swap(DOWN, Ordering::AcqRel) != DOWN {
+            let why = match e {
+                CallError::Redis(e) => e.to_string(),
+                CallError::Timeout => format!("no answer within {CALL_TIMEOUT:?}"),
+            };
+            log::warn!(
+                "shared store (Redis) unavailable ({why}): limits and budgets fall back to this \
+                 replica's own buckets until it is back"
+            );
+            metrics::STORE_UP.with_label_values(&["redis"]).set(0);
+        }
+        *self.conn.lock().expect("connection lock is never poisoned") = None;
+        if !self.probing.swap(true, Ordering::AcqRel) {
+            let shared = Arc::clone(self);
+            tokio::spawn(async move { shared.probe().await });
+        }
+    }
+
+    /// Tries a down store until it answers a PING, then puts it back in service.
+    async fn probe(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            let Ok(mut conn) = Shared::connect(&self.client).await else {
+                continue;
+            };
+            let ping = redis::cmd("PING");
+            let answer = tokio::time::timeout(CALL_TIMEOUT, ping.query_async::<String>(&mut conn));
+            if let Ok(Ok(_)) = answer.await {
+                *self.conn.lock().expect("connection lock is never poisoned") = Some(conn);
+                self.probing.store(false, Ordering::Release);
+                self.mark_up();
+                return;
+            }
+        }
+    }
+}
+
+/// The counter store for limits and budgets.
+pub(crate) struct Store {
+    prefix: String,
+    local: Local,
+    shared: Option<Arc<Shared>>,
+}
+
+impl Store {
+    pub(crate) fn new(config: &LimitsBackend) -> Store {
+        match config {
+            LimitsBackend::Local => Store {
+                prefix: "modelmux".into(),
+                local: Local::default(),
+                shared: None,
+            },
+            LimitsBackend::Redis { url, prefix } => {
+                let shared = match redis::Client::open(url.expose()) {
+                    Ok(client) => Some(Arc::new(Shared {
+                        client,
+                        conn: Mutex::new(None),
+                        state: AtomicU8::new(NOT_TRIED),
+                        probing: AtomicBool::new(false),
+                        take: redis::Script::new(TAKE_SCRIPT),
+                        spend: redis::Script::new(SPEND_SCRIPT),
+                    })),
+                    Err(e) => {
+                        log::warn!("the Redis URL cannot be used ({e}); limits stay local");
+                        None
+                    }
+                };
+                metrics::STORE_UP.with_label_values(&["redis"]).set(1);
+                Store {
+                    prefix: prefix.clone(),
+                    local: Local::default(),
+                    shared,
+                }
+            }
+        }
+    }
+
+    /// Names every key the store writes, so several gateways or environments can share a Redis.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Takes `amount` from a token bucket; returns whether it could and what is left.
+    pub(crate) async fn take(
+        &self,
+        key: &str,
+        capacity: f64,
+        rate: f64,
+        amount: f64,
+        force: bool,
+    ) -> (bool, f64) {
+        if let Some(shared) = &self.shared {
+            let script = &shared.take;
+            let result = shared
+                .call(|mut conn| async move {
+                    script
+                        .key(key)
+                        .arg(capacity)
+                        .arg(rate)
+                        .arg(amount)
+                        .arg(if force { "1" } else { "0" })
+                        .invoke_async::<(i64, String)>(&mut conn)
+                        .await
+                })
+                .await;
+            if let Some((allowed, left)) = result {
+                return (allowed == 1, left.parse().unwrap_or(0.0));
+            }
+        }
+        self.local.take(key, capacity, rate, amount, force)
+    }
+
+    /// Adds to a spend counter unless it is at a cap; returns whether it added and the spend
+    /// (tokens, cost) before.
+    pub(crate) async fn spend(&self, key: &str, change: Spend) -> (bool, i64, f64) {
+        if let Some(shared) = &self.shared {
+            let script = &shared.spend;
+            let change = &change;
+            let result = shared
+                .call(|mut conn| async move {
+                    script
+                        .key(key)
+                        .arg(change.token_cap.map_or(-1.0, |c| c as f64))
+                        .arg(change.cost_cap.unwrap_or(-1.0))
+                        .arg(change.tokens)
+                        .arg(change.cost)
+                        .arg(change.ttl)
+                        .arg(if change.force { "1" } else { "0" })
+                        .invoke_async::<(i64, String, String)>(&mut conn)
+                        .await
+                })
+                .await;
+            if let Some((added, tokens, cost)) = result {
+                return (
+                    added == 1,
+                    tokens.parse().unwrap_or(0),
+                    cost.parse().unwrap_or(0.0),
+                );
+            }
+        }
+        self.local.spend(key, &change)
+    }
+}
