@@ -17,6 +17,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     BodyTooLarge,
     HeadersTooLarge,
+    /// The client did not send its request (header or body) in time.
+    RequestTimeout,
     RateLimited,
     UpstreamConnect,
     UpstreamBadResponse,
@@ -41,6 +43,7 @@ impl ErrorKind {
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
             HeadersTooLarge => 431,
+            RequestTimeout => 408,
             RateLimited => 429,
             UpstreamConnect | UpstreamBadResponse | UpstreamAuth | UpstreamTokenExpired
             | UpstreamError => 502,
@@ -55,7 +58,7 @@ impl ErrorKind {
         use ErrorKind::*;
         match self {
             InvalidRequest | InvalidJson | UnknownModel | NotFound | MethodNotAllowed
-            | BodyTooLarge | HeadersTooLarge => "invalid_request_error",
+            | BodyTooLarge | HeadersTooLarge | RequestTimeout => "invalid_request_error",
             MissingKey | InvalidKey => "authentication_error",
             ModelNotAllowed => "permission_error",
             RateLimited => "rate_limit_error",
@@ -81,6 +84,7 @@ impl ErrorKind {
             MethodNotAllowed => "method_not_allowed",
             BodyTooLarge => "body_too_large",
             HeadersTooLarge => "headers_too_large",
+            RequestTimeout => "request_timeout",
             RateLimited => "rate_limited",
             UpstreamConnect => "upstream_connect",
             UpstreamBadResponse => "upstream_bad_response",

@@ -113,11 +113,31 @@ fn load_server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerSettings {
         max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         max_header_bytes: raw.max_header_bytes.unwrap_or(64 * 1024),
         grace_period_seconds: raw.grace_period_seconds.unwrap_or(5),
+        clients: load_client_limits(&raw.clients, problems),
     };
     for (i, addr) in server.listen.iter().enumerate() {
         check_address(addr, &format!("server.listen[{i}]"), problems);
     }
     server
+}
+
+fn load_client_limits(raw: &RawClientLimits, problems: &mut Vec<Problem>) -> ClientLimits {
+    let d = ClientLimits::default();
+    let mut field = |value: &Option<String>, name: &str, dflt| {
+        duration(value, &format!("server.clients.{name}"), dflt, problems)
+    };
+    let limits = ClientLimits {
+        header_timeout: field(&raw.header_timeout, "header_timeout", d.header_timeout),
+        body_timeout: field(&raw.body_timeout, "body_timeout", d.body_timeout),
+        write_timeout: field(&raw.write_timeout, "write_timeout", d.write_timeout),
+        drain_timeout: field(&raw.drain_timeout, "drain_timeout", d.drain_timeout),
+        keepalive: field(&raw.keepalive, "keepalive", d.keepalive),
+        max_connections: raw.max_connections.unwrap_or(d.max_connections),
+    };
+    if limits.max_connections == 0 {
+        problems.at("server.clients.max_connections", "must be at least 1");
+    }
+    limits
 }
 
 fn load_limits_backend(raw: RawLimitsSection, problems: &mut Vec<Problem>) -> LimitsBackend {

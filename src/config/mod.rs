@@ -114,6 +114,37 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub grace_period_seconds: u64,
+    pub clients: ClientLimits,
+}
+
+/// What one client connection may hold, so slow or hostile clients cannot pin resources.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// The whole request header must arrive within this (slowloris).
+    pub header_timeout: Duration,
+    /// The whole request body must arrive within this.
+    pub body_timeout: Duration,
+    /// A write the client does not take within this ends the response (and the vendor's leg).
+    pub write_timeout: Duration,
+    /// After an answer sent before the body was read, reading the rest for keepalive stops here.
+    pub drain_timeout: Duration,
+    /// An idle keepalive connection is closed after this.
+    pub keepalive: Duration,
+    /// Connections held at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(60),
+            max_connections: 20_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -29,6 +29,20 @@ pub(super) struct RawServer {
     pub(super) max_body_bytes: Option<usize>,
     pub(super) max_header_bytes: Option<usize>,
     pub(super) grace_period_seconds: Option<u64>,
+    #[serde(default)]
+    pub(super) clients: RawClientLimits,
+}
+
+/// Bounds on what one client connection may hold.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientLimits {
+    pub(super) header_timeout: Option<String>,
+    pub(super) body_timeout: Option<String>,
+    pub(super) write_timeout: Option<String>,
+    pub(super) drain_timeout: Option<String>,
+    pub(super) keepalive: Option<String>,
+    pub(super) max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

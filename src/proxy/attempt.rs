@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::Session;
 use bytes::Bytes;
-use pingora::proxy::Session;
 
 use super::relay::{self, Relay};
 use super::respond::{client_gone, write_json, write_stream_header};
@@ -298,9 +298,7 @@ impl Gateway {
                 &mut out,
             );
             write_stream_header(session, &ctx.success_headers()).await?;
-            session
-                .write_response_body(Some(Bytes::from(out)), true)
-                .await?;
+            session.write_response_body(Bytes::from(out), true).await?;
             return Ok(());
         }
         let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
@@ -357,14 +355,14 @@ impl Gateway {
             ctx.received_tokens = relay.received_tokens();
             if !out.is_empty() {
                 session
-                    .write_response_body(Some(Bytes::copy_from_slice(&out)), false)
+                    .write_response_body(Bytes::copy_from_slice(&out), false)
                     .await?;
             }
             if state != StreamState::Open {
                 break state;
             }
         };
-        session.write_response_body(None, true).await?;
+        session.finish_body().await?;
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
             self.upstreams.release(exchange).await;
         } else if state == StreamState::Failed && ctx.upstream_error.is_none() {

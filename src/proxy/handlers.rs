@@ -1,7 +1,7 @@
 //! The API handlers: authenticate, read and parse the body in the client's API, pick the public
 //! model, admit the request under its budget and limits, then hand it to the attempt loop.
 
-use pingora::proxy::Session;
+use super::Session;
 
 use super::respond::read_body;
 use super::{Gateway, Handled, RequestCtx};
@@ -59,7 +59,8 @@ impl Gateway {
     pub(super) async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let config = ctx.config.clone();
         let key = self.authenticate(&config, session, ctx)?;
-        let body = read_body(session, config.server.max_body_bytes).await?;
+        let server = &config.server;
+        let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
         let request = ChatRequest::parse(&body)?;
         let model = self.allowed_model(&config, key, &request.model)?;
         self.admit(ctx, key, model, body.len(), request.max_tokens())
@@ -74,7 +75,8 @@ impl Gateway {
         ctx.api = ClientApi::Anthropic;
         let config = ctx.config.clone();
         let key = self.authenticate(&config, session, ctx)?;
-        let body = read_body(session, config.server.max_body_bytes).await?;
+        let server = &config.server;
+        let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
         let (model_name, request) = anthropic::parse_request(&body)?;
         let model = self.allowed_model(&config, key, &model_name)?;
         self.admit(ctx, key, model, body.len(), request.max_tokens)

@@ -1,14 +1,17 @@
-//! The Pingora proxy service. Its phases stay thin: `request_filter` hands the request to the
-//! router, which answers every request itself (the upstream leg included, see `upstream.rs`),
-//! and `logging` settles rate limits and budgets with the real usage and records metrics.
+//! The gateway's HTTP service on Pingora's server (`HttpServerApp`): per connection, the
+//! request header is read within its bound, the router answers every request itself (the
+//! upstream leg included, see `upstream.rs`), and `logging` settles rate limits and budgets
+//! with the real usage and records metrics. The connection is then kept alive or closed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::ErrorSource;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession as Session;
+use pingora::server::ShutdownWatch;
+use pingora::ErrorType;
 
 use crate::api::ClientApi;
 use crate::config::{Config, LiveConfig};
@@ -113,10 +116,7 @@ impl Gateway {
     }
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
-
+impl Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
@@ -135,69 +135,50 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Answers every request; `Ok(true)` tells Pingora the response is already written.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match self.dispatch(session, ctx).await {
-            Ok(()) => Ok(true),
-            Err(Stop::Reply(e)) => {
-                if session.response_written().is_some() {
-                    // Too late for a status code; the stream relay already reported in-band.
-                    return Ok(true);
-                }
-                respond::write_error(session, ctx.api, &ctx.cors, &e).await?;
-                Ok(true)
+    /// Answers one request whose header has been read; false when the connection must close.
+    async fn serve(&self, session: &mut Session, ctx: &mut RequestCtx) -> bool {
+        let limits = &ctx.config.server.clients;
+        session.set_write_timeout(Some(limits.write_timeout));
+        session.set_total_drain_timeout(Some(limits.drain_timeout));
+        let keep = match self.dispatch(session, ctx).await {
+            Ok(()) => true,
+            // Too late for a status code: a stream already reported its failure in-band.
+            Err(Stop::Reply(_)) if session.response_written().is_some() => false,
+            Err(Stop::Reply(e)) => respond::write_error(session, ctx.api, &ctx.cors, &e)
+                .await
+                .is_ok(),
+            Err(Stop::Downstream(e)) => {
+                self.answer_broken_request(session, ctx, &e).await;
+                false
             }
-            Err(Stop::Downstream(e)) => Err(e),
-        }
-    }
-
-    /// Errors Pingora reports itself (a client's malformed body framing, say): answered as
-    /// OpenAI-shaped JSON like every other error, when the connection can still take it.
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora::Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        // Only the request body is read through Pingora here (the upstream leg is ours), so its
-        // framing errors, which Pingora leaves without a source, are the client's.
-        let body_framing = matches!(e.etype(), ErrorType::Custom(t) if t.starts_with("Invalid"))
-            || matches!(e.etype(), ErrorType::InvalidHTTPHeader);
-        let kind = match (e.esource(), e.etype()) {
-            (_, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => None,
-            (ErrorSource::Downstream, _) => Some(ErrorKind::InvalidRequest),
-            _ if body_framing => Some(ErrorKind::InvalidRequest),
-            (ErrorSource::Upstream, _) => Some(ErrorKind::UpstreamBadResponse),
-            _ => Some(ErrorKind::Internal),
         };
-        let mut code = 0;
-        if let (Some(kind), None) = (kind, session.response_written()) {
-            let error = GatewayError::new(kind, "The request could not be processed.");
-            code = error.status();
-            if let Err(write) = respond::write_error(session, ctx.api, &ctx.cors, &error).await {
-                log::debug!("could not answer a failed request: {write}");
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        self.logging(session, ctx).await;
+        keep
     }
 
-    /// Never reached: `request_filter` answers every request.
-    async fn upstream_peer(&self, _: &mut Session, _: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        Err(Error::explain(
-            ErrorType::InternalError,
-            "modelmux answers every request in request_filter",
-        ))
-    }
-
-    async fn logging(
+    /// The client's connection failed under a read or write. A body whose framing is broken
+    /// (a malformed chunk) still gets an OpenAI-shaped 400 when the connection can take it.
+    async fn answer_broken_request(
         &self,
         session: &mut Session,
-        _e: Option<&pingora::Error>,
-        ctx: &mut RequestCtx,
+        ctx: &RequestCtx,
+        e: &pingora::Error,
     ) {
+        let framing = matches!(e.etype(), ErrorType::Custom(t) if t.starts_with("Invalid"))
+            || matches!(e.etype(), ErrorType::InvalidHTTPHeader);
+        if framing && session.response_written().is_none() {
+            let error = GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "The request could not be processed.",
+            );
+            if let Err(write) = respond::write_error(session, ctx.api, &ctx.cors, &error).await {
+                log::debug!("could not answer a broken request: {write}");
+            }
+        }
+    }
+
+    /// After the answer: metrics, and rate limits and budgets settled with the real usage.
+    async fn logging(&self, session: &Session, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         let model = ctx.model.as_deref().unwrap_or("-");
         let provider = ctx.provider.as_deref().unwrap_or("-");
@@ -241,6 +222,73 @@ impl ProxyHttp for Gateway {
             metrics::TOKENS
                 .with_label_values(&[model, provider, "completion"])
                 .inc_by(u.completion_tokens);
+        }
+    }
+}
+
+/// Connections held open right now, for `server.clients.max_connections`.
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+struct ConnectionSlot;
+
+impl ConnectionSlot {
+    fn take(max: usize) -> Option<ConnectionSlot> {
+        let held = CONNECTIONS.fetch_add(1, Ordering::AcqRel);
+        if held >= max {
+            CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The gateway serves HTTP itself: every request is answered by the router, so Pingora's
+/// proxy state machine (and its per-request buffers) is not needed.
+#[async_trait]
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: Session,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let limits = self.config.current().server.clients.clone();
+        let Some(_slot) = ConnectionSlot::take(limits.max_connections) else {
+            metrics::REJECTIONS
+                .with_label_values(&["max_connections"])
+                .inc();
+            return None;
+        };
+        // The whole header within the bound, however slowly it trickles in.
+        match tokio::time::timeout(limits.header_timeout, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
+                log::debug!("unreadable request header: {e}");
+                return None;
+            }
+            Err(_) => {
+                metrics::REJECTIONS
+                    .with_label_values(&["header_timeout"])
+                    .inc();
+                return None;
+            }
+        }
+        let keepalive = (!*shutdown.borrow()).then_some(limits.keepalive.as_secs());
+        session.set_keepalive(keepalive);
+        let mut ctx = self.new_ctx();
+        if !self.serve(&mut session, &mut ctx).await {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(_) => None,
         }
     }
 }

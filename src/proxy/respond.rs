@@ -1,8 +1,8 @@
 //! Writing answers to the client, reading its body, and noticing when it hangs up.
 
+use super::Session;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 use super::Stop;
 use crate::api::ClientApi;
@@ -24,8 +24,8 @@ pub(crate) async fn write_json(
     for (k, v) in extra.iter().flat_map(|g| g.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
-    session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(body), true).await
+    session.write_response_header(Box::new(h)).await?;
+    session.write_response_body(body, true).await
 }
 
 pub(crate) async fn write_empty(
@@ -38,7 +38,8 @@ pub(crate) async fn write_empty(
     for (k, v) in extra {
         h.insert_header(*k, v.as_str())?;
     }
-    session.write_response_header(Box::new(h), true).await
+    session.write_response_header(Box::new(h)).await?;
+    session.finish_body().await
 }
 
 pub(crate) async fn write_stream_header(
@@ -52,7 +53,7 @@ pub(crate) async fn write_stream_header(
     for (k, v) in extra.iter().flat_map(|g| g.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
-    session.write_response_header(Box::new(h), false).await
+    session.write_response_header(Box::new(h)).await
 }
 
 /// An error in the client's API shape, with its own headers and the CORS ones.
@@ -76,23 +77,30 @@ pub(crate) async fn write_error(
     .await
 }
 
-/// Reads the request body up to `limit`, answering 413 (and closing the connection, since the
-/// rest of the body is not read) when it is larger.
-pub(crate) async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Stop> {
-    http_app::read_body(session, limit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge { limit } => Stop::Reply(
-                GatewayError::new(
-                    ErrorKind::BodyTooLarge,
-                    format!(
-                        "The request body is larger than the {limit} bytes this gateway accepts."
-                    ),
-                )
-                .with_code("request_too_large"),
-            ),
-            BodyError::Read(e) => Stop::Downstream(e),
-        })
+/// Reads the request body up to `limit` within `deadline`, answering 413 (and closing the
+/// connection, since the rest of the body is not read) when it is larger, 408 when it is late.
+pub(crate) async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, Stop> {
+    let Ok(read) = tokio::time::timeout(deadline, http_app::read_body(session, limit)).await else {
+        session.set_keepalive(None);
+        return Err(Stop::Reply(GatewayError::new(
+            ErrorKind::RequestTimeout,
+            format!("The request body did not arrive within {deadline:?}."),
+        )));
+    };
+    read.map_err(|e| match e {
+        BodyError::TooLarge { limit } => Stop::Reply(
+            GatewayError::new(
+                ErrorKind::BodyTooLarge,
+                format!("The request body is larger than the {limit} bytes this gateway accepts."),
+            )
+            .with_code("request_too_large"),
+        ),
+        BodyError::Read(e) => Stop::Downstream(e),
+    })
 }
 
 /// Resolves when the client closes its connection; the upstream leg is then dropped, which

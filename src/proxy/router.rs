@@ -1,7 +1,7 @@
 //! Method and path to handler. Every request is answered here or by the handler it picks.
 
+use super::Session;
 use bytes::Bytes;
-use pingora::proxy::Session;
 
 use super::respond::{write_empty, write_json};
 use super::{cors, Gateway, Handled, RequestCtx};

@@ -1,6 +1,6 @@
 //! The upstream leg: name resolution, pooled connections, one HTTP exchange with timeouts.
 //!
-//! The gateway drives this leg itself from `request_filter` (see docs/architecture.md) so that
+//! The gateway drives this leg itself from its router (see docs/architecture.md) so that
 //! a request body of any size can be rewritten and re-sent; Pingora's own upstream phases
 //! would cap replay at 64 KiB.
 

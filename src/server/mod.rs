@@ -34,10 +34,9 @@ pub fn run_gateway(config: Config) -> ! {
 
     let upstreams = Upstreams::new(&server.configuration);
     let config = Arc::new(config);
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
+    let mut proxy = Service::new(
+        "modelmux".to_string(),
         Gateway::new(config.clone(), upstreams),
-        "modelmux",
     );
     for addr in &config.server.listen {
         // No read buffer on client connections: Pingora's HTTP layer reads into its own header
