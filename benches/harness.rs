@@ -154,6 +154,7 @@ fn gateway_config(dir: &Path) -> PathBuf {
 server:
   listen: ["127.0.0.1:{GATEWAY}"]
   threads: 2
+  clients: {{max_connections: 50000}}
 metrics:
   listen: "127.0.0.1:{GATEWAY_METRICS}"
 providers:
@@ -162,6 +163,7 @@ providers:
     base_url: http://127.0.0.1:{OPENAI_MOCK}/v1
     api_key: sk-mock-openai
     timeouts: {{idle: 2m, first_byte: 2m, total: 10m}}
+    max_in_flight: 50000
   - name: anthropic
     kind: anthropic
     base_url: http://127.0.0.1:{ANTHROPIC_MOCK}

@@ -49,6 +49,9 @@ models:
       - {{provider: refusing, model: llama, priority: 0}}
       - {{provider: secondary, model: qwen-plus, priority: 1}}
     retry: {{attempts: 3, backoff: 5ms}}
+  once:
+    targets: [{{provider: primary, model: gpt-4o-mini}}]
+    retry: {{attempts: 1}}
   bounded:
     targets: [{{provider: bounded, model: gpt-4o-mini}}]
     retry: {{attempts: 1}}
@@ -168,3 +171,16 @@ def test_wrong_types_on_messages_name_the_member(gw):
                    json={"model": "solo", "max_tokens": 5, "temperature": "hot", "messages": USER})
     assert r.status_code == 400
     assert "temperature" in r.json()["error"]["message"]
+
+
+def test_a_request_the_vendor_received_is_not_replayed(gw, mock):
+    """The vendor reads the request on a pooled connection, then resets it: it may have done
+    (and billed) the work, so the gateway does not send it again behind the client's back."""
+    client = gw.client()
+    client.chat.completions.create(model="once", messages=USER)  # pools a connection
+    mock.reset("openai")
+    mock.set_fault("openai", "reset_after=0", times=1)
+    with pytest.raises(openai.APIStatusError) as e:
+        client.chat.completions.create(model="once", messages=USER)
+    assert e.value.status_code == 502
+    assert mock.stats("openai")["requests"] == 1
