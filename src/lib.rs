@@ -9,11 +9,13 @@
 //! - `api`: what clients speak (OpenAI chat, Anthropic Messages, the models list).
 //! - `traffic`: who may pass and where to: auth, routing, failover, breakers, limits, budgets.
 //! - `proxy`: the Pingora phases, the router, the attempt loop, the upstream leg, the relay.
+//! - `admin`: the admin listener (reload, status, effective config) and the reload triggers.
 //! - `server`: assembles the listeners; `mock`: the mock vendors.
 //!
 //! `config` and `server` are what the binary uses; `providers`, `api` and `error` are public for
 //! the translation benchmarks. Everything else is crate-private, so the compiler reports dead code.
 
+pub(crate) mod admin;
 pub mod api;
 pub(crate) mod clock;
 pub mod config;

@@ -17,11 +17,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway. `SIGHUP` reloads the config; `SIGQUIT` hands the listening sockets to
+    /// a new binary started with `--upgrade`, then drains.
     Serve {
         /// The YAML config.
         #[arg(short, long, default_value = "conf/modelmux.yaml")]
         config: String,
+        /// Take over the listening sockets of a running gateway (graceful binary upgrade).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config and print every problem with its YAML path; exit 1 on any.
     Check {
@@ -72,10 +76,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, upgrade } => {
             init_logging();
             match config::load_file(&config) {
-                Ok(c) => server::run_gateway(c),
+                Ok(c) => server::run_gateway(
+                    c,
+                    server::Launch {
+                        config_path: config,
+                        upgrade,
+                    },
+                ),
                 Err(problems) => {
                     eprint!("{config}: {} problem(s)\n{problems}", problems.0.len());
                     ExitCode::FAILURE

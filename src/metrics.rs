@@ -131,6 +131,64 @@ pub(crate) static STORE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_config_reloads_total",
+        "Config reloads, by result (ok, rejected).",
+        &["result"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+/// Buckets for model latencies: from a fast first token to a long reasoning answer.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+pub(crate) static TIME_TO_FIRST_TOKEN: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec_with_registry!(
+        "modelmux_time_to_first_token_seconds",
+        "From the request's arrival to the first byte of the answer reaching the client (gen_ai.server.time_to_first_token).",
+        &["model", "provider"],
+        LATENCY_BUCKETS.to_vec(),
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static TIME_PER_OUTPUT_TOKEN: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec_with_registry!(
+        "modelmux_time_per_output_token_seconds",
+        "After the first token, the time per further output token (gen_ai.server.time_per_output_token).",
+        &["model", "provider"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static TARGET_IN_FLIGHT: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec_with_registry!(
+        "modelmux_target_in_flight",
+        "Requests in flight to a target (provider, vendor model).",
+        &["provider", "model"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static REQUEST_SIZE: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec_with_registry!(
+        "modelmux_request_size_bytes",
+        "Request body sizes, by client API.",
+        &["api"],
+        vec![256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so that the first scrape lists them all, even at zero.
 pub(crate) fn init() {
     Lazy::force(&REQUESTS);
@@ -145,6 +203,11 @@ pub(crate) fn init() {
     Lazy::force(&LIMIT_REMAINING);
     Lazy::force(&STORE_UP);
     Lazy::force(&STORE_ERRORS);
+    Lazy::force(&TIME_TO_FIRST_TOKEN);
+    Lazy::force(&TIME_PER_OUTPUT_TOKEN);
+    Lazy::force(&TARGET_IN_FLIGHT);
+    Lazy::force(&REQUEST_SIZE);
+    Lazy::force(&RELOADS);
 }
 
 pub(crate) fn render() -> Vec<u8> {

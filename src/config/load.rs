@@ -11,7 +11,7 @@ use super::raw::*;
 use super::yaml::{duration, expand_env, list_section, map_section, section};
 use super::*;
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "metrics",
     "mock",
@@ -21,6 +21,8 @@ const SECTIONS: [&str; 9] = [
     "breaker",
     "limits",
     "cors",
+    "admin",
+    "log",
 ];
 
 /// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
@@ -37,6 +39,8 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let raw_breaker: RawBreaker = section(&mut sections, "breaker", p).unwrap_or_default();
     let cors: Cors = section(&mut sections, "cors", p).unwrap_or_default();
     let raw_limits: RawLimitsSection = section(&mut sections, "limits", p).unwrap_or_default();
+    let raw_admin: Option<RawAdmin> = section(&mut sections, "admin", p);
+    let raw_log: RawLog = section(&mut sections, "log", p).unwrap_or_default();
 
     let server = load_server(raw_server, p);
     if let Some(addr) = &raw_metrics.listen {
@@ -59,6 +63,11 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         breaker: load_breaker(raw_breaker, p),
         limits_backend: load_limits_backend(raw_limits, p),
         cors,
+        admin: raw_admin.map(|a| load_admin(a, p)),
+        log: LogSettings {
+            format: raw_log.format,
+            path: raw_log.path,
+        },
         loaded_at: crate::clock::unix_secs(),
     };
     if problems.is_empty() {
@@ -114,11 +123,61 @@ fn load_server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerSettings {
         max_header_bytes: raw.max_header_bytes.unwrap_or(64 * 1024),
         grace_period_seconds: raw.grace_period_seconds.unwrap_or(5),
         clients: load_client_limits(&raw.clients, problems),
+        watch_config: raw.watch_config,
+        trusted_proxies: cidrs(&raw.trusted_proxies, "server.trusted_proxies", problems),
+        upgrade_sock: raw
+            .upgrade_sock
+            .unwrap_or_else(|| "/tmp/modelmux-upgrade.sock".into()),
+        tls: raw.tls.map(|t| TlsFiles {
+            cert: t.cert,
+            key: t.key,
+        }),
     };
+    if let Some(tls) = &server.tls {
+        for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if let Err(e) = std::fs::metadata(path) {
+                problems.at(
+                    format!("server.tls.{field}"),
+                    format!("cannot read {path}: {e}"),
+                );
+            }
+        }
+    }
     for (i, addr) in server.listen.iter().enumerate() {
         check_address(addr, &format!("server.listen[{i}]"), problems);
     }
     server
+}
+
+/// CIDRs (`10.0.0.0/8`), or single addresses taken as /32 or /128.
+fn cidrs(raw: &[String], path: &str, problems: &mut Vec<Problem>) -> Vec<ipnet::IpNet> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            parsed
+                .map_err(|_| {
+                    problems.at(
+                        format!("{path}[{i}]"),
+                        format!("`{text}` is not an address or CIDR like 192.168.1.0/24"),
+                    )
+                })
+                .ok()
+        })
+        .collect()
+}
+
+fn load_admin(raw: RawAdmin, problems: &mut Vec<Problem>) -> AdminSettings {
+    check_address(&raw.listen, "admin.listen", problems);
+    if raw.key.len() < 16 {
+        problems.at("admin.key", "the admin key must be at least 16 characters");
+    }
+    AdminSettings {
+        listen: raw.listen,
+        key: Secret::new(raw.key),
+    }
 }
 
 fn load_client_limits(raw: &RawClientLimits, problems: &mut Vec<Problem>) -> ClientLimits {
@@ -263,6 +322,7 @@ fn load_model(
         limits: raw.limits,
         price: raw.price,
         redact_pii: raw.redact_pii,
+        log_bodies: raw.log_bodies,
     }
 }
 
@@ -369,11 +429,27 @@ fn load_key(
             period: b.period,
         }
     });
+    let expires_at = raw.expires_at.as_deref().and_then(|text| {
+        humantime::parse_rfc3339_weak(text)
+            .map_err(|e| {
+                problems.at(
+                    format!("{path}.expires_at"),
+                    format!("`{text}` is not a time like 2027-01-31T00:00:00Z ({e})"),
+                )
+            })
+            .ok()
+            .map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            })
+    });
     ClientKey {
         name: raw.name,
         key: Secret(raw.key),
         models: access,
         limits: raw.limits,
         budget,
+        allow_ips: cidrs(&raw.allow_ips, &format!("{path}.allow_ips"), problems),
+        expires_at,
     }
 }

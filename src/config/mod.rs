@@ -81,7 +81,7 @@ pub struct Price {
 
 /// Where limit buckets and budget spend live: in this process, or in Redis, shared by every
 /// replica that points at it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LimitsBackend {
     Local,
     /// The URL can hold a password: it is a [`Secret`].
@@ -103,8 +103,39 @@ pub struct Config {
     pub breaker: BreakerSettings,
     pub limits_backend: LimitsBackend,
     pub cors: Cors,
+    pub admin: Option<AdminSettings>,
+    pub log: LogSettings,
     /// When this config was loaded (Unix seconds): `created` in `/v1/models`.
     pub loaded_at: u64,
+}
+
+/// The admin listener: reload, status and the effective config, for the admin key only.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: String,
+    pub key: Secret,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+/// The access log: one line per request, to stdout or a file.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub path: Option<String>,
+}
+
+/// A certificate and key (PEM files) for HTTPS on the listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +146,11 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub grace_period_seconds: u64,
     pub clients: ClientLimits,
+    pub watch_config: bool,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub tls: Option<TlsFiles>,
+    pub upgrade_sock: String,
 }
 
 /// What one client connection may hold, so slow or hostile clients cannot pin resources.
@@ -206,6 +242,7 @@ pub struct PublicModel {
     pub limits: Limits,
     pub price: Option<Price>,
     pub redact_pii: bool,
+    pub log_bodies: bool,
 }
 
 /// Browser access: origins allowed to call the API (`*` for any); empty turns CORS off.
@@ -258,7 +295,7 @@ impl TimeoutOverrides {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BreakerSettings {
     /// Open when more than this share of the window's requests failed...
     pub failure_rate: f64,
@@ -300,6 +337,10 @@ pub struct ClientKey {
     pub models: ModelAccess,
     pub limits: Limits,
     pub budget: Option<Budget>,
+    /// Client IPs the key may be used from; any when empty.
+    pub allow_ips: Vec<ipnet::IpNet>,
+    /// Unix seconds after which the key is refused.
+    pub expires_at: Option<u64>,
 }
 
 impl ClientKey {

@@ -31,6 +31,38 @@ pub(super) struct RawServer {
     pub(super) grace_period_seconds: Option<u64>,
     #[serde(default)]
     pub(super) clients: RawClientLimits,
+    /// Reload when the config file changes.
+    #[serde(default)]
+    pub(super) watch_config: bool,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs).
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<String>,
+    /// Serve HTTPS on every listen address.
+    pub(super) tls: Option<RawTls>,
+    /// Where a new binary started with `--upgrade` receives the listening sockets.
+    pub(super) upgrade_sock: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: String,
+    pub(super) key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: String,
+    pub(super) key: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    #[serde(default)]
+    pub(super) format: super::LogFormat,
+    pub(super) path: Option<String>,
 }
 
 /// Bounds on what one client connection may hold.
@@ -127,6 +159,9 @@ pub(super) struct RawModel {
     /// Per-route overrides of the providers' timeouts.
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
+    /// Prompts and replies in the access log (off: they are often personal data).
+    #[serde(default)]
+    pub(super) log_bodies: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -159,6 +194,11 @@ pub(super) struct RawKey {
     #[serde(default)]
     pub(super) limits: Limits,
     pub(super) budget: Option<RawBudget>,
+    /// Client IPs (CIDRs) this key may be used from; any when empty.
+    #[serde(default)]
+    pub(super) allow_ips: Vec<String>,
+    /// RFC 3339 time after which the key is refused.
+    pub(super) expires_at: Option<String>,
 }
 
 #[derive(Deserialize)]

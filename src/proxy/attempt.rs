@@ -110,11 +110,14 @@ impl Gateway {
                 continue;
             }
             ctx.provider = Some(provider.name.clone());
+            ctx.vendor_model = Some(target.model.clone());
             let timeouts = model.timeouts.apply(&provider.timeouts);
+            let began = Instant::now();
             let result = self
                 .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
                 .await;
             let outcome = Outcome::of(result);
+            ctx.attempts.push(outcome.label());
             metrics::ATTEMPTS
                 .with_label_values(&[&provider.name, outcome.label()])
                 .inc();
@@ -122,6 +125,9 @@ impl Gateway {
             // target must not open its breaker for everyone else.
             let first_try = plan.tries(index) == 1;
             record(&breaker, ctx, &outcome, first_try);
+            if let Outcome::Answered = outcome {
+                breaker.observe_latency(began.elapsed());
+            }
             match outcome {
                 Outcome::Answered => return Ok(()),
                 Outcome::Rejected(e) => return Err(Stop::Reply(e)),
@@ -252,7 +258,10 @@ impl Gateway {
         public_model: &str,
     ) -> Handled {
         let provider = target.provider;
-        let upstream_request = providers::encode_chat(request, target)?;
+        let mut upstream_request = providers::encode_chat(request, target)?;
+        upstream_request
+            .headers
+            .push(("x-request-id", ctx.request_id.clone()));
         // A client that hangs up while the vendor thinks cancels the vendor's request. Watching
         // costs a syscall, so only replies slower than a few milliseconds are watched.
         let watch = async {
@@ -304,6 +313,11 @@ impl Gateway {
         let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
+        if ctx.logged_prompt.is_some() {
+            ctx.logged_reply = Some(reply.clone());
+        }
+        ctx.first_byte = Some(Instant::now());
+        ctx.first_token = ctx.first_byte;
         write_json(session, 200, reply, &ctx.success_headers()).await?;
         Ok(())
     }
@@ -337,6 +351,7 @@ impl Gateway {
         mut relay: Relay,
     ) -> Handled {
         write_stream_header(session, &ctx.success_headers()).await?;
+        ctx.first_byte = Some(Instant::now());
         let mut out = Vec::with_capacity(4096);
         let state = loop {
             out.clear();
@@ -354,6 +369,7 @@ impl Gateway {
             ctx.usage = relay.usage();
             ctx.received_tokens = relay.received_tokens();
             if !out.is_empty() {
+                ctx.first_token.get_or_insert_with(Instant::now);
                 session
                     .write_response_body(Bytes::copy_from_slice(&out), false)
                     .await?;

@@ -27,7 +27,9 @@ impl Gateway {
         );
         let index = auth::authenticate(&config.keys, presented)?;
         ctx.key = Some(index);
-        Ok(&config.keys[index])
+        let key = &config.keys[index];
+        auth::check_access(key, ctx.client_ip, crate::clock::unix_secs())?;
+        Ok(key)
     }
 
     pub(super) fn allowed_model<'c>(
@@ -63,6 +65,7 @@ impl Gateway {
         let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
         let request = ChatRequest::parse(&body)?;
         let model = self.allowed_model(&config, key, &request.model)?;
+        note_request(ctx, model, &body, request.stream);
         self.admit(ctx, key, model, body.len(), request.max_tokens())
             .await?;
         let mut client_request = ClientRequest::openai(&request);
@@ -79,6 +82,7 @@ impl Gateway {
         let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
         let (model_name, request) = anthropic::parse_request(&body)?;
         let model = self.allowed_model(&config, key, &model_name)?;
+        note_request(ctx, model, &body, request.stream);
         self.admit(ctx, key, model, body.len(), request.max_tokens)
             .await?;
         let mut client_request = ClientRequest::typed(request);
@@ -115,5 +119,14 @@ impl Gateway {
                 Err(e)
             }
         }
+    }
+}
+
+/// What the access log says of the request.
+fn note_request(ctx: &mut RequestCtx, model: &PublicModel, body: &bytes::Bytes, stream: bool) {
+    ctx.bytes_in = body.len();
+    ctx.stream = stream;
+    if model.log_bodies {
+        ctx.logged_prompt = Some(body.clone());
     }
 }

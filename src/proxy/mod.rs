@@ -3,11 +3,13 @@
 //! upstream leg included, see `upstream.rs`), and `logging` settles rate limits and budgets
 //! with the real usage and records metrics. The connection is then kept alive or closed.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession as Session;
 use pingora::server::ShutdownWatch;
@@ -24,26 +26,33 @@ use crate::traffic::budget::{Budgets, Reservation};
 use crate::traffic::inflight::InFlight;
 use crate::traffic::limits::{Admission, Limiter};
 use crate::traffic::store::Store;
+use access_log::AccessLog;
 use upstream::Upstreams;
 
+mod access_log;
 mod attempt;
 mod cors;
+mod finish;
 mod handlers;
 pub(crate) mod relay;
 mod respond;
 mod router;
+mod status;
 pub(crate) mod upstream;
 
 /// The proxy service: the live config and the state that outlives any one config (connection
 /// pools, vendor tokens, breakers, limit buckets, budgets).
 pub(crate) struct Gateway {
-    config: LiveConfig,
+    config: Arc<LiveConfig>,
     upstreams: Upstreams,
     tokens: TokenCache,
     breakers: Breakers,
     in_flight: InFlight,
     limiter: Limiter,
     budgets: Budgets,
+    store: Arc<Store>,
+    /// None when the access log could not be opened (logged at start).
+    access_log: Option<AccessLog>,
 }
 
 /// Per-request state. Labels are set only from configured names.
@@ -68,15 +77,29 @@ pub(crate) struct RequestCtx {
     admission: Option<Admission>,
     /// What the key's budget holds for this request until it is settled.
     reservation: Option<Reservation>,
-    /// CORS headers for the caller's origin, on every response and error.
-    cors: Vec<(&'static str, String)>,
+    /// Headers on every response and error: `x-request-id`, CORS for the caller's origin.
+    common_headers: Vec<(&'static str, String)>,
+    /// The client's `x-request-id`, or one made up; sent to the vendor and back.
+    request_id: String,
+    client_ip: Option<IpAddr>,
+    /// Each attempt's outcome label, in order.
+    attempts: Vec<&'static str>,
+    vendor_model: Option<String>,
+    stream: bool,
+    /// When the response header went out, and when the first answer bytes did.
+    first_byte: Option<Instant>,
+    first_token: Option<Instant>,
+    bytes_in: usize,
+    /// The request body, kept only for models with `log_bodies: true`.
+    logged_prompt: Option<Bytes>,
+    logged_reply: Option<Bytes>,
 }
 
 impl RequestCtx {
     /// What a successful reply carries: CORS and, once admitted, the `x-ratelimit-*` headers.
     fn success_headers(&self) -> [&[(&'static str, String)]; 2] {
         let limits = self.admission.as_ref().map_or(&[][..], |a| &a.headers[..]);
-        [&self.cors, limits]
+        [&self.common_headers, limits]
     }
 }
 
@@ -105,18 +128,32 @@ impl Gateway {
         let breakers = Breakers::new(config.breaker.clone());
         let store = Arc::new(Store::new(&config.limits_backend));
         Gateway {
-            config: LiveConfig::new(config),
+            config: Arc::new(LiveConfig::new(config.clone())),
             upstreams,
             tokens: TokenCache::default(),
             breakers,
             in_flight: InFlight::new(),
             limiter: Limiter::new(store.clone()),
-            budgets: Budgets::new(store),
+            budgets: Budgets::new(store.clone()),
+            store,
+            access_log: AccessLog::open(&config.log)
+                .inspect_err(|e| log::error!("cannot open the access log: {e}"))
+                .ok(),
         }
     }
 }
 
 impl Gateway {
+    /// The config snapshot in force.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config.current()
+    }
+
+    /// The live config, for whoever reloads it.
+    pub(crate) fn live_config(&self) -> Arc<LiveConfig> {
+        self.config.clone()
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
@@ -131,7 +168,17 @@ impl Gateway {
             key: None,
             admission: None,
             reservation: None,
-            cors: Vec::new(),
+            common_headers: Vec::new(),
+            request_id: String::new(),
+            client_ip: None,
+            attempts: Vec::new(),
+            vendor_model: None,
+            stream: false,
+            first_byte: None,
+            first_token: None,
+            bytes_in: 0,
+            logged_prompt: None,
+            logged_reply: None,
         }
     }
 
@@ -144,7 +191,7 @@ impl Gateway {
             Ok(()) => true,
             // Too late for a status code: a stream already reported its failure in-band.
             Err(Stop::Reply(_)) if session.response_written().is_some() => false,
-            Err(Stop::Reply(e)) => respond::write_error(session, ctx.api, &ctx.cors, &e)
+            Err(Stop::Reply(e)) => respond::write_error(session, ctx.api, &ctx.common_headers, &e)
                 .await
                 .is_ok(),
             Err(Stop::Downstream(e)) => {
@@ -152,7 +199,7 @@ impl Gateway {
                 false
             }
         };
-        self.logging(session, ctx).await;
+        self.finish(session, ctx).await;
         keep
     }
 
@@ -171,57 +218,11 @@ impl Gateway {
                 ErrorKind::InvalidRequest,
                 "The request could not be processed.",
             );
-            if let Err(write) = respond::write_error(session, ctx.api, &ctx.cors, &error).await {
+            if let Err(write) =
+                respond::write_error(session, ctx.api, &ctx.common_headers, &error).await
+            {
                 log::debug!("could not answer a broken request: {write}");
             }
-        }
-    }
-
-    /// After the answer: metrics, and rate limits and budgets settled with the real usage.
-    async fn logging(&self, session: &Session, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        let model = ctx.model.as_deref().unwrap_or("-");
-        let provider = ctx.provider.as_deref().unwrap_or("-");
-        metrics::REQUESTS
-            .with_label_values(&[model, provider, status.to_string().as_str()])
-            .inc();
-        if ctx.model.is_some() {
-            metrics::REQUEST_DURATION
-                .with_label_values(&[model, provider])
-                .observe(ctx.start.elapsed().as_secs_f64());
-        }
-        if let Some(kind) = ctx.upstream_error {
-            metrics::UPSTREAM_ERRORS
-                .with_label_values(&[provider, kind.as_str()])
-                .inc();
-        }
-        // What the request used: the vendor's count, or, for a stream cut before its usage
-        // came, what reached the client; so hanging up early is not a way around the budget.
-        let used = ctx.usage.or_else(|| {
-            (ctx.received_tokens > 0).then(|| Usage::new(ctx.prompt_estimate, ctx.received_tokens))
-        });
-        if let Some(admission) = &ctx.admission {
-            self.limiter
-                .settle(admission, used.map(|u| u.total_tokens))
-                .await;
-        }
-        if let Some(reservation) = &ctx.reservation {
-            let price = ctx
-                .model
-                .as_deref()
-                .and_then(|m| ctx.config.model(m))
-                .and_then(|m| m.price.as_ref());
-            self.budgets
-                .settle(reservation, &used.unwrap_or_default(), price)
-                .await;
-        }
-        if let Some(u) = ctx.usage {
-            metrics::TOKENS
-                .with_label_values(&[model, provider, "prompt"])
-                .inc_by(u.prompt_tokens);
-            metrics::TOKENS
-                .with_label_values(&[model, provider, "completion"])
-                .inc_by(u.completion_tokens);
         }
     }
 }
@@ -248,16 +249,19 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// The gateway serves HTTP itself: every request is answered by the router, so Pingora's
-/// proxy state machine (and its per-request buffers) is not needed.
+/// The gateway as Pingora's HTTP app. It serves HTTP itself: every request is answered by the
+/// router, so Pingora's proxy state machine (and its per-request buffers) is not needed.
+pub(crate) struct Served(pub(crate) Arc<Gateway>);
+
 #[async_trait]
-impl HttpServerApp for Gateway {
+impl HttpServerApp for Served {
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let limits = self.config.current().server.clients.clone();
+        let gateway = &self.0;
+        let limits = gateway.config.current().server.clients.clone();
         let Some(_slot) = ConnectionSlot::take(limits.max_connections) else {
             metrics::REJECTIONS
                 .with_label_values(&["max_connections"])
@@ -281,8 +285,8 @@ impl HttpServerApp for Gateway {
         }
         let keepalive = (!*shutdown.borrow()).then_some(limits.keepalive.as_secs());
         session.set_keepalive(keepalive);
-        let mut ctx = self.new_ctx();
-        if !self.serve(&mut session, &mut ctx).await {
+        let mut ctx = gateway.new_ctx();
+        if !gateway.serve(&mut session, &mut ctx).await {
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&session);

@@ -7,6 +7,7 @@ use super::respond::{write_empty, write_json};
 use super::{cors, Gateway, Handled, RequestCtx};
 use crate::api::models;
 use crate::error::{ErrorKind, GatewayError};
+use crate::traffic::auth;
 
 const KNOWN_PATHS: [&str; 4] = [
     "/v1/chat/completions",
@@ -25,7 +26,22 @@ impl Gateway {
             .headers
             .get("origin")
             .and_then(|v| v.to_str().ok());
-        ctx.cors = cors::cors_headers(&config.cors, origin);
+        let header = session.req_header();
+        ctx.request_id = request_id(header.headers.get("x-request-id").map(|v| v.as_bytes()));
+        ctx.client_ip = auth::client_ip(
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            header
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            &config.server.trusted_proxies,
+        );
+        ctx.common_headers = cors::cors_headers(&config.cors, origin);
+        ctx.common_headers
+            .push(("x-request-id", ctx.request_id.clone()));
         if method == "OPTIONS" {
             let headers = cors::preflight_headers(&config.cors, origin);
             write_empty(session, 204, &headers).await?;
@@ -51,20 +67,20 @@ impl Gateway {
         match (method.as_str(), path.as_str()) {
             ("GET", "/health") => {
                 let body = Bytes::from_static(b"{\"status\":\"ok\"}");
-                write_json(session, 200, body, &[&ctx.cors]).await?;
+                write_json(session, 200, body, &[&ctx.common_headers]).await?;
                 Ok(())
             }
             ("GET", "/v1/models") => {
                 let key = self.authenticate(&config, session, ctx)?;
                 let body = models::list(&config, key, config.loaded_at);
-                write_json(session, 200, body, &[&ctx.cors]).await?;
+                write_json(session, 200, body, &[&ctx.common_headers]).await?;
                 Ok(())
             }
             ("GET", p) if p.starts_with("/v1/models/") => {
                 let key = self.authenticate(&config, session, ctx)?;
                 let model = self.allowed_model(&config, key, &p["/v1/models/".len()..])?;
                 let body = models::object(model, config.loaded_at);
-                write_json(session, 200, body, &[&ctx.cors]).await?;
+                write_json(session, 200, body, &[&ctx.common_headers]).await?;
                 Ok(())
             }
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
@@ -80,6 +96,26 @@ impl Gateway {
             )
             .with_code("unknown_url")
             .into()),
+        }
+    }
+}
+
+/// The client's request id when it is a sane one (visible ASCII, at most 128 bytes), else a
+/// new one.
+fn request_id(given: Option<&[u8]>) -> String {
+    match given {
+        Some(id)
+            if !id.is_empty() && id.len() <= 128 && id.iter().all(|b| b.is_ascii_graphic()) =>
+        {
+            String::from_utf8_lossy(id).into_owned()
+        }
+        _ => {
+            let mut id = String::with_capacity(28);
+            id.push_str("req_");
+            for _ in 0..24 {
+                id.push(fastrand::alphanumeric());
+            }
+            id
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Assembles the Pingora server: the proxy service, the metrics listener and, when configured,
-//! the mock vendors in the same process.
+//! Assembles the Pingora server: the gateway service (HTTP or HTTPS), the reload triggers, the
+//! admin and metrics listeners and, when configured, the mock vendors in the same process.
 
 use std::sync::Arc;
 
@@ -12,10 +12,18 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
+use pingora::listeners::tls::TlsSettings;
+use pingora::services::background::background_service;
+
+use crate::admin::reload::{OnReload, ReloadTriggers, Reloader};
+use crate::admin::Admin;
 use crate::config::Config;
 use crate::proxy::upstream::Upstreams;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, Served};
 use crate::{http_app, metrics, mock};
+use tls::ReloadableCert;
+
+mod tls;
 
 fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {
     ServerConf {
@@ -26,18 +34,34 @@ fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {
     }
 }
 
-pub fn run_gateway(config: Config) -> ! {
+/// How the gateway was started: its config file, and whether it takes over the listening
+/// sockets of a running instance (graceful upgrade).
+pub struct Launch {
+    pub config_path: String,
+    pub upgrade: bool,
+}
+
+pub fn run_gateway(config: Config, launch: Launch) -> ! {
     metrics::init();
-    let conf = base_conf(config.server.threads, config.server.grace_period_seconds);
-    let mut server = Server::new_with_opt_and_conf(Option::<Opt>::None, conf);
+    let mut conf = base_conf(config.server.threads, config.server.grace_period_seconds);
+    conf.upgrade_sock = config.server.upgrade_sock.clone();
+    let opt = Opt {
+        upgrade: launch.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let upstreams = Upstreams::new(&server.configuration);
     let config = Arc::new(config);
-    let mut proxy = Service::new(
-        "modelmux".to_string(),
-        Gateway::new(config.clone(), upstreams),
-    );
+    let gateway = Arc::new(Gateway::new(config.clone(), upstreams));
+    let cert = config.server.tls.as_ref().map(|files| {
+        Arc::new(ReloadableCert::new(files).unwrap_or_else(|e| {
+            eprintln!("server.tls: {e}");
+            std::process::exit(1)
+        }))
+    });
+    let mut proxy = Service::new("modelmux".to_string(), Served(gateway.clone()));
     for addr in &config.server.listen {
         // No read buffer on client connections: Pingora's HTTP layer reads into its own header
         // and body buffers, and a 64 KiB zero-filled one per connection would be 64 KiB of
@@ -46,10 +70,48 @@ pub fn run_gateway(config: Config) -> ! {
             read: Some(0),
             write: None,
         };
-        proxy.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers));
+        let mut listener = ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers);
+        if let Some(cert) = &cert {
+            let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
+                .expect("TLS settings without files");
+            tls.set_cert_resolver(cert.clone());
+            tls.enable_h2();
+            listener = listener.tls(tls);
+        }
+        proxy.add_listener(listener);
     }
     server.add_service(proxy);
 
+    let mut hooks: Vec<OnReload> = Vec::new();
+    if let Some(cert) = cert {
+        hooks.push(Box::new(move |c: &Config| {
+            if let Some(files) = &c.server.tls {
+                cert.reload(files);
+            }
+        }));
+    }
+    let reloader = Arc::new(Reloader::new(
+        launch.config_path,
+        gateway.live_config(),
+        hooks,
+    ));
+    let mut triggers = background_service(
+        "reload",
+        ReloadTriggers {
+            reloader: reloader.clone(),
+            watch: config.server.watch_config,
+        },
+    );
+    triggers.threads = Some(1);
+    server.add_service(triggers);
+    if let Some(admin) = &config.admin {
+        let app = http_app::PlainHttp(Admin { gateway, reloader });
+        let mut svc = Service::new("admin".to_string(), app);
+        svc.add_tcp(&admin.listen);
+        svc.threads = Some(1);
+        server.add_service(svc);
+        log::info!("admin listener on {}", admin.listen);
+    }
     if let Some(addr) = &config.metrics_listen {
         let mut svc = Service::new("metrics".to_string(), http_app::PlainHttp(MetricsApp));
         svc.add_tcp(addr);
@@ -66,6 +128,12 @@ pub fn run_gateway(config: Config) -> ! {
     log::info!("modelmux listening on {}", config.server.listen.join(", "));
     server.run_forever()
 }
+
+/// The TLS handshake needs no callbacks of ours; the certificate comes from the resolver.
+struct NoCallbacks;
+
+#[async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}
 
 /// A certificate and key (PEM files) for the mock's TLS listeners.
 pub struct MockTls {

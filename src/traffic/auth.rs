@@ -1,5 +1,8 @@
 //! Client authentication: the gateway's own keys, never the vendors'.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
 use crate::config::ClientKey;
@@ -42,6 +45,53 @@ pub(crate) fn authenticate(keys: &[ClientKey], presented: Option<&[u8]>) -> GwRe
     })
 }
 
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
+/// in `X-Forwarded-For` that is not one of ours (walking from the right, as each proxy appends).
+pub(crate) fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let Some(chain) = forwarded_for else {
+        return Some(peer);
+    };
+    let mut nearest = peer;
+    for hop in chain.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => nearest = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(nearest)
+}
+
+/// Whether the key may be used now, from `ip`: 401 once it expired, 403 from an address
+/// outside its allow-list.
+pub(crate) fn check_access(key: &ClientKey, ip: Option<IpAddr>, now_secs: u64) -> GwResult<()> {
+    if key.expires_at.is_some_and(|at| now_secs >= at) {
+        return Err(
+            GatewayError::new(ErrorKind::InvalidKey, "This API key has expired.")
+                .with_code("expired_api_key"),
+        );
+    }
+    let allowed = key.allow_ips.is_empty()
+        || ip.is_some_and(|ip| key.allow_ips.iter().any(|net| net.contains(&ip)));
+    if !allowed {
+        return Err(GatewayError::new(
+            ErrorKind::ModelNotAllowed,
+            "This API key may not be used from this address.",
+        )
+        .with_code("ip_not_allowed"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +105,8 @@ mod tests {
                 models: ModelAccess::All,
                 limits: Default::default(),
                 budget: None,
+                allow_ips: Vec::new(),
+                expires_at: None,
             },
             ClientKey {
                 name: "b".into(),
@@ -62,6 +114,8 @@ mod tests {
                 models: ModelAccess::All,
                 limits: Default::default(),
                 budget: None,
+                allow_ips: Vec::new(),
+                expires_at: None,
             },
         ]
     }
@@ -98,5 +152,36 @@ mod tests {
             authenticate(&ks, None).unwrap_err().kind,
             ErrorKind::MissingKey
         );
+    }
+
+    #[test]
+    fn the_client_ip_comes_from_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let peer_out = Some(ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(peer_out, Some("1.2.3.4"), &trusted),
+            peer_out,
+            "spoofed XFF ignored"
+        );
+        let proxy = Some(ip("10.0.0.5"));
+        assert_eq!(
+            client_ip(proxy, Some("1.2.3.4, 192.168.1.7, 10.0.0.9"), &trusted),
+            Some(ip("192.168.1.7"))
+        );
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+    }
+
+    #[test]
+    fn expiry_and_allow_lists_are_enforced() {
+        let mut k = keys().remove(0);
+        k.allow_ips = vec!["192.168.1.0/24".parse().unwrap()];
+        k.expires_at = Some(1000);
+        let inside = Some("192.168.1.20".parse().unwrap());
+        assert!(check_access(&k, inside, 999).is_ok());
+        assert_eq!(check_access(&k, inside, 1000).unwrap_err().status(), 401);
+        let outside = Some("192.168.2.20".parse().unwrap());
+        assert_eq!(check_access(&k, outside, 999).unwrap_err().status(), 403);
+        assert_eq!(check_access(&k, None, 999).unwrap_err().status(), 403);
     }
 }

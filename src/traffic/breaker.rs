@@ -37,6 +37,14 @@ impl State {
     }
 }
 
+/// A breaker as the admin status shows it.
+pub(crate) struct Snapshot {
+    pub(crate) state: State,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) latency_ms: f64,
+}
+
 /// What routing may do with a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Health {
@@ -56,6 +64,8 @@ struct Bucket {
 }
 
 struct Inner {
+    /// Answer latency, exponentially weighted over recent attempts (ms).
+    latency_ms: f64,
     state: State,
     opened_at: Instant,
     buckets: [Bucket; BUCKETS],
@@ -78,6 +88,7 @@ impl Breaker {
             settings,
             started: Instant::now(),
             inner: Mutex::new(Inner {
+                latency_ms: 0.0,
                 state: State::Closed,
                 opened_at: Instant::now(),
                 buckets: [Bucket::default(); BUCKETS],
@@ -190,6 +201,39 @@ impl Breaker {
             .lock()
             .expect("breaker lock is never poisoned: no panics while held")
             .state
+    }
+
+    /// What the admin status shows: state, the window's answers and failures, recent latency.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let slice = self.slice(now);
+        let inner = self.current();
+        let oldest = slice.saturating_sub(BUCKETS as u64 - 1);
+        let (ok, failed) = inner
+            .buckets
+            .iter()
+            .filter(|b| b.slice >= oldest && b.slice <= slice)
+            .fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed));
+        Snapshot {
+            state: inner.state,
+            ok,
+            failed,
+            latency_ms: inner.latency_ms,
+        }
+    }
+
+    /// Folds an answered attempt's latency into the recent average.
+    pub(crate) fn observe_latency(&self, took: Duration) {
+        let mut inner = self
+            .inner
+            .lock()
+            .expect("breaker lock is never poisoned: no panics while held");
+        let ms = took.as_secs_f64() * 1000.0;
+        inner.latency_ms = if inner.latency_ms == 0.0 {
+            ms
+        } else {
+            0.8 * inner.latency_ms + 0.2 * ms
+        };
     }
 
     /// Gives back what `allow` took when the attempt says nothing about the target (the client

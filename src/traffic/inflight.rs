@@ -4,13 +4,24 @@
 
 use pingora_limits::inflight::{Guard, Inflight};
 
+use crate::metrics;
+
 /// Counts by target; a [`Slot`] is one request, given back when it is dropped.
 pub(crate) struct InFlight {
     counts: Inflight,
 }
 
-/// One request in flight to a target.
-pub(crate) struct Slot(#[allow(dead_code)] Guard);
+/// One request in flight to a target, counted in `modelmux_target_in_flight` while it lives.
+pub(crate) struct Slot {
+    _guard: Guard,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
 
 impl InFlight {
     pub(crate) fn new() -> Self {
@@ -19,15 +30,27 @@ impl InFlight {
         }
     }
 
+    /// Requests in flight to the target now (an estimate: the counter is a sketch).
+    pub(crate) fn count(&self, provider: &str, model: &str) -> isize {
+        self.counts.incr((provider, model), 0).1
+    }
+
     /// Whether the target is at its bound (a cheap look, for routing).
     pub(crate) fn full(&self, provider: &str, model: &str, limit: u32) -> bool {
-        let (_guard, now) = self.counts.incr((provider, model), 0);
-        now >= limit as isize
+        self.count(provider, model) >= limit as isize
     }
 
     /// A slot under the bound, or None when the target already has `limit` requests.
     pub(crate) fn enter(&self, provider: &str, model: &str, limit: u32) -> Option<Slot> {
         let (guard, now) = self.counts.incr((provider, model), 1);
-        (now <= limit as isize).then_some(Slot(guard))
+        if now > limit as isize {
+            return None;
+        }
+        let gauge = metrics::TARGET_IN_FLIGHT.with_label_values(&[provider, model]);
+        gauge.inc();
+        Some(Slot {
+            _guard: guard,
+            gauge,
+        })
     }
 }

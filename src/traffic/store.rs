@@ -300,6 +300,21 @@ impl Store {
         }
     }
 
+    pub(crate) fn backend(&self) -> &'static str {
+        if self.shared.is_some() {
+            "redis"
+        } else {
+            "local"
+        }
+    }
+
+    /// Whether the shared store answers (always, for the local one).
+    pub(crate) fn is_up(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|s| s.state.load(Ordering::Acquire) != DOWN)
+    }
+
     /// Names every key the store writes, so several gateways or environments can share a Redis.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
