@@ -30,8 +30,9 @@ ensure_build_tools() {
 
 ensure_test_services() {
   # The Redis-backed limits are tested against a real server the tests start themselves;
-  # the HTTPS upstream tests make their certificates with openssl.
-  apt_install redis-server:redis-server openssl:openssl
+  # the HTTPS tests make their certificates with openssl; the metrics and the systemd unit are
+  # checked by the tools their users run (promtool from Debian's prometheus, systemd-analyze).
+  apt_install redis-server:redis-server openssl:openssl prometheus:promtool systemd:systemd-analyze
 }
 
 ensure_python_test_env() {

@@ -131,6 +131,16 @@ pub(crate) static STORE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static COST: Lazy<prometheus::CounterVec> = Lazy::new(|| {
+    prometheus::register_counter_vec_with_registry!(
+        "modelmux_cost_total",
+        "What requests cost, in the currency of the models' prices.",
+        &["model", "provider"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 pub(crate) static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_config_reloads_total",
@@ -189,25 +199,36 @@ pub(crate) static REQUEST_SIZE: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Every metric family the gateway exports (a family shows in a scrape once it has a sample).
+fn families() -> Vec<&'static dyn prometheus::core::Collector> {
+    vec![
+        &*REQUESTS,
+        &*REQUEST_DURATION,
+        &*UPSTREAM_ERRORS,
+        &*TOKENS,
+        &*BREAKER_STATE,
+        &*BREAKER_TRANSITIONS,
+        &*RETRIES,
+        &*ATTEMPTS,
+        &*REJECTIONS,
+        &*LIMIT_REMAINING,
+        &*STORE_UP,
+        &*STORE_ERRORS,
+        &*TIME_TO_FIRST_TOKEN,
+        &*TIME_PER_OUTPUT_TOKEN,
+        &*TARGET_IN_FLIGHT,
+        &*REQUEST_SIZE,
+        &*RELOADS,
+        &*COST,
+    ]
+}
+
 /// Registers every metric so that the first scrape lists them all, even at zero.
 pub(crate) fn init() {
-    Lazy::force(&REQUESTS);
-    Lazy::force(&REQUEST_DURATION);
-    Lazy::force(&UPSTREAM_ERRORS);
-    Lazy::force(&TOKENS);
-    Lazy::force(&BREAKER_STATE);
-    Lazy::force(&BREAKER_TRANSITIONS);
-    Lazy::force(&RETRIES);
-    Lazy::force(&ATTEMPTS);
-    Lazy::force(&REJECTIONS);
-    Lazy::force(&LIMIT_REMAINING);
-    Lazy::force(&STORE_UP);
-    Lazy::force(&STORE_ERRORS);
-    Lazy::force(&TIME_TO_FIRST_TOKEN);
-    Lazy::force(&TIME_PER_OUTPUT_TOKEN);
-    Lazy::force(&TARGET_IN_FLIGHT);
-    Lazy::force(&REQUEST_SIZE);
-    Lazy::force(&RELOADS);
+    for family in families() {
+        // Forcing the lazy statics registers them.
+        let _ = family.desc();
+    }
 }
 
 pub(crate) fn render() -> Vec<u8> {
@@ -216,4 +237,44 @@ pub(crate) fn render() -> Vec<u8> {
         .encode(&REGISTRY.gather(), &mut out)
         .expect("text encoding into a Vec cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Grafana dashboard (deploy/grafana/modelmux.json) queries only metrics that exist.
+    #[test]
+    fn the_dashboard_names_only_exported_metrics() {
+        let names: Vec<String> = families()
+            .iter()
+            .flat_map(|f| f.desc())
+            .map(|d| d.fq_name.clone())
+            .collect();
+        let dashboard = include_str!("../deploy/grafana/modelmux.json");
+        let json: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+        let mut used = Vec::new();
+        let text = json.to_string();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("modelmux_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_string();
+            used.push(base);
+        }
+        assert!(used.len() > 10);
+        for name in used {
+            assert!(
+                names.contains(&name),
+                "{name} is not a metric the gateway exports"
+            );
+        }
+    }
 }

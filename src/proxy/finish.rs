@@ -76,6 +76,12 @@ impl Gateway {
                 .with_label_values(&[model, provider, "completion"])
                 .inc_by(u.completion_tokens);
         }
+        let cost = used.zip(price).map(|(u, p)| cost_of(&u, Some(p)));
+        if let Some(cost) = cost {
+            metrics::COST
+                .with_label_values(&[model, provider])
+                .inc_by(cost);
+        }
         if let Some(log) = &self.access_log {
             let header = session.req_header();
             let text = |b: &Option<bytes::Bytes>| {
@@ -104,7 +110,7 @@ impl Gateway {
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
                 prompt_tokens: used.map(|u| u.prompt_tokens),
                 completion_tokens: used.map(|u| u.completion_tokens),
-                cost: used.filter(|_| price.is_some()).map(|u| cost_of(&u, price)),
+                cost,
                 bytes_in: ctx.bytes_in,
                 bytes_out: session.body_bytes_sent(),
                 prompt: prompt.as_deref(),

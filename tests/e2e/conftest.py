@@ -6,6 +6,7 @@ MODELMUX_BIN, or target/debug/modelmux (the test script builds it first).
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -277,6 +278,27 @@ def gateway(mock):
     closed_port = free_port()
     with running_gateway(lambda port, metrics: gateway_config(mock, port, metrics, closed_port)) as g:
         yield g
+
+
+def make_certificates():
+    """A private CA and a server certificate for localhost and 127.0.0.1 signed by it, made
+    with openssl in a new directory: (dir, ca.pem, server.pem, server.key)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificates")
+    d = Path(tempfile.mkdtemp(prefix="modelmux-tls-"))
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
+        "-out", "ca.pem", "-subj", "/CN=modelmux test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                               "extendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-out", "server.pem", "-extfile", "ext.cnf")
+    return d, d / "ca.pem", d / "server.pem", d / "server.key"
 
 
 def sse_events(text):

@@ -1,42 +1,24 @@
 """Upstreams over HTTPS: certificates are verified (rustls), a private CA can be trusted per
 provider, and an untrusted certificate is refused."""
 
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import openai
 import pytest
 
-from conftest import DEMO_KEY, Mock, Process, free_port_block, running_gateway, wait_http
+from conftest import DEMO_KEY, Mock, Process, free_port_block, make_certificates, running_gateway, wait_http
 
 USER = [{"role": "user", "content": "Hello over TLS"}]
 
 
 @pytest.fixture(scope="module")
 def tls_mock():
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make the test certificate")
-    d = Path(tempfile.mkdtemp(prefix="modelmux-tls-"))
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-
-    # A private CA, and a server certificate for localhost signed by it.
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
-        "-out", "ca.pem", "-subj", "/CN=modelmux test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost")
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                               "extendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-out", "server.pem", "-extfile", "ext.cnf")
+    d, ca, cert, key = make_certificates()
     base = free_port_block(15)
-    p = Process(["mock", "--base-port", str(base), "--tls-cert", str(d / "server.pem"),
-                 "--tls-key", str(d / "server.key")], "mock-tls")
+    p = Process(["mock", "--base-port", str(base), "--tls-cert", str(cert), "--tls-key", str(key)], "mock-tls")
     m = Mock(base)
     wait_http(m.url("openai") + "/__mock/stats")
-    yield base, d / "ca.pem"
+    yield base, ca
     p.stop()
 
 
