@@ -270,6 +270,15 @@ def test_https_listener_with_the_openai_sdk(mock):
             assert s.selected_alpn_protocol() == "h2"
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"https://localhost:{port}/health", timeout=2)  # not trusted without the CA
+
+        # A rotated certificate (another CA here, to tell them apart) is served after a reload.
+        _, ca2, cert2, key2 = make_certificates()
+        shutil.copy(cert2, cert)
+        shutil.copy(key2, key)
+        r = httpx.post(f"http://127.0.0.1:{admin}/admin/reload", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.status_code == 200
+        new_ca = ssl.create_default_context(cafile=str(ca2))
+        assert httpx.get(f"https://localhost:{port}/health", verify=new_ca, timeout=2).status_code == 200
     finally:
         p.stop()
 
