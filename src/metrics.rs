@@ -141,6 +141,26 @@ pub(crate) static COST: Lazy<prometheus::CounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static CACHE: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_cache_total",
+        "Response cache events: hit, miss, bypass, write, eviction.",
+        &["event"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static CACHE_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_cache_bytes_total",
+        "Bytes written to and evicted from the response cache.",
+        &["event"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 pub(crate) static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_config_reloads_total",
@@ -220,6 +240,8 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*REQUEST_SIZE,
         &*RELOADS,
         &*COST,
+        &*CACHE,
+        &*CACHE_BYTES,
     ]
 }
 

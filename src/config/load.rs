@@ -11,7 +11,7 @@ use super::raw::*;
 use super::yaml::{duration, expand_env, list_section, map_section, section};
 use super::*;
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "metrics",
     "mock",
@@ -23,6 +23,7 @@ const SECTIONS: [&str; 11] = [
     "cors",
     "admin",
     "log",
+    "cache",
 ];
 
 /// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
@@ -41,6 +42,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let raw_limits: RawLimitsSection = section(&mut sections, "limits", p).unwrap_or_default();
     let raw_admin: Option<RawAdmin> = section(&mut sections, "admin", p);
     let raw_log: RawLog = section(&mut sections, "log", p).unwrap_or_default();
+    let raw_cache: RawCache = section(&mut sections, "cache", p).unwrap_or_default();
 
     let server = load_server(raw_server, p);
     if let Some(addr) = &raw_metrics.listen {
@@ -61,6 +63,7 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         model_index,
         keys,
         breaker: load_breaker(raw_breaker, p),
+        cache: load_cache(raw_cache, &raw_limits, p),
         limits_backend: load_limits_backend(raw_limits, p),
         cors,
         admin: raw_admin.map(|a| load_admin(a, p)),
@@ -199,6 +202,34 @@ fn load_client_limits(raw: &RawClientLimits, problems: &mut Vec<Problem>) -> Cli
     limits
 }
 
+/// The cache's Redis is its own `redis_url`, or the limits' one.
+fn load_cache(
+    raw: RawCache,
+    limits: &RawLimitsSection,
+    problems: &mut Vec<Problem>,
+) -> CacheBackend {
+    match raw.backend {
+        RawCacheBackend::Memory => CacheBackend::Memory {
+            max_bytes: raw.max_bytes.unwrap_or(64 * 1024 * 1024),
+        },
+        RawCacheBackend::Redis => match raw.redis_url.or_else(|| limits.redis_url.clone()) {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                CacheBackend::Redis {
+                    url: Secret::new(url),
+                    prefix: raw.prefix.unwrap_or_else(|| "modelmux-cache".into()),
+                }
+            }
+            _ => {
+                problems.at(
+                    "cache.redis_url",
+                    "a redis:// URL is required with backend: redis (or limits.redis_url)",
+                );
+                CacheBackend::Memory { max_bytes: 0 }
+            }
+        },
+    }
+}
+
 fn load_limits_backend(raw: RawLimitsSection, problems: &mut Vec<Problem>) -> LimitsBackend {
     match (raw.backend, raw.redis_url) {
         (LimitsBackendKind::Local, _) => LimitsBackend::Local,
@@ -323,6 +354,15 @@ fn load_model(
         price: raw.price,
         redact_pii: raw.redact_pii,
         log_bodies: raw.log_bodies,
+        cache: raw.cache.map(|c| ModelCache {
+            ttl: duration(
+                &Some(c.ttl),
+                &format!("{path}.cache.ttl"),
+                std::time::Duration::from_secs(3600),
+                problems,
+            ),
+            scope: c.scope,
+        }),
     }
 }
 

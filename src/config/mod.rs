@@ -105,8 +105,35 @@ pub struct Config {
     pub cors: Cors,
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
+    pub cache: CacheBackend,
     /// When this config was loaded (Unix seconds): `created` in `/v1/models`.
     pub loaded_at: u64,
+}
+
+/// Where cached answers live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheBackend {
+    /// In this process, up to `max_bytes` in all.
+    Memory { max_bytes: u64 },
+    /// In Redis, shared by every replica, each key under `prefix` with a TTL.
+    Redis { url: Secret, prefix: String },
+}
+
+/// Who may be answered from an entry: the key that caused it (so one tenant never sees
+/// another's answer), or every key.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    #[default]
+    Key,
+    Global,
+}
+
+/// A model's response caching.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelCache {
+    pub ttl: Duration,
+    pub scope: CacheScope,
 }
 
 /// The admin listener: reload, status and the effective config, for the admin key only.
@@ -243,6 +270,7 @@ pub struct PublicModel {
     pub price: Option<Price>,
     pub redact_pii: bool,
     pub log_bodies: bool,
+    pub cache: Option<ModelCache>,
 }
 
 /// Browser access: origins allowed to call the API (`*` for any); empty turns CORS off.

@@ -162,6 +162,34 @@ pub(super) struct RawModel {
     /// Prompts and replies in the access log (off: they are often personal data).
     #[serde(default)]
     pub(super) log_bodies: bool,
+    /// Answer repeated requests from the response cache.
+    pub(super) cache: Option<RawModelCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModelCache {
+    pub(super) ttl: String,
+    #[serde(default)]
+    pub(super) scope: super::CacheScope,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    #[serde(default)]
+    pub(super) backend: RawCacheBackend,
+    pub(super) max_bytes: Option<u64>,
+    pub(super) redis_url: Option<String>,
+    pub(super) prefix: Option<String>,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawCacheBackend {
+    #[default]
+    Memory,
+    Redis,
 }
 
 #[derive(Deserialize, Default)]

@@ -215,7 +215,9 @@ impl<'a> ClientRequest<'a> {
         Ok(())
     }
 
-    fn as_typed(&mut self) -> GwResult<&Request> {
+    /// The request typed into the internal model (typed once; the raw body stays for vendors
+    /// that take it as it is).
+    pub fn as_typed(&mut self) -> GwResult<&Request> {
         if self.typed.is_none() {
             let raw = self
                 .raw

@@ -21,7 +21,7 @@ pub enum Role {
     Function,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Image {
     /// From a `data:` URL: the media type and the base64 payload.
     Inline {
@@ -31,7 +31,7 @@ pub enum Image {
     Url(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Part {
     Text(String),
     Image(Image),
@@ -58,7 +58,7 @@ impl ToolCall {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
     pub parts: Vec<Part>,
@@ -85,14 +85,14 @@ impl Message {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolDef {
     pub name: String,
     pub description: Option<String>,
     pub parameters: Value,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToolChoice {
     None,
     Auto,
@@ -100,7 +100,7 @@ pub enum ToolChoice {
     Function(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ResponseFormat {
     Text,
     JsonObject,
@@ -231,7 +231,7 @@ impl Request {
 
 // --- the reply ------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FinishReason {
     Stop,
     Length,
@@ -259,7 +259,7 @@ impl FinishReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     pub content: Option<String>,
     pub reasoning: Option<String>,
@@ -268,10 +268,68 @@ pub struct Choice {
 }
 
 /// A vendor's complete reply.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub choices: Vec<Choice>,
     pub usage: Option<Usage>,
+}
+
+/// Puts a stream's deltas back together into the complete reply (for the response cache).
+#[derive(Default)]
+pub struct CompletionBuilder {
+    content: String,
+    reasoning: String,
+    tool_calls: Vec<ToolCall>,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl CompletionBuilder {
+    pub fn add(&mut self, d: &Delta) {
+        match d {
+            Delta::Text(t) => self.content.push_str(t),
+            Delta::Reasoning(t) => self.reasoning.push_str(t),
+            Delta::ToolStart { index, id, name } => {
+                if self.tool_calls.len() <= *index {
+                    self.tool_calls.resize(
+                        index + 1,
+                        ToolCall {
+                            id: String::new(),
+                            name: String::new(),
+                            arguments: String::new(),
+                        },
+                    );
+                }
+                self.tool_calls[*index].id = id.clone();
+                self.tool_calls[*index].name = name.clone();
+            }
+            Delta::ToolArgs { index, arguments } => {
+                if let Some(call) = self.tool_calls.get_mut(*index) {
+                    call.arguments.push_str(arguments);
+                }
+            }
+            Delta::Finish(f) => self.finish = Some(*f),
+            Delta::Usage(u) => self.usage = Some(*u),
+            Delta::Done => self.done = true,
+            Delta::Error(_) => {}
+        }
+    }
+
+    /// The reply, when the stream ended properly with a finish reason.
+    pub fn complete(&self) -> Option<Completion> {
+        let finish = self.finish.filter(|_| self.done)?;
+        let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+        Some(Completion {
+            choices: vec![Choice {
+                content: some(&self.content),
+                reasoning: some(&self.reasoning),
+                tool_calls: self.tool_calls.clone(),
+                finish,
+            }],
+            usage: self.usage,
+        })
+    }
 }
 
 /// One step of a stream, as every vendor decoder reports it.

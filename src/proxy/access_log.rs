@@ -43,6 +43,8 @@ pub(crate) struct Line<'a> {
     pub(crate) cost: Option<f64>,
     pub(crate) bytes_in: usize,
     pub(crate) bytes_out: usize,
+    /// hit, miss or bypass, for models with a cache.
+    pub(crate) cache: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) prompt: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::Session;
 use bytes::Bytes;
 
+use super::cached::Lookup;
 use super::relay::{self, Relay};
 use super::respond::{client_gone, write_json, write_stream_header};
 use super::upstream::{Exchange, MAX_UPSTREAM_BODY};
@@ -67,6 +68,24 @@ impl Gateway {
         if model.redact_pii {
             request.rewrite_text(redact::redact)?;
         }
+        let Lookup::Go(pending) = self.lookup_cache(session, ctx, request, model).await? else {
+            return Ok(());
+        };
+        let result = self.try_targets(session, ctx, request, model).await;
+        if let (Ok(()), Some(pending)) = (&result, pending) {
+            self.store_in_cache(ctx, pending).await;
+        }
+        result
+    }
+
+    /// The attempt loop proper.
+    async fn try_targets(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        model: &PublicModel,
+    ) -> Handled {
         let policy = &model.retry;
         let deadline = ctx.start + policy.deadline;
         let order = routing::attempt_order(model);
@@ -285,7 +304,13 @@ impl Gateway {
             .header_str("content-type")
             .is_none_or(|c| c.contains("event-stream"));
         if request.stream() && is_sse {
-            let relay = Relay::new(ctx.api, provider, public_model, request.include_usage());
+            let relay = Relay::new(
+                ctx.api,
+                provider,
+                public_model,
+                request.include_usage(),
+                ctx.capture,
+            );
             return self.relay_stream(session, ctx, exchange, relay).await;
         }
         let body = exchange
@@ -310,9 +335,11 @@ impl Gateway {
             session.write_response_body(Bytes::from(out), true).await?;
             return Ok(());
         }
-        let (reply, usage) = relay::render_reply(ctx.api, provider, public_model, &body)
-            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        let (reply, usage, completion) =
+            relay::render_reply(ctx.api, provider, public_model, &body, ctx.capture)
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
+        ctx.captured = completion;
         if ctx.logged_prompt.is_some() {
             ctx.logged_reply = Some(reply.clone());
         }
@@ -379,6 +406,7 @@ impl Gateway {
             }
         };
         session.finish_body().await?;
+        ctx.captured = relay.completed();
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
             self.upstreams.release(exchange).await;
         } else if state == StreamState::Failed && ctx.upstream_error.is_none() {

@@ -113,6 +113,7 @@ impl Gateway {
                 cost,
                 bytes_in: ctx.bytes_in,
                 bytes_out: session.body_bytes_sent(),
+                cache: ctx.cache_status,
                 prompt: prompt.as_deref(),
                 reply: reply.as_deref(),
             });

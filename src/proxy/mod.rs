@@ -16,21 +16,25 @@ use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
 use crate::api::ClientApi;
-use crate::config::{Config, LiveConfig};
+use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
+use crate::providers::model::Completion;
 use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
 use crate::traffic::breaker::Breakers;
 use crate::traffic::budget::{Budgets, Reservation};
+use crate::traffic::cache::Cache;
 use crate::traffic::inflight::InFlight;
 use crate::traffic::limits::{Admission, Limiter};
+use crate::traffic::shared::SharedRedis;
 use crate::traffic::store::Store;
 use access_log::AccessLog;
 use upstream::Upstreams;
 
 mod access_log;
 mod attempt;
+mod cached;
 mod cors;
 mod finish;
 mod handlers;
@@ -51,6 +55,7 @@ pub(crate) struct Gateway {
     limiter: Limiter,
     budgets: Budgets,
     store: Arc<Store>,
+    cache: Cache,
     /// None when the access log could not be opened (logged at start).
     access_log: Option<AccessLog>,
 }
@@ -90,6 +95,11 @@ pub(crate) struct RequestCtx {
     first_byte: Option<Instant>,
     first_token: Option<Instant>,
     bytes_in: usize,
+    /// `hit`, `miss` or `bypass` for models with a cache.
+    cache_status: Option<&'static str>,
+    /// Whether the answer is to be put back together for the cache, and the answer.
+    capture: bool,
+    captured: Option<Completion>,
     /// The request body, kept only for models with `log_bodies: true`.
     logged_prompt: Option<Bytes>,
     logged_reply: Option<Bytes>,
@@ -123,10 +133,26 @@ impl From<Box<pingora::Error>> for Stop {
 
 type Handled = Result<(), Stop>;
 
+fn limits_url(config: &Config) -> Option<&crate::config::Secret> {
+    match &config.limits_backend {
+        LimitsBackend::Redis { url, .. } => Some(url),
+        LimitsBackend::Local => None,
+    }
+}
+
 impl Gateway {
     pub(crate) fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
         let breakers = Breakers::new(config.breaker.clone());
-        let store = Arc::new(Store::new(&config.limits_backend));
+        let shared = match &config.limits_backend {
+            LimitsBackend::Redis { url, .. } => SharedRedis::open(url),
+            LimitsBackend::Local => None,
+        };
+        let store = Arc::new(Store::new(&config.limits_backend, shared.clone()));
+        let cache_redis = match &config.cache {
+            CacheBackend::Redis { url, .. } if Some(url) == limits_url(&config) => shared,
+            CacheBackend::Redis { url, .. } => SharedRedis::open(url),
+            CacheBackend::Memory { .. } => None,
+        };
         Gateway {
             config: Arc::new(LiveConfig::new(config.clone())),
             upstreams,
@@ -136,6 +162,7 @@ impl Gateway {
             limiter: Limiter::new(store.clone()),
             budgets: Budgets::new(store.clone()),
             store,
+            cache: Cache::new(&config.cache, cache_redis),
             access_log: AccessLog::open(&config.log)
                 .inspect_err(|e| log::error!("cannot open the access log: {e}"))
                 .ok(),
@@ -179,6 +206,9 @@ impl Gateway {
             bytes_in: 0,
             logged_prompt: None,
             logged_reply: None,
+            cache_status: None,
+            capture: false,
+            captured: None,
         }
     }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::api::{ClientApi, StreamWriter};
 use crate::config::Provider;
 use crate::error::{GatewayError, GwResult};
-use crate::providers::model::Delta;
+use crate::providers::model::{Completion, CompletionBuilder, Delta};
 use crate::providers::openai::{self, OpenAiStream};
 use crate::providers::{self, StreamState, Usage, VendorStream};
 
@@ -27,6 +27,8 @@ enum Inner {
         state: StreamState,
         /// Tokens of text and tool arguments passed on, estimated at 4 bytes a token.
         received: u64,
+        /// The reply put back together, when it is to be cached.
+        captured: Option<CompletionBuilder>,
     },
 }
 
@@ -40,13 +42,16 @@ fn estimated_tokens(d: &Delta) -> u64 {
 }
 
 impl Relay {
+    /// With `capture`, the stream is decoded (never passed through as it is) and put back
+    /// together, so a complete answer can be cached.
     pub(crate) fn new(
         api: ClientApi,
         provider: &Provider,
         public_model: &str,
         include_usage: bool,
+        capture: bool,
     ) -> Relay {
-        Relay(if passes_through(api, provider) {
+        Relay(if passes_through(api, provider) && !capture {
             Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
         } else {
             Inner::Translate {
@@ -54,6 +59,7 @@ impl Relay {
                 sink: StreamWriter::new(api, public_model, include_usage),
                 state: StreamState::Open,
                 received: 0,
+                captured: capture.then(CompletionBuilder::default),
             }
         })
     }
@@ -67,9 +73,13 @@ impl Relay {
                 sink,
                 state,
                 received,
+                captured,
             } => {
                 source.push(chunk, &mut |d| {
                     *received += estimated_tokens(&d);
+                    if let Some(c) = captured.as_mut() {
+                        c.add(&d);
+                    }
                     *state = sink.write(d, out)
                 });
                 *state
@@ -86,10 +96,16 @@ impl Relay {
                 source,
                 sink,
                 state,
+                captured,
                 ..
             } => {
                 if *state == StreamState::Open {
-                    source.finish(&mut |d| *state = sink.write(d, out));
+                    source.finish(&mut |d| {
+                        if let Some(c) = captured.as_mut() {
+                            c.add(&d);
+                        }
+                        *state = sink.write(d, out)
+                    });
                 }
                 if *state == StreamState::Open {
                     *state = sink.write(Delta::Error(providers::truncated_stream()), out);
@@ -113,6 +129,18 @@ impl Relay {
         }
     }
 
+    /// The whole reply, for the cache, when it was captured and the stream ended properly.
+    pub(crate) fn completed(&self) -> Option<Completion> {
+        match &self.0 {
+            Inner::Translate {
+                captured: Some(c),
+                state: StreamState::Done,
+                ..
+            } => c.complete(),
+            _ => None,
+        }
+    }
+
     /// Tokens that reached the client, estimated: what to charge when the usage never came.
     pub(crate) fn received_tokens(&self) -> u64 {
         match &self.0 {
@@ -129,16 +157,20 @@ impl Relay {
     }
 }
 
-/// A complete non-streaming reply in the client's API, and its usage.
+/// A complete non-streaming reply in the client's API, its usage, and with `capture` the
+/// decoded reply (for the cache; OpenAI bodies are then decoded, not passed through).
 pub(crate) fn render_reply(
     api: ClientApi,
     provider: &Provider,
     public_model: &str,
     body: &[u8],
-) -> GwResult<(Bytes, Option<Usage>)> {
-    if passes_through(api, provider) {
-        return openai::decode_raw(public_model, body);
+    capture: bool,
+) -> GwResult<(Bytes, Option<Usage>, Option<Completion>)> {
+    if passes_through(api, provider) && !capture {
+        let (reply, usage) = openai::decode_raw(public_model, body)?;
+        return Ok((reply, usage, None));
     }
     let c = providers::decode_chat(provider, body)?;
-    Ok(api.render_completion(public_model, &c))
+    let (reply, usage) = api.render_completion(public_model, &c);
+    Ok((reply, usage, capture.then_some(c)))
 }

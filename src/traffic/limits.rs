@@ -262,7 +262,10 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 3}}]
     #[tokio::test]
     async fn a_burst_gets_exactly_the_limit_then_429_with_headers() {
         let conf = load_str(CONF, &|_| None).unwrap();
-        let limiter = Limiter::new(Arc::new(Store::new(&crate::config::LimitsBackend::Local)));
+        let limiter = Limiter::new(Arc::new(Store::new(
+            &crate::config::LimitsBackend::Local,
+            None,
+        )));
         let (key, model) = (&conf.keys[0], conf.model("m").unwrap());
         for i in 0..3 {
             let a = limiter.admit(key, model, 10).await.unwrap();
@@ -285,7 +288,10 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 3}}]
     #[tokio::test]
     async fn real_usage_corrects_the_token_estimate() {
         let conf = load_str(CONF, &|_| None).unwrap();
-        let limiter = Limiter::new(Arc::new(Store::new(&crate::config::LimitsBackend::Local)));
+        let limiter = Limiter::new(Arc::new(Store::new(
+            &crate::config::LimitsBackend::Local,
+            None,
+        )));
         let (key, model) = (&conf.keys[0], conf.model("m").unwrap());
         let a = limiter.admit(key, model, 100).await.unwrap();
         limiter.settle(&a, Some(950)).await;

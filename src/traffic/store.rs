@@ -1,28 +1,16 @@
 //! Where limit buckets and budget spend live: in this process, or in Redis, shared by every
 //! replica that points at it.
 //!
-//! The shared store fails open, never closed. Every call to Redis is bounded (`CALL_TIMEOUT`);
-//! a call that fails or times out marks the store down, and until a background task has seen
-//! it answer again every call goes to this process's own buckets and counters at once. So with
-//! Redis refusing, blackholed or slow, a request waits at most one bounded call, each replica
-//! still enforces its limits and budgets on its own, and nothing is ever blocked because the
-//! store is away. A warning is logged once when it goes down and once when it is back.
+//! The shared store fails open, never closed (see `redis.rs`): while Redis is away every call
+//! goes to this process's own buckets and counters at once, so each replica still enforces its
+//! limits and budgets on its own, and nothing is ever blocked because the store is away.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
+use super::shared::SharedRedis;
 use crate::config::LimitsBackend;
-use crate::metrics;
-
-/// The longest a request waits for the shared store.
-const CALL_TIMEOUT: Duration = Duration::from_millis(100);
-/// How often a down store is tried again, in the background.
-const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// Takes `amount` from a bucket refilled continuously at `rate` per second up to `capacity`.
 /// With `force`, the amount is taken even if it overdraws (a correction after the fact).
@@ -130,173 +118,28 @@ impl Local {
     }
 }
 
-const NOT_TRIED: u8 = 0;
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-
-/// Redis, with its health.
-struct Shared {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
-    state: AtomicU8,
-    /// A background task is trying to reach a down store.
-    probing: AtomicBool,
-    take: redis::Script,
-    spend: redis::Script,
-}
-
-enum CallError {
-    Redis(redis::RedisError),
-    Timeout,
-}
-
-impl Shared {
-    fn connection(&self) -> Option<ConnectionManager> {
-        self.conn
-            .lock()
-            .expect("connection lock is never poisoned")
-            .clone()
-    }
-
-    async fn connect(client: &redis::Client) -> Result<ConnectionManager, CallError> {
-        // No retries inside: a store that does not answer is handled here, not waited for.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(CALL_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT)
-            .set_number_of_retries(0);
-        let connecting = ConnectionManager::new_with_config(client.clone(), config);
-        match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(CallError::Redis(e)),
-            Err(_) => Err(CallError::Timeout),
-        }
-    }
-
-    /// Runs `call` on Redis within the bound, or says the store is unavailable (None) at once
-    /// while it is down.
-    async fn call<T, F, Fut>(self: &Arc<Self>, call: F) -> Option<T>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
-        let conn = match self.state.load(Ordering::Acquire) {
-            DOWN => return None,
-            UP => self.connection()?,
-            _ => match Shared::connect(&self.client).await {
-                Ok(conn) => {
-                    *self.conn.lock().expect("connection lock is never poisoned") =
-                        Some(conn.clone());
-                    self.mark_up();
-                    conn
-                }
-                Err(e) => {
-                    self.mark_down(e);
-                    return None;
-                }
-            },
-        };
-        match tokio::time::timeout(CALL_TIMEOUT, call(conn)).await {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(e)) => {
-                self.mark_down(CallError::Redis(e));
-                None
-            }
-            Err(_) => {
-                self.mark_down(CallError::Timeout);
-                None
-            }
-        }
-    }
-
-    fn mark_up(&self) {
-        if self.state.swap(UP, Ordering::AcqRel) == DOWN {
-            log::warn!("shared store (Redis) is back: limits and budgets are shared again");
-        }
-        metrics::STORE_UP.with_label_values(&["redis"]).set(1);
-    }
-
-    fn mark_down(self: &Arc<Self>, e: CallError) {
-        let kind = match &e {
-            CallError::Redis(_) => "error",
-            CallError::Timeout => "timeout",
-        };
-        metrics::STORE_ERRORS
-            .with_label_values(&["redis", kind])
-            .inc();
-        if self.state.swap(DOWN, Ordering::AcqRel) != DOWN {
-            let why = match e {
-                CallError::Redis(e) => e.to_string(),
-                CallError::Timeout => format!("no answer within {CALL_TIMEOUT:?}"),
-            };
-            log::warn!(
-                "shared store (Redis) unavailable ({why}): limits and budgets fall back to this \
-                 replica's own buckets until it is back"
-            );
-            metrics::STORE_UP.with_label_values(&["redis"]).set(0);
-        }
-        *self.conn.lock().expect("connection lock is never poisoned") = None;
-        if !self.probing.swap(true, Ordering::AcqRel) {
-            let shared = Arc::clone(self);
-            tokio::spawn(async move { shared.probe().await });
-        }
-    }
-
-    /// Tries a down store until it answers a PING, then puts it back in service.
-    async fn probe(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(PROBE_EVERY).await;
-            let Ok(mut conn) = Shared::connect(&self.client).await else {
-                continue;
-            };
-            let ping = redis::cmd("PING");
-            let answer = tokio::time::timeout(CALL_TIMEOUT, ping.query_async::<String>(&mut conn));
-            if let Ok(Ok(_)) = answer.await {
-                *self.conn.lock().expect("connection lock is never poisoned") = Some(conn);
-                self.probing.store(false, Ordering::Release);
-                self.mark_up();
-                return;
-            }
-        }
-    }
-}
-
 /// The counter store for limits and budgets.
 pub(crate) struct Store {
     prefix: String,
     local: Local,
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<SharedRedis>>,
+    take: redis::Script,
+    spend: redis::Script,
 }
 
 impl Store {
-    pub(crate) fn new(config: &LimitsBackend) -> Store {
-        match config {
-            LimitsBackend::Local => Store {
-                prefix: "modelmux".into(),
-                local: Local::default(),
-                shared: None,
-            },
-            LimitsBackend::Redis { url, prefix } => {
-                let shared = match redis::Client::open(url.expose()) {
-                    Ok(client) => Some(Arc::new(Shared {
-                        client,
-                        conn: Mutex::new(None),
-                        state: AtomicU8::new(NOT_TRIED),
-                        probing: AtomicBool::new(false),
-                        take: redis::Script::new(TAKE_SCRIPT),
-                        spend: redis::Script::new(SPEND_SCRIPT),
-                    })),
-                    Err(e) => {
-                        log::warn!("the Redis URL cannot be used ({e}); limits stay local");
-                        None
-                    }
-                };
-                metrics::STORE_UP.with_label_values(&["redis"]).set(1);
-                Store {
-                    prefix: prefix.clone(),
-                    local: Local::default(),
-                    shared,
-                }
-            }
+    /// `shared` is the Redis of `limits.backend: redis`, None for local limits.
+    pub(crate) fn new(config: &LimitsBackend, shared: Option<Arc<SharedRedis>>) -> Store {
+        let prefix = match config {
+            LimitsBackend::Local => "modelmux".to_string(),
+            LimitsBackend::Redis { prefix, .. } => prefix.clone(),
+        };
+        Store {
+            prefix,
+            local: Local::default(),
+            shared,
+            take: redis::Script::new(TAKE_SCRIPT),
+            spend: redis::Script::new(SPEND_SCRIPT),
         }
     }
 
@@ -310,9 +153,7 @@ impl Store {
 
     /// Whether the shared store answers (always, for the local one).
     pub(crate) fn is_up(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_none_or(|s| s.state.load(Ordering::Acquire) != DOWN)
+        self.shared.as_ref().is_none_or(|s| s.is_up())
     }
 
     /// Names every key the store writes, so several gateways or environments can share a Redis.
@@ -330,7 +171,7 @@ impl Store {
         force: bool,
     ) -> (bool, f64) {
         if let Some(shared) = &self.shared {
-            let script = &shared.take;
+            let script = &self.take;
             let result = shared
                 .call(|mut conn| async move {
                     script
@@ -354,7 +195,7 @@ impl Store {
     /// (tokens, cost) before.
     pub(crate) async fn spend(&self, key: &str, change: Spend) -> (bool, i64, f64) {
         if let Some(shared) = &self.shared {
-            let script = &shared.spend;
+            let script = &self.spend;
             let change = &change;
             let result = shared
                 .call(|mut conn| async move {

@@ -26,13 +26,13 @@ LIMITED_KEY = "sk-test-only-mini"
 
 
 def free_port_block(count):
-    """A base port such that base+1..base+count are free right now."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65000:
-            continue
+    """A base port such that base+1..base+count are free right now. Blocks are picked below
+    the ephemeral range: client connections (load tests make thousands) leave their ephemeral
+    ports in TIME_WAIT, where no listener could bind them."""
+    import random
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(500):
+        base = random.randrange(10000, max(low - count - 1, 10001))
         ok = True
         for p in range(base + 1, base + count + 1):
             with socket.socket() as t:

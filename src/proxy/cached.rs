@@ -1,0 +1,149 @@
+//! The response cache on the request path: answer from it, or go on to the vendor and store
+//! the complete answer afterwards. `Cache-Control: no-cache` skips the read, `no-store` the
+//! write; the reply says `x-modelmux-cache: hit | miss | bypass`.
+//!
+//! A hit counts as a request against the request limits, and spends no tokens: nothing went
+//! to a vendor, so token limits and budgets are charged nothing (the client still sees the
+//! usage of the answer it got).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+
+use super::respond::{write_json, write_stream_header};
+use super::{Gateway, RequestCtx, Session, Stop};
+use crate::api;
+use crate::config::PublicModel;
+use crate::metrics;
+use crate::providers::model::Completion;
+use crate::providers::{ClientRequest, Usage};
+use crate::traffic::cache::{self, Lead, Role};
+
+/// A request the cache did not answer: what to store once the vendor answered.
+pub(super) struct Pending {
+    key: String,
+    ttl: Duration,
+    write: bool,
+    /// Held while the vendor call runs, so identical requests wait for it.
+    _lead: Option<Lead>,
+}
+
+/// What the cache did with a request.
+pub(super) enum Lookup {
+    /// The answer came from the cache; it has been written.
+    Answered,
+    /// Go to the vendor; with a `Pending`, store the answer afterwards.
+    Go(Option<Pending>),
+}
+
+/// `(read, write)` from the client's `Cache-Control`.
+fn cache_control(h: &RequestHeader) -> (bool, bool) {
+    let value = h
+        .headers
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    let has = |d: &str| value.split(',').any(|p| p.trim() == d);
+    (!has("no-cache"), !has("no-store"))
+}
+
+impl Gateway {
+    /// Answers from the cache, or says what to store once the vendor answered.
+    pub(super) async fn lookup_cache(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &mut ClientRequest<'_>,
+        model: &PublicModel,
+    ) -> Result<Lookup, Stop> {
+        let Some(policy) = model.cache else {
+            return Ok(Lookup::Go(None));
+        };
+        let (read, write) = cache_control(session.req_header());
+        let stream = request.stream();
+        let typed = request.as_typed()?;
+        // A stream of several choices is not put back together; it is not cached.
+        let several = stream && typed.n.is_some_and(|n| n > 1);
+        if several || (!read && !write) {
+            self.mark_cache(ctx, "bypass");
+            return Ok(Lookup::Go(None));
+        }
+        let key_name = ctx
+            .key
+            .and_then(|i| ctx.config.keys.get(i))
+            .map_or("", |k| k.name.as_str());
+        let key = cache::key_for(&model.name, &policy, key_name, typed);
+        let mut lead = None;
+        if read {
+            if let Some(c) = self.cache.get(&key).await {
+                self.answer_from_cache(session, ctx, request, model, &c)
+                    .await?;
+                return Ok(Lookup::Answered);
+            }
+            match self.cache.join(&key) {
+                Role::Lead(l) => lead = Some(l),
+                Role::Follow(flight) => {
+                    self.cache.follow(flight).await;
+                    if let Some(c) = self.cache.get(&key).await {
+                        self.answer_from_cache(session, ctx, request, model, &c)
+                            .await?;
+                        return Ok(Lookup::Answered);
+                    }
+                }
+            }
+        }
+        self.mark_cache(ctx, "miss");
+        ctx.capture = write;
+        Ok(Lookup::Go(Some(Pending {
+            key,
+            ttl: policy.ttl,
+            write,
+            _lead: lead,
+        })))
+    }
+
+    /// Stores the complete answer the request got, if it got one.
+    pub(super) async fn store_in_cache(&self, ctx: &mut RequestCtx, pending: Pending) {
+        if let (true, Some(c)) = (pending.write, ctx.captured.take()) {
+            self.cache.put(&pending.key, &c, pending.ttl).await;
+        }
+    }
+
+    fn mark_cache(&self, ctx: &mut RequestCtx, status: &'static str) {
+        if status == "bypass" {
+            metrics::CACHE.with_label_values(&["bypass"]).inc();
+        }
+        ctx.cache_status = Some(status);
+        ctx.common_headers
+            .push(("x-modelmux-cache", status.to_string()));
+    }
+
+    async fn answer_from_cache(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &ClientRequest<'_>,
+        model: &PublicModel,
+        c: &Completion,
+    ) -> Result<(), Stop> {
+        self.mark_cache(ctx, "hit");
+        ctx.usage = Some(Usage::default());
+        ctx.provider = Some("cache".into());
+        ctx.first_byte = Some(Instant::now());
+        ctx.first_token = ctx.first_byte;
+        if request.stream() {
+            let mut out = Vec::new();
+            api::replay_as_stream(ctx.api, &model.name, request.include_usage(), c, &mut out);
+            write_stream_header(session, &ctx.success_headers()).await?;
+            session.write_response_body(Bytes::from(out), true).await?;
+        } else {
+            let (body, _) = ctx.api.render_completion(&model.name, c);
+            write_json(session, 200, body, &ctx.success_headers()).await?;
+        }
+        Ok(())
+    }
+}
