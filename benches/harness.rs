@@ -174,6 +174,9 @@ models:
     targets: [{{provider: openai, model: gpt-4o-mini}}]
   translated:
     targets: [{{provider: anthropic, model: claude-sonnet-4}}]
+  cached:
+    targets: [{{provider: openai, model: gpt-4o-mini}}]
+    cache: {{ttl: 1h, scope: global}}
 keys:
   - {{name: bench, key: {CLIENT_KEY}}}
 "#
@@ -681,7 +684,8 @@ async fn main() {
         timed_chunks: false,
     };
 
-    // (1) OpenAI pass-through, non-streaming; (2) OpenAI client -> Anthropic upstream.
+    // (1) OpenAI pass-through, non-streaming; (2) OpenAI client -> Anthropic upstream;
+    // (5) cache hits.
     let hello = "Hello there, how are you today?";
     for (scenario, direct, via_nginx, via_gateway) in [
         (
@@ -695,6 +699,13 @@ async fn main() {
             Target::anthropic_at(ANTHROPIC_MOCK, hello, false),
             Target::anthropic_at(NGINX_ANTHROPIC, hello, false),
             Target::gateway("translated", hello, false),
+        ),
+        // (5) The same prompt again and again: answered from the response cache.
+        (
+            "5 cache hits",
+            Target::openai_at(OPENAI_MOCK, hello, false),
+            Target::openai_at(NGINX_OPENAI, hello, false),
+            Target::gateway("cached", hello, false),
         ),
     ] {
         let d = drive(closed(direct, s.connections)).await;
