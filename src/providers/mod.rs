@@ -189,6 +189,18 @@ impl<'a> ClientRequest<'a> {
         }
     }
 
+    /// The client's `user` (Anthropic's `metadata.user_id`), when it gave one.
+    pub fn user(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match (&self.raw, &self.typed) {
+            (Some(r), _) => r
+                .body
+                .get("user")
+                .and_then(|v| serde_json::from_str::<std::borrow::Cow<str>>(v.get()).ok()),
+            (None, Some(t)) => t.user.as_deref().map(std::borrow::Cow::Borrowed),
+            (None, None) => None,
+        }
+    }
+
     pub fn include_usage(&self) -> bool {
         match (&self.raw, &self.typed) {
             (Some(r), _) => r.include_usage,

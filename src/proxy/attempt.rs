@@ -88,7 +88,15 @@ impl Gateway {
     ) -> Handled {
         let policy = &model.retry;
         let deadline = ctx.start + policy.deadline;
-        let order = routing::attempt_order(model);
+        // A session keeps its target (A/B splits): `x-session-id`, or the request's `user`.
+        let sticky = session
+            .req_header()
+            .headers
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| request.user().map(|u| u.into_owned()));
+        let order = routing::attempt_order(model, sticky.as_deref());
         let mut plan = failover::Plan::new(order.len());
         let mut last: Option<GatewayError> = None;
         for attempt in 0..policy.attempts {
@@ -130,6 +138,10 @@ impl Gateway {
             }
             ctx.provider = Some(provider.name.clone());
             ctx.vendor_model = Some(target.model.clone());
+            ctx.target_header = [(
+                "x-modelmux-target",
+                format!("{}/{}", provider.name, target.model),
+            )];
             let timeouts = model.timeouts.apply(&provider.timeouts);
             let began = Instant::now();
             let result = self

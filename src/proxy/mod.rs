@@ -90,6 +90,8 @@ pub(crate) struct RequestCtx {
     /// Each attempt's outcome label, in order.
     attempts: Vec<&'static str>,
     vendor_model: Option<String>,
+    /// `x-modelmux-target`: the provider and vendor model that answered.
+    target_header: [(&'static str, String); 1],
     stream: bool,
     /// When the response header went out, and when the first answer bytes did.
     first_byte: Option<Instant>,
@@ -107,9 +109,14 @@ pub(crate) struct RequestCtx {
 
 impl RequestCtx {
     /// What a successful reply carries: CORS and, once admitted, the `x-ratelimit-*` headers.
-    fn success_headers(&self) -> [&[(&'static str, String)]; 2] {
+    fn success_headers(&self) -> [&[(&'static str, String)]; 3] {
         let limits = self.admission.as_ref().map_or(&[][..], |a| &a.headers[..]);
-        [&self.common_headers, limits]
+        let target = if self.target_header[0].1.is_empty() {
+            &[][..]
+        } else {
+            &self.target_header[..]
+        };
+        [&self.common_headers, limits, target]
     }
 }
 
@@ -200,6 +207,7 @@ impl Gateway {
             client_ip: None,
             attempts: Vec::new(),
             vendor_model: None,
+            target_header: [("x-modelmux-target", String::new())],
             stream: false,
             first_byte: None,
             first_token: None,
