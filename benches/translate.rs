@@ -30,6 +30,7 @@ fn provider(vendor: Vendor) -> Provider {
         api_key: Some(Secret::new("sk-bench")),
         default_max_tokens: 4096,
         max_in_flight: 4096,
+        jwt: None,
         timeouts: Timeouts::default(),
         ca: None,
     }

@@ -248,6 +248,8 @@ pub struct Provider {
     pub default_max_tokens: u64,
     /// Requests in flight to one target (this provider, one vendor model) at most.
     pub max_in_flight: u32,
+    /// Signed short-lived tokens instead of `api_key`.
+    pub jwt: Option<JwtAuth>,
     pub timeouts: Timeouts,
     pub ca: Option<TrustedCa>,
 }
@@ -390,6 +392,14 @@ pub fn load_file(path: &str) -> Result<Config, Problems> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Problems::one(format!("cannot read {path}: {e}")))?;
     load_str(&text, &|name| std::env::var(name).ok())
+}
+
+/// A key id and secret from which the gateway signs short-lived HS256 tokens.
+#[derive(Debug, Clone)]
+pub struct JwtAuth {
+    pub key_id: String,
+    pub secret: Secret,
+    pub ttl: Duration,
 }
 
 /// The vendor API a provider speaks, with what that API alone needs.

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::problems::{Problem, Report};
-use super::raw::{ProviderKind, RawProvider, RawTimeouts};
+use super::raw::{ProviderKind, RawAuth, RawProvider, RawTimeouts};
 use super::yaml::duration;
-use super::{Endpoint, Provider, Secret, Timeouts, TrustedCa, Vendor};
+use super::{Endpoint, JwtAuth, Provider, Secret, Timeouts, TrustedCa, Vendor};
 
 /// Generous enough for long streams at high rates; a hanging vendor stops here.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
@@ -47,7 +47,14 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
         .map_err(|e| problems.at(at("base_url"), e))
         .ok();
     let vendor = load_vendor(path, &raw, problems);
-    let api_key = load_api_key(path, &raw, &vendor, problems);
+    let jwt = raw
+        .auth
+        .as_ref()
+        .map(|auth| load_jwt(path, auth, &raw, &vendor, problems));
+    let api_key = match jwt {
+        Some(_) => None,
+        None => load_api_key(path, &raw, &vendor, problems),
+    };
     let timeouts = load_timeouts(path, &raw.timeouts, problems);
     if raw.max_in_flight == Some(0) {
         problems.at(at("max_in_flight"), "must be at least 1");
@@ -73,6 +80,7 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
         api_key,
         default_max_tokens: raw.default_max_tokens.unwrap_or(4096),
         max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        jwt,
         timeouts,
         ca,
     })
@@ -167,6 +175,43 @@ fn load_api_key(
             );
             None
         }
+    }
+}
+
+/// JWT credentials, for OpenAI-compatible providers (Zhipu GLM and its kind).
+fn load_jwt(
+    path: &str,
+    auth: &RawAuth,
+    raw: &RawProvider,
+    vendor: &Option<Vendor>,
+    problems: &mut Vec<Problem>,
+) -> JwtAuth {
+    let RawAuth::Jwt {
+        key_id,
+        secret,
+        ttl,
+    } = auth;
+    if !matches!(
+        vendor,
+        Some(Vendor::OpenAi | Vendor::OpenAiCompatible) | None
+    ) {
+        problems.at(
+            format!("{path}.auth"),
+            "jwt auth is for openai and openai_compatible providers",
+        );
+    }
+    if raw.api_key.is_some() {
+        problems.at(format!("{path}.api_key"), "give api_key or auth, not both");
+    }
+    JwtAuth {
+        key_id: key_id.clone(),
+        secret: Secret::new(secret.clone()),
+        ttl: duration(
+            ttl,
+            &format!("{path}.auth.ttl"),
+            std::time::Duration::from_secs(1800),
+            problems,
+        ),
     }
 }
 

@@ -125,8 +125,21 @@ pub(super) struct RawProvider {
     pub(super) ca_file: Option<String>,
     /// Requests in flight to one of this provider's targets at most; more get a 503 at once.
     pub(super) max_in_flight: Option<u32>,
+    /// Signed credentials instead of a static key.
+    pub(super) auth: Option<RawAuth>,
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub(super) enum RawAuth {
+    /// HS256 tokens signed by the gateway from a key id and secret (Zhipu GLM).
+    Jwt {
+        key_id: String,
+        secret: String,
+        ttl: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]

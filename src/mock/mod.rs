@@ -38,6 +38,9 @@ pub(crate) mod keys {
     pub(crate) const QIANFAN_CLIENT_ID: &str = "mock-qianfan-ak";
     pub(crate) const QIANFAN_CLIENT_SECRET: &str = "mock-qianfan-sk";
     pub(crate) const GEMINI: &str = "mock-gemini-key";
+    /// Zhipu-style signed tokens: the key id and the secret they are signed with.
+    pub(crate) const JWT_KEY_ID: &str = "mock-zhipu-id";
+    pub(crate) const JWT_SECRET: &str = "mock-zhipu-secret";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,6 +9,7 @@ use super::{keys, now_secs, sse_data, ChatCall, Dialect, MockRequest, Outcome, R
 
 pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/api/paas/v4/chat/completions") => signed_chat(req),
         ("POST", p) if p.ends_with("/chat/completions") => chat(req, keys::OPENAI),
         ("GET", "/v1/models") => Routed::Done(Outcome::json(
             200,
@@ -36,6 +37,52 @@ pub(crate) fn chat(req: &MockRequest, expected_key: &str) -> Routed {
         }),
         Err(message) => Routed::Done(error(400, &message, None)),
     }
+}
+
+/// Zhipu GLM's way: a bearer JWT signed (HS256) with the secret of `api_key`, not expired.
+fn signed_chat(req: &MockRequest) -> Routed {
+    match req.bearer().map(verify_jwt) {
+        Some(Ok(())) => match parse(req) {
+            Ok(conversation) => Routed::Chat(ChatCall {
+                dialect: Dialect::OpenAi,
+                conversation,
+            }),
+            Err(message) => Routed::Done(error(400, &message, None)),
+        },
+        Some(Err(why)) => Routed::Done(error(401, why, None)),
+        None => Routed::Done(error(401, "Missing token.", None)),
+    }
+}
+
+fn verify_jwt(token: &str) -> Result<(), &'static str> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::Mac;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, payload, signature] = parts[..] else {
+        return Err("The token is not a JWT.");
+    };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(keys::JWT_SECRET.as_bytes())
+        .expect("any key length");
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| "Bad signature.")?;
+    mac.verify_slice(&signature)
+        .map_err(|_| "The token's signature is wrong.")?;
+    let claims: Value = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("The token's claims are unreadable.")?;
+    if claims.get("api_key").and_then(Value::as_str) != Some(keys::JWT_KEY_ID) {
+        return Err("Unknown api_key.");
+    }
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    if exp <= now_secs() * 1000 {
+        return Err("The token expired.");
+    }
+    Ok(())
 }
 
 fn parse(req: &MockRequest) -> Result<Conversation, String> {

@@ -12,6 +12,7 @@ use crate::error::{ErrorKind, GatewayError, GwResult};
 pub mod anthropic;
 pub mod dashscope;
 pub mod gemini;
+pub mod jwt;
 pub mod model;
 pub mod openai;
 pub mod qianfan;
@@ -334,6 +335,7 @@ pub fn malformed_event() -> GatewayError {
 pub fn redact_credentials(provider: &Provider, text: &str) -> String {
     let mut secrets = Vec::new();
     secrets.extend(provider.api_key.as_ref());
+    secrets.extend(provider.jwt.as_ref().map(|j| &j.secret));
     if let Vendor::QianfanV1 {
         client_id,
         client_secret,
@@ -377,6 +379,7 @@ pub mod testing {
             api_key: Some(Secret::new("sk-test-vendor-key")),
             default_max_tokens: 4096,
             max_in_flight: 4096,
+            jwt: None,
             timeouts: Timeouts::default(),
             ca: None,
         }

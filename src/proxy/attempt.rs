@@ -246,9 +246,13 @@ impl Gateway {
         }
     }
 
-    /// The OAuth access token a provider needs (Qianfan v1), fetched once per expiry however
-    /// many requests wait for it; None for providers that authenticate with a key.
+    /// The token a provider needs: a JWT the gateway signs, or an OAuth access token (Qianfan
+    /// v1) fetched once per expiry however many requests wait for it; None for providers that
+    /// authenticate with a key.
     async fn vendor_token(&self, provider: &Provider) -> GwResult<Option<std::sync::Arc<str>>> {
+        if let Some(jwt) = &provider.jwt {
+            return Ok(Some(self.jwt_tokens.token(&provider.name, jwt)));
+        }
         let Vendor::QianfanV1 {
             client_id,
             client_secret,

@@ -19,6 +19,7 @@ use crate::api::ClientApi;
 use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
+use crate::providers::jwt::JwtTokens;
 use crate::providers::model::Completion;
 use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
@@ -50,6 +51,7 @@ pub(crate) struct Gateway {
     config: Arc<LiveConfig>,
     upstreams: Upstreams,
     tokens: TokenCache,
+    jwt_tokens: JwtTokens,
     breakers: Breakers,
     in_flight: InFlight,
     limiter: Limiter,
@@ -164,6 +166,7 @@ impl Gateway {
             config: Arc::new(LiveConfig::new(config.clone())),
             upstreams,
             tokens: TokenCache::default(),
+            jwt_tokens: JwtTokens::default(),
             breakers,
             in_flight: InFlight::new(),
             limiter: Limiter::new(store.clone()),

@@ -62,3 +62,40 @@ def test_without_a_session_the_reply_still_names_its_target(gw):
     r = httpx.post(gw.base_url + "/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}"},
                    json={"model": "split", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
     assert r.headers["x-modelmux-target"] in ("a/gpt-4o-mini", "b/qwen-plus")
+
+
+def jwt_config(mock, secret, ttl):
+    def make(port, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
+providers:
+  - name: zhipu
+    kind: openai_compatible
+    base_url: {mock.url("openai")}/api/paas/v4
+    auth: {{type: jwt, key_id: mock-zhipu-id, secret: {secret}, ttl: {ttl}}}
+models:
+  glm: {{targets: [{{provider: zhipu, model: glm-4-flash}}], retry: {{attempts: 1}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    return make
+
+
+def test_jwt_signed_vendor_credentials(mock):
+    """The gateway signs HS256 tokens from a key id and secret, and signs anew before they
+    expire; the mock checks signature and expiry; a wrong secret is the vendor refusing us."""
+    import time
+    import openai
+    with running_gateway(jwt_config(mock, "mock-zhipu-secret", "1s")) as g:
+        client = g.client()
+        for _ in range(3):
+            r = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": "hi"}])
+            assert r.choices[0].message.content.startswith("Mock openai")
+            time.sleep(0.7)  # past the first token's lifetime: a new one is signed
+        token = mock.last("openai")["headers"]["authorization"]
+        assert token.startswith("Bearer ") and token.count(".") == 2
+    with running_gateway(jwt_config(mock, "not-the-secret", "1m")) as g:
+        with pytest.raises(openai.APIStatusError) as e:
+            g.client().chat.completions.create(model="glm", messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 502 and e.value.body["code"] == "upstream_auth"
+        assert "not-the-secret" not in g.process.output()

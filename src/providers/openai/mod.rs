@@ -23,8 +23,12 @@ use wire::{write_json_str, JsonType, RawObject};
 
 fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
-    if let Some(key) = &target.provider.api_key {
-        headers.push(("authorization", format!("Bearer {}", key.expose())));
+    // A token the gateway signed (JWT providers), or the static key.
+    let bearer = target
+        .access_token
+        .or(target.provider.api_key.as_ref().map(|k| k.expose()));
+    if let Some(bearer) = bearer {
+        headers.push(("authorization", format!("Bearer {bearer}")));
     }
     if stream {
         headers.push(("accept", "text/event-stream".to_string()));
