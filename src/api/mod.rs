@@ -12,19 +12,22 @@ pub mod models;
 pub mod openai;
 
 use anthropic::AnthropicWriter;
+use openai::legacy::LegacyWriter;
 use openai::writer::OpenAiWriter;
 
 /// The API the client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientApi {
     OpenAi,
+    /// `POST /v1/completions`: a prompt in, `choices[].text` out.
+    OpenAiLegacy,
     Anthropic,
 }
 
 impl ClientApi {
     pub fn error_body(self, e: &GatewayError) -> Bytes {
         match self {
-            ClientApi::OpenAi => e.body(),
+            ClientApi::OpenAi | ClientApi::OpenAiLegacy => e.body(),
             ClientApi::Anthropic => anthropic::error_json(e),
         }
     }
@@ -33,6 +36,7 @@ impl ClientApi {
     pub fn render_completion(self, public_model: &str, c: &Completion) -> (Bytes, Option<Usage>) {
         let body = match self {
             ClientApi::OpenAi => openai::writer::completion_json(c, public_model),
+            ClientApi::OpenAiLegacy => openai::legacy::completion_json(c, public_model),
             ClientApi::Anthropic => anthropic::message_json(c, public_model),
         };
         (body, c.usage)
@@ -42,6 +46,7 @@ impl ClientApi {
 /// Writes stream deltas as the client API's events.
 pub enum StreamWriter {
     OpenAi(OpenAiWriter),
+    OpenAiLegacy(LegacyWriter),
     Anthropic(AnthropicWriter),
 }
 
@@ -51,6 +56,9 @@ impl StreamWriter {
             ClientApi::OpenAi => {
                 StreamWriter::OpenAi(OpenAiWriter::new(public_model, include_usage))
             }
+            ClientApi::OpenAiLegacy => {
+                StreamWriter::OpenAiLegacy(LegacyWriter::new(public_model, include_usage))
+            }
             ClientApi::Anthropic => StreamWriter::Anthropic(AnthropicWriter::new(public_model)),
         }
     }
@@ -58,6 +66,7 @@ impl StreamWriter {
     pub fn write(&mut self, d: Delta, out: &mut Vec<u8>) -> StreamState {
         match self {
             StreamWriter::OpenAi(w) => w.write(d, out),
+            StreamWriter::OpenAiLegacy(w) => w.write(d, out),
             StreamWriter::Anthropic(w) => w.write(d, out),
         }
     }
@@ -65,6 +74,7 @@ impl StreamWriter {
     pub fn usage(&self) -> Option<Usage> {
         match self {
             StreamWriter::OpenAi(w) => w.usage(),
+            StreamWriter::OpenAiLegacy(w) => w.usage(),
             StreamWriter::Anthropic(w) => w.usage(),
         }
     }

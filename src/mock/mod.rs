@@ -80,6 +80,8 @@ impl Vendor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     OpenAi,
+    /// OpenAI's legacy `/v1/completions`: a prompt in, `choices[].text` out.
+    OpenAiLegacy,
     Anthropic,
     DashScope,
     QianfanV1,
@@ -396,6 +398,7 @@ impl MockApp {
         let reply: Reply = reply_to(&conv, vendor.name(), fault, format!("call_mock{id}"));
         match call.dialect {
             Dialect::OpenAi => openai::respond(&conv, &reply, id),
+            Dialect::OpenAiLegacy => openai::respond_legacy(&conv, &reply, id),
             Dialect::Anthropic => anthropic::respond(&conv, &reply, id),
             Dialect::DashScope => dashscope::respond(&conv, &reply, id),
             Dialect::QianfanV1 => qianfan::respond(&conv, &reply, id),
@@ -457,7 +460,7 @@ fn error_outcome(
     retry_after: Option<u64>,
 ) -> Outcome {
     match dialect {
-        Dialect::OpenAi => openai::error(status, message, retry_after),
+        Dialect::OpenAi | Dialect::OpenAiLegacy => openai::error(status, message, retry_after),
         Dialect::Anthropic => anthropic::error(status, message, retry_after),
         Dialect::DashScope => dashscope::error(status, message, retry_after),
         Dialect::QianfanV1 => qianfan::error_for_status(status, message),

@@ -10,6 +10,7 @@ use super::{keys, now_secs, sse_data, ChatCall, Dialect, MockRequest, Outcome, R
 pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/api/paas/v4/chat/completions") => signed_chat(req),
+        ("POST", "/v1/completions") => legacy(req),
         ("POST", p) if p.ends_with("/chat/completions") => chat(req, keys::OPENAI),
         ("GET", "/v1/models") => Routed::Done(Outcome::json(
             200,
@@ -33,6 +34,43 @@ pub(crate) fn chat(req: &MockRequest, expected_key: &str) -> Routed {
     match parse(req) {
         Ok(conversation) => Routed::Chat(ChatCall {
             dialect: Dialect::OpenAi,
+            conversation,
+        }),
+        Err(message) => Routed::Done(error(400, &message, None)),
+    }
+}
+
+/// The legacy completions API: one prompt (a string, or a list of one).
+fn legacy(req: &MockRequest) -> Routed {
+    if req.bearer() != Some(keys::OPENAI) {
+        return Routed::Done(error(401, "Incorrect API key provided.", None));
+    }
+    let parsed = req.json().map_err(|e| e.to_string()).and_then(|body| {
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .ok_or("you must provide a model parameter")?;
+        let prompt = match body.get("prompt") {
+            Some(Value::String(p)) => p.clone(),
+            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+                a[0].as_str().unwrap_or_default().to_string()
+            }
+            _ => return Err("'prompt' must be a string".to_string()),
+        };
+        let mut conv = Conversation::new(model);
+        conv.texts.push(prompt.clone());
+        conv.last = LastTurn::User(prompt);
+        conv.stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        conv.include_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        conv.max_tokens = body.get("max_tokens").and_then(Value::as_u64);
+        Ok(conv)
+    });
+    match parsed {
+        Ok(conversation) => Routed::Chat(ChatCall {
+            dialect: Dialect::OpenAiLegacy,
             conversation,
         }),
         Err(message) => Routed::Done(error(400, &message, None)),
@@ -194,6 +232,41 @@ fn usage(reply: &Reply) -> Value {
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
     })
+}
+
+pub(crate) fn respond_legacy(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
+    let id = format!("cmpl-mock{id}");
+    let created = now_secs();
+    let finish = finish_reason(reply.finish);
+    if !conv.stream {
+        return Outcome::json(
+            200,
+            json!({"id": id, "object": "text_completion", "created": created, "model": conv.model,
+                   "choices": [{"text": reply.text(), "index": 0, "logprobs": null, "finish_reason": finish}],
+                   "usage": usage(reply)}),
+        );
+    }
+    let chunk = |text: &str, finish: Option<&str>| {
+        sse_data(
+            &json!({"id": id, "object": "text_completion", "created": created, "model": conv.model,
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]}),
+        )
+    };
+    let mut events: Vec<String> = reply.pieces().iter().map(|p| chunk(p, None)).collect();
+    events.push(chunk("", Some(finish)));
+    if conv.include_usage {
+        events.push(sse_data(
+            &json!({"id": id, "object": "text_completion", "created": created,
+            "model": conv.model, "choices": [], "usage": usage(reply)}),
+        ));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    Outcome::Stream {
+        events,
+        error_event: sse_data(
+            &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}),
+        ),
+    }
 }
 
 pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {

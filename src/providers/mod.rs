@@ -165,6 +165,8 @@ impl<D: EventDecoder> VendorStream for SseStream<D> {
 pub struct ClientRequest<'a> {
     raw: Option<&'a ChatRequest<'a>>,
     typed: Option<Request>,
+    /// A legacy completions request: OpenAI-speaking vendors get it on `/completions`.
+    legacy: bool,
 }
 
 impl<'a> ClientRequest<'a> {
@@ -172,6 +174,7 @@ impl<'a> ClientRequest<'a> {
         ClientRequest {
             raw: Some(raw),
             typed: None,
+            legacy: false,
         }
     }
 
@@ -179,7 +182,27 @@ impl<'a> ClientRequest<'a> {
         ClientRequest {
             raw: None,
             typed: Some(request),
+            legacy: false,
         }
+    }
+
+    /// A legacy completions body, and the prompt: passed on as it is to OpenAI-speaking
+    /// vendors, typed as one user message for the others.
+    pub fn legacy(raw: &'a ChatRequest<'a>, prompt: String) -> GwResult<Self> {
+        let mut typed = Request::from_openai(raw)?;
+        typed.extra.retain(|(k, _)| k != "prompt");
+        typed.messages.push(model::Message {
+            role: model::Role::User,
+            parts: vec![model::Part::Text(prompt)],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        });
+        Ok(ClientRequest {
+            raw: Some(raw),
+            typed: Some(typed),
+            legacy: true,
+        })
     }
 
     pub fn stream(&self) -> bool {
@@ -208,6 +231,12 @@ impl<'a> ClientRequest<'a> {
             (None, Some(t)) => t.include_usage,
             (None, None) => false,
         }
+    }
+
+    /// Whether `provider` gets the client's own OpenAI body (and so answers in the client's
+    /// own dialect): it speaks OpenAI and the body was not rewritten.
+    pub fn goes_as_is_to(&self, provider: &Provider) -> bool {
+        self.raw.is_some() && speaks_openai(provider)
     }
 
     /// Rewrites every text part (personal-data redaction). The raw body is dropped: the
@@ -246,7 +275,11 @@ pub fn encode_chat(
     target: &VendorTarget,
 ) -> GwResult<UpstreamRequest> {
     if let (true, Some(raw)) = (speaks_openai(target.provider), request.raw) {
-        return Ok(openai::encode_raw(raw, target));
+        return Ok(if request.legacy {
+            openai::encode_legacy_raw(raw, target)
+        } else {
+            openai::encode_raw(raw, target)
+        });
     }
     (dialect(&target.provider.vendor).encode)(request.as_typed()?, target)
 }

@@ -7,7 +7,7 @@ use super::Session;
 use bytes::Bytes;
 
 use super::cached::Lookup;
-use super::relay::{self, Relay};
+use super::relay::{self, Handling, Relay};
 use super::respond::{client_gone, write_json, write_stream_header};
 use super::upstream::{Exchange, MAX_UPSTREAM_BODY};
 use super::{Gateway, Handled, RequestCtx, Stop};
@@ -325,7 +325,7 @@ impl Gateway {
                 provider,
                 public_model,
                 request.include_usage(),
-                ctx.capture,
+                handling(ctx, request, provider),
             );
             return self.relay_stream(session, ctx, exchange, relay).await;
         }
@@ -351,9 +351,14 @@ impl Gateway {
             session.write_response_body(Bytes::from(out), true).await?;
             return Ok(());
         }
-        let (reply, usage, completion) =
-            relay::render_reply(ctx.api, provider, public_model, &body, ctx.capture)
-                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        let (reply, usage, completion) = relay::render_reply(
+            ctx.api,
+            provider,
+            public_model,
+            &body,
+            handling(ctx, request, provider),
+        )
+        .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
         ctx.captured = completion;
         if ctx.logged_prompt.is_some() {
@@ -443,6 +448,16 @@ fn record(breaker: &Breaker, ctx: &RequestCtx, outcome: &Outcome, first_try: boo
         Outcome::Rejected(_) | Outcome::ClientGone(_) | Outcome::TargetFailed(_) => {
             breaker.release()
         }
+    }
+}
+
+fn handling(ctx: &RequestCtx, request: &ClientRequest, provider: &Provider) -> Handling {
+    if ctx.capture {
+        Handling::Capture
+    } else if request.goes_as_is_to(provider) {
+        Handling::PassThrough
+    } else {
+        Handling::Translate
     }
 }
 

@@ -13,7 +13,7 @@ use pingora::http::RequestHeader;
 
 use super::respond::{write_json, write_stream_header};
 use super::{Gateway, RequestCtx, Session, Stop};
-use crate::api;
+use crate::api::{self, ClientApi};
 use crate::config::PublicModel;
 use crate::metrics;
 use crate::providers::model::Completion;
@@ -60,7 +60,8 @@ impl Gateway {
         request: &mut ClientRequest<'_>,
         model: &PublicModel,
     ) -> Result<Lookup, Stop> {
-        let Some(policy) = model.cache else {
+        // Legacy completions are not cached: their vendor replies are not decoded.
+        let Some(policy) = model.cache.filter(|_| ctx.api != ClientApi::OpenAiLegacy) else {
             return Ok(Lookup::Go(None));
         };
         let (read, write) = cache_control(session.req_header());

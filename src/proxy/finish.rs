@@ -124,6 +124,7 @@ impl Gateway {
 fn api_name(api: ClientApi) -> &'static str {
     match api {
         ClientApi::OpenAi => "openai",
+        ClientApi::OpenAiLegacy => "openai_legacy",
         ClientApi::Anthropic => "anthropic",
     }
 }

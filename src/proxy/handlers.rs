@@ -73,6 +73,23 @@ impl Gateway {
             .await
     }
 
+    /// `POST /v1/completions`: OpenAI's legacy API in front of any routed model.
+    pub(super) async fn completions(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        ctx.api = ClientApi::OpenAiLegacy;
+        let config = ctx.config.clone();
+        let key = self.authenticate(&config, session, ctx)?;
+        let server = &config.server;
+        let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
+        let (request, prompt) = ChatRequest::parse_legacy(&body)?;
+        let model = self.allowed_model(&config, key, &request.model)?;
+        note_request(ctx, model, &body, request.stream);
+        self.admit(ctx, key, model, body.len(), request.max_tokens())
+            .await?;
+        let mut client_request = ClientRequest::legacy(&request, prompt)?;
+        self.complete(session, ctx, &mut client_request, model)
+            .await
+    }
+
     /// `POST /v1/messages`: Anthropic's API in front of any routed model.
     pub(super) async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         ctx.api = ClientApi::Anthropic;

@@ -11,9 +11,15 @@ use crate::providers::model::{Completion, CompletionBuilder, Delta};
 use crate::providers::openai::{self, OpenAiStream};
 use crate::providers::{self, StreamState, Usage, VendorStream};
 
-/// OpenAI clients of OpenAI-speaking vendors get the vendor's own bytes, `model` aside.
-fn passes_through(api: ClientApi, provider: &Provider) -> bool {
-    api == ClientApi::OpenAi && providers::speaks_openai(provider)
+/// How a vendor's answer reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handling {
+    /// The vendor speaks the client's OpenAI dialect: its bytes go through, `model` aside.
+    PassThrough,
+    /// Decoded into deltas and written in the client's API.
+    Translate,
+    /// Translated, and put back together for the response cache.
+    Capture,
 }
 
 /// A vendor stream on its way to the client.
@@ -42,16 +48,18 @@ fn estimated_tokens(d: &Delta) -> u64 {
 }
 
 impl Relay {
-    /// With `capture`, the stream is decoded (never passed through as it is) and put back
-    /// together, so a complete answer can be cached.
+    /// `how` says whether the vendor's own events go through as they are (the client's OpenAI
+    /// body went to an OpenAI-speaking vendor), or are decoded, and put back together so a
+    /// complete answer can be cached.
     pub(crate) fn new(
         api: ClientApi,
         provider: &Provider,
         public_model: &str,
         include_usage: bool,
-        capture: bool,
+        how: Handling,
     ) -> Relay {
-        Relay(if passes_through(api, provider) && !capture {
+        let capture = how == Handling::Capture;
+        Relay(if how == Handling::PassThrough {
             Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
         } else {
             Inner::Translate {
@@ -157,16 +165,17 @@ impl Relay {
     }
 }
 
-/// A complete non-streaming reply in the client's API, its usage, and with `capture` the
-/// decoded reply (for the cache; OpenAI bodies are then decoded, not passed through).
+/// A complete non-streaming reply in the client's API, its usage, and when captured the decoded
+/// reply (for the cache).
 pub(crate) fn render_reply(
     api: ClientApi,
     provider: &Provider,
     public_model: &str,
     body: &[u8],
-    capture: bool,
+    how: Handling,
 ) -> GwResult<(Bytes, Option<Usage>, Option<Completion>)> {
-    if passes_through(api, provider) && !capture {
+    let capture = how == Handling::Capture;
+    if how == Handling::PassThrough {
         let (reply, usage) = openai::decode_raw(public_model, body)?;
         return Ok((reply, usage, None));
     }

@@ -1,3 +1,4 @@
-//! OpenAI's Chat Completions API.
+//! OpenAI's Chat Completions API, and its legacy Completions API.
 
+pub mod legacy;
 pub mod writer;

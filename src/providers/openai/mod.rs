@@ -21,7 +21,7 @@ pub use stream::{ChunkDecoder, OpenAiStream};
 pub use wire::ChatRequest;
 use wire::{write_json_str, JsonType, RawObject};
 
-fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamRequest {
+fn request(target: &VendorTarget, stream: bool, body: Vec<u8>, path: &str) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
     // A token the gateway signed (JWT providers), or the static key.
     let bearer = target
@@ -34,7 +34,7 @@ fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamReques
         headers.push(("accept", "text/event-stream".to_string()));
     }
     UpstreamRequest {
-        path_and_query: format!("{}/chat/completions", target.provider.endpoint.path_prefix),
+        path_and_query: format!("{}{path}", target.provider.endpoint.path_prefix),
         headers,
         body: Bytes::from(body),
     }
@@ -42,6 +42,20 @@ fn request(target: &VendorTarget, stream: bool, body: Vec<u8>) -> UpstreamReques
 
 /// The client's own JSON with only `model` replaced: no parse of the members it carries.
 pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
+    request(
+        target,
+        chat.stream,
+        raw_body(chat, target),
+        "/chat/completions",
+    )
+}
+
+/// A legacy completions body, as it is but for `model`, to the vendor's `/completions`.
+pub fn encode_legacy_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
+    request(target, chat.stream, raw_body(chat, target), "/completions")
+}
+
+fn raw_body(chat: &ChatRequest, target: &VendorTarget) -> Vec<u8> {
     let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
     write_json_str(target.vendor_model, &mut model);
     let mut body = Vec::with_capacity(256);
@@ -57,7 +71,7 @@ pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest 
     } else {
         chat.body.write_with(&[("model", &model)], &[], &mut body);
     }
-    request(target, chat.stream, body)
+    body
 }
 
 fn content_json(parts: &[Part]) -> Value {
@@ -153,7 +167,7 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
         body.entry(k.clone()).or_insert_with(|| v.clone());
     }
     let bytes = serde_json::to_vec(&Value::Object(body)).expect("json serializes");
-    request(target, req.stream, bytes)
+    request(target, req.stream, bytes, "/chat/completions")
 }
 
 fn messages_json(req: &Request) -> Value {

@@ -180,6 +180,24 @@ impl<'a> ChatRequest<'a> {
     }
 
     pub fn parse(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
+        Self::parse_with(bytes, check_messages)
+    }
+
+    /// A legacy `/v1/completions` body: a `prompt` (one string, or a list of one) instead of
+    /// `messages`; the prompt is returned beside the request.
+    pub fn parse_legacy(bytes: &'a [u8]) -> GwResult<(ChatRequest<'a>, String)> {
+        let mut prompt = None;
+        let chat = Self::parse_with(bytes, |body| {
+            prompt = Some(legacy_prompt(body)?);
+            Ok(())
+        })?;
+        Ok((chat, prompt.unwrap_or_default()))
+    }
+
+    fn parse_with(
+        bytes: &'a [u8],
+        mut check_input: impl FnMut(&RawObject) -> GwResult<()>,
+    ) -> GwResult<ChatRequest<'a>> {
         let body: RawObject<'a> = match serde_json::from_slice(bytes) {
             Ok(b) => b,
             Err(e) if e.is_data() => {
@@ -192,7 +210,7 @@ impl<'a> ChatRequest<'a> {
         };
         check_unique_members(&body)?;
         let model = model(&body)?;
-        check_messages(&body)?;
+        check_input(&body)?;
         check_types(&body)?;
         let stream = body.get("stream").is_some_and(|v| v.get() == "true");
         let include_usage = include_usage(&body)?;
@@ -269,6 +287,23 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
         }
     }
     Ok(())
+}
+
+fn legacy_prompt(body: &RawObject) -> GwResult<String> {
+    let v = body.get("prompt").ok_or_else(|| {
+        GatewayError::invalid("Missing required parameter: 'prompt'.", Some("prompt"))
+    })?;
+    match serde_json::from_str::<serde_json::Value>(v.get()) {
+        Ok(serde_json::Value::String(p)) => Ok(p),
+        Ok(serde_json::Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            Ok(a[0].as_str().unwrap_or_default().to_string())
+        }
+        Ok(serde_json::Value::Array(_)) => Err(GatewayError::invalid(
+            "This gateway takes one prompt per request.",
+            Some("prompt"),
+        )),
+        _ => Err(type_error("prompt", "a string", v)),
+    }
 }
 
 /// The members OpenAI types strictly, checked before any vendor sees them.
