@@ -157,6 +157,8 @@ server:
   clients: {{max_connections: 50000}}
 metrics:
   listen: "127.0.0.1:{GATEWAY_METRICS}"
+log:
+  format: ${{BENCH_ACCESS_LOG:-json}}
 providers:
   - name: openai
     kind: openai

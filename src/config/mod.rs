@@ -149,6 +149,8 @@ pub enum LogFormat {
     #[default]
     Json,
     Text,
+    /// No access log.
+    Off,
 }
 
 /// The access log: one line per request, to stdout or a file.

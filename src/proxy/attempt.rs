@@ -88,14 +88,9 @@ impl Gateway {
     ) -> Handled {
         let policy = &model.retry;
         let deadline = ctx.start + policy.deadline;
-        // A session keeps its target (A/B splits): `x-session-id`, or the request's `user`.
-        let sticky = session
-            .req_header()
-            .headers
-            .get("x-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| request.user().map(|u| u.into_owned()));
+        let sticky = (model.targets.len() > 1)
+            .then(|| sticky_session(session, request))
+            .flatten();
         let order = routing::attempt_order(model, sticky.as_deref());
         let mut plan = failover::Plan::new(order.len());
         let mut last: Option<GatewayError> = None;
@@ -106,21 +101,9 @@ impl Gateway {
             let target = order[index];
             if attempt > 0 {
                 let moved = plan.previous() != Some(index);
-                // A target that did not answer in time is not waited for twice.
-                if !moved
-                    && last
-                        .as_ref()
-                        .is_some_and(|e| e.kind == ErrorKind::UpstreamTimeout)
-                {
+                let Some(wait) = retry_wait(model, attempt, last.as_ref(), moved, deadline) else {
                     break;
-                }
-                let wait = failover::backoff(policy, attempt, last.as_ref(), moved);
-                if Instant::now()
-                    .checked_add(wait)
-                    .is_none_or(|at| at >= deadline)
-                {
-                    break;
-                }
+                };
                 note_retry(model, target, moved, wait, last.as_ref());
                 tokio::time::sleep(wait).await;
             }
@@ -136,12 +119,7 @@ impl Gateway {
             if !breaker.admit(panic) {
                 continue;
             }
-            ctx.provider = Some(provider.name.clone());
-            ctx.vendor_model = Some(target.model.clone());
-            ctx.target_header = [(
-                "x-modelmux-target",
-                format!("{}/{}", provider.name, target.model),
-            )];
+            note_target(ctx, target);
             let timeouts = model.timeouts.apply(&provider.timeouts);
             let began = Instant::now();
             let result = self
@@ -334,40 +312,7 @@ impl Gateway {
             .await
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         self.upstreams.release(exchange).await;
-        if request.stream() {
-            // One JSON body for a stream request: an error in a 200 (Qianfan v1), or a vendor
-            // that had nothing to stream. Errors still get a status; a reply is replayed.
-            let completion = providers::decode_chat(provider, &body)
-                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-            let mut out = Vec::new();
-            ctx.usage = api::replay_as_stream(
-                ctx.api,
-                public_model,
-                request.include_usage(),
-                &completion,
-                &mut out,
-            );
-            write_stream_header(session, &ctx.success_headers()).await?;
-            session.write_response_body(Bytes::from(out), true).await?;
-            return Ok(());
-        }
-        let (reply, usage, completion) = relay::render_reply(
-            ctx.api,
-            provider,
-            public_model,
-            &body,
-            handling(ctx, request, provider),
-        )
-        .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-        ctx.usage = usage;
-        ctx.captured = completion;
-        if ctx.logged_prompt.is_some() {
-            ctx.logged_reply = Some(reply.clone());
-        }
-        ctx.first_byte = Some(Instant::now());
-        ctx.first_token = ctx.first_byte;
-        write_json(session, 200, reply, &ctx.success_headers()).await?;
-        Ok(())
+        answer_whole(session, ctx, request, provider, public_model, &body).await
     }
 
     /// A vendor's non-2xx answer as the client's error. Only a connection whose error body was
@@ -449,6 +394,93 @@ fn record(breaker: &Breaker, ctx: &RequestCtx, outcome: &Outcome, first_try: boo
             breaker.release()
         }
     }
+}
+
+/// A vendor's whole (non-streamed) answer, in the client's API. A stream request answered
+/// with one JSON body (an error in a 200 from Qianfan v1, or a vendor that had nothing to
+/// stream) still gets a real status for an error, and a reply replayed as a stream.
+async fn answer_whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    request: &ClientRequest<'_>,
+    provider: &Provider,
+    public_model: &str,
+    body: &[u8],
+) -> Handled {
+    if request.stream() {
+        let completion = providers::decode_chat(provider, body)
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        let mut out = Vec::new();
+        ctx.usage = api::replay_as_stream(
+            ctx.api,
+            public_model,
+            request.include_usage(),
+            &completion,
+            &mut out,
+        );
+        write_stream_header(session, &ctx.success_headers()).await?;
+        ctx.first_byte = Some(Instant::now());
+        ctx.first_token = ctx.first_byte;
+        session.write_response_body(Bytes::from(out), true).await?;
+        return Ok(());
+    }
+    let (reply, usage, completion) = relay::render_reply(
+        ctx.api,
+        provider,
+        public_model,
+        body,
+        handling(ctx, request, provider),
+    )
+    .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+    ctx.usage = usage;
+    ctx.captured = completion;
+    if ctx.logged_prompt.is_some() {
+        ctx.logged_reply = Some(reply.clone());
+    }
+    ctx.first_byte = Some(Instant::now());
+    ctx.first_token = ctx.first_byte;
+    write_json(session, 200, reply, &ctx.success_headers()).await?;
+    Ok(())
+}
+
+/// A session keeps its target (A/B splits): `x-session-id`, or the request's `user`.
+fn sticky_session(session: &Session, request: &ClientRequest) -> Option<String> {
+    session
+        .req_header()
+        .headers
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.user().map(|u| u.into_owned()))
+}
+
+/// How long to wait before trying again, or None when no retry should start: the same target
+/// after it did not answer in time (it is not waited for twice), or past the deadline.
+fn retry_wait(
+    model: &PublicModel,
+    attempt: u32,
+    last: Option<&GatewayError>,
+    moved: bool,
+    deadline: Instant,
+) -> Option<Duration> {
+    if !moved && last.is_some_and(|e| e.kind == ErrorKind::UpstreamTimeout) {
+        return None;
+    }
+    let wait = failover::backoff(&model.retry, attempt, last, moved);
+    Instant::now()
+        .checked_add(wait)
+        .filter(|at| *at < deadline)
+        .map(|_| wait)
+}
+
+/// Which target the attempt goes to, for the access log and `x-modelmux-target`.
+fn note_target(ctx: &mut RequestCtx, target: &Target) {
+    ctx.provider = Some(target.provider.name.clone());
+    ctx.vendor_model = Some(target.model.clone());
+    ctx.target_header = [(
+        "x-modelmux-target",
+        format!("{}/{}", target.provider.name, target.model),
+    )];
 }
 
 fn handling(ctx: &RequestCtx, request: &ClientRequest, provider: &Provider) -> Handling {

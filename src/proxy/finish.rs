@@ -1,7 +1,7 @@
 //! After the answer: metrics, rate limits and budgets settled with what the request really
 //! used, and the access-log line.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::access_log::Line;
 use super::{Gateway, RequestCtx, Session};
@@ -18,36 +18,7 @@ impl Gateway {
     pub(super) async fn finish(&self, session: &Session, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         let elapsed = ctx.start.elapsed();
-        let model = ctx.model.as_deref().unwrap_or("-");
-        let provider = ctx.provider.as_deref().unwrap_or("-");
-        metrics::REQUESTS
-            .with_label_values(&[model, provider, status.to_string().as_str()])
-            .inc();
-        if ctx.model.is_some() {
-            metrics::REQUEST_DURATION
-                .with_label_values(&[model, provider])
-                .observe(elapsed.as_secs_f64());
-            metrics::REQUEST_SIZE
-                .with_label_values(&[api_name(ctx.api)])
-                .observe(ctx.bytes_in as f64);
-        }
-        if let Some(kind) = ctx.upstream_error {
-            metrics::UPSTREAM_ERRORS
-                .with_label_values(&[provider, kind.as_str()])
-                .inc();
-        }
-        if let (Some(first), true) = (ctx.first_token, (200..300).contains(&status)) {
-            let ttft = first.duration_since(ctx.start).as_secs_f64();
-            metrics::TIME_TO_FIRST_TOKEN
-                .with_label_values(&[model, provider])
-                .observe(ttft);
-            if let Some(u) = ctx.usage.filter(|u| u.completion_tokens > 1) {
-                let per_token = (elapsed.as_secs_f64() - ttft) / (u.completion_tokens - 1) as f64;
-                metrics::TIME_PER_OUTPUT_TOKEN
-                    .with_label_values(&[model, provider])
-                    .observe(per_token.max(0.0));
-            }
-        }
+        record_metrics(ctx, status, elapsed);
         // What the request used: the vendor's count, or, for a stream cut before its usage
         // came, what reached the client; so hanging up early is not a way around the budget.
         let used = ctx.usage.or_else(|| {
@@ -57,7 +28,7 @@ impl Gateway {
             .model
             .as_deref()
             .and_then(|m| ctx.config.model(m))
-            .and_then(|m| m.price.as_ref());
+            .and_then(|m| m.price);
         if let Some(admission) = &ctx.admission {
             self.limiter
                 .settle(admission, used.map(|u| u.total_tokens))
@@ -65,59 +36,104 @@ impl Gateway {
         }
         if let Some(reservation) = &ctx.reservation {
             self.budgets
-                .settle(reservation, &used.unwrap_or_default(), price)
+                .settle(reservation, &used.unwrap_or_default(), price.as_ref())
                 .await;
         }
-        if let Some(u) = ctx.usage {
-            metrics::TOKENS
-                .with_label_values(&[model, provider, "prompt"])
-                .inc_by(u.prompt_tokens);
-            metrics::TOKENS
-                .with_label_values(&[model, provider, "completion"])
-                .inc_by(u.completion_tokens);
-        }
-        let cost = used.zip(price).map(|(u, p)| cost_of(&u, Some(p)));
+        let cost = used.zip(price).map(|(u, p)| cost_of(&u, Some(&p)));
         if let Some(cost) = cost {
             metrics::COST
-                .with_label_values(&[model, provider])
+                .with_label_values(&[label(&ctx.model), label(&ctx.provider)])
                 .inc_by(cost);
         }
         if let Some(log) = &self.access_log {
-            let header = session.req_header();
-            let text = |b: &Option<bytes::Bytes>| {
-                b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
-            };
-            let (prompt, reply) = (text(&ctx.logged_prompt), text(&ctx.logged_reply));
-            log.write(&Line {
-                time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                request_id: &ctx.request_id,
-                key: ctx
-                    .key
-                    .and_then(|i| ctx.config.keys.get(i))
-                    .map(|k| k.name.as_str()),
-                client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-                api: api_name(ctx.api),
-                method: header.method.as_str(),
-                path: header.uri.path(),
-                model: ctx.model.as_deref(),
-                provider: ctx.provider.as_deref(),
-                vendor_model: ctx.vendor_model.as_deref(),
-                attempts: &ctx.attempts,
-                status,
-                stream: ctx.stream,
-                ttfb_ms: ms_since(ctx.start, ctx.first_byte),
-                ttft_ms: ms_since(ctx.start, ctx.first_token),
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
-                prompt_tokens: used.map(|u| u.prompt_tokens),
-                completion_tokens: used.map(|u| u.completion_tokens),
-                cost,
-                bytes_in: ctx.bytes_in,
-                bytes_out: session.body_bytes_sent(),
-                cache: ctx.cache_status,
-                prompt: prompt.as_deref(),
-                reply: reply.as_deref(),
-            });
+            log.write(&access_line(session, ctx, status, elapsed, used, cost));
         }
+    }
+}
+
+fn label(name: &Option<String>) -> &str {
+    name.as_deref().unwrap_or("-")
+}
+
+fn record_metrics(ctx: &RequestCtx, status: u16, elapsed: Duration) {
+    let (model, provider) = (label(&ctx.model), label(&ctx.provider));
+    metrics::REQUESTS
+        .with_label_values(&[model, provider, status.to_string().as_str()])
+        .inc();
+    if ctx.model.is_some() {
+        metrics::REQUEST_DURATION
+            .with_label_values(&[model, provider])
+            .observe(elapsed.as_secs_f64());
+        metrics::REQUEST_SIZE
+            .with_label_values(&[api_name(ctx.api)])
+            .observe(ctx.bytes_in as f64);
+    }
+    if let Some(kind) = ctx.upstream_error {
+        metrics::UPSTREAM_ERRORS
+            .with_label_values(&[provider, kind.as_str()])
+            .inc();
+    }
+    if let (Some(first), true) = (ctx.first_token, (200..300).contains(&status)) {
+        let ttft = first.duration_since(ctx.start).as_secs_f64();
+        metrics::TIME_TO_FIRST_TOKEN
+            .with_label_values(&[model, provider])
+            .observe(ttft);
+        if let Some(u) = ctx.usage.filter(|u| u.completion_tokens > 1) {
+            let per_token = (elapsed.as_secs_f64() - ttft) / (u.completion_tokens - 1) as f64;
+            metrics::TIME_PER_OUTPUT_TOKEN
+                .with_label_values(&[model, provider])
+                .observe(per_token.max(0.0));
+        }
+    }
+    if let Some(u) = ctx.usage {
+        metrics::TOKENS
+            .with_label_values(&[model, provider, "prompt"])
+            .inc_by(u.prompt_tokens);
+        metrics::TOKENS
+            .with_label_values(&[model, provider, "completion"])
+            .inc_by(u.completion_tokens);
+    }
+}
+
+fn access_line<'a>(
+    session: &'a Session,
+    ctx: &'a RequestCtx,
+    status: u16,
+    elapsed: Duration,
+    used: Option<Usage>,
+    cost: Option<f64>,
+) -> Line<'a> {
+    let header = session.req_header();
+    let text =
+        |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    Line {
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        request_id: &ctx.request_id,
+        key: ctx
+            .key
+            .and_then(|i| ctx.config.keys.get(i))
+            .map(|k| k.name.as_str()),
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        api: api_name(ctx.api),
+        method: header.method.as_str(),
+        path: header.uri.path(),
+        model: ctx.model.as_deref(),
+        provider: ctx.provider.as_deref(),
+        vendor_model: ctx.vendor_model.as_deref(),
+        attempts: &ctx.attempts,
+        status,
+        stream: ctx.stream,
+        ttfb_ms: ms_since(ctx.start, ctx.first_byte),
+        ttft_ms: ms_since(ctx.start, ctx.first_token),
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        prompt_tokens: used.map(|u| u.prompt_tokens),
+        completion_tokens: used.map(|u| u.completion_tokens),
+        cost,
+        bytes_in: ctx.bytes_in,
+        bytes_out: session.body_bytes_sent(),
+        cache: ctx.cache_status,
+        prompt: text(&ctx.logged_prompt),
+        reply: text(&ctx.logged_reply),
     }
 }
 

@@ -1,10 +1,12 @@
 //! The API handlers: authenticate, read and parse the body in the client's API, pick the public
 //! model, admit the request under its budget and limits, then hand it to the attempt loop.
 
-use super::Session;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::respond::read_body;
-use super::{Gateway, Handled, RequestCtx};
+use super::{Gateway, Handled, RequestCtx, Session, Stop};
 use crate::api::{anthropic, ClientApi};
 use crate::config::{ClientKey, Config, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
@@ -59,52 +61,79 @@ impl Gateway {
 
     /// `POST /v1/chat/completions`.
     pub(super) async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
-        let config = ctx.config.clone();
-        let key = self.authenticate(&config, session, ctx)?;
-        let server = &config.server;
-        let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
+        let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
         let request = ChatRequest::parse(&body)?;
-        let model = self.allowed_model(&config, key, &request.model)?;
-        note_request(ctx, model, &body, request.stream);
-        self.admit(ctx, key, model, body.len(), request.max_tokens())
-            .await?;
-        let mut client_request = ClientRequest::openai(&request);
-        self.complete(session, ctx, &mut client_request, model)
+        let mut client = ClientRequest::openai(&request);
+        let wants = Wants {
+            model: &request.model,
+            max_tokens: request.max_tokens(),
+            stream: request.stream,
+        };
+        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
 
     /// `POST /v1/completions`: OpenAI's legacy API in front of any routed model.
     pub(super) async fn completions(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
-        ctx.api = ClientApi::OpenAiLegacy;
-        let config = ctx.config.clone();
-        let key = self.authenticate(&config, session, ctx)?;
-        let server = &config.server;
-        let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
+        let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAiLegacy).await?;
         let (request, prompt) = ChatRequest::parse_legacy(&body)?;
-        let model = self.allowed_model(&config, key, &request.model)?;
-        note_request(ctx, model, &body, request.stream);
-        self.admit(ctx, key, model, body.len(), request.max_tokens())
-            .await?;
-        let mut client_request = ClientRequest::legacy(&request, prompt)?;
-        self.complete(session, ctx, &mut client_request, model)
+        let mut client = ClientRequest::legacy(&request, prompt)?;
+        let wants = Wants {
+            model: &request.model,
+            max_tokens: request.max_tokens(),
+            stream: request.stream,
+        };
+        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
 
     /// `POST /v1/messages`: Anthropic's API in front of any routed model.
     pub(super) async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
-        ctx.api = ClientApi::Anthropic;
+        let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;
+        let (model_name, request) = anthropic::parse_request(&body)?;
+        let (max_tokens, stream) = (request.max_tokens, request.stream);
+        let mut client = ClientRequest::typed(request);
+        let wants = Wants {
+            model: &model_name,
+            max_tokens,
+            stream,
+        };
+        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
+            .await
+    }
+
+    /// Authenticates the caller and reads the body, answering in the client's API from here on.
+    async fn accept(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        api: ClientApi,
+    ) -> Result<(Arc<Config>, usize, Bytes), Stop> {
+        ctx.api = api;
         let config = ctx.config.clone();
-        let key = self.authenticate(&config, session, ctx)?;
+        self.authenticate(&config, session, ctx)?;
+        let key = ctx.key.unwrap_or_default();
         let server = &config.server;
         let body = read_body(session, server.max_body_bytes, server.clients.body_timeout).await?;
-        let (model_name, request) = anthropic::parse_request(&body)?;
-        let model = self.allowed_model(&config, key, &model_name)?;
-        note_request(ctx, model, &body, request.stream);
-        self.admit(ctx, key, model, body.len(), request.max_tokens)
+        Ok((config, key, body))
+    }
+
+    /// Picks the public model the key may use, admits the request, and sends it.
+    async fn forward(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        (config, key): (&Config, usize),
+        body: &Bytes,
+        wants: Wants<'_>,
+        request: &mut ClientRequest<'_>,
+    ) -> Handled {
+        let key = &config.keys[key];
+        let model = self.allowed_model(config, key, wants.model)?;
+        note_request(ctx, model, body, wants.stream);
+        self.admit(ctx, key, model, body.len(), wants.max_tokens)
             .await?;
-        let mut client_request = ClientRequest::typed(request);
-        self.complete(session, ctx, &mut client_request, model)
-            .await
+        self.complete(session, ctx, request, model).await
     }
 
     /// Budget and rate limits, before anything goes upstream. Tokens are estimated from the
@@ -139,8 +168,15 @@ impl Gateway {
     }
 }
 
+/// What a parsed request asks for, whatever its API.
+struct Wants<'a> {
+    model: &'a str,
+    max_tokens: Option<u64>,
+    stream: bool,
+}
+
 /// What the access log says of the request.
-fn note_request(ctx: &mut RequestCtx, model: &PublicModel, body: &bytes::Bytes, stream: bool) {
+fn note_request(ctx: &mut RequestCtx, model: &PublicModel, body: &Bytes, stream: bool) {
     ctx.bytes_in = body.len();
     ctx.stream = stream;
     if model.log_bodies {

@@ -16,7 +16,7 @@ use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
 use crate::api::ClientApi;
-use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig};
+use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig, LogFormat};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
 use crate::providers::jwt::JwtTokens;
@@ -173,9 +173,13 @@ impl Gateway {
             budgets: Budgets::new(store.clone()),
             store,
             cache: Cache::new(&config.cache, cache_redis),
-            access_log: AccessLog::open(&config.log)
-                .inspect_err(|e| log::error!("cannot open the access log: {e}"))
-                .ok(),
+            access_log: (config.log.format != LogFormat::Off)
+                .then(|| {
+                    AccessLog::open(&config.log)
+                        .inspect_err(|e| log::error!("cannot open the access log: {e}"))
+                        .ok()
+                })
+                .flatten(),
         }
     }
 }
@@ -191,10 +195,10 @@ impl Gateway {
         self.config.clone()
     }
 
-    fn new_ctx(&self) -> RequestCtx {
+    fn new_ctx(&self, config: Arc<Config>) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
-            config: self.config.current(),
+            config,
             api: ClientApi::OpenAi,
             model: None,
             provider: None,
@@ -302,7 +306,8 @@ impl HttpServerApp for Served {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let gateway = &self.0;
-        let limits = gateway.config.current().server.clients.clone();
+        let config = gateway.config.current();
+        let limits = &config.server.clients;
         let Some(_slot) = ConnectionSlot::take(limits.max_connections) else {
             metrics::REJECTIONS
                 .with_label_values(&["max_connections"])
@@ -326,7 +331,7 @@ impl HttpServerApp for Served {
         }
         let keepalive = (!*shutdown.borrow()).then_some(limits.keepalive.as_secs());
         session.set_keepalive(keepalive);
-        let mut ctx = gateway.new_ctx();
+        let mut ctx = gateway.new_ctx(config);
         if !gateway.serve(&mut session, &mut ctx).await {
             return None;
         }

@@ -47,23 +47,7 @@ impl Gateway {
             write_empty(session, 204, &headers).await?;
             return Ok(());
         }
-        let header_bytes: usize = session
-            .req_header()
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
-        if header_bytes > config.server.max_header_bytes {
-            session.set_keepalive(None);
-            return Err(GatewayError::new(
-                ErrorKind::HeadersTooLarge,
-                format!(
-                    "The request headers are larger than the {} bytes this gateway accepts.",
-                    config.server.max_header_bytes
-                ),
-            )
-            .into());
-        }
+        check_header_size(session, config.server.max_header_bytes)?;
         match (method.as_str(), path.as_str()) {
             ("GET", "/health") => {
                 let body = Bytes::from_static(b"{\"status\":\"ok\"}");
@@ -119,4 +103,22 @@ fn request_id(given: Option<&[u8]>) -> String {
             id
         }
     }
+}
+
+/// Headers over the limit are refused (431) and the connection is not kept.
+fn check_header_size(session: &mut Session, limit: usize) -> Result<(), GatewayError> {
+    let header_bytes: usize = session
+        .req_header()
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > limit {
+        session.set_keepalive(None);
+        return Err(GatewayError::new(
+            ErrorKind::HeadersTooLarge,
+            format!("The request headers are larger than the {limit} bytes this gateway accepts."),
+        ));
+    }
+    Ok(())
 }

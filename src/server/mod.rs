@@ -61,26 +61,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
             std::process::exit(1)
         }))
     });
-    let mut proxy = Service::new("modelmux".to_string(), Served(gateway.clone()));
-    for addr in &config.server.listen {
-        // No read buffer on client connections: Pingora's HTTP layer reads into its own header
-        // and body buffers, and a 64 KiB zero-filled one per connection would be 64 KiB of
-        // memory per open stream for nothing (measured: docs/performance.md).
-        let buffers = L4BufferSettings {
-            read: Some(0),
-            write: None,
-        };
-        let mut listener = ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers);
-        if let Some(cert) = &cert {
-            let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
-                .expect("TLS settings without files");
-            tls.set_cert_resolver(cert.clone());
-            tls.enable_h2();
-            listener = listener.tls(tls);
-        }
-        proxy.add_listener(listener);
-    }
-    server.add_service(proxy);
+    server.add_service(gateway_service(&config, gateway.clone(), cert.clone()));
 
     let mut hooks: Vec<OnReload> = Vec::new();
     if let Some(cert) = cert {
@@ -127,6 +108,34 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     }
     log::info!("modelmux listening on {}", config.server.listen.join(", "));
     server.run_forever()
+}
+
+/// The gateway on every listen address, over TLS when a certificate is configured.
+fn gateway_service(
+    config: &Config,
+    gateway: Arc<Gateway>,
+    cert: Option<Arc<ReloadableCert>>,
+) -> Service<Served> {
+    let mut service = Service::new("modelmux".to_string(), Served(gateway));
+    for addr in &config.server.listen {
+        // No read buffer on client connections: Pingora's HTTP layer reads into its own header
+        // and body buffers, and a 64 KiB zero-filled one per connection would be 64 KiB of
+        // memory per open stream for nothing (measured: docs/performance.md).
+        let buffers = L4BufferSettings {
+            read: Some(0),
+            write: None,
+        };
+        let mut listener = ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers);
+        if let Some(cert) = &cert {
+            let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
+                .expect("TLS settings without files");
+            tls.set_cert_resolver(cert.clone());
+            tls.enable_h2();
+            listener = listener.tls(tls);
+        }
+        service.add_listener(listener);
+    }
+    service
 }
 
 /// The TLS handshake needs no callbacks of ours; the certificate comes from the resolver.

@@ -11,6 +11,9 @@ use crate::config::{PublicModel, Target};
 /// ordered by weight (weighted sampling without replacement, or for a session its rendezvous
 /// scores), so the first entry is the pick and the rest are the failover order.
 pub(crate) fn attempt_order<'m>(model: &'m PublicModel, session: Option<&str>) -> Vec<&'m Target> {
+    if let [only] = &model.targets[..] {
+        return vec![only];
+    }
     match session {
         Some(session) => sticky_order(model, session),
         None => attempt_order_with(model, &mut || fastrand::f64()),
