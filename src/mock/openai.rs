@@ -11,6 +11,7 @@ pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/api/paas/v4/chat/completions") => signed_chat(req),
         ("POST", "/v1/completions") => legacy(req),
+        ("POST", "/v1/embeddings") => Routed::Done(embeddings(req)),
         ("POST", p) if p.ends_with("/chat/completions") => chat(req, keys::OPENAI),
         ("GET", "/v1/models") => Routed::Done(Outcome::json(
             200,
@@ -38,6 +39,69 @@ pub(crate) fn chat(req: &MockRequest, expected_key: &str) -> Routed {
         }),
         Err(message) => Routed::Done(error(400, &message, None)),
     }
+}
+
+/// Embeddings: one vector per input, the same for the same text (a hash spread over
+/// `dimensions`, 8 by default), as floats or base64 little-endian f32 as OpenAI sends them.
+fn embeddings(req: &MockRequest) -> Outcome {
+    use base64::Engine;
+    if req.bearer() != Some(keys::OPENAI) {
+        return error(401, "Incorrect API key provided.", None);
+    }
+    let Ok(body) = req.json() else {
+        return error(
+            400,
+            "We could not parse the JSON body of your request.",
+            None,
+        );
+    };
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => return error(400, "'input' must be a string or an array of strings", None),
+    };
+    let dims = body
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .unwrap_or(8)
+        .clamp(1, 4096) as usize;
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let mut tokens = 0;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            tokens += text.split_whitespace().count().max(1) as u64;
+            let mut seed = text.bytes().fold(1469598103934665603u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(1099511628211)
+            });
+            let vector: Vec<f32> = (0..dims)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect();
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    Outcome::json(
+        200,
+        json!({"object": "list", "data": data, "model": model,
+               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
 }
 
 /// The legacy completions API: one prompt (a string, or a list of one).

@@ -165,8 +165,16 @@ impl<D: EventDecoder> VendorStream for SseStream<D> {
 pub struct ClientRequest<'a> {
     raw: Option<&'a ChatRequest<'a>>,
     typed: Option<Request>,
-    /// A legacy completions request: OpenAI-speaking vendors get it on `/completions`.
-    legacy: bool,
+    kind: RequestKind,
+}
+
+/// Which OpenAI endpoint a client request came to; OpenAI-speaking vendors get it on the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Chat,
+    /// Legacy `/completions`.
+    Legacy,
+    Embeddings,
 }
 
 impl<'a> ClientRequest<'a> {
@@ -174,7 +182,7 @@ impl<'a> ClientRequest<'a> {
         ClientRequest {
             raw: Some(raw),
             typed: None,
-            legacy: false,
+            kind: RequestKind::Chat,
         }
     }
 
@@ -182,8 +190,21 @@ impl<'a> ClientRequest<'a> {
         ClientRequest {
             raw: None,
             typed: Some(request),
-            legacy: false,
+            kind: RequestKind::Chat,
         }
+    }
+
+    /// An embeddings body: only OpenAI-speaking vendors take it, as it is.
+    pub fn embeddings(raw: &'a ChatRequest<'a>) -> Self {
+        ClientRequest {
+            raw: Some(raw),
+            typed: None,
+            kind: RequestKind::Embeddings,
+        }
+    }
+
+    pub fn kind(&self) -> RequestKind {
+        self.kind
     }
 
     /// A legacy completions body, and the prompt: passed on as it is to OpenAI-speaking
@@ -201,7 +222,7 @@ impl<'a> ClientRequest<'a> {
         Ok(ClientRequest {
             raw: Some(raw),
             typed: Some(typed),
-            legacy: true,
+            kind: RequestKind::Legacy,
         })
     }
 
@@ -275,11 +296,20 @@ pub fn encode_chat(
     target: &VendorTarget,
 ) -> GwResult<UpstreamRequest> {
     if let (true, Some(raw)) = (speaks_openai(target.provider), request.raw) {
-        return Ok(if request.legacy {
-            openai::encode_legacy_raw(raw, target)
-        } else {
-            openai::encode_raw(raw, target)
+        return Ok(match request.kind {
+            RequestKind::Chat => openai::encode_raw(raw, target),
+            RequestKind::Legacy => openai::encode_legacy_raw(raw, target),
+            RequestKind::Embeddings => openai::encode_embeddings_raw(raw, target),
         });
+    }
+    if request.kind == RequestKind::Embeddings {
+        return Err(GatewayError::bad_param(
+            "model",
+            format!(
+                "This model's vendor ({}) takes no embeddings through this gateway.",
+                target.provider.vendor.kind()
+            ),
+        ));
     }
     (dialect(&target.provider.vendor).encode)(request.as_typed()?, target)
 }

@@ -15,8 +15,11 @@ use crate::api;
 use crate::config::{Provider, PublicModel, Target, Timeouts, Vendor};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
-use crate::providers::{self, qianfan, ClientRequest, StreamState, VendorTarget};
+use crate::providers::{
+    self, openai, qianfan, ClientRequest, RequestKind, StreamState, VendorTarget,
+};
 use crate::traffic::breaker::{Breaker, Health};
+use crate::traffic::cache::Cached;
 use crate::traffic::{failover, redact, routing};
 
 /// How one attempt at one target ended.
@@ -372,7 +375,7 @@ impl Gateway {
             }
         };
         session.finish_body().await?;
-        ctx.captured = relay.completed();
+        ctx.captured = relay.completed().map(Cached::Completion);
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
             self.upstreams.release(exchange).await;
         } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
@@ -407,6 +410,17 @@ async fn answer_whole(
     public_model: &str,
     body: &[u8],
 ) -> Handled {
+    if request.kind() == RequestKind::Embeddings {
+        let (reply, usage) = openai::decode_embeddings_raw(public_model, body)
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+        ctx.usage = usage;
+        if ctx.capture {
+            ctx.captured = Some(Cached::Body(String::from_utf8_lossy(&reply).into_owned()));
+        }
+        ctx.first_byte = Some(Instant::now());
+        write_json(session, 200, reply, &ctx.success_headers()).await?;
+        return Ok(());
+    }
     if request.stream() {
         let completion = providers::decode_chat(provider, body)
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
@@ -433,7 +447,7 @@ async fn answer_whole(
     )
     .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
     ctx.usage = usage;
-    ctx.captured = completion;
+    ctx.captured = completion.map(Cached::Completion);
     if ctx.logged_prompt.is_some() {
         ctx.logged_reply = Some(reply.clone());
     }

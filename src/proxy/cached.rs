@@ -16,9 +16,8 @@ use super::{Gateway, RequestCtx, Session, Stop};
 use crate::api::{self, ClientApi};
 use crate::config::PublicModel;
 use crate::metrics;
-use crate::providers::model::Completion;
 use crate::providers::{ClientRequest, Usage};
-use crate::traffic::cache::{self, Lead, Role};
+use crate::traffic::cache::{self, Cached, Lead, Role};
 
 /// A request the cache did not answer: what to store once the vendor answered.
 pub(super) struct Pending {
@@ -129,13 +128,21 @@ impl Gateway {
         ctx: &mut RequestCtx,
         request: &ClientRequest<'_>,
         model: &PublicModel,
-        c: &Completion,
+        cached: &Cached,
     ) -> Result<(), Stop> {
         self.mark_cache(ctx, "hit");
         ctx.usage = Some(Usage::default());
         ctx.provider = Some("cache".into());
         ctx.first_byte = Some(Instant::now());
         ctx.first_token = ctx.first_byte;
+        let c = match cached {
+            Cached::Completion(c) => c,
+            Cached::Body(body) => {
+                let body = Bytes::from(body.clone());
+                write_json(session, 200, body, &ctx.success_headers()).await?;
+                return Ok(());
+            }
+        };
         if request.stream() {
             let mut out = Vec::new();
             api::replay_as_stream(ctx.api, &model.name, request.include_usage(), c, &mut out);

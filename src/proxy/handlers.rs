@@ -87,6 +87,20 @@ impl Gateway {
             .await
     }
 
+    /// `POST /v1/embeddings`: to OpenAI-speaking vendors, as it is.
+    pub(super) async fn embeddings(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
+        let request = ChatRequest::parse_embeddings(&body)?;
+        let mut client = ClientRequest::embeddings(&request);
+        let wants = Wants {
+            model: &request.model,
+            max_tokens: None,
+            stream: false,
+        };
+        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
+            .await
+    }
+
     /// `POST /v1/messages`: Anthropic's API in front of any routed model.
     pub(super) async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;

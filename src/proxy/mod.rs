@@ -20,12 +20,11 @@ use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig, LogFormat};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
 use crate::providers::jwt::JwtTokens;
-use crate::providers::model::Completion;
 use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
 use crate::traffic::breaker::Breakers;
 use crate::traffic::budget::{Budgets, Reservation};
-use crate::traffic::cache::Cache;
+use crate::traffic::cache::{Cache, Cached};
 use crate::traffic::inflight::InFlight;
 use crate::traffic::limits::{Admission, Limiter};
 use crate::traffic::shared::SharedRedis;
@@ -103,7 +102,7 @@ pub(crate) struct RequestCtx {
     cache_status: Option<&'static str>,
     /// Whether the answer is to be put back together for the cache, and the answer.
     capture: bool,
-    captured: Option<Completion>,
+    captured: Option<Cached>,
     /// The request body, kept only for models with `log_bodies: true`.
     logged_prompt: Option<Bytes>,
     logged_reply: Option<Bytes>,

@@ -70,6 +70,7 @@ impl Gateway {
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
             ("POST", "/v1/messages") => self.messages(session, ctx).await,
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
+            ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
             (_, p) if KNOWN_PATHS.contains(&p) => Err(GatewayError::new(
                 ErrorKind::MethodNotAllowed,
                 format!("{method} is not allowed on {path}."),

@@ -1,4 +1,4 @@
-//! The response cache: exact-match answers for chat completions, in this process (a byte cap
+//! The response cache: exact-match answers for chat completions and embeddings, in this process (a byte cap
 //! that holds, per-entry TTLs) or in Redis (shared by replicas, a TTL on every key).
 //!
 //! The key hashes everything that decides an answer: the public model, the messages, tools and
@@ -21,6 +21,15 @@ use super::shared::SharedRedis;
 use crate::config::{CacheBackend, CacheScope, ModelCache};
 use crate::metrics;
 use crate::providers::model::{Completion, Message, Request, ResponseFormat, ToolChoice, ToolDef};
+
+/// What an entry holds: a chat answer (replayed in any client API, streamed or not), or a
+/// reply body as it went to the client (embeddings).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Cached {
+    Completion(Completion),
+    Body(String),
+}
 
 /// How long an identical request waits for the one in flight before it goes on its own.
 const FOLLOW_WAIT: Duration = Duration::from_secs(30);
@@ -160,7 +169,7 @@ impl Cache {
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Option<Completion> {
+    pub(crate) async fn get(&self, key: &str) -> Option<Cached> {
         let bytes: Option<Arc<[u8]>> = match &self.backend {
             Backend::Memory(m) => m.get(key).map(|e| e.bytes),
             Backend::Redis { shared, prefix } => {
@@ -184,7 +193,7 @@ impl Cache {
         found
     }
 
-    pub(crate) async fn put(&self, key: &str, c: &Completion, ttl: Duration) {
+    pub(crate) async fn put(&self, key: &str, c: &Cached, ttl: Duration) {
         let Ok(bytes) = serde_json::to_vec(c) else {
             return;
         };

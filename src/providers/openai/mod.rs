@@ -50,6 +50,40 @@ pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest 
     )
 }
 
+/// An embeddings body, as it is but for `model`, to the vendor's `/embeddings`.
+pub fn encode_embeddings_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
+    let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
+    write_json_str(target.vendor_model, &mut model);
+    let mut body = Vec::with_capacity(256);
+    chat.body.write_with(&[("model", &model)], &[], &mut body);
+    request(target, false, body, "/embeddings")
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+/// An embeddings reply with the public model name put back, and its usage (input tokens).
+pub fn decode_embeddings_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
+    let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    if obj.get("data").map(JsonType::of) != Some(JsonType::Array) {
+        return Err(super::unreadable_reply());
+    }
+    let usage = obj
+        .get("usage")
+        .and_then(|u| serde_json::from_str::<EmbeddingsUsage>(u.get()).ok())
+        .map(|u| Usage::new(u.prompt_tokens, 0));
+    let mut out = Vec::with_capacity(body.len() + 16);
+    obj.write_with(
+        &[("model", &public_model_json(public_model))],
+        &[],
+        &mut out,
+    );
+    Ok((Bytes::from(out), usage))
+}
+
 /// A legacy completions body, as it is but for `model`, to the vendor's `/completions`.
 pub fn encode_legacy_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
     request(target, chat.stream, raw_body(chat, target), "/completions")

@@ -194,6 +194,21 @@ impl<'a> ChatRequest<'a> {
         Ok((chat, prompt.unwrap_or_default()))
     }
 
+    /// An embeddings body: `input` instead of `messages`.
+    pub fn parse_embeddings(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
+        Self::parse_with(bytes, |body| match body.get("input").map(JsonType::of) {
+            Some(JsonType::String | JsonType::Array) => Ok(()),
+            Some(_) => Err(GatewayError::invalid(
+                "'input' must be a string or an array.",
+                Some("input"),
+            )),
+            None => Err(GatewayError::invalid(
+                "Missing required parameter: 'input'.",
+                Some("input"),
+            )),
+        })
+    }
+
     fn parse_with(
         bytes: &'a [u8],
         mut check_input: impl FnMut(&RawObject) -> GwResult<()>,
