@@ -422,6 +422,13 @@ fn load_keys(
         if keys.iter().any(|k| k.key.expose() == raw.key) {
             problems.at(format!("{path}.key"), "the same key is configured twice");
         }
+        // Limits, budgets and cache entries are kept by key name.
+        if keys.iter().any(|k| k.name == raw.name) {
+            problems.at(
+                format!("{path}.name"),
+                format!("duplicate key name `{}`", raw.name),
+            );
+        }
         keys.push(load_key(&path, raw, models, problems));
     }
     if keys.is_empty() {

@@ -146,29 +146,20 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
     let mut put = |k: &str, v: Value| {
         body.insert(k.into(), v);
     };
-    if let Some(t) = req.temperature {
-        put("temperature", json!(t));
-    }
-    if let Some(p) = req.top_p {
-        put("top_p", json!(p));
-    }
-    if let Some(m) = req.max_tokens {
-        put("max_tokens", json!(m));
-    }
-    if let Some(n) = req.n {
-        put("n", json!(n));
-    }
-    if !req.stop.is_empty() {
-        put("stop", json!(req.stop));
-    }
-    if let Some(s) = req.seed {
-        put("seed", json!(s));
-    }
-    if let Some(p) = req.presence_penalty {
-        put("presence_penalty", json!(p));
-    }
-    if let Some(p) = req.frequency_penalty {
-        put("frequency_penalty", json!(p));
+    let parameters = [
+        ("temperature", req.temperature.map(|v| json!(v))),
+        ("top_p", req.top_p.map(|v| json!(v))),
+        ("max_tokens", req.max_tokens.map(|v| json!(v))),
+        ("n", req.n.map(|v| json!(v))),
+        ("stop", (!req.stop.is_empty()).then(|| json!(req.stop))),
+        ("seed", req.seed.map(|v| json!(v))),
+        ("presence_penalty", req.presence_penalty.map(|v| json!(v))),
+        ("frequency_penalty", req.frequency_penalty.map(|v| json!(v))),
+    ];
+    for (name, value) in parameters {
+        if let Some(value) = value {
+            put(name, value);
+        }
     }
     if !req.tools.is_empty() {
         let tools = req
