@@ -356,7 +356,12 @@ pub fn error_from_status(status: u16, message: String) -> GatewayError {
 /// A value (a vendor model name) as one URL path segment: anything but unreserved characters
 /// and `:@` percent-encoded, so it can neither change the path nor break the request line.
 pub fn path_segment(value: &str) -> std::borrow::Cow<'_, str> {
-    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-._~:@".contains(&b);
+    percent_encode(value, b":@")
+}
+
+/// `value` with every byte but the unreserved ones (and `also_keep`) percent-encoded.
+pub fn percent_encode<'v>(value: &'v str, also_keep: &[u8]) -> std::borrow::Cow<'v, str> {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b) || also_keep.contains(&b);
     if value.bytes().all(keep) {
         return std::borrow::Cow::Borrowed(value);
     }

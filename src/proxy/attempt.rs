@@ -1,6 +1,7 @@
 //! The attempt loop: a request goes to its model's targets in the configured order until one
 //! answers, and the answer is relayed to the client in its API.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Session;
@@ -15,8 +16,9 @@ use crate::api;
 use crate::config::{Provider, PublicModel, Target, Timeouts, Vendor};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
+use crate::providers::model::Completion;
 use crate::providers::{
-    self, openai, qianfan, ClientRequest, RequestKind, StreamState, VendorTarget,
+    self, openai, qianfan, ClientRequest, RequestKind, StreamState, Usage, VendorTarget,
 };
 use crate::traffic::breaker::{Breaker, Health};
 use crate::traffic::cache::Cached;
@@ -95,10 +97,14 @@ impl Gateway {
             .then(|| sticky_session(session, request))
             .flatten();
         let order = routing::attempt_order(model, sticky.as_deref());
+        let breakers: Vec<Arc<Breaker>> = order
+            .iter()
+            .map(|t| self.breakers.get(&t.provider.name, &t.model))
+            .collect();
         let mut plan = failover::Plan::new(order.len());
         let mut last: Option<GatewayError> = None;
         for attempt in 0..policy.attempts {
-            let Some((index, panic)) = self.pick(&plan, &order) else {
+            let Some((index, panic)) = self.pick(&plan, &order, &breakers) else {
                 break;
             };
             let target = order[index];
@@ -118,7 +124,7 @@ impl Gateway {
             else {
                 continue;
             };
-            let breaker = self.breakers.get(&provider.name, &target.model);
+            let breaker = &breakers[index];
             if !breaker.admit(panic) {
                 continue;
             }
@@ -136,7 +142,7 @@ impl Gateway {
             // A request's failures count once per target: a poison request retried on the same
             // target must not open its breaker for everyone else.
             let first_try = plan.tries(index) == 1;
-            record(&breaker, ctx, &outcome, first_try);
+            record(breaker, ctx, &outcome, first_try);
             if let Outcome::Answered = outcome {
                 breaker.observe_latency(began.elapsed());
             }
@@ -163,15 +169,21 @@ impl Gateway {
 
     /// The next target: the plan's pick among ready targets, or in panic mode (none ready) the
     /// cooling one whose cooldown ends first. None when every target is saturated.
-    fn pick(&self, plan: &failover::Plan, order: &[&Target]) -> Option<(usize, bool)> {
+    fn pick(
+        &self,
+        plan: &failover::Plan,
+        order: &[&Target],
+        breakers: &[Arc<Breaker>],
+    ) -> Option<(usize, bool)> {
         let health: Vec<Health> = order
             .iter()
-            .map(|t| {
+            .zip(breakers)
+            .map(|(t, breaker)| {
                 let p = &t.provider;
                 if self.in_flight.full(&p.name, &t.model, p.max_in_flight) {
                     Health::Saturated
                 } else {
-                    self.breakers.get(&p.name, &t.model).health()
+                    breaker.health()
                 }
             })
             .collect();
@@ -230,7 +242,7 @@ impl Gateway {
     /// The token a provider needs: a JWT the gateway signs, or an OAuth access token (Qianfan
     /// v1) fetched once per expiry however many requests wait for it; None for providers that
     /// authenticate with a key.
-    async fn vendor_token(&self, provider: &Provider) -> GwResult<Option<std::sync::Arc<str>>> {
+    async fn vendor_token(&self, provider: &Provider) -> GwResult<Option<Arc<str>>> {
         if let Some(jwt) = &provider.jwt {
             return Ok(Some(self.jwt_tokens.token(&provider.name, jwt)));
         }
@@ -424,18 +436,8 @@ async fn answer_whole(
     if request.stream() {
         let completion = providers::decode_chat(provider, body)
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-        let mut out = Vec::new();
-        ctx.usage = api::replay_as_stream(
-            ctx.api,
-            public_model,
-            request.include_usage(),
-            &completion,
-            &mut out,
-        );
-        write_stream_header(session, &ctx.success_headers()).await?;
-        ctx.first_byte = Some(Instant::now());
-        ctx.first_token = ctx.first_byte;
-        session.write_response_body(Bytes::from(out), true).await?;
+        let usage = write_as_stream(session, ctx, public_model, request, &completion).await?;
+        ctx.usage = usage;
         return Ok(());
     }
     let (reply, usage, completion) = relay::render_reply(
@@ -455,6 +457,23 @@ async fn answer_whole(
     ctx.first_token = ctx.first_byte;
     write_json(session, 200, reply, &ctx.success_headers()).await?;
     Ok(())
+}
+
+/// A whole reply written as a stream in the client's API; its usage.
+pub(super) async fn write_as_stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    public_model: &str,
+    request: &ClientRequest<'_>,
+    c: &Completion,
+) -> Result<Option<Usage>, Stop> {
+    let mut out = Vec::new();
+    let usage = api::replay_as_stream(ctx.api, public_model, request.include_usage(), c, &mut out);
+    write_stream_header(session, &ctx.success_headers()).await?;
+    ctx.first_byte = Some(Instant::now());
+    ctx.first_token = ctx.first_byte;
+    session.write_response_body(Bytes::from(out), true).await?;
+    Ok(usage)
 }
 
 /// A session keeps its target (A/B splits): `x-session-id`, or the request's `user`.

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 
-use super::respond::{write_json, write_stream_header};
+use super::attempt::write_as_stream;
+use super::respond::write_json;
 use super::{Gateway, RequestCtx, Session, Stop};
-use crate::api::{self, ClientApi};
+use crate::api::ClientApi;
 use crate::config::PublicModel;
 use crate::metrics;
 use crate::providers::{ClientRequest, Usage};
@@ -131,27 +132,26 @@ impl Gateway {
         cached: &Cached,
     ) -> Result<(), Stop> {
         self.mark_cache(ctx, "hit");
-        ctx.usage = Some(Usage::default());
         ctx.provider = Some("cache".into());
-        ctx.first_byte = Some(Instant::now());
-        ctx.first_token = ctx.first_byte;
-        let c = match cached {
-            Cached::Completion(c) => c,
+        match cached {
+            Cached::Completion(c) if request.stream() => {
+                write_as_stream(session, ctx, &model.name, request, c).await?;
+            }
+            Cached::Completion(c) => {
+                let (body, _) = ctx.api.render_completion(&model.name, c);
+                ctx.first_byte = Some(Instant::now());
+                ctx.first_token = ctx.first_byte;
+                write_json(session, 200, body, &ctx.success_headers()).await?;
+            }
             Cached::Body(body) => {
+                ctx.first_byte = Some(Instant::now());
+                ctx.first_token = ctx.first_byte;
                 let body = Bytes::from(body.clone());
                 write_json(session, 200, body, &ctx.success_headers()).await?;
-                return Ok(());
             }
-        };
-        if request.stream() {
-            let mut out = Vec::new();
-            api::replay_as_stream(ctx.api, &model.name, request.include_usage(), c, &mut out);
-            write_stream_header(session, &ctx.success_headers()).await?;
-            session.write_response_body(Bytes::from(out), true).await?;
-        } else {
-            let (body, _) = ctx.api.render_completion(&model.name, c);
-            write_json(session, 200, body, &ctx.success_headers()).await?;
         }
+        // Nothing went to a vendor: no tokens are spent (see the module's note).
+        ctx.usage = Some(Usage::default());
         Ok(())
     }
 }

@@ -64,11 +64,7 @@ impl Gateway {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
         let request = ChatRequest::parse(&body)?;
         let mut client = ClientRequest::openai(&request);
-        let wants = Wants {
-            model: &request.model,
-            max_tokens: request.max_tokens(),
-            stream: request.stream,
-        };
+        let wants = Wants::of(&request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
@@ -78,11 +74,7 @@ impl Gateway {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAiLegacy).await?;
         let (request, prompt) = ChatRequest::parse_legacy(&body)?;
         let mut client = ClientRequest::legacy(&request, prompt)?;
-        let wants = Wants {
-            model: &request.model,
-            max_tokens: request.max_tokens(),
-            stream: request.stream,
-        };
+        let wants = Wants::of(&request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
@@ -92,11 +84,7 @@ impl Gateway {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
         let request = ChatRequest::parse_embeddings(&body)?;
         let mut client = ClientRequest::embeddings(&request);
-        let wants = Wants {
-            model: &request.model,
-            max_tokens: None,
-            stream: false,
-        };
+        let wants = Wants::of(&request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
@@ -187,6 +175,17 @@ struct Wants<'a> {
     model: &'a str,
     max_tokens: Option<u64>,
     stream: bool,
+}
+
+impl<'a> Wants<'a> {
+    /// What an OpenAI body (chat, legacy completions, embeddings) asks for.
+    fn of(request: &'a ChatRequest) -> Self {
+        Wants {
+            model: &request.model,
+            max_tokens: request.max_tokens(),
+            stream: request.stream,
+        }
+    }
 }
 
 /// What the access log says of the request.

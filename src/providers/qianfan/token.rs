@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::config::{Endpoint, Secret};
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::providers::UpstreamRequest;
+use crate::providers::{percent_encode, UpstreamRequest};
 
 /// A token the vendor issued, and how many seconds it lives.
 pub struct FreshToken {
@@ -89,18 +89,6 @@ impl TokenCache {
     }
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The token request: Baidu's OAuth endpoint takes the client credentials in the query.
 pub fn token_request(
     client_id: &Secret,
@@ -115,8 +103,8 @@ pub fn token_request(
             } else {
                 &token_endpoint.path_prefix
             },
-            percent_encode(client_id.expose()),
-            percent_encode(client_secret.expose()),
+            percent_encode(client_id.expose(), b""),
+            percent_encode(client_secret.expose(), b""),
         ),
         headers: Vec::new(),
         body: Bytes::new(),
@@ -179,7 +167,7 @@ mod tests {
         );
         assert_eq!(refresh_after(100), Duration::from_secs(90));
         assert_eq!(refresh_after(0), Duration::from_secs(1));
-        assert_eq!(percent_encode("a b/+"), "a%20b%2F%2B");
+        assert_eq!(percent_encode("a b/+", b""), "a%20b%2F%2B");
     }
 
     #[test]
