@@ -39,16 +39,19 @@ pub(super) enum Lookup {
 
 /// `(read, write)` from the client's `Cache-Control`.
 fn cache_control(h: &RequestHeader) -> (bool, bool) {
-    let value = h
+    let (mut read, mut write) = (true, true);
+    let directives = h
         .headers
         .get_all("cache-control")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase();
-    let has = |d: &str| value.split(',').any(|p| p.trim() == d);
-    (!has("no-cache"), !has("no-store"))
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    for d in directives {
+        read &= !d.eq_ignore_ascii_case("no-cache");
+        write &= !d.eq_ignore_ascii_case("no-store");
+    }
+    (read, write)
 }
 
 impl Gateway {

@@ -151,13 +151,12 @@ fn limits_url(config: &Config) -> Option<&crate::config::Secret> {
 impl Gateway {
     pub(crate) fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
         let breakers = Breakers::new(config.breaker.clone());
-        let shared = match &config.limits_backend {
-            LimitsBackend::Redis { url, .. } => SharedRedis::open(url),
-            LimitsBackend::Local => None,
-        };
+        let limits_redis = limits_url(&config);
+        let shared = limits_redis.and_then(SharedRedis::open);
         let store = Arc::new(Store::new(&config.limits_backend, shared.clone()));
         let cache_redis = match &config.cache {
-            CacheBackend::Redis { url, .. } if Some(url) == limits_url(&config) => shared,
+            // The same Redis as the limits: one connection and one health state for both.
+            CacheBackend::Redis { url, .. } if Some(url) == limits_redis => shared,
             CacheBackend::Redis { url, .. } => SharedRedis::open(url),
             CacheBackend::Memory { .. } => None,
         };
