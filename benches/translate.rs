@@ -124,7 +124,7 @@ fn encode(c: &mut Criterion) {
                 vendor_model: "gpt-4o-mini",
                 access_token: None,
             };
-            black_box(openai::encode_raw(&chat, &target))
+            black_box(openai::encode_raw(&chat, &target, "/chat/completions"))
         })
     });
     let qianfan_v1 = Vendor::QianfanV1 {

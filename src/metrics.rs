@@ -13,8 +13,8 @@ pub(crate) static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
 pub(crate) static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_requests_total",
-        "Client requests by public model, provider and HTTP status.",
-        &["model", "provider", "status"],
+        "Client requests by public model, provider, target (provider/vendor model) and HTTP status.",
+        &["model", "provider", "target", "status"],
         REGISTRY
     )
     .expect("metric registers once")
@@ -24,7 +24,7 @@ pub(crate) static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     register_histogram_vec_with_registry!(
         "modelmux_request_duration_seconds",
         "Time from request start to the last byte sent to the client.",
-        &["model", "provider"],
+        &["model", "provider", "target"],
         vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0],
         REGISTRY
     )
@@ -44,8 +44,8 @@ pub(crate) static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub(crate) static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_tokens_total",
-        "Tokens reported by vendors, by public model, provider and type (prompt, completion).",
-        &["model", "provider", "type"],
+        "Tokens reported by vendors, by public model, provider, target and type (prompt, completion).",
+        &["model", "provider", "target", "type"],
         REGISTRY
     )
     .expect("metric registers once")

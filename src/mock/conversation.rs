@@ -28,6 +28,8 @@ pub(crate) struct Fault {
     pub(crate) garbage: bool,
     /// Never answer.
     pub(crate) hang: bool,
+    /// DashScope image tasks: how the task ends.
+    pub(crate) task: Option<TaskFate>,
     /// Qianfan v1: answer HTTP 200 with this `error_code`.
     pub(crate) qianfan_code: Option<u64>,
     /// Every reply word is the time it was written (`ts` + 16-digit µs since the epoch), so a
@@ -60,6 +62,14 @@ impl Fault {
                 "hang" => f.hang = true,
                 "stamp" => f.stamp = true,
                 "qianfan_code" => f.qianfan_code = Some(num()?),
+                "task" => {
+                    f.task = Some(match v {
+                        "fail" => TaskFate::Fail,
+                        "error" => TaskFate::Error,
+                        "stuck" => TaskFate::Stuck,
+                        _ => return Err(format!("`{item}`: expected fail, error or stuck")),
+                    })
+                }
                 _ => return Err(format!("unknown mock directive `{k}`")),
             }
         }
@@ -78,7 +88,8 @@ impl Fault {
             reset_after,
             malformed_after,
             error_after,
-            qianfan_code
+            qianfan_code,
+            task
         );
         if other.latency_ms > 0 {
             self.latency_ms = other.latency_ms;
@@ -91,6 +102,17 @@ impl Fault {
         self.stamp |= other.stamp;
         self
     }
+}
+
+/// How a mock DashScope image task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskFate {
+    /// FAILED with a content-moderation code (the client's to fix).
+    Fail,
+    /// FAILED with an internal error (the vendor's).
+    Error,
+    /// Never leaves PENDING.
+    Stuck,
 }
 
 /// Finds `[[mock ...]]` in a text; returns the directive and the text without it.

@@ -10,7 +10,12 @@ pub(crate) fn route(req: &MockRequest) -> Routed {
     let Some((model, method)) = parse_path(&req.path) else {
         return Routed::Done(error(404, &format!("Method not found: {}", req.path), None));
     };
-    if req.method != "POST" || (method != "generateContent" && method != "streamGenerateContent") {
+    let known = [
+        "generateContent",
+        "streamGenerateContent",
+        "batchEmbedContents",
+    ];
+    if req.method != "POST" || !known.contains(&method) {
         return Routed::Done(error(404, &format!("Method not found: {method}"), None));
     }
     let key = req
@@ -18,6 +23,12 @@ pub(crate) fn route(req: &MockRequest) -> Routed {
         .or(req.query.get("key").map(String::as_str));
     if key != Some(keys::GEMINI) {
         return Routed::Done(api_key_invalid());
+    }
+    if method == "batchEmbedContents" {
+        return embeddings(req);
+    }
+    if let Some(image) = image(req) {
+        return image;
     }
     match parse(req, model) {
         Ok(mut conversation) => {
@@ -260,4 +271,87 @@ pub(crate) fn error(status: u16, message: &str, retry_after: Option<u64>) -> Out
         headers: Vec::new(),
         body,
     }
+}
+
+/// `batchEmbedContents`: at most 100 requests, vectors in request order, no usage.
+fn embeddings(req: &MockRequest) -> Routed {
+    let Ok(body) = req.json() else {
+        return Routed::Done(error(400, "Invalid JSON payload received.", None));
+    };
+    let Some(requests) = body.get("requests").and_then(Value::as_array) else {
+        return Routed::Done(error(
+            400,
+            "* BatchEmbedContentsRequest.requests: required",
+            None,
+        ));
+    };
+    if requests.len() > 100 {
+        return Routed::Done(error(
+            400,
+            "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch",
+            None,
+        ));
+    }
+    let mut texts = Vec::with_capacity(requests.len());
+    for r in requests {
+        let text = r.pointer("/content/parts/0/text").and_then(Value::as_str);
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            return Routed::Done(error(
+                400,
+                "* BatchEmbedContentsRequest.requests[].content: must have text",
+                None,
+            ));
+        };
+        let dims = r
+            .get("outputDimensionality")
+            .and_then(Value::as_u64)
+            .unwrap_or(3072) as usize;
+        texts.push((text.to_string(), dims));
+    }
+    let embeddings: Vec<Value> = texts
+        .iter()
+        .map(|(t, dims)| json!({"values": super::media::vector(t, *dims)}))
+        .collect();
+    Routed::api(
+        Dialect::Gemini,
+        texts.first().map(|t| t.0.clone()),
+        Outcome::json(200, json!({"embeddings": embeddings})),
+    )
+}
+
+/// `generateContent` with `responseModalities: ["IMAGE"]`: one inline PNG; None for other
+/// requests. A prompt with "forbidden" in it is blocked, as Gemini's safety filters do.
+fn image(req: &MockRequest) -> Option<Routed> {
+    let body = req.json().ok()?;
+    let modalities = body
+        .pointer("/generationConfig/responseModalities")?
+        .as_array()?;
+    if !modalities.iter().any(|m| m == "IMAGE") {
+        return None;
+    }
+    let prompt = body
+        .pointer("/contents/0/parts/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let tokens = super::media::tokens(&prompt);
+    let candidate = if prompt.contains("forbidden") {
+        json!({"finishReason": "IMAGE_SAFETY", "index": 0})
+    } else {
+        json!({"content": {"role": "model", "parts": [
+                {"text": "Here is your picture."},
+                {"inlineData": {"mimeType": "image/png", "data": super::media::PNG_BASE64}}]},
+               "finishReason": "STOP", "index": 0})
+    };
+    Some(Routed::api(
+        Dialect::Gemini,
+        Some(prompt),
+        Outcome::json(
+            200,
+            json!({"candidates": [candidate],
+                   "usageMetadata": {"promptTokenCount": tokens, "candidatesTokenCount": 1290,
+                                     "totalTokenCount": tokens + 1290},
+                   "modelVersion": "gemini-2.5-flash-image"}),
+        ),
+    ))
 }

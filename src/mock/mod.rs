@@ -24,6 +24,7 @@ pub(crate) mod anthropic;
 pub(crate) mod conversation;
 pub(crate) mod dashscope;
 pub(crate) mod gemini;
+pub(crate) mod media;
 pub(crate) mod openai;
 pub(crate) mod qianfan;
 
@@ -152,7 +153,26 @@ pub(crate) struct ChatCall {
 /// What a vendor module made of a request.
 pub(crate) enum Routed {
     Chat(ChatCall),
+    /// An embeddings or image call, answered unless a fault says otherwise.
+    Api(ApiCall),
     Done(Outcome),
+}
+
+/// A non-chat call and its answer; `text` (the prompt or first input) may carry a directive.
+pub(crate) struct ApiCall {
+    pub(crate) dialect: Dialect,
+    pub(crate) text: Option<String>,
+    pub(crate) outcome: Outcome,
+}
+
+impl Routed {
+    pub(crate) fn api(dialect: Dialect, text: Option<String>, outcome: Outcome) -> Routed {
+        Routed::Api(ApiCall {
+            dialect,
+            text,
+            outcome,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -175,6 +195,7 @@ pub(crate) struct MockState {
     vendors: HashMap<Vendor, VendorState>,
     ids: AtomicU64,
     pub(crate) qianfan: qianfan::TokenStore,
+    pub(crate) tasks: dashscope::Tasks,
 }
 
 impl MockState {
@@ -186,6 +207,7 @@ impl MockState {
                 .collect(),
             ids: AtomicU64::new(1),
             qianfan: qianfan::TokenStore::default(),
+            tasks: dashscope::Tasks::default(),
         }
     }
 
@@ -294,23 +316,32 @@ impl MockApp {
         let routed = match vendor {
             Vendor::OpenAi => openai::route(req),
             Vendor::Anthropic => anthropic::route(req),
-            Vendor::DashScope => dashscope::route(req),
+            Vendor::DashScope => dashscope::route(req, &self.state.tasks),
             Vendor::Qianfan => qianfan::route(req, &self.state.qianfan),
             Vendor::Gemini => gemini::route(req),
         };
-        let call = match routed {
+        let (dialect, answer) = match routed {
             Routed::Done(outcome) => {
                 record(vstate, req, None);
                 return write_outcome(http, outcome, &Fault::default(), vstate).await;
             }
-            Routed::Chat(call) => call,
+            Routed::Chat(call) => {
+                record(vstate, req, Some(&call.conversation));
+                (call.dialect, Answer::Chat(call))
+            }
+            Routed::Api(api) => {
+                record(vstate, req, None);
+                (api.dialect, Answer::Api(api))
+            }
         };
-        record(vstate, req, Some(&call.conversation));
-
-        let fault = match self.fault_for(vstate, req, &call.conversation) {
+        let text = match &answer {
+            Answer::Chat(call) => call.conversation.last_user_text(),
+            Answer::Api(api) => api.text.as_deref(),
+        };
+        let fault = match self.fault_for(vstate, req, text) {
             Ok(f) => f,
             Err(message) => {
-                let outcome = error_outcome(call.dialect, 400, &message, None);
+                let outcome = error_outcome(dialect, 400, &message, None);
                 return write_outcome(http, outcome, &Fault::default(), vstate).await;
             }
         };
@@ -337,7 +368,10 @@ impl MockApp {
                 return false;
             }
         }
-        let outcome = self.answer(vendor, &call, &fault);
+        let outcome = match answer {
+            Answer::Chat(call) => self.answer(vendor, &call, &fault),
+            Answer::Api(api) => injected(vendor, api.dialect, false, &fault).unwrap_or(api.outcome),
+        };
         write_outcome(http, outcome, &fault, vstate).await
     }
 
@@ -345,7 +379,7 @@ impl MockApp {
         &self,
         vstate: &VendorState,
         req: &MockRequest,
-        conv: &Conversation,
+        text: Option<&str>,
     ) -> Result<Fault, String> {
         let mut fault = Fault::default();
         {
@@ -363,7 +397,7 @@ impl MockApp {
         if let Some(h) = req.header("x-mock-fault") {
             fault = fault.merge(&Fault::parse(h)?);
         }
-        if let Some(text) = conv.last_user_text() {
+        if let Some(text) = text {
             if let (Some(d), _) = split_directive(text) {
                 fault = fault.merge(&Fault::parse(d)?);
             }
@@ -372,23 +406,8 @@ impl MockApp {
     }
 
     fn answer(&self, vendor: Vendor, call: &ChatCall, fault: &Fault) -> Outcome {
-        if let Some(status) = fault.status {
-            let message = format!("mock {} error {status}", vendor.name());
-            return error_outcome(call.dialect, status, &message, fault.retry_after);
-        }
-        if let (Some(code), Dialect::QianfanV1) = (fault.qianfan_code, call.dialect) {
-            return qianfan::error_code_outcome(code);
-        }
-        if fault.garbage {
-            return Outcome::Raw {
-                status: 200,
-                content_type: if call.conversation.stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-                body: b"<html><body>502 Bad Gateway (not JSON)</body></html>\n\n".to_vec(),
-            };
+        if let Some(o) = injected(vendor, call.dialect, call.conversation.stream, fault) {
+            return o;
         }
         let id = self.state.next_id();
         let mut conv = call.conversation.clone();
@@ -444,6 +463,7 @@ impl MockApp {
                 vstate.client_disconnects.store(0, Ordering::Relaxed);
                 Outcome::json(200, json!({"ok": true}))
             }
+            ("GET", "/__mock/tasks") => Outcome::json(200, self.state.tasks.report()),
             ("POST", "/__mock/qianfan/expire") => {
                 self.state.qianfan.expire_all();
                 Outcome::json(200, json!({"ok": true}))
@@ -451,6 +471,32 @@ impl MockApp {
             _ => Outcome::json(404, json!({"error": "unknown mock admin path"})),
         }
     }
+}
+
+/// What a call gets instead of its answer when a fault asks for an error or garbage.
+fn injected(vendor: Vendor, dialect: Dialect, stream: bool, fault: &Fault) -> Option<Outcome> {
+    if let Some(status) = fault.status {
+        let message = format!("mock {} error {status}", vendor.name());
+        return Some(error_outcome(dialect, status, &message, fault.retry_after));
+    }
+    if let (Some(code), Dialect::QianfanV1) = (fault.qianfan_code, dialect) {
+        return Some(qianfan::error_code_outcome(code));
+    }
+    fault.garbage.then(|| Outcome::Raw {
+        status: 200,
+        content_type: if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+        body: b"<html><body>502 Bad Gateway (not JSON)</body></html>\n\n".to_vec(),
+    })
+}
+
+/// A routed call waiting for its answer.
+enum Answer {
+    Chat(ChatCall),
+    Api(ApiCall),
 }
 
 fn error_outcome(

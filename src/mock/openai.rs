@@ -5,13 +5,19 @@ use serde_json::{json, Value};
 use super::conversation::{
     openai_content_text, Conversation, Finish, LastTurn, Reply, Tool, ToolChoice,
 };
-use super::{keys, now_secs, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed};
+use super::{keys, media, now_secs, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
 pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/api/paas/v4/chat/completions") => signed_chat(req),
         ("POST", "/v1/completions") => legacy(req),
-        ("POST", "/v1/embeddings") => Routed::Done(embeddings(req)),
+        ("POST", "/v1/embeddings") => embeddings(req),
+        ("POST", "/v1/images/generations") => images(req),
+        ("GET", p) if p.starts_with("/v1/files/image-") => Routed::Done(Outcome::Raw {
+            status: 200,
+            content_type: "image/png",
+            body: media::png(),
+        }),
         ("POST", p) if p.ends_with("/chat/completions") => chat(req, keys::OPENAI),
         ("GET", "/v1/models") => Routed::Done(Outcome::json(
             200,
@@ -41,28 +47,26 @@ pub(crate) fn chat(req: &MockRequest, expected_key: &str) -> Routed {
     }
 }
 
-/// Embeddings: one vector per input, the same for the same text (a hash spread over
-/// `dimensions`, 8 by default), as floats or base64 little-endian f32 as OpenAI sends them.
-fn embeddings(req: &MockRequest) -> Outcome {
+/// Embeddings: one vector per input, the same for the same text (`dimensions` values, 8 by
+/// default), as floats or base64 little-endian f32 as OpenAI sends them.
+fn embeddings(req: &MockRequest) -> Routed {
     use base64::Engine;
     if req.bearer() != Some(keys::OPENAI) {
-        return error(401, "Incorrect API key provided.", None);
+        return Routed::Done(error(401, "Incorrect API key provided.", None));
     }
     let Ok(body) = req.json() else {
-        return error(
+        return Routed::Done(error(
             400,
             "We could not parse the JSON body of your request.",
             None,
-        );
+        ));
     };
-    let inputs: Vec<String> = match body.get("input") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => return error(400, "'input' must be a string or an array of strings", None),
+    let Some(inputs) = media::texts(body.get("input")) else {
+        return Routed::Done(error(
+            400,
+            "'input' must be a non-empty string or array of strings",
+            None,
+        ));
     };
     let dims = body
         .get("dimensions")
@@ -70,23 +74,11 @@ fn embeddings(req: &MockRequest) -> Outcome {
         .unwrap_or(8)
         .clamp(1, 4096) as usize;
     let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
-    let mut tokens = 0;
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
         .map(|(index, text)| {
-            tokens += text.split_whitespace().count().max(1) as u64;
-            let mut seed = text.bytes().fold(1469598103934665603u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(1099511628211)
-            });
-            let vector: Vec<f32> = (0..dims)
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect();
+            let vector = media::vector(text, dims);
             let embedding = if base64 {
                 let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
                 json!(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -96,11 +88,62 @@ fn embeddings(req: &MockRequest) -> Outcome {
             json!({"object": "embedding", "index": index, "embedding": embedding})
         })
         .collect();
+    let tokens: u64 = inputs.iter().map(|t| media::tokens(t)).sum();
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-    Outcome::json(
-        200,
-        json!({"object": "list", "data": data, "model": model,
-               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    Routed::api(
+        Dialect::OpenAi,
+        inputs.first().cloned(),
+        Outcome::json(
+            200,
+            json!({"object": "list", "data": data, "model": model,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+        ),
+    )
+}
+
+/// Image generation: URLs to images this mock serves, or the bytes as base64. dall-e-3 makes
+/// one image a request, as OpenAI's does.
+fn images(req: &MockRequest) -> Routed {
+    if req.bearer() != Some(keys::OPENAI) {
+        return Routed::Done(error(401, "Incorrect API key provided.", None));
+    }
+    let Ok(body) = req.json() else {
+        return Routed::Done(error(
+            400,
+            "We could not parse the JSON body of your request.",
+            None,
+        ));
+    };
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return Routed::Done(error(400, "Missing required parameter: 'prompt'.", None));
+    };
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("dall-e-2");
+    if model == "dall-e-3" && n != 1 {
+        return Routed::Done(error(400, "You must provide n=1 for this model.", None));
+    }
+    let b64 = body.get("response_format").and_then(Value::as_str) == Some("b64_json");
+    let host = req.header("host").unwrap_or("127.0.0.1");
+    let data: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut d = if b64 {
+                json!({"b64_json": media::PNG_BASE64})
+            } else {
+                json!({"url": format!("http://{host}/v1/files/image-{i}.png")})
+            };
+            if model == "dall-e-3" {
+                d["revised_prompt"] = json!(format!("A detailed picture of {prompt}"));
+            }
+            d
+        })
+        .collect();
+    Routed::api(
+        Dialect::OpenAi,
+        Some(prompt.to_string()),
+        Outcome::json(200, json!({"created": now_secs(), "data": data})),
     )
 }
 

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoice};
-use super::{keys, now_secs, openai, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed};
+use super::{
+    keys, media, now_secs, openai, sse_data, ChatCall, Dialect, MockRequest, Outcome, Routed,
+};
 
 pub(crate) const CHAT_PREFIX: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
+const EMBEDDINGS_PREFIX: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/embeddings/";
+const TEXT_TO_IMAGE_PREFIX: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/text2image/";
 pub(crate) const TOKEN_PATH: &str = "/oauth/2.0/token";
 /// What the token endpoint reports, as Baidu does: 30 days.
 const TOKEN_LIFETIME_SECS: u64 = 2_592_000;
@@ -65,11 +69,21 @@ pub(crate) fn route(req: &MockRequest, tokens: &TokenStore) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/v2/chat/completions") => openai::chat(req, keys::QIANFAN_V2),
         ("POST" | "GET", TOKEN_PATH) => Routed::Done(token(req, tokens)),
-        ("POST", p) if p.starts_with(CHAT_PREFIX) => {
+        ("POST", p)
+            if [CHAT_PREFIX, EMBEDDINGS_PREFIX, TEXT_TO_IMAGE_PREFIX]
+                .iter()
+                .any(|prefix| p.starts_with(prefix)) =>
+        {
             match tokens.check(req.query.get("access_token").map(String::as_str)) {
                 TokenCheck::Valid => {}
                 TokenCheck::Expired => return Routed::Done(error_code_outcome(111)),
                 TokenCheck::Invalid => return Routed::Done(error_code_outcome(110)),
+            }
+            if let Some(endpoint) = p.strip_prefix(EMBEDDINGS_PREFIX) {
+                return embeddings(req, endpoint);
+            }
+            if p.starts_with(TEXT_TO_IMAGE_PREFIX) {
+                return text_to_image(req);
             }
             let endpoint = &p[CHAT_PREFIX.len()..];
             match parse(req, endpoint) {
@@ -290,4 +304,77 @@ pub(crate) fn error_for_status(status: u16, _message: &str) -> Outcome {
         _ => 336000,
     };
     error_code_outcome(code)
+}
+
+fn in_body_error(code: u64, message: &str) -> Routed {
+    Routed::Done(Outcome::json(
+        200,
+        json!({"error_code": code, "error_msg": message}),
+    ))
+}
+
+/// `embeddings/{endpoint}`: at most 16 texts a call (tao_8k: 1), none empty.
+fn embeddings(req: &MockRequest, endpoint: &str) -> Routed {
+    let Ok(body) = req.json() else {
+        return in_body_error(336002, "Invalid JSON");
+    };
+    let Some(texts) = media::texts(body.get("input")) else {
+        return in_body_error(
+            336003,
+            "input must be a non-empty list of non-empty strings",
+        );
+    };
+    let cap = if endpoint.starts_with("tao") { 1 } else { 16 };
+    if texts.len() > cap {
+        return in_body_error(336003, &format!("embeddings max input size: {cap}"));
+    }
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(
+            |(i, t)| json!({"object": "embedding", "embedding": media::vector(t, 384), "index": i}),
+        )
+        .collect();
+    let tokens: u64 = texts.iter().map(|t| media::tokens(t)).sum();
+    Routed::api(
+        Dialect::QianfanV1,
+        texts.first().cloned(),
+        Outcome::json(
+            200,
+            json!({"id": "as-mockembed", "object": "embedding_list", "created": now_secs(),
+                   "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+        ),
+    )
+}
+
+/// `text2image/sd_xl`: base64 images only, `size` written `1024x1024`.
+fn text_to_image(req: &MockRequest) -> Routed {
+    let Ok(body) = req.json() else {
+        return in_body_error(336002, "Invalid JSON");
+    };
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return in_body_error(336003, "prompt is required");
+    };
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if !(1..=4).contains(&n) {
+        return in_body_error(336003, "n should be in [1, 4]");
+    }
+    if let Some(size) = body.get("size").and_then(Value::as_str) {
+        if !size.contains('x') {
+            return in_body_error(336003, "size is invalid");
+        }
+    }
+    let data: Vec<Value> = (0..n)
+        .map(|i| json!({"object": "image", "b64_image": media::PNG_BASE64, "index": i}))
+        .collect();
+    let tokens = media::tokens(prompt);
+    Routed::api(
+        Dialect::QianfanV1,
+        Some(prompt.to_string()),
+        Outcome::json(
+            200,
+            json!({"id": "as-mockimage", "object": "image", "created": now_secs(), "data": data,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+        ),
+    )
 }

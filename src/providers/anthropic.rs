@@ -504,6 +504,8 @@ pub static DIALECT: Dialect = Dialect {
     decode,
     stream: || Box::new(AnthropicStream::new()),
     map_error,
+    embeddings: None,
+    images: None,
 };
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::job::{self, Batch, Batches, Call, Job, JobOutput};
 use super::model::{
-    Choice, Completion, Delta, FinishReason, Image, Part, Request, ResponseFormat, Role, ToolCall,
-    ToolChoice,
+    Choice, Completion, Delta, EmbeddingsRequest, FinishReason, GeneratedImage, Image, ImageData,
+    ImageRequest, Images, Part, Request, ResponseFormat, Role, ToolCall, ToolChoice,
 };
 use super::{
     error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
@@ -497,13 +498,475 @@ pub static DIALECT: Dialect = Dialect {
     decode,
     stream: || Box::new(DashScopeStream::new()),
     map_error,
+    embeddings: Some(embeddings_job),
+    images: Some(image_job),
 };
+
+// --- embeddings and images --------------------------------------------------------------------
+
+pub const EMBEDDINGS_PATH: &str = "/api/v1/services/embeddings/text-embedding/text-embedding";
+pub const IMAGE_SYNTHESIS_PATH: &str = "/api/v1/services/aigc/text2image/image-synthesis";
+
+fn bearer(target: &VendorTarget) -> Vec<(&'static str, String)> {
+    target
+        .provider
+        .api_key
+        .as_ref()
+        .map(|k| vec![("authorization", format!("Bearer {}", k.expose()))])
+        .unwrap_or_default()
+}
+
+/// Texts per call: 25 for the v1/v2 models, 10 for v3 and later.
+fn embeddings_batch(vendor_model: &str) -> usize {
+    if vendor_model.ends_with("-v1") || vendor_model.ends_with("-v2") {
+        25
+    } else {
+        10
+    }
+}
+
+fn embeddings_job(req: &EmbeddingsRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>> {
+    let calls = job::chunks(&req.texts, embeddings_batch(target.vendor_model))
+        .map(|texts| {
+            let mut params = Map::new();
+            if let Some(d) = req.dimensions {
+                params.insert("dimension".into(), json!(d));
+            }
+            let body = json!({"model": target.vendor_model, "input": {"texts": texts},
+                "parameters": params});
+            UpstreamRequest {
+                path_and_query: format!(
+                    "{}{EMBEDDINGS_PATH}",
+                    target.provider.endpoint.path_prefix
+                ),
+                headers: bearer(target),
+                body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
+            }
+        })
+        .collect();
+    Ok(Batches::job(calls, decode_embeddings, job::embeddings))
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsReply {
+    output: EmbeddingsOutput,
+    #[serde(default)]
+    usage: Option<EmbeddingsUsage>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsOutput {
+    embeddings: Vec<TextEmbedding>,
+}
+
+#[derive(Deserialize)]
+struct TextEmbedding {
+    text_index: usize,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsUsage {
+    #[serde(default)]
+    total_tokens: u64,
+}
+
+fn decode_embeddings(body: &[u8]) -> GwResult<Batch<Vec<f32>>> {
+    let mut r: EmbeddingsReply =
+        serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    r.output.embeddings.sort_by_key(|e| e.text_index);
+    Ok(Batch {
+        items: r
+            .output
+            .embeddings
+            .into_iter()
+            .map(|e| e.embedding)
+            .collect(),
+        tokens: r.usage.map_or(0, |u| u.total_tokens),
+    })
+}
+
+/// The first poll of a task comes this soon after it was submitted; each later one waits
+/// twice as long as the one before, up to [`MAX_POLL_INTERVAL`].
+const FIRST_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+const MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn image_job(req: &ImageRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>> {
+    if !(1..=4).contains(&req.n) {
+        return Err(GatewayError::bad_param(
+            "n",
+            "DashScope image models make from 1 to 4 images a request.",
+        ));
+    }
+    let mut input = json!({"prompt": req.prompt});
+    if let Some(neg) = &req.negative_prompt {
+        input["negative_prompt"] = json!(neg);
+    }
+    let mut params = json!({"n": req.n});
+    if let Some((w, h)) = req.size {
+        params["size"] = json!(format!("{w}*{h}"));
+    }
+    let body = json!({"model": target.vendor_model, "input": input, "parameters": params});
+    let mut headers = bearer(target);
+    headers.push(("x-dashscope-async", "enable".to_string()));
+    let submit = UpstreamRequest {
+        path_and_query: format!(
+            "{}{IMAGE_SYNTHESIS_PATH}",
+            target.provider.endpoint.path_prefix
+        ),
+        headers,
+        body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
+    };
+    Ok(Box::new(ImageTask {
+        state: TaskState::Submit(submit),
+        prefix: target.provider.endpoint.path_prefix.clone(),
+        auth: bearer(target),
+        inline: req.inline,
+        interval: FIRST_POLL,
+        images: Vec::new(),
+        created: crate::clock::unix_secs(),
+    }))
+}
+
+/// A Wanx text-to-image task: submitted with `X-DashScope-Async: enable`, polled with backoff
+/// until it ends, then (for `b64_json`) each image fetched from where DashScope keeps it.
+struct ImageTask {
+    state: TaskState,
+    prefix: String,
+    auth: Vec<(&'static str, String)>,
+    inline: bool,
+    interval: std::time::Duration,
+    images: Vec<GeneratedImage>,
+    created: u64,
+}
+
+enum TaskState {
+    Submit(UpstreamRequest),
+    Poll(String),
+    /// Fetching the image at this index of `images`.
+    Download(usize),
+    Done,
+}
+
+#[derive(Deserialize)]
+struct TaskReply {
+    output: TaskOutput,
+}
+
+#[derive(Deserialize)]
+struct TaskOutput {
+    #[serde(default)]
+    task_id: String,
+    #[serde(default)]
+    task_status: String,
+    #[serde(default)]
+    results: Vec<TaskResult>,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct TaskResult {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    actual_prompt: Option<String>,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl ImageTask {
+    fn poll(&self, task_id: &str, after: std::time::Duration) -> Call {
+        Call {
+            method: "GET",
+            to: None,
+            request: UpstreamRequest {
+                path_and_query: format!(
+                    "{}/api/v1/tasks/{}",
+                    self.prefix,
+                    super::path_segment(task_id)
+                ),
+                headers: self.auth.clone(),
+                body: Bytes::new(),
+            },
+            after,
+        }
+    }
+
+    /// A task that ended: its images, or the vendor's reason it failed.
+    fn finished(&mut self, output: TaskOutput) -> GwResult<()> {
+        match output.task_status.as_str() {
+            "SUCCEEDED" => {}
+            "FAILED" => return Err(task_failed(&output.code, output.message)),
+            "CANCELED" => {
+                return Err(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    "The image task was canceled at the vendor.",
+                ))
+            }
+            _ => {
+                return Err(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    "The vendor no longer knows the image task (UNKNOWN).",
+                ))
+            }
+        }
+        for r in output.results {
+            match r.url {
+                Some(url) => self.images.push(GeneratedImage {
+                    data: ImageData::Url(url),
+                    revised_prompt: r.actual_prompt,
+                }),
+                // With n > 1 single images may fail while the task succeeds.
+                None if self.images.is_empty() && !r.code.is_empty() => {
+                    return Err(task_failed(&r.code, r.message))
+                }
+                None => {}
+            }
+        }
+        if self.images.is_empty() {
+            return Err(super::unreadable_reply());
+        }
+        self.state = if self.inline {
+            TaskState::Download(0)
+        } else {
+            TaskState::Done
+        };
+        Ok(())
+    }
+}
+
+/// A FAILED task: the client's mistake (bad parameter, content moderation) is a 400 with the
+/// vendor's message; anything else is the vendor's failure.
+fn task_failed(code: &str, message: String) -> GatewayError {
+    let message = if message.is_empty() {
+        format!("The image task failed ({code}).")
+    } else {
+        message
+    };
+    match code {
+        "InvalidParameter" | "DataInspectionFailed" | "IPInfringementSuspect" => {
+            code_error(400, code, message).with_param(Some("prompt"))
+        }
+        _ => GatewayError::new(ErrorKind::UpstreamError, message),
+    }
+}
+
+impl Job for ImageTask {
+    fn next_call(&mut self) -> Option<Call> {
+        match &self.state {
+            TaskState::Submit(r) => Some(Call::post(r.clone())),
+            TaskState::Poll(id) => Some(self.poll(id, self.interval)),
+            TaskState::Download(i) => {
+                let ImageData::Url(url) = &self.images[*i].data else {
+                    return None;
+                };
+                let uri: http::Uri = url.parse().ok()?;
+                let to = crate::config::Endpoint::parse(&format!(
+                    "{}://{}",
+                    uri.scheme_str()?,
+                    uri.authority()?
+                ))
+                .ok()?;
+                Some(Call {
+                    method: "GET",
+                    to: Some(to),
+                    request: UpstreamRequest {
+                        path_and_query: uri.path_and_query()?.to_string(),
+                        headers: Vec::new(),
+                        body: Bytes::new(),
+                    },
+                    after: std::time::Duration::ZERO,
+                })
+            }
+            TaskState::Done => None,
+        }
+    }
+
+    fn read(&mut self, body: &[u8]) -> GwResult<()> {
+        if let TaskState::Download(i) = self.state {
+            use base64::Engine;
+            let media_type = job::image_type(body);
+            self.images[i].data = ImageData::Inline {
+                media_type: media_type.to_string(),
+                base64: base64::engine::general_purpose::STANDARD.encode(body),
+            };
+            self.state = if i + 1 < self.images.len() {
+                TaskState::Download(i + 1)
+            } else {
+                TaskState::Done
+            };
+            return Ok(());
+        }
+        let reply: TaskReply =
+            serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+        let output = reply.output;
+        match output.task_status.as_str() {
+            "PENDING" | "RUNNING" | "SUSPENDED" | "" if !output.task_id.is_empty() => {
+                if matches!(self.state, TaskState::Poll(_)) {
+                    self.interval = (self.interval * 2).min(MAX_POLL_INTERVAL);
+                }
+                self.state = TaskState::Poll(output.task_id);
+                Ok(())
+            }
+            _ => self.finished(output),
+        }
+    }
+
+    fn output(self: Box<Self>) -> JobOutput {
+        JobOutput::Images(Images {
+            created: self.created,
+            images: self.images,
+        })
+    }
+
+    /// A pending task is canceled so that it does not run (and bill) for nobody.
+    fn abandon(&self) -> Option<Call> {
+        let TaskState::Poll(id) = &self.state else {
+            return None;
+        };
+        let mut call = self.poll(id, std::time::Duration::ZERO);
+        call.method = "POST";
+        call.request.path_and_query.push_str("/cancel");
+        Some(call)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Vendor;
     use crate::providers::testing::{provider, req, run_stream_all_ways};
+
+    fn texts(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("text {i}")).collect()
+    }
+
+    #[test]
+    fn embeddings_go_in_batches_of_ten_and_come_back_in_order() {
+        let p = provider(Vendor::DashScope);
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "text-embedding-v3",
+            access_token: None,
+        };
+        let request = EmbeddingsRequest {
+            texts: texts(23),
+            dimensions: Some(4),
+            user: None,
+            base64: false,
+        };
+        let mut job = embeddings_job(&request, &target).unwrap();
+        let mut sizes = Vec::new();
+        while let Some(call) = job.next_call() {
+            let body: Value = serde_json::from_slice(&call.request.body).unwrap();
+            assert_eq!(call.request.path_and_query, EMBEDDINGS_PATH);
+            assert_eq!(body["parameters"]["dimension"], 4);
+            let n = body["input"]["texts"].as_array().unwrap().len();
+            sizes.push(n);
+            // Out of order on purpose: text_index decides.
+            let items: Vec<Value> = (0..n)
+                .rev()
+                .map(|i| json!({"text_index": i, "embedding": [i as f32]}))
+                .collect();
+            let reply = json!({"output": {"embeddings": items}, "usage": {"total_tokens": n}});
+            job.read(reply.to_string().as_bytes()).unwrap();
+        }
+        assert_eq!(sizes, [10, 10, 3]);
+        let JobOutput::Embeddings(e) = job.output() else {
+            panic!("embeddings")
+        };
+        assert_eq!(e.vectors.len(), 23);
+        assert_eq!(e.vectors[12], vec![2.0]);
+        assert_eq!(e.prompt_tokens, 23);
+    }
+
+    fn image_request(inline: bool) -> ImageRequest {
+        ImageRequest {
+            prompt: "a cat".into(),
+            negative_prompt: None,
+            n: 1,
+            size: Some((1024, 768)),
+            inline,
+            user: None,
+        }
+    }
+
+    #[test]
+    fn an_image_task_is_submitted_polled_with_backoff_and_downloaded() {
+        let p = provider(Vendor::DashScope);
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "wanx2.1-t2i-turbo",
+            access_token: None,
+        };
+        let mut job = image_job(&image_request(true), &target).unwrap();
+        let submit = job.next_call().unwrap();
+        assert!(submit
+            .request
+            .headers
+            .contains(&("x-dashscope-async", "enable".to_string())));
+        let body: Value = serde_json::from_slice(&submit.request.body).unwrap();
+        assert_eq!(body["parameters"]["size"], "1024*768");
+        job.read(br#"{"output":{"task_id":"t1","task_status":"PENDING"}}"#)
+            .unwrap();
+        let first = job.next_call().unwrap();
+        assert_eq!(
+            (first.method, first.request.path_and_query.as_str()),
+            ("GET", "/api/v1/tasks/t1")
+        );
+        job.read(br#"{"output":{"task_id":"t1","task_status":"RUNNING"}}"#)
+            .unwrap();
+        let second = job.next_call().unwrap();
+        assert_eq!(second.after, first.after * 2);
+        let cancel = job.abandon().unwrap();
+        assert_eq!(cancel.request.path_and_query, "/api/v1/tasks/t1/cancel");
+        job.read(br#"{"output":{"task_id":"t1","task_status":"SUCCEEDED","results":[{"url":"https://oss.example/x.png?Expires=1","actual_prompt":"a cat, soft"}]}}"#).unwrap();
+        let download = job.next_call().unwrap();
+        assert_eq!(download.to.unwrap().host, "oss.example");
+        assert_eq!(download.request.path_and_query, "/x.png?Expires=1");
+        assert!(
+            download.request.headers.is_empty(),
+            "no key to a third party"
+        );
+        job.read(&[0xff, 0xd8, 0xff, 0]).unwrap();
+        assert!(job.next_call().is_none());
+        let JobOutput::Images(i) = job.output() else {
+            panic!("images")
+        };
+        assert_eq!(i.images[0].revised_prompt.as_deref(), Some("a cat, soft"));
+        assert!(
+            matches!(&i.images[0].data, ImageData::Inline { media_type, .. } if media_type == "image/jpeg")
+        );
+    }
+
+    #[test]
+    fn a_failed_task_is_the_clients_error_or_the_vendors() {
+        let p = provider(Vendor::DashScope);
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "wanx2.1-t2i-turbo",
+            access_token: None,
+        };
+        let failed = |code: &str| {
+            let mut job = image_job(&image_request(false), &target).unwrap();
+            job.read(br#"{"output":{"task_id":"t1","task_status":"PENDING"}}"#)
+                .unwrap();
+            let reply = json!({"output": {"task_id": "t1", "task_status": "FAILED",
+                "code": code, "message": "the vendor's words"}});
+            job.read(reply.to_string().as_bytes()).unwrap_err()
+        };
+        let e = failed("DataInspectionFailed");
+        assert_eq!(
+            (e.status(), e.message.as_str()),
+            (400, "the vendor's words")
+        );
+        assert_eq!(failed("InternalError").kind, ErrorKind::UpstreamError);
+    }
 
     #[test]
     fn encodes_input_and_parameters() {

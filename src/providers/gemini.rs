@@ -9,9 +9,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::job::{self, Batch, Batches, Job};
 use super::model::{
-    push_turn, Choice, Completion, Delta, FinishReason, Image, Message, Part, Request,
-    ResponseFormat, Role, ToolCall, ToolChoice,
+    push_turn, Choice, Completion, Delta, EmbeddingsRequest, FinishReason, GeneratedImage, Image,
+    ImageData, ImageRequest, Message, Part, Request, ResponseFormat, Role, ToolCall, ToolChoice,
 };
 use super::{
     error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
@@ -170,22 +171,205 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     } else {
         "generateContent"
     };
+    let mut call = model_call(target, method, &body);
+    if req.stream {
+        call.headers.push(("accept", "text/event-stream".into()));
+    }
+    Ok(call)
+}
+
+/// A call to `models/{model}:{method}` with the key in `x-goog-api-key`.
+fn model_call(target: &VendorTarget, method: &str, body: &impl Serialize) -> UpstreamRequest {
     let mut headers = Vec::with_capacity(2);
     if let Some(k) = &target.provider.api_key {
         headers.push(("x-goog-api-key", k.expose().to_string()));
     }
-    if req.stream {
-        headers.push(("accept", "text/event-stream".into()));
-    }
-    Ok(UpstreamRequest {
+    UpstreamRequest {
         path_and_query: format!(
             "{}/models/{}:{method}",
             target.provider.endpoint.path_prefix,
             super::path_segment(target.vendor_model)
         ),
         headers,
-        body: Bytes::from(serde_json::to_vec(&body).expect("json serializes")),
+        body: Bytes::from(serde_json::to_vec(body).expect("json serializes")),
+    }
+}
+
+// --- embeddings and images --------------------------------------------------------------------
+
+/// `batchEmbedContents` takes at most this many texts.
+const EMBEDDINGS_BATCH: usize = 100;
+
+fn embeddings_job(req: &EmbeddingsRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>> {
+    let model = format!("models/{}", target.vendor_model);
+    let calls = job::chunks(&req.texts, EMBEDDINGS_BATCH)
+        .map(|texts| {
+            let requests: Vec<Value> = texts
+                .iter()
+                .map(|t| {
+                    let mut r = json!({"model": model, "content": {"parts": [{"text": t}]}});
+                    if let Some(d) = req.dimensions {
+                        r["outputDimensionality"] = json!(d);
+                    }
+                    r
+                })
+                .collect();
+            model_call(target, "batchEmbedContents", &json!({"requests": requests}))
+        })
+        .collect();
+    Ok(Batches::job(calls, decode_embeddings, job::embeddings))
+}
+
+#[derive(Deserialize)]
+struct BatchEmbeddings {
+    embeddings: Vec<ContentEmbedding>,
+}
+
+#[derive(Deserialize)]
+struct ContentEmbedding {
+    values: Vec<f32>,
+}
+
+fn decode_embeddings(body: &[u8]) -> GwResult<Batch<Vec<f32>>> {
+    let r: BatchEmbeddings = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    // The Gemini API reports no usage for embeddings; the gateway's estimate stands in.
+    Ok(Batch {
+        items: r.embeddings.into_iter().map(|e| e.values).collect(),
+        tokens: 0,
     })
+}
+
+/// Native image output (`responseModalities: ["IMAGE"]`): one call per image, as Gemini makes
+/// one image a call. Images come back inline, so URLs are `data:` URLs.
+fn image_job(req: &ImageRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>> {
+    let mut config = json!({"responseModalities": ["IMAGE"]});
+    if let Some(size) = req.size {
+        config["imageConfig"] = json!({"aspectRatio": aspect_ratio(size)});
+    }
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": req.prompt}]}],
+        "generationConfig": config});
+    let call = model_call(target, "generateContent", &body);
+    Ok(Batches::job(
+        vec![call; req.n as usize],
+        decode_image,
+        job::images,
+    ))
+}
+
+/// The aspect ratio Gemini offers nearest to a size.
+fn aspect_ratio((w, h): (u32, u32)) -> &'static str {
+    const RATIOS: [(&str, f64); 10] = [
+        ("1:1", 1.0),
+        ("2:3", 2.0 / 3.0),
+        ("3:2", 1.5),
+        ("3:4", 0.75),
+        ("4:3", 4.0 / 3.0),
+        ("4:5", 0.8),
+        ("5:4", 1.25),
+        ("9:16", 9.0 / 16.0),
+        ("16:9", 16.0 / 9.0),
+        ("21:9", 21.0 / 9.0),
+    ];
+    let want = f64::from(w) / f64::from(h);
+    RATIOS
+        .iter()
+        .min_by(|a, b| (a.1 - want).abs().total_cmp(&(b.1 - want).abs()))
+        .map_or("1:1", |r| r.0)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageReply {
+    #[serde(default)]
+    candidates: Vec<ImageCandidate>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageCandidate {
+    #[serde(default)]
+    content: Option<ImageContent>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ImageContent {
+    #[serde(default)]
+    parts: Vec<ImagePart>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImagePart {
+    #[serde(default)]
+    inline_data: Option<InlineData>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InlineData {
+    mime_type: String,
+    data: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u64,
+}
+
+fn decode_image(body: &[u8]) -> GwResult<Batch<GeneratedImage>> {
+    let r: ImageReply = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    let tokens = r.usage_metadata.map_or(0, |u| u.prompt_token_count);
+    let candidate = r.candidates.into_iter().next();
+    let finish = candidate.as_ref().and_then(|c| c.finish_reason.clone());
+    let mut text = None;
+    let image = candidate
+        .and_then(|c| c.content)
+        .into_iter()
+        .flat_map(|c| c.parts)
+        .find_map(|p| {
+            if p.text.is_some() {
+                text = p.text;
+            }
+            p.inline_data
+        });
+    match image {
+        Some(i) => Ok(Batch {
+            items: vec![GeneratedImage {
+                data: ImageData::Inline {
+                    media_type: i.mime_type,
+                    base64: i.data,
+                },
+                revised_prompt: None,
+            }],
+            tokens,
+        }),
+        // Blocked by Gemini's safety filters: the prompt is the client's to change.
+        None if finish
+            .as_deref()
+            .is_some_and(|f| f.contains("SAFETY") || f == "PROHIBITED_CONTENT") =>
+        {
+            Err(GatewayError::invalid(
+                "The image was blocked by the vendor's safety filters; change the prompt.",
+                Some("prompt"),
+            )
+            .with_code("content_filter"))
+        }
+        None => Err(GatewayError::new(
+            ErrorKind::UpstreamBadResponse,
+            text.map_or_else(
+                || "The vendor returned no image.".to_string(),
+                |t| format!("The vendor returned no image: {t}"),
+            ),
+        )),
+    }
 }
 
 /// The conversation as Gemini turns: `user` and `model` alternating, tool results as
@@ -639,6 +823,8 @@ pub static DIALECT: Dialect = Dialect {
     decode,
     stream: || Box::new(GeminiStream::new()),
     map_error,
+    embeddings: Some(embeddings_job),
+    images: Some(image_job),
 };
 
 #[cfg(test)]
@@ -646,6 +832,55 @@ mod tests {
     use super::*;
     use crate::config::Vendor;
     use crate::providers::testing::{provider, req, run_stream_all_ways};
+
+    #[test]
+    fn sizes_map_to_the_nearest_aspect_ratio() {
+        assert_eq!(aspect_ratio((1024, 1024)), "1:1");
+        assert_eq!(aspect_ratio((1792, 1024)), "16:9");
+        assert_eq!(aspect_ratio((1024, 1792)), "9:16");
+        assert_eq!(aspect_ratio((1024, 768)), "4:3");
+    }
+
+    #[test]
+    fn images_take_one_call_each_and_a_blocked_image_is_a_400() {
+        let p = provider(Vendor::Gemini);
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "gemini-2.5-flash-image",
+            access_token: None,
+        };
+        let request = ImageRequest {
+            prompt: "a cat".into(),
+            negative_prompt: None,
+            n: 2,
+            size: Some((1792, 1024)),
+            inline: true,
+            user: None,
+        };
+        let mut job = image_job(&request, &target).unwrap();
+        let call = job.next_call().unwrap();
+        let body: Value = serde_json::from_slice(&call.request.body).unwrap();
+        assert_eq!(
+            body["generationConfig"]["responseModalities"],
+            json!(["IMAGE"])
+        );
+        assert_eq!(
+            body["generationConfig"]["imageConfig"]["aspectRatio"],
+            "16:9"
+        );
+        let image = br#"{"candidates":[{"content":{"parts":[{"text":"ok"},{"inlineData":{"mimeType":"image/png","data":"iVBOR"}}]}}]}"#;
+        job.read(image).unwrap();
+        job.read(image).unwrap();
+        assert!(job.next_call().is_none());
+        let e = image_job(&request, &target)
+            .unwrap()
+            .read(br#"{"candidates":[{"finishReason":"IMAGE_SAFETY"}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code.as_deref()),
+            (400, Some("content_filter"))
+        );
+    }
 
     #[test]
     fn encodes_contents_config_and_tools() {

@@ -12,13 +12,15 @@ use crate::error::{ErrorKind, GatewayError, GwResult};
 pub mod anthropic;
 pub mod dashscope;
 pub mod gemini;
+pub mod job;
 pub mod jwt;
 pub mod model;
 pub mod openai;
 pub mod qianfan;
 pub mod sse;
 
-use model::{Completion, Delta, Request};
+use job::Job;
+use model::{Completion, Delta, EmbeddingsRequest, ImageRequest, Request};
 use openai::ChatRequest;
 
 /// A vendor API's translation functions; each vendor module has one, `DIALECT`.
@@ -29,7 +31,14 @@ pub struct Dialect {
     pub decode: fn(&[u8]) -> GwResult<Completion>,
     pub stream: fn() -> Box<dyn VendorStream>,
     pub map_error: fn(u16, &[u8]) -> GatewayError,
+    /// Embeddings and image generation, for vendors that have them in their own API
+    /// (OpenAI-speaking vendors take the client's body as it is).
+    pub embeddings: Option<StartJob<EmbeddingsRequest>>,
+    pub images: Option<StartJob<ImageRequest>>,
 }
+
+/// Turns a typed request into the calls a vendor takes for it.
+pub type StartJob<R> = fn(&R, &VendorTarget) -> GwResult<Box<dyn Job>>;
 
 /// The one place that picks a vendor module.
 pub fn dialect(vendor: &Vendor) -> &'static Dialect {
@@ -66,7 +75,7 @@ impl Usage {
 
 /// A request ready for the wire, minus Host, Content-Type and Content-Length, which the
 /// transport sets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamRequest {
     pub path_and_query: String,
     pub headers: Vec<(&'static str, String)>,
@@ -175,6 +184,15 @@ pub enum RequestKind {
     /// Legacy `/completions`.
     Legacy,
     Embeddings,
+    /// `/images/generations`.
+    Images,
+}
+
+impl RequestKind {
+    /// Embeddings and images go to vendors without OpenAI's API as a [`Job`].
+    pub fn is_job(self) -> bool {
+        matches!(self, RequestKind::Embeddings | RequestKind::Images)
+    }
 }
 
 impl<'a> ClientRequest<'a> {
@@ -194,17 +212,32 @@ impl<'a> ClientRequest<'a> {
         }
     }
 
-    /// An embeddings body: only OpenAI-speaking vendors take it, as it is.
-    pub fn embeddings(raw: &'a ChatRequest<'a>) -> Self {
+    /// An embeddings or image generation body: OpenAI-speaking vendors take it as it is,
+    /// others get it as a [`Job`].
+    pub fn job(raw: &'a ChatRequest<'a>, kind: RequestKind) -> Self {
+        debug_assert!(kind.is_job());
         ClientRequest {
             raw: Some(raw),
             typed: None,
-            kind: RequestKind::Embeddings,
+            kind,
         }
     }
 
     pub fn kind(&self) -> RequestKind {
         self.kind
+    }
+
+    /// Whether the client asked for bytes: `encoding_format: base64` (embeddings) or
+    /// `response_format: b64_json` (images).
+    pub fn wants_base64(&self) -> bool {
+        let (member, value) = match self.kind {
+            RequestKind::Embeddings => ("encoding_format", "\"base64\""),
+            RequestKind::Images => ("response_format", "\"b64_json\""),
+            RequestKind::Chat | RequestKind::Legacy => return false,
+        };
+        self.raw
+            .and_then(|r| r.body.get(member))
+            .is_some_and(|v| v.get() == value)
     }
 
     /// A legacy completions body, and the prompt: passed on as it is to OpenAI-speaking
@@ -296,22 +329,48 @@ pub fn encode_chat(
     target: &VendorTarget,
 ) -> GwResult<UpstreamRequest> {
     if let (true, Some(raw)) = (speaks_openai(target.provider), request.raw) {
-        return Ok(match request.kind {
-            RequestKind::Chat => openai::encode_raw(raw, target),
-            RequestKind::Legacy => openai::encode_legacy_raw(raw, target),
-            RequestKind::Embeddings => openai::encode_embeddings_raw(raw, target),
-        });
-    }
-    if request.kind == RequestKind::Embeddings {
-        return Err(GatewayError::bad_param(
-            "model",
-            format!(
-                "This model's vendor ({}) takes no embeddings through this gateway.",
-                target.provider.vendor.kind()
-            ),
-        ));
+        let path = match request.kind {
+            RequestKind::Chat => "/chat/completions",
+            RequestKind::Legacy => "/completions",
+            RequestKind::Embeddings => "/embeddings",
+            RequestKind::Images => "/images/generations",
+        };
+        return Ok(openai::encode_raw(raw, target, path));
     }
     (dialect(&target.provider.vendor).encode)(request.as_typed()?, target)
+}
+
+/// Embeddings or images for a vendor that does not take OpenAI's body: the calls it takes.
+pub fn start_job(
+    request: &ClientRequest,
+    target: &VendorTarget,
+    public_model: &str,
+) -> GwResult<Box<dyn Job>> {
+    let raw = request
+        .raw
+        .expect("embeddings and image requests keep their body");
+    let d = dialect(&target.provider.vendor);
+    let (what, job) = match request.kind {
+        RequestKind::Images => (
+            "image generation",
+            d.images
+                .map(|start| start(&ImageRequest::from_openai(raw)?, target)),
+        ),
+        _ => (
+            "embeddings",
+            d.embeddings
+                .map(|start| start(&EmbeddingsRequest::from_openai(raw)?, target)),
+        ),
+    };
+    job.unwrap_or_else(|| {
+        Err(GatewayError::bad_param(
+            "model",
+            format!(
+                "The model `{public_model}` has no {what} (its vendor is {}); choose a model that does.",
+                target.provider.vendor.kind()
+            ),
+        ))
+    })
 }
 
 pub fn decode_chat(provider: &Provider, body: &[u8]) -> GwResult<Completion> {

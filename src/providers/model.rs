@@ -353,3 +353,56 @@ pub enum Delta {
     Done,
     Error(GatewayError),
 }
+
+/// An embeddings request: the texts in order and what the client asked of the vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingsRequest {
+    pub texts: Vec<String>,
+    pub dimensions: Option<u32>,
+    pub user: Option<String>,
+    /// The client wants each vector as base64 of little-endian f32s, not a JSON array.
+    pub base64: bool,
+}
+
+/// One vector per input text, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u64,
+}
+
+/// An image generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRequest {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub n: u32,
+    /// Width and height in pixels, when the client named a size.
+    pub size: Option<(u32, u32)>,
+    /// The client wants the image bytes (`b64_json`), not a URL.
+    pub inline: bool,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageData {
+    /// Where the vendor keeps the image (DashScope: a signed URL valid for 24 hours).
+    Url(String),
+    Inline {
+        media_type: String,
+        base64: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedImage {
+    pub data: ImageData,
+    pub revised_prompt: Option<String>,
+}
+
+/// Generated images, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Images {
+    pub created: u64,
+    pub images: Vec<GeneratedImage>,
+}

@@ -286,6 +286,10 @@ impl Gateway {
         public_model: &str,
     ) -> Handled {
         let provider = target.provider;
+        if request.kind().is_job() && !request.goes_as_is_to(provider) {
+            let job = self.run_job(session, ctx, request, target, timeouts, public_model);
+            return job.await;
+        }
         let mut upstream_request = providers::encode_chat(request, target)?;
         upstream_request
             .headers
@@ -332,7 +336,11 @@ impl Gateway {
 
     /// A vendor's non-2xx answer as the client's error. Only a connection whose error body was
     /// read to the end can be reused.
-    async fn vendor_error(&self, provider: &Provider, mut exchange: Exchange) -> GatewayError {
+    pub(super) async fn vendor_error(
+        &self,
+        provider: &Provider,
+        mut exchange: Exchange,
+    ) -> GatewayError {
         let retry_after = exchange
             .header_str("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -422,9 +430,12 @@ async fn answer_whole(
     public_model: &str,
     body: &[u8],
 ) -> Handled {
-    if request.kind() == RequestKind::Embeddings {
-        let (reply, usage) = openai::decode_embeddings_raw(public_model, body)
-            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+    if request.kind().is_job() {
+        let (reply, usage) = match request.kind() {
+            RequestKind::Embeddings => openai::decode_embeddings_raw(public_model, body),
+            _ => openai::check_images_raw(body),
+        }
+        .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
         if ctx.capture {
             ctx.captured = Some(Cached::Body(String::from_utf8_lossy(&reply).into_owned()));

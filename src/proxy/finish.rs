@@ -57,12 +57,13 @@ fn label(name: &Option<String>) -> &str {
 
 fn record_metrics(ctx: &RequestCtx, status: u16, elapsed: Duration) {
     let (model, provider) = (label(&ctx.model), label(&ctx.provider));
+    let target = ctx.target().unwrap_or("-");
     metrics::REQUESTS
-        .with_label_values(&[model, provider, status.to_string().as_str()])
+        .with_label_values(&[model, provider, target, status.to_string().as_str()])
         .inc();
     if ctx.model.is_some() {
         metrics::REQUEST_DURATION
-            .with_label_values(&[model, provider])
+            .with_label_values(&[model, provider, target])
             .observe(elapsed.as_secs_f64());
         metrics::REQUEST_SIZE
             .with_label_values(&[api_name(ctx.api)])
@@ -87,10 +88,10 @@ fn record_metrics(ctx: &RequestCtx, status: u16, elapsed: Duration) {
     }
     if let Some(u) = ctx.usage {
         metrics::TOKENS
-            .with_label_values(&[model, provider, "prompt"])
+            .with_label_values(&[model, provider, target, "prompt"])
             .inc_by(u.prompt_tokens);
         metrics::TOKENS
-            .with_label_values(&[model, provider, "completion"])
+            .with_label_values(&[model, provider, target, "completion"])
             .inc_by(u.completion_tokens);
     }
 }

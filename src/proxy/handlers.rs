@@ -11,7 +11,7 @@ use crate::api::{anthropic, ClientApi};
 use crate::config::{ClientKey, Config, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::openai::ChatRequest;
-use crate::providers::{ClientRequest, Usage};
+use crate::providers::{ClientRequest, RequestKind, Usage};
 use crate::traffic::auth;
 
 impl Gateway {
@@ -79,11 +79,22 @@ impl Gateway {
             .await
     }
 
-    /// `POST /v1/embeddings`: to OpenAI-speaking vendors, as it is.
+    /// `POST /v1/embeddings`: as it is to OpenAI-speaking vendors, in batches to the others.
     pub(super) async fn embeddings(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
         let request = ChatRequest::parse_embeddings(&body)?;
-        let mut client = ClientRequest::embeddings(&request);
+        let mut client = ClientRequest::job(&request, RequestKind::Embeddings);
+        let wants = Wants::of(&request);
+        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
+            .await
+    }
+
+    /// `POST /v1/images/generations`: as it is to OpenAI-speaking vendors; a submitted and
+    /// polled task (DashScope), or one call per image batch to the others.
+    pub(super) async fn images(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
+        let request = ChatRequest::parse_images(&body)?;
+        let mut client = ClientRequest::job(&request, RequestKind::Images);
         let wants = Wants::of(&request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await

@@ -38,6 +38,7 @@ mod cached;
 mod cors;
 mod finish;
 mod handlers;
+mod jobs;
 pub(crate) mod relay;
 mod respond;
 mod router;
@@ -112,12 +113,17 @@ impl RequestCtx {
     /// What a successful reply carries: CORS and, once admitted, the `x-ratelimit-*` headers.
     fn success_headers(&self) -> [&[(&'static str, String)]; 3] {
         let limits = self.admission.as_ref().map_or(&[][..], |a| &a.headers[..]);
-        let target = if self.target_header[0].1.is_empty() {
-            &[][..]
-        } else {
+        let target = if self.target().is_some() {
             &self.target_header[..]
+        } else {
+            &[][..]
         };
         [&self.common_headers, limits, target]
+    }
+
+    /// `provider/vendor model` of the target that was tried last, once one was.
+    fn target(&self) -> Option<&str> {
+        Some(self.target_header[0].1.as_str()).filter(|t| !t.is_empty())
     }
 }
 

@@ -9,8 +9,11 @@ use crate::api::models;
 use crate::error::{ErrorKind, GatewayError};
 use crate::traffic::auth;
 
-const KNOWN_PATHS: [&str; 4] = [
+const KNOWN_PATHS: [&str; 7] = [
     "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/images/generations",
     "/v1/messages",
     "/v1/models",
     "/health",
@@ -71,6 +74,7 @@ impl Gateway {
             ("POST", "/v1/messages") => self.messages(session, ctx).await,
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
+            ("POST", "/v1/images/generations") => self.images(session, ctx).await,
             (_, p) if KNOWN_PATHS.contains(&p) => Err(GatewayError::new(
                 ErrorKind::MethodNotAllowed,
                 format!("{method} is not allowed on {path}."),

@@ -1,4 +1,5 @@
-//! OpenAI's Chat Completions API, and its legacy Completions API.
+//! OpenAI's Chat Completions API, its legacy Completions API, embeddings and images.
 
+pub mod jobs;
 pub mod legacy;
 pub mod writer;

@@ -40,23 +40,19 @@ fn request(target: &VendorTarget, stream: bool, body: Vec<u8>, path: &str) -> Up
     }
 }
 
-/// The client's own JSON with only `model` replaced: no parse of the members it carries.
-pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
-    request(
-        target,
-        chat.stream,
-        raw_body(chat, target),
-        "/chat/completions",
-    )
+/// The client's own JSON with only `model` replaced, to `path` (`/chat/completions`,
+/// `/completions`, `/embeddings`, `/images/generations`): no parse of the members it carries.
+pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget, path: &str) -> UpstreamRequest {
+    request(target, chat.stream, raw_body(chat, target), path)
 }
 
-/// An embeddings body, as it is but for `model`, to the vendor's `/embeddings`.
-pub fn encode_embeddings_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
-    let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
-    write_json_str(target.vendor_model, &mut model);
-    let mut body = Vec::with_capacity(256);
-    chat.body.write_with(&[("model", &model)], &[], &mut body);
-    request(target, false, body, "/embeddings")
+/// An image generation reply, passed on as it is once it is seen to hold `data`.
+pub fn check_images_raw(body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
+    let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    if obj.get("data").map(JsonType::of) != Some(JsonType::Array) {
+        return Err(super::unreadable_reply());
+    }
+    Ok((Bytes::copy_from_slice(body), None))
 }
 
 #[derive(Deserialize)]
@@ -82,11 +78,6 @@ pub fn decode_embeddings_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes
         &mut out,
     );
     Ok((Bytes::from(out), usage))
-}
-
-/// A legacy completions body, as it is but for `model`, to the vendor's `/completions`.
-pub fn encode_legacy_raw(chat: &ChatRequest, target: &VendorTarget) -> UpstreamRequest {
-    request(target, chat.stream, raw_body(chat, target), "/completions")
 }
 
 fn raw_body(chat: &ChatRequest, target: &VendorTarget) -> Vec<u8> {
@@ -243,6 +234,8 @@ pub static DIALECT: Dialect = Dialect {
     decode,
     stream: || Box::new(ChunkDecoder::new()),
     map_error,
+    embeddings: None,
+    images: None,
 };
 
 pub(super) fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {

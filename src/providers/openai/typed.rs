@@ -334,6 +334,119 @@ fn response_format(obj: &RawObject) -> GwResult<Option<ResponseFormat>> {
     )
 }
 
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl EmbeddingsRequest {
+    /// An OpenAI embeddings body, for vendors that do not take it as it is. Token-ID input is
+    /// OpenAI's own; other vendors take text.
+    pub fn from_openai(chat: &ChatRequest) -> GwResult<EmbeddingsRequest> {
+        let obj = &chat.body;
+        let texts =
+            match member::<WireInput>(obj, "input") {
+                Ok(Some(WireInput::One(t))) => vec![t],
+                Ok(Some(WireInput::Many(v))) if !v.is_empty() => v,
+                Ok(Some(WireInput::Many(_))) => {
+                    return Err(GatewayError::bad_param(
+                        "input",
+                        "'input' must not be empty.",
+                    ))
+                }
+                Ok(None) | Err(_) => return Err(GatewayError::bad_param(
+                    "input",
+                    "This model takes 'input' as a string or an array of strings (not token IDs).",
+                )),
+            };
+        let base64 = match member::<String>(obj, "encoding_format")?.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(GatewayError::bad_param(
+                    "encoding_format",
+                    format!(
+                    "Invalid value for 'encoding_format': '{other}'. Expected 'float' or 'base64'."
+                ),
+                ))
+            }
+        };
+        let dimensions = member::<u32>(obj, "dimensions")?;
+        if dimensions == Some(0) {
+            return Err(GatewayError::bad_param(
+                "dimensions",
+                "'dimensions' must be at least 1.",
+            ));
+        }
+        Ok(EmbeddingsRequest {
+            texts,
+            dimensions,
+            user: member(obj, "user")?,
+            base64,
+        })
+    }
+}
+
+/// The most images one request may ask for, as OpenAI allows.
+pub const MAX_IMAGES: u32 = 10;
+
+impl ImageRequest {
+    /// An OpenAI image generation body, for vendors that do not take it as it is.
+    pub fn from_openai(chat: &ChatRequest) -> GwResult<ImageRequest> {
+        let obj = &chat.body;
+        let prompt: String = member(obj, "prompt")?.ok_or_else(|| {
+            GatewayError::bad_param("prompt", "Missing required parameter: 'prompt'.")
+        })?;
+        let n = member::<u32>(obj, "n")?.unwrap_or(1);
+        if !(1..=MAX_IMAGES).contains(&n) {
+            return Err(GatewayError::bad_param(
+                "n",
+                format!("'n' must be between 1 and {MAX_IMAGES}."),
+            ));
+        }
+        let size = match member::<String>(obj, "size")?.as_deref() {
+            None | Some("auto") => None,
+            Some(s) => Some(parse_size(s).ok_or_else(|| {
+                GatewayError::bad_param(
+                    "size",
+                    format!(
+                        "Invalid value for 'size': '{s}'. Expected WIDTHxHEIGHT, e.g. '1024x1024'."
+                    ),
+                )
+            })?),
+        };
+        let inline = match member::<String>(obj, "response_format")?.as_deref() {
+            None | Some("url") => false,
+            Some("b64_json") => true,
+            Some(other) => {
+                return Err(GatewayError::bad_param(
+                    "response_format",
+                    format!(
+                    "Invalid value for 'response_format': '{other}'. Expected 'url' or 'b64_json'."
+                ),
+                ))
+            }
+        };
+        Ok(ImageRequest {
+            prompt,
+            negative_prompt: member(obj, "negative_prompt")?,
+            n,
+            size,
+            inline,
+            user: member(obj, "user")?,
+        })
+    }
+}
+
+/// `1024x1024` as (1024, 1024); sides from 1 to 16384.
+fn parse_size(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once('x')?;
+    let side = |v: &str| v.parse::<u32>().ok().filter(|v| (1..=16384).contains(v));
+    Some((side(w)?, side(h)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,14 +180,14 @@ impl<'a> ChatRequest<'a> {
     }
 
     pub fn parse(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
-        Self::parse_with(bytes, check_messages)
+        Self::parse_with(bytes, &[], check_messages)
     }
 
     /// A legacy `/v1/completions` body: a `prompt` (one string, or a list of one) instead of
     /// `messages`; the prompt is returned beside the request.
     pub fn parse_legacy(bytes: &'a [u8]) -> GwResult<(ChatRequest<'a>, String)> {
         let mut prompt = None;
-        let chat = Self::parse_with(bytes, |body| {
+        let chat = Self::parse_with(bytes, &[], |body| {
             prompt = Some(legacy_prompt(body)?);
             Ok(())
         })?;
@@ -196,21 +196,44 @@ impl<'a> ChatRequest<'a> {
 
     /// An embeddings body: `input` instead of `messages`.
     pub fn parse_embeddings(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
-        Self::parse_with(bytes, |body| match body.get("input").map(JsonType::of) {
-            Some(JsonType::String | JsonType::Array) => Ok(()),
-            Some(_) => Err(GatewayError::invalid(
-                "'input' must be a string or an array.",
-                Some("input"),
-            )),
-            None => Err(GatewayError::invalid(
-                "Missing required parameter: 'input'.",
-                Some("input"),
-            )),
+        Self::parse_with(bytes, &[], |body| {
+            match body.get("input").map(JsonType::of) {
+                Some(JsonType::String | JsonType::Array) => Ok(()),
+                Some(_) => Err(GatewayError::invalid(
+                    "'input' must be a string or an array.",
+                    Some("input"),
+                )),
+                None => Err(GatewayError::invalid(
+                    "Missing required parameter: 'input'.",
+                    Some("input"),
+                )),
+            }
         })
     }
 
+    /// An image generation body: `prompt` must be a string; the rest is checked when the
+    /// request is typed for a vendor that does not take it as it is.
+    pub fn parse_images(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
+        Self::parse_with(bytes, &["response_format"], |body| {
+            match body.get("prompt").map(JsonType::of) {
+                Some(JsonType::String) => Ok(()),
+                Some(_) => Err(GatewayError::invalid(
+                    "'prompt' must be a string.",
+                    Some("prompt"),
+                )),
+                None => Err(GatewayError::invalid(
+                    "Missing required parameter: 'prompt'.",
+                    Some("prompt"),
+                )),
+            }
+        })
+    }
+
+    /// `own_members`: members this endpoint types differently from chat (images'
+    /// `response_format` is a string), left to the endpoint's own check.
     fn parse_with(
         bytes: &'a [u8],
+        own_members: &[&str],
         mut check_input: impl FnMut(&RawObject) -> GwResult<()>,
     ) -> GwResult<ChatRequest<'a>> {
         let body: RawObject<'a> = match serde_json::from_slice(bytes) {
@@ -226,7 +249,7 @@ impl<'a> ChatRequest<'a> {
         check_unique_members(&body)?;
         let model = model(&body)?;
         check_input(&body)?;
-        check_types(&body)?;
+        check_types(&body, own_members)?;
         let stream = body.get("stream").is_some_and(|v| v.get() == "true");
         let include_usage = include_usage(&body)?;
         Ok(ChatRequest {
@@ -322,8 +345,11 @@ fn legacy_prompt(body: &RawObject) -> GwResult<String> {
 }
 
 /// The members OpenAI types strictly, checked before any vendor sees them.
-fn check_types(body: &RawObject) -> GwResult<()> {
+fn check_types(body: &RawObject, own_members: &[&str]) -> GwResult<()> {
     for (name, allowed) in TYPED_MEMBERS {
+        if own_members.contains(name) {
+            continue;
+        }
         let Some(v) = body.get(name) else { continue };
         let t = JsonType::of(v);
         if t == JsonType::Null {

@@ -6,8 +6,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::job::{self, Batch, Batches, Job};
 use super::model::{
-    Choice, Completion, Delta, FinishReason, Request, ResponseFormat, Role, ToolCall, ToolChoice,
+    Choice, Completion, Delta, EmbeddingsRequest, FinishReason, GeneratedImage, ImageData,
+    ImageRequest, Request, ResponseFormat, Role, ToolCall, ToolChoice,
 };
 use super::{
     error_from_status, Dialect, EventDecoder, SseStream, UpstreamRequest, Usage, VendorTarget,
@@ -20,6 +22,8 @@ mod token;
 pub use token::{read_token_reply, token_request, TokenCache};
 
 pub const CHAT_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/";
+pub const EMBEDDINGS_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/embeddings/";
+pub const TEXT_TO_IMAGE_PATH: &str = "/rpc/2.0/ai_custom/v1/wenxinworkshop/text2image/";
 
 /// ERNIE parameters with no OpenAI name; passed through from the client's request.
 const PASSED_EXTRAS: &[&str] = &[
@@ -34,10 +38,6 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     req.reject_n_above_one("Qianfan ERNIE")?;
     req.reject_logprobs("Qianfan ERNIE")?;
     req.reject_images("Qianfan ERNIE")?;
-    let token = target
-        .access_token
-        .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "no Qianfan access token"))?;
-
     let mut body = Map::new();
     body.insert("messages".into(), json!(messages(req)?));
     if let Some(system) = req.system_text() {
@@ -79,15 +79,150 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
     }
     req.copy_extras(PASSED_EXTRAS, &mut body);
     body.insert("stream".into(), json!(req.stream));
+    call(target, CHAT_PATH, &Value::Object(body))
+}
+
+/// A call to one of the model's endpoints under `path`, with the access token in the query.
+fn call(target: &VendorTarget, path: &str, body: &Value) -> GwResult<UpstreamRequest> {
+    let token = target
+        .access_token
+        .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "no Qianfan access token"))?;
     Ok(UpstreamRequest {
         path_and_query: format!(
-            "{}{CHAT_PATH}{}?access_token={}",
+            "{}{path}{}?access_token={}",
             target.provider.endpoint.path_prefix,
             super::path_segment(target.vendor_model),
             super::path_segment(token)
         ),
         headers: Vec::new(),
-        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
+        body: Bytes::from(serde_json::to_vec(body).expect("json serializes")),
+    })
+}
+
+/// Texts per embeddings call: tao-8k takes one, the others 16.
+fn embeddings_batch(vendor_model: &str) -> usize {
+    if vendor_model.starts_with("tao") {
+        1
+    } else {
+        16
+    }
+}
+
+fn embeddings_job(req: &EmbeddingsRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>> {
+    if req.dimensions.is_some() {
+        return Err(GatewayError::bad_param(
+            "dimensions",
+            "Qianfan embedding models have a fixed size; leave 'dimensions' out.",
+        ));
+    }
+    let calls = job::chunks(&req.texts, embeddings_batch(target.vendor_model))
+        .map(|texts| {
+            let mut body = json!({"input": texts});
+            if let Some(u) = &req.user {
+                body["user_id"] = json!(u);
+            }
+            call(target, EMBEDDINGS_PATH, &body)
+        })
+        .collect::<GwResult<Vec<_>>>()?;
+    Ok(Batches::job(calls, decode_embeddings, job::embeddings))
+}
+
+#[derive(Deserialize)]
+struct Indexed<T> {
+    index: usize,
+    #[serde(flatten)]
+    item: T,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct B64Image {
+    b64_image: String,
+}
+
+/// A v1 reply that holds `data` items (embeddings, images), or its in-body error.
+#[derive(Deserialize)]
+struct DataReply<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<Indexed<T>>,
+    #[serde(default)]
+    usage: Option<PromptUsage>,
+    error_code: Option<u64>,
+    error_msg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PromptUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+fn decode_data<T: for<'de> Deserialize<'de>>(body: &[u8]) -> GwResult<Batch<T>> {
+    let mut r: DataReply<T> =
+        serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    if let Some(code) = r.error_code {
+        return Err(code_error(code, r.error_msg.unwrap_or_default()));
+    }
+    if r.data.is_empty() {
+        return Err(super::unreadable_reply());
+    }
+    r.data.sort_by_key(|d| d.index);
+    Ok(Batch {
+        items: r.data.into_iter().map(|d| d.item).collect(),
+        tokens: r.usage.map_or(0, |u| u.prompt_tokens),
+    })
+}
+
+fn decode_embeddings(body: &[u8]) -> GwResult<Batch<Vec<f32>>> {
+    let b = decode_data::<Vector>(body)?;
+    Ok(Batch {
+        items: b.items.into_iter().map(|v| v.embedding).collect(),
+        tokens: b.tokens,
+    })
+}
+
+/// Stable Diffusion XL: images come back inline only, so a client that asked for URLs gets
+/// `data:` URLs.
+fn image_job(req: &ImageRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>> {
+    if !(1..=4).contains(&req.n) {
+        return Err(GatewayError::bad_param(
+            "n",
+            "Qianfan image models make from 1 to 4 images a request.",
+        ));
+    }
+    let mut body = json!({"prompt": req.prompt, "n": req.n});
+    if let Some((w, h)) = req.size {
+        body["size"] = json!(format!("{w}x{h}"));
+    }
+    if let Some(neg) = &req.negative_prompt {
+        body["negative_prompt"] = json!(neg);
+    }
+    if let Some(u) = &req.user {
+        body["user_id"] = json!(u);
+    }
+    let submit = call(target, TEXT_TO_IMAGE_PATH, &body)?;
+    Ok(Batches::job(vec![submit], decode_images, job::images))
+}
+
+fn decode_images(body: &[u8]) -> GwResult<Batch<GeneratedImage>> {
+    let b = decode_data::<B64Image>(body)?;
+    Ok(Batch {
+        items: b
+            .items
+            .into_iter()
+            .map(|i| GeneratedImage {
+                data: ImageData::Inline {
+                    media_type: job::base64_image_type(&i.b64_image).into(),
+                    base64: i.b64_image,
+                },
+                revised_prompt: None,
+            })
+            .collect(),
+        tokens: b.tokens,
     })
 }
 
@@ -344,12 +479,87 @@ pub static DIALECT: Dialect = Dialect {
     decode,
     stream: || Box::new(QianfanStream::new()),
     map_error,
+    embeddings: Some(embeddings_job),
+    images: Some(image_job),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::providers::testing::{provider, req, run_stream_all_ways};
+
+    #[test]
+    fn embeddings_go_in_batches_of_sixteen_with_the_token_and_errors_in_the_body_count() {
+        let p = provider(crate::providers::testing::qianfan_v1());
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "embedding-v1",
+            access_token: Some("tok"),
+        };
+        let request = EmbeddingsRequest {
+            texts: (0..40).map(|i| i.to_string()).collect(),
+            dimensions: None,
+            user: Some("u1".into()),
+            base64: false,
+        };
+        let mut job = embeddings_job(&request, &target).unwrap();
+        let mut sizes = Vec::new();
+        while let Some(call) = job.next_call() {
+            assert_eq!(
+                call.request.path_and_query,
+                format!("{EMBEDDINGS_PATH}embedding-v1?access_token=tok")
+            );
+            let body: Value = serde_json::from_slice(&call.request.body).unwrap();
+            assert_eq!(body["user_id"], "u1");
+            let n = body["input"].as_array().unwrap().len();
+            sizes.push(n);
+            let data: Vec<Value> = (0..n)
+                .map(|i| json!({"object": "embedding", "embedding": [i], "index": i}))
+                .collect();
+            let reply = json!({"object": "embedding_list", "data": data,
+                "usage": {"prompt_tokens": 2, "total_tokens": 2}});
+            job.read(reply.to_string().as_bytes()).unwrap();
+        }
+        assert_eq!(sizes, [16, 16, 8]);
+        let e = embeddings_job(&request, &target)
+            .unwrap()
+            .read(br#"{"error_code":111,"error_msg":"Access token expired"}"#)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UpstreamTokenExpired);
+    }
+
+    #[test]
+    fn sd_xl_images_come_back_inline() {
+        let p = provider(crate::providers::testing::qianfan_v1());
+        let target = VendorTarget {
+            provider: &p,
+            vendor_model: "sd_xl",
+            access_token: Some("tok"),
+        };
+        let request = ImageRequest {
+            prompt: "a cat".into(),
+            negative_prompt: None,
+            n: 2,
+            size: Some((1024, 1024)),
+            inline: false,
+            user: None,
+        };
+        let mut job = image_job(&request, &target).unwrap();
+        let call = job.next_call().unwrap();
+        let body: Value = serde_json::from_slice(&call.request.body).unwrap();
+        assert_eq!(
+            (body["size"].as_str(), body["n"].as_u64()),
+            (Some("1024x1024"), Some(2))
+        );
+        job.read(br#"{"data":[{"object":"image","b64_image":"/9j/2","index":1},{"object":"image","b64_image":"/9j/1","index":0}]}"#).unwrap();
+        let job::JobOutput::Images(i) = job.output() else {
+            panic!("images")
+        };
+        let first = &i.images[0].data;
+        assert!(
+            matches!(first, ImageData::Inline { base64, media_type } if base64 == "/9j/1" && media_type == "image/jpeg")
+        );
+    }
 
     fn target(p: &crate::config::Provider) -> VendorTarget<'_> {
         VendorTarget {
