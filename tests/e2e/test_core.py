@@ -287,10 +287,10 @@ def test_health_and_metrics(gateway):
     assert httpx.get(gateway.base_url + "/health").json() == {"status": "ok"}
     gateway.client().chat.completions.create(model="gpt-4o-mini", messages=USER)
     text = gateway.metrics()
-    assert 'modelmux_requests_total{model="gpt-4o-mini",provider="openai-mock",target="openai-mock/gpt-4o-mini",status="200"}' in text
+    assert 'modelmux_requests_total{model="gpt-4o-mini",provider="openai-mock",status="200",target="openai-mock/gpt-4o-mini-2024-07-18"}' in text
     assert "modelmux_request_duration_seconds_bucket" in text
     assert 'modelmux_upstream_errors_total{kind="upstream_connect",provider="nowhere"}' in text
-    assert 'modelmux_tokens_total{model="gpt-4o-mini",provider="openai-mock",target="openai-mock/gpt-4o-mini",type="prompt"}' in text
+    assert 'modelmux_tokens_total{model="gpt-4o-mini",provider="openai-mock",target="openai-mock/gpt-4o-mini-2024-07-18",type="prompt"}' in text
     assert "sk-mock-openai" not in text and "sk-test" not in text
 
 

@@ -1,5 +1,9 @@
-"""Embeddings to OpenAI-speaking vendors (passed through), cached like chat answers; a vendor
-kind without embeddings here is a 400 naming the model."""
+"""Embeddings: passed through to OpenAI-speaking vendors and cached like chat answers; in each
+vendor's batch size to DashScope, Qianfan v1 and Gemini, order kept; a vendor kind without
+embeddings is a 400 naming the model."""
+
+import base64
+import struct
 
 import httpx
 import openai
@@ -16,7 +20,19 @@ metrics: {{listen: "127.0.0.1:{metrics}"}}
 providers:
   - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
   - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
+  - {{name: dashscope, kind: dashscope, base_url: "{mock.url("dashscope")}", api_key: sk-mock-dashscope}}
+  - name: qianfan
+    kind: qianfan
+    api_version: v1
+    base_url: "{mock.url("qianfan")}"
+    token_url: "{mock.url("qianfan")}/oauth/2.0/token"
+    client_id: mock-qianfan-ak
+    client_secret: mock-qianfan-sk
+  - {{name: gemini, kind: gemini, base_url: "{mock.url("gemini")}/v1beta", api_key: mock-gemini-key}}
 models:
+  text-embedding-v3: {{targets: [{{provider: dashscope, model: text-embedding-v3}}], retry: {{attempts: 1}}}}
+  embedding-v1: {{targets: [{{provider: qianfan, model: embedding-v1}}], retry: {{attempts: 1}}}}
+  gemini-embedding-001: {{targets: [{{provider: gemini, model: gemini-embedding-001}}], retry: {{attempts: 1}}}}
   text-embedding-3-small:
     targets: [{{provider: openai, model: text-embedding-3-small}}]
     cache: {{ttl: 10m}}
@@ -63,3 +79,52 @@ def test_a_vendor_without_embeddings_and_bad_input_are_400s(gw):
     r = httpx.post(gw.base_url + "/v1/embeddings", json={"model": "text-embedding-3-small"},
                    headers={"authorization": f"Bearer {DEMO_KEY}"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+
+
+TRANSLATED = [("text-embedding-v3", "dashscope", 10), ("embedding-v1", "qianfan", 16),
+              ("gemini-embedding-001", "gemini", 100)]
+
+
+@pytest.mark.parametrize("model,vendor,batch", TRANSLATED)
+def test_translated_vendors_batch_keep_order_and_count_usage(gw, mock, model, vendor, batch):
+    client = gw.client()
+    texts = [f"text number {i}" for i in range(batch * 2 + 3)]
+    mock.reset(vendor)
+    r = client.embeddings.create(model=model, input=texts)
+    assert r.model == model and [d.index for d in r.data] == list(range(len(texts)))
+    calls = mock.stats(vendor)["requests"]
+    assert calls >= 3  # split into the vendor's batch size (Qianfan adds a token fetch)
+    alone = client.embeddings.create(model=model, input=texts[batch + 1])
+    assert alone.data[0].embedding == r.data[batch + 1].embedding
+    assert r.usage.prompt_tokens == (0 if vendor == "gemini" else 3 * len(texts))
+    raw = httpx.post(gw.base_url + "/v1/embeddings", json={"model": model, "input": texts[:2],
+                     "encoding_format": "base64"}, headers={"authorization": f"Bearer {DEMO_KEY}"})
+    floats = struct.unpack(f"<{len(r.data[0].embedding)}f",
+                           base64.b64decode(raw.json()["data"][0]["embedding"]))
+    assert list(floats) == pytest.approx(r.data[0].embedding)
+
+
+def test_dimensions_go_to_vendors_that_take_them(gw):
+    client = gw.client()
+    assert len(client.embeddings.create(model="text-embedding-v3", input="x", dimensions=64).data[0].embedding) == 64
+    assert len(client.embeddings.create(model="gemini-embedding-001", input="x", dimensions=16).data[0].embedding) == 16
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="embedding-v1", input="x", dimensions=16)
+    assert e.value.body["param"] == "dimensions"
+
+
+@pytest.mark.parametrize("model,vendor,_batch", TRANSLATED)
+def test_vendor_errors_reach_the_client_as_openai_errors(gw, mock, model, vendor, _batch):
+    client = gw.client()
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model=model, input=["[[mock status=400]] bad"])
+    mock.set_fault(vendor, "status=500", times=1)
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            client.embeddings.create(model=model, input="x")
+        assert e.value.status_code >= 500 and e.value.body["type"] != "invalid_request_error"
+    finally:
+        mock.clear_fault(vendor)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=model, input=[[1, 2, 3]])
+    assert e.value.body["param"] == "input"
