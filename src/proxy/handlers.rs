@@ -116,7 +116,7 @@ impl Gateway {
     }
 
     /// Authenticates the caller and reads the body, answering in the client's API from here on.
-    async fn accept(
+    pub(super) async fn accept(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,

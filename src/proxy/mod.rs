@@ -35,6 +35,7 @@ use upstream::Upstreams;
 mod access_log;
 mod attempt;
 mod cached;
+pub(crate) mod compare;
 mod cors;
 mod finish;
 mod handlers;
@@ -60,6 +61,8 @@ pub(crate) struct Gateway {
     cache: Cache,
     /// None when the access log could not be opened (logged at start).
     access_log: Option<AccessLog>,
+    /// This process's own socket, for side-by-side compare.
+    local: compare::LocalRoute,
 }
 
 /// Per-request state. Labels are set only from configured names.
@@ -155,7 +158,8 @@ fn limits_url(config: &Config) -> Option<&crate::config::Secret> {
 }
 
 impl Gateway {
-    pub(crate) fn new(config: Arc<Config>, upstreams: Upstreams) -> Self {
+    /// `local_socket`: the Unix socket this gateway also listens on, for its own requests.
+    pub(crate) fn new(config: Arc<Config>, upstreams: Upstreams, local_socket: String) -> Self {
         let breakers = Breakers::new(config.breaker.clone());
         let limits_redis = limits_url(&config);
         let shared = limits_redis.and_then(SharedRedis::open);
@@ -184,6 +188,7 @@ impl Gateway {
                         .ok()
                 })
                 .flatten(),
+            local: compare::LocalRoute::new(local_socket),
         }
     }
 }

@@ -4,13 +4,14 @@ use super::Session;
 use bytes::Bytes;
 
 use super::respond::{write_empty, write_json};
-use super::{cors, Gateway, Handled, RequestCtx};
+use super::{compare, cors, Gateway, Handled, RequestCtx};
 use crate::api::models;
 use crate::error::{ErrorKind, GatewayError};
 use crate::traffic::auth;
 
-const KNOWN_PATHS: [&str; 7] = [
+const KNOWN_PATHS: [&str; 8] = [
     "/v1/chat/completions",
+    "/v1/compare",
     "/v1/completions",
     "/v1/embeddings",
     "/v1/images/generations",
@@ -20,6 +21,18 @@ const KNOWN_PATHS: [&str; 7] = [
 ];
 
 impl Gateway {
+    /// For a compare's per-model request (on this process's socket, with its secret): the
+    /// address of the client that asked for the compare.
+    fn compared_client(&self, session: &Session) -> Option<std::net::IpAddr> {
+        session.server_addr()?.as_unix()?;
+        let h = &session.req_header().headers;
+        let secret = h.get(compare::COMPARE_HEADER)?.as_bytes();
+        if secret != self.local.secret.as_bytes() {
+            return None;
+        }
+        h.get("x-forwarded-for")?.to_str().ok()?.trim().parse().ok()
+    }
+
     pub(super) async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let config = ctx.config.clone();
         let method = session.req_header().method.clone();
@@ -42,6 +55,9 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok()),
             &config.server.trusted_proxies,
         );
+        if let Some(ip) = self.compared_client(session) {
+            ctx.client_ip = Some(ip);
+        }
         ctx.common_headers = cors::cors_headers(&config.cors, origin);
         ctx.common_headers
             .push(("x-request-id", ctx.request_id.clone()));
@@ -75,6 +91,7 @@ impl Gateway {
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
             ("POST", "/v1/images/generations") => self.images(session, ctx).await,
+            ("POST", "/v1/compare") => self.compare(session, ctx).await,
             (_, p) if KNOWN_PATHS.contains(&p) => Err(GatewayError::new(
                 ErrorKind::MethodNotAllowed,
                 format!("{method} is not allowed on {path}."),

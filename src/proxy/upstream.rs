@@ -65,9 +65,41 @@ impl Upstreams {
         method: &str,
         req: &UpstreamRequest,
     ) -> GwResult<Exchange> {
-        let deadline = Instant::now() + timeouts.total;
         let addr = self.resolver.resolve(&endpoint.host, endpoint.port).await?;
         let peer = build_peer(endpoint, timeouts, ca, addr);
+        self.exchange(peer, endpoint, timeouts, method, req).await
+    }
+
+    /// Sends one request to this gateway itself over its Unix socket (side-by-side compare).
+    pub(crate) async fn send_local(
+        &self,
+        socket: &str,
+        timeouts: &Timeouts,
+        req: &UpstreamRequest,
+    ) -> GwResult<Exchange> {
+        let local = Endpoint {
+            tls: false,
+            host: "localhost".into(),
+            port: 80,
+            path_prefix: String::new(),
+        };
+        let mut peer =
+            HttpPeer::new_uds(socket, false, String::new()).map_err(|e| connect_error(&e))?;
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.write_timeout = Some(timeouts.idle);
+        peer.options.idle_timeout = Some(POOL_IDLE);
+        self.exchange(peer, &local, timeouts, "POST", req).await
+    }
+
+    async fn exchange(
+        &self,
+        peer: HttpPeer,
+        endpoint: &Endpoint,
+        timeouts: &Timeouts,
+        method: &str,
+        req: &UpstreamRequest,
+    ) -> GwResult<Exchange> {
+        let deadline = Instant::now() + timeouts.total;
         let mut fresh_only = false;
         loop {
             let (mut session, reused) = if fresh_only {

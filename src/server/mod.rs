@@ -1,6 +1,7 @@
 //! Assembles the Pingora server: the gateway service (HTTP or HTTPS), the reload triggers, the
 //! admin and metrics listeners and, when configured, the mock vendors in the same process.
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -54,14 +55,28 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
 
     let upstreams = Upstreams::new(&server.configuration);
     let config = Arc::new(config);
-    let gateway = Arc::new(Gateway::new(config.clone(), upstreams));
+    // The gateway's own requests (side-by-side compare) come back in on this socket, which
+    // only this user may open.
+    let local_socket = std::env::temp_dir()
+        .join(format!("modelmux-{}.sock", std::process::id()))
+        .to_string_lossy()
+        .into_owned();
+    let gateway = Arc::new(Gateway::new(
+        config.clone(),
+        upstreams,
+        local_socket.clone(),
+    ));
     let cert = config.server.tls.as_ref().map(|files| {
         Arc::new(ReloadableCert::new(files).unwrap_or_else(|e| {
             eprintln!("server.tls: {e}");
             std::process::exit(1)
         }))
     });
-    server.add_service(gateway_service(&config, gateway.clone(), cert.clone()));
+    let mut service = gateway_service(&config, gateway.clone(), cert.clone());
+    service.add_listener(
+        ListenerConfig::uds(local_socket).permissions(std::fs::Permissions::from_mode(0o600)),
+    );
+    server.add_service(service);
 
     let mut hooks: Vec<OnReload> = Vec::new();
     if let Some(cert) = cert {

@@ -231,6 +231,51 @@ impl<'a> ChatRequest<'a> {
 
     /// `own_members`: members this endpoint types differently from chat (images'
     /// `response_format` is a string), left to the endpoint's own check.
+    /// A side-by-side compare body: `models` (distinct names, at most `max`) and a chat body
+    /// without `model`. Returns the names and, for each, the chat body it takes (streams ask
+    /// for usage); the chat body is checked as a chat request is.
+    pub fn parse_compare(bytes: &[u8], max: usize) -> GwResult<(Vec<String>, bool, Vec<Vec<u8>>)> {
+        let body: RawObject = serde_json::from_slice(bytes).map_err(|e| {
+            if e.is_data() {
+                GatewayError::invalid("The request body must be a JSON object.", None)
+            } else {
+                invalid_json(e)
+            }
+        })?;
+        let bad_models = || {
+            GatewayError::invalid(
+                format!("'models' must be a list of 1 to {max} distinct model names."),
+                Some("models"),
+            )
+        };
+        let models: Vec<String> = body
+            .get("models")
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .ok_or_else(bad_models)?;
+        let distinct: std::collections::HashSet<&String> = models.iter().collect();
+        if models.is_empty() || models.len() > max || distinct.len() != models.len() {
+            return Err(bad_models());
+        }
+        let stream = body.get("stream").is_some_and(|v| v.get() == "true");
+        let usage_on: &[u8] = br#"{"include_usage":true}"#;
+        let bodies: Vec<Vec<u8>> = models
+            .iter()
+            .map(|m| {
+                let mut name = Vec::with_capacity(m.len() + 2);
+                write_json_str(m, &mut name);
+                let mut out = Vec::with_capacity(bytes.len() + 32);
+                let mut replace = vec![("model", name.as_slice())];
+                if stream {
+                    replace.push(("stream_options", usage_on));
+                }
+                body.write_with(&replace, &["models"], &mut out);
+                out
+            })
+            .collect();
+        ChatRequest::parse(&bodies[0])?;
+        Ok((models, stream, bodies))
+    }
+
     fn parse_with(
         bytes: &'a [u8],
         own_members: &[&str],
