@@ -31,8 +31,10 @@ ensure_build_tools() {
 ensure_test_services() {
   # The Redis-backed limits are tested against a real server the tests start themselves;
   # the HTTPS tests make their certificates with openssl; the metrics and the systemd unit are
-  # checked by the tools their users run (promtool from Debian's prometheus, systemd-analyze).
-  apt_install redis-server:redis-server openssl:openssl prometheus:promtool systemd:systemd-analyze
+  # checked by the tools their users run (promtool from Debian's prometheus, systemd-analyze);
+  # the console is tested in Debian's Chromium, driven by Playwright (no browser download).
+  apt_install redis-server:redis-server openssl:openssl prometheus:promtool systemd:systemd-analyze \
+    chromium:chromium
 }
 
 ensure_python_test_env() {

@@ -18,6 +18,7 @@
 pub(crate) mod admin;
 pub mod api;
 pub(crate) mod clock;
+pub mod codegen;
 pub mod config;
 pub mod error;
 pub(crate) mod http_app;
@@ -25,5 +26,7 @@ pub(crate) mod metrics;
 pub(crate) mod mock;
 pub mod providers;
 pub(crate) mod proxy;
+pub(crate) mod random;
 pub mod server;
+pub(crate) mod timeline;
 pub(crate) mod traffic;

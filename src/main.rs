@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use modelmux::{config, server};
+use modelmux::{codegen, config, server};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +31,17 @@ enum Command {
     Check {
         #[arg(short, long, default_value = "conf/modelmux.yaml")]
         config: String,
+    },
+    /// Print code for a request (curl, Python, Node, the YAML route) from the JSON the
+    /// console's playground builds: {"models", "prompt", "system", "params", "stream",
+    /// "base_url", "key_env", "routes"}.
+    Codegen {
+        /// The JSON file; `-` (the default) reads standard input.
+        #[arg(short, long, default_value = "-")]
+        file: String,
+        /// Only this one: curl, python, node or yaml.
+        #[arg(long)]
+        lang: Option<String>,
     },
     /// Run the mock vendors on loopback: OpenAI on base-port+1, Anthropic +2, DashScope +3,
     /// Qianfan +4, Gemini +5.
@@ -76,6 +87,52 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Codegen { file, lang } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            };
+            let code = text
+                .map_err(|e| format!("cannot read {file}: {e}"))
+                .and_then(|t| serde_json::from_str::<codegen::Spec>(&t).map_err(|e| e.to_string()))
+                .and_then(|spec| codegen::generate(&spec));
+            match (code, lang.as_deref()) {
+                (Err(e), _) => {
+                    eprintln!("codegen: {e}");
+                    ExitCode::FAILURE
+                }
+                (Ok(c), None) => {
+                    println!(
+                        "# curl\n{}\n# Python\n{}\n# Node\n{}\n# YAML\n{}",
+                        c.curl, c.python, c.node, c.yaml
+                    );
+                    ExitCode::SUCCESS
+                }
+                (Ok(c), Some(lang)) => match lang {
+                    "curl" => {
+                        print!("{}", c.curl);
+                        ExitCode::SUCCESS
+                    }
+                    "python" => {
+                        print!("{}", c.python);
+                        ExitCode::SUCCESS
+                    }
+                    "node" => {
+                        print!("{}", c.node);
+                        ExitCode::SUCCESS
+                    }
+                    "yaml" => {
+                        print!("{}", c.yaml);
+                        ExitCode::SUCCESS
+                    }
+                    other => {
+                        eprintln!("codegen: unknown language `{other}` (curl, python, node, yaml)");
+                        ExitCode::FAILURE
+                    }
+                },
+            }
+        }
         Command::Serve { config, upgrade } => {
             init_logging();
             match config::load_file(&config) {

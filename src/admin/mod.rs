@@ -1,180 +1,243 @@
-//! The admin listener: `POST /admin/reload`, `GET /admin/status`, `GET /admin/config`. Off
-//! unless `admin:` is configured; it listens on its own address only, never on the public one,
-//! and every request needs the admin key (compared in constant time).
+//! The admin listener: the JSON API under `/admin/` and the console (its page, and the
+//! `/console/api/` it calls). Off unless `admin:` is configured; it listens on its own address
+//! only, never on the public one. Every API request needs the admin key, or a console session
+//! (signed in with that key) whose state-changing requests echo the session's CSRF token.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, LimitsBackend, ModelAccess, Period};
 use crate::http_app;
 use crate::proxy::Gateway;
 
+mod api;
+mod console;
 pub(crate) mod reload;
+mod sessions;
 
 use reload::Reloader;
+use sessions::Sessions;
+
+/// The most a request to the admin listener may carry (a config file edit).
+const MAX_BODY: usize = 4 * 1024 * 1024;
 
 pub(crate) struct Admin {
-    pub(crate) gateway: Arc<Gateway>,
-    pub(crate) reloader: Arc<Reloader>,
+    gateway: Arc<Gateway>,
+    reloader: Arc<Reloader>,
+    sessions: Sessions,
+}
+
+/// What an admin request gets.
+enum Reply {
+    Json {
+        status: u16,
+        body: Value,
+        headers: Vec<(String, String)>,
+    },
+    Asset {
+        content_type: &'static str,
+        body: &'static [u8],
+    },
+    /// Already written (a stream); whether the connection may be reused.
+    Written(bool),
+}
+
+impl From<(u16, Value)> for Reply {
+    fn from((status, body): (u16, Value)) -> Self {
+        Reply::Json {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
 }
 
 fn error(status: u16, kind: &str, message: &str) -> (u16, Value) {
     (status, json!({"error": {"type": kind, "message": message}}))
 }
 
+/// Who is calling.
+enum Caller {
+    /// With the admin key itself (scripts, `curl`).
+    Key,
+    /// A console session: its cookie token and CSRF token.
+    Session { token: String, csrf: String },
+}
+
 impl Admin {
-    /// The admin key of the config now in force (a reload can change it).
-    fn authorized(&self, http: &ServerSession) -> bool {
+    pub(crate) fn new(gateway: Arc<Gateway>, reloader: Arc<Reloader>) -> Self {
+        Admin {
+            gateway,
+            reloader,
+            sessions: Sessions::default(),
+        }
+    }
+
+    fn admin_key_is(&self, presented: &[u8]) -> bool {
+        // The key of the config now in force (a reload can change it).
         let config = self.gateway.config();
-        let Some(admin) = &config.admin else {
-            return false;
-        };
+        config
+            .admin
+            .as_ref()
+            .is_some_and(|a| bool::from(a.key.expose().as_bytes().ct_eq(presented)))
+    }
+
+    fn caller(&self, http: &ServerSession) -> Option<Caller> {
         let h = &http.req_header().headers;
         let presented = crate::traffic::auth::presented_key(
             h.get("authorization").map(|v| v.as_bytes()),
             h.get("x-api-key").map(|v| v.as_bytes()),
         );
-        presented.is_some_and(|p| bool::from(admin.key.expose().as_bytes().ct_eq(p)))
+        if presented.is_some_and(|p| self.admin_key_is(p)) {
+            return Some(Caller::Key);
+        }
+        let cookie = h.get("cookie").and_then(|v| v.to_str().ok())?;
+        let token = sessions::cookie_token(cookie)?;
+        let csrf = self.sessions.csrf(token)?;
+        Some(Caller::Session {
+            token: token.to_string(),
+            csrf,
+        })
     }
 
-    async fn answer(&self, http: &ServerSession) -> (u16, Value) {
+    async fn route(&self, http: &mut ServerSession, body: Bytes) -> Reply {
         let method = http.req_header().method.as_str().to_string();
         let path = http.req_header().uri.path().to_string();
-        if !self.authorized(http) {
+        match (method.as_str(), path.as_str()) {
+            ("GET", p) if console::assets::find(p).is_some() => {
+                let (content_type, body) = console::assets::find(p).expect("checked");
+                return Reply::Asset { content_type, body };
+            }
+            ("POST", "/console/login") => return self.login(&body),
+            _ => {}
+        }
+        let Some(caller) = self.caller(http) else {
             return error(
                 401,
                 "authentication_error",
                 "The admin key is missing or wrong.",
-            );
+            )
+            .into();
+        };
+        if method != "GET" {
+            if let Err(e) = cross_site_check(http, &caller) {
+                return e.into();
+            }
         }
-        match (method.as_str(), path.as_str()) {
-            ("POST", "/admin/reload") => {
-                let reloader = self.reloader.clone();
-                match tokio::task::spawn_blocking(move || reloader.reload()).await {
-                    Ok(Ok(done)) => (
-                        200,
-                        json!({
-                            "status": "reloaded",
-                            "providers": done.config.providers.len(),
-                            "models": done.config.models.len(),
-                            "keys": done.config.keys.len(),
-                            "warnings": done.warnings,
-                        }),
-                    ),
-                    Ok(Err(problems)) => (
-                        400,
-                        json!({"error": {
-                            "type": "invalid_config",
-                            "message": "The config file has problems; the running config is unchanged.",
-                            "problems": problems.0.iter()
-                                .map(|p| json!({"path": p.path, "message": p.message}))
-                                .collect::<Vec<_>>(),
-                        }}),
-                    ),
-                    Err(_) => error(500, "server_error", "The reload failed."),
-                }
+        if path.starts_with("/admin/") {
+            return self.api(&method, &path).await.into();
+        }
+        if let ("POST", "/console/logout", Caller::Session { token, .. }) =
+            (method.as_str(), path.as_str(), &caller)
+        {
+            self.sessions.end(token);
+            return Reply::Json {
+                status: 200,
+                body: json!({"signed_out": true}),
+                headers: vec![("set-cookie".into(), sessions::clear_cookie())],
+            };
+        }
+        if let Some(api) = path.strip_prefix("/console/api/") {
+            if let ("GET", "session", Caller::Session { csrf, .. }) =
+                (method.as_str(), api, &caller)
+            {
+                return (200, json!({"csrf": csrf})).into();
             }
-            ("GET", "/admin/status") => (
-                200,
-                serde_json::to_value(self.gateway.status()).unwrap_or(Value::Null),
-            ),
-            ("GET", "/admin/config") => (200, effective_config(&self.gateway.config())),
-            (_, "/admin/reload" | "/admin/status" | "/admin/config") => {
-                error(405, "invalid_request_error", "Method not allowed.")
-            }
-            _ => error(404, "invalid_request_error", "Unknown admin path."),
+            return self.console(http, &method, api, &body).await;
+        }
+        error(404, "invalid_request_error", "Unknown admin path.").into()
+    }
+
+    /// `POST /console/login {"key"}`: a session for the admin key.
+    fn login(&self, body: &[u8]) -> Reply {
+        #[derive(Deserialize)]
+        struct Login {
+            key: String,
+        }
+        let key = serde_json::from_slice::<Login>(body).map(|l| l.key);
+        if !key.is_ok_and(|k| self.admin_key_is(k.as_bytes())) {
+            return error(401, "authentication_error", "That is not the admin key.").into();
+        }
+        let started = self.sessions.start();
+        Reply::Json {
+            status: 200,
+            body: json!({"csrf": started.csrf}),
+            headers: vec![("set-cookie".into(), sessions::set_cookie(&started.token))],
         }
     }
 }
+
+/// A state-changing request from a console session must carry the session's CSRF token and,
+/// when the browser names an origin, come from the console's own.
+fn cross_site_check(http: &ServerSession, caller: &Caller) -> Result<(), (u16, Value)> {
+    let Caller::Session { csrf, .. } = caller else {
+        return Ok(());
+    };
+    let h = &http.req_header().headers;
+    let forbidden = |m| error(403, "permission_error", m);
+    let sent = h.get(sessions::CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !sent.is_some_and(|s| sessions::same(s, csrf)) {
+        return Err(forbidden("The request lacks the console's CSRF token."));
+    }
+    let host = h.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(origin) = h.get("origin").and_then(|v| v.to_str().ok()) {
+        let own = [format!("http://{host}"), format!("https://{host}")];
+        if !own.iter().any(|o| o == origin) {
+            return Err(forbidden("Cross-site requests are not accepted."));
+        }
+    }
+    Ok(())
+}
+
+/// What every console page and answer carries: no framing, no third-party anything.
+const PAGE_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+];
 
 #[async_trait]
 impl http_app::Handler for Admin {
     async fn handle(&self, http: &mut ServerSession) -> bool {
-        if http_app::read_body(http, 64 * 1024).await.is_err() {
-            return false;
-        }
-        let (status, body) = self.answer(http).await;
-        let headers = [("content-type".to_string(), "application/json".to_string())];
-        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        http_app::respond(http, status, &headers, body)
-            .await
-            .is_ok()
+        let body = match http_app::read_body(http, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => return false,
+        };
+        let reply = self.route(http, body).await;
+        let mut headers: Vec<(String, String)> = PAGE_HEADERS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let body = match reply {
+            Reply::Written(reusable) => return reusable,
+            Reply::Asset { content_type, body } => {
+                headers.push(("content-type".into(), content_type.into()));
+                headers.push(("cache-control".into(), "no-cache".into()));
+                Bytes::from_static(body)
+            }
+            Reply::Json {
+                status,
+                body,
+                headers: extra,
+            } => {
+                headers.push(("content-type".into(), "application/json".into()));
+                headers.push(("cache-control".into(), "no-store".into()));
+                headers.extend(extra);
+                let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+                return http_app::respond(http, status, &headers, body)
+                    .await
+                    .is_ok();
+            }
+        };
+        http_app::respond(http, 200, &headers, body).await.is_ok()
     }
-}
-
-const MASKED: &str = "***";
-
-/// The config in force, as JSON, with every credential masked.
-fn effective_config(c: &Config) -> Value {
-    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    json!({
-        "server": {
-            "listen": c.server.listen,
-            "threads": c.server.threads,
-            "max_body_bytes": c.server.max_body_bytes,
-            "max_header_bytes": c.server.max_header_bytes,
-            "watch_config": c.server.watch_config,
-            "trusted_proxies": c.server.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "tls": c.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
-            "clients": {
-                "header_timeout": d(c.server.clients.header_timeout),
-                "body_timeout": d(c.server.clients.body_timeout),
-                "write_timeout": d(c.server.clients.write_timeout),
-                "drain_timeout": d(c.server.clients.drain_timeout),
-                "keepalive": d(c.server.clients.keepalive),
-                "max_connections": c.server.clients.max_connections,
-            },
-        },
-        "metrics": {"listen": c.metrics_listen},
-        "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen, "key": MASKED})),
-        "providers": c.providers.iter().map(|p| json!({
-            "name": p.name,
-            "kind": p.vendor.kind(),
-            "base_url": format!("{}://{}{}", if p.endpoint.tls { "https" } else { "http" }, p.endpoint.authority(), p.endpoint.path_prefix),
-            "api_key": p.api_key.as_ref().map(|_| MASKED),
-            "max_in_flight": p.max_in_flight,
-            "timeouts": {
-                "connect": d(p.timeouts.connect),
-                "first_byte": d(p.timeouts.first_byte),
-                "idle": d(p.timeouts.idle),
-                "total": d(p.timeouts.total),
-            },
-        })).collect::<Vec<_>>(),
-        "models": c.models.iter().map(|m| (m.name.clone(), json!({
-            "targets": m.targets.iter().map(|t| json!({
-                "provider": t.provider.name, "model": t.model, "weight": t.weight, "priority": t.priority,
-            })).collect::<Vec<_>>(),
-            "retry": {"attempts": m.retry.attempts, "deadline": d(m.retry.deadline)},
-            "limits": {"rpm": m.limits.rpm, "tpm": m.limits.tpm},
-            "price": m.price.map(|p| json!({"prompt": p.prompt, "completion": p.completion})),
-            "redact_pii": m.redact_pii,
-            "log_bodies": m.log_bodies,
-        }))).collect::<serde_json::Map<_, _>>(),
-        "keys": c.keys.iter().map(|k| json!({
-            "name": k.name,
-            "key": MASKED,
-            "models": match &k.models {
-                ModelAccess::All => json!(["*"]),
-                ModelAccess::Only(set) => { let mut v: Vec<_> = set.iter().collect(); v.sort(); json!(v) }
-            },
-            "limits": {"rpm": k.limits.rpm, "tpm": k.limits.tpm},
-            "budget": k.budget.as_ref().map(|b| json!({
-                "tokens": b.tokens, "cost": b.cost,
-                "period": match b.period { Period::Day => "day", Period::Month => "month", Period::Total => "total" },
-            })),
-            "allow_ips": k.allow_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "expires_at": k.expires_at,
-        })).collect::<Vec<_>>(),
-        "limits": match &c.limits_backend {
-            LimitsBackend::Local => json!({"backend": "local"}),
-            LimitsBackend::Redis { prefix, .. } => json!({"backend": "redis", "redis_url": MASKED, "prefix": prefix}),
-        },
-        "log": {"format": format!("{:?}", c.log.format).to_lowercase(), "path": c.log.path},
-        "cors": {"allow_origins": c.cors.allow_origins, "max_age": c.cors.max_age_secs},
-    })
 }

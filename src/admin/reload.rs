@@ -42,6 +42,11 @@ impl Reloader {
         }
     }
 
+    /// The config file this reloads.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
     pub(crate) fn reload(&self) -> Result<Reloaded, Problems> {
         let _one = self.running.lock().expect("reload lock is never poisoned");
         let result = config::load_file(&self.path);

@@ -151,9 +151,15 @@ impl Gateway {
                 Outcome::Rejected(e) => return Err(Stop::Reply(e)),
                 Outcome::ClientGone(e) => return Err(Stop::Downstream(e)),
                 Outcome::TargetFailed(e) if session.response_written().is_some() => {
-                    return Err(Stop::Reply(e))
+                    let target = ctx.target().unwrap_or_default();
+                    self.timeline.note_error(target, &e.to_string());
+                    return Err(Stop::Reply(e));
                 }
-                Outcome::TargetFailed(e) => last = Some(e),
+                Outcome::TargetFailed(e) => {
+                    let target = ctx.target().unwrap_or_default();
+                    self.timeline.note_error(target, &e.to_string());
+                    last = Some(e)
+                }
             }
         }
         Err(last

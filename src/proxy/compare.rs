@@ -34,9 +34,7 @@ impl LocalRoute {
     pub(crate) fn new(socket: String) -> Self {
         LocalRoute {
             socket,
-            secret: std::iter::repeat_with(fastrand::alphanumeric)
-                .take(32)
-                .collect(),
+            secret: crate::random::token(),
         }
     }
 }
@@ -88,6 +86,28 @@ impl Gateway {
         let body = Bytes::from(serde_json::to_vec(&reply).expect("json serializes"));
         write_json(session, 200, body, &ctx.success_headers()).await?;
         Ok(())
+    }
+
+    /// A chat or compare request to this gateway's own API as the client key `key` (the
+    /// console's playground), from loopback.
+    pub(crate) async fn call_self(
+        &self,
+        path: &str,
+        key: &str,
+        body: Bytes,
+    ) -> crate::error::GwResult<Exchange> {
+        let request = UpstreamRequest {
+            path_and_query: path.to_string(),
+            headers: vec![
+                (COMPARE_HEADER, self.local.secret.clone()),
+                ("authorization", format!("Bearer {key}")),
+                ("x-forwarded-for", "127.0.0.1".into()),
+            ],
+            body,
+        };
+        self.upstreams
+            .send_local(&self.local.socket, &INNER, &request)
+            .await
     }
 
     /// What each per-model request carries: the caller's key as it was presented, its

@@ -19,6 +19,11 @@ impl Gateway {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         let elapsed = ctx.start.elapsed();
         record_metrics(ctx, status, elapsed);
+        if let Some(target) = ctx.target() {
+            let failed = status >= 500 || ctx.upstream_error.is_some();
+            let ttft = ctx.first_token.map(|t| t.duration_since(ctx.start));
+            self.timeline.record(target, failed, elapsed, ttft);
+        }
         // What the request used: the vendor's count, or, for a stream cut before its usage
         // came, what reached the client; so hanging up early is not a way around the budget.
         let used = ctx.usage.or_else(|| {

@@ -63,6 +63,8 @@ pub(crate) struct Gateway {
     access_log: Option<AccessLog>,
     /// This process's own socket, for side-by-side compare.
     local: compare::LocalRoute,
+    /// Each target's last minutes, for the console.
+    timeline: crate::timeline::Timeline,
 }
 
 /// Per-request state. Labels are set only from configured names.
@@ -189,6 +191,7 @@ impl Gateway {
                 })
                 .flatten(),
             local: compare::LocalRoute::new(local_socket),
+            timeline: Default::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::Gateway;
 use crate::config::{Config, Limits};
 use crate::metrics;
+use crate::timeline::TargetTimeline;
 
 #[derive(Serialize)]
 pub(crate) struct Status {
@@ -35,6 +36,8 @@ struct TargetStatus {
     failures: u64,
     error_rate: f64,
     latency_ms: f64,
+    /// The last five minutes: percentiles, sparkline points, the last error.
+    recent: TargetTimeline,
 }
 
 #[derive(Serialize)]
@@ -99,6 +102,7 @@ impl Gateway {
                                 b.failed as f64 / requests as f64
                             },
                             latency_ms: (b.latency_ms * 10.0).round() / 10.0,
+                            recent: self.timeline.snapshot(&format!("{}/{}", p.name, t.model)),
                         });
                     }
                 }

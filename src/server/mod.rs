@@ -101,7 +101,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     triggers.threads = Some(1);
     server.add_service(triggers);
     if let Some(admin) = &config.admin {
-        let app = http_app::PlainHttp(Admin { gateway, reloader });
+        let app = http_app::PlainHttp(Admin::new(gateway, reloader));
         let mut svc = Service::new("admin".to_string(), app);
         svc.add_tcp(&admin.listen);
         svc.threads = Some(1);

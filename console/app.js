@@ -1,0 +1,438 @@
+// The modelmux console: plain modules, no framework, no build step, nothing fetched from
+// elsewhere. Every text from the gateway is put in the page as text, never as HTML.
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+let csrf = null;
+let overview = null;
+
+async function api(method, path, body) {
+  const headers = {};
+  if (method !== "GET") {
+    headers["content-type"] = "application/json";
+    if (csrf) headers["x-csrf-token"] = csrf;
+  }
+  const r = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin"});
+  const data = await r.json().catch(() => ({}));
+  return {status: r.status, ok: r.ok, data};
+}
+
+// --- sign-in ------------------------------------------------------------------------------------
+
+async function start() {
+  const s = await api("GET", "/console/api/session");
+  if (s.ok) {
+    csrf = s.data.csrf;
+    return showApp();
+  }
+  $("#login").hidden = false;
+  $("#app").hidden = true;
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const r = await api("POST", "/console/login", {key: $("#login-key").value});
+  if (!r.ok) {
+    $("#login-error").textContent = r.data?.error?.message || "Sign-in failed.";
+    return;
+  }
+  csrf = r.data.csrf;
+  $("#login-key").value = "";
+  $("#login-error").textContent = "";
+  showApp();
+});
+
+$("#logout").addEventListener("click", async () => {
+  await api("POST", "/console/logout");
+  csrf = null;
+  location.reload();
+});
+
+async function showApp() {
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  overview = (await api("GET", "/console/api/overview")).data;
+  buildPlayground();
+  refreshStatus();
+  setInterval(refreshStatus, 2000);
+  loadRoutes();
+}
+
+for (const b of $$("header .tab")) {
+  b.addEventListener("click", () => {
+    for (const t of $$("header .tab")) t.classList.toggle("active", t === b);
+    for (const p of $$(".tab-page")) p.hidden = p.id !== `tab-${b.dataset.tab}`;
+  });
+}
+
+// --- status -------------------------------------------------------------------------------------
+
+const fmt = (v, unit = "") => (v === null || v === undefined ? "–" : `${Math.round(v * 10) / 10}${unit}`);
+
+function sparkline(points, key, cls, max) {
+  const w = 120, h = 26;
+  const values = points.map((p) => p[key] ?? 0);
+  const top = max ?? Math.max(1, ...values);
+  const coords = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * w},${h - 2 - (v / top) * (h - 4)}`).join(" ");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("class", cls);
+  line.setAttribute("points", coords);
+  svg.append(line);
+  return svg;
+}
+
+const openErrors = new Set();
+
+async function refreshStatus() {
+  const r = await api("GET", "/admin/status");
+  if (!r.ok) return;
+  const s = r.data;
+  const root = $("#status-providers");
+  root.replaceChildren(...s.providers.map((p) => {
+    const rows = p.targets.map((t) => {
+      const id = `${p.name}/${t.model}`;
+      const recent = t.recent;
+      const last = recent.last_error;
+      const errorRow = el("tr", {class: "last-error"}, el("td", {colspan: 9},
+        last ? `${new Date(last.at * 1000).toLocaleTimeString()}: ${last.message}` : "No error in this process's memory."));
+      errorRow.hidden = !openErrors.has(id);
+      const toggle = el("button", {class: "quiet", onclick: () => {
+        openErrors.has(id) ? openErrors.delete(id) : openErrors.add(id);
+        errorRow.hidden = !openErrors.has(id);
+      }}, last ? "last error" : "no errors");
+      return [el("tr", {"data-target": id},
+        el("td", {}, t.model, el("div", {class: "muted"}, t.serves.join(", "))),
+        el("td", {}, el("span", {class: `badge ${t.breaker}`}, t.breaker)),
+        el("td", {}, String(t.in_flight)),
+        el("td", {}, String(recent.requests)),
+        el("td", {}, fmt(recent.error_rate * 100, "%")),
+        el("td", {}, `${fmt(recent.p50_ms, " ms")} / ${fmt(recent.p99_ms, " ms")}`),
+        el("td", {}, `${fmt(recent.ttft_p50_ms, " ms")} / ${fmt(recent.ttft_p99_ms, " ms")}`),
+        el("td", {}, sparkline(recent.series, "p50_ms", "lat"), sparkline(recent.series, "error_rate", "err", 1)),
+        el("td", {}, toggle)), errorRow];
+    });
+    return el("div", {class: "provider card"},
+      el("h2", {}, p.name, el("span", {class: "muted"}, `${p.kind}, at most ${p.max_in_flight} in flight`)),
+      el("table", {}, el("thead", {}, el("tr", {}, ...["target", "breaker", "in flight", "requests", "errors", "p50 / p99", "first token p50 / p99", "latency · errors", ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows.flat())));
+  }));
+  const limits = [...s.keys.map((k) => ["key", k]), ...s.models.map((m) => ["model", m])]
+    .filter(([, l]) => l.rpm !== null || l.tpm !== null);
+  const none = el("tr", {}, el("td", {colspan: 6, class: "muted"}, "No key or model has a rate limit."));
+  $("#status-limits tbody").replaceChildren(...(limits.length ? limits.map(([scope, l]) => el("tr", {},
+    el("td", {}, scope), el("td", {}, l.name), el("td", {}, fmt(l.rpm)), el("td", {}, fmt(l.remaining_requests)),
+    el("td", {}, fmt(l.tpm)), el("td", {}, fmt(l.remaining_tokens)))) : [none]));
+  $("#status-updated").textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+}
+
+// --- playground ---------------------------------------------------------------------------------
+
+const VENDORS = {openai: "OpenAI", anthropic: "Anthropic", dashscope: "Alibaba DashScope", qianfan: "Baidu Qianfan",
+  gemini: "Google Gemini", openai_compatible: "OpenAI-compatible"};
+const PARAMS = ["temperature", "max_tokens", "top_p", "stop", "seed"];
+let codeLang = "curl";
+let lastCode = null;
+
+function buildPlayground() {
+  $("#pg-key").replaceChildren(...overview.keys.map((k) => el("option", {value: k}, k)));
+  $("#pg-form").addEventListener("input", formChanged);
+  $("#pg-form").addEventListener("change", formChanged);
+  $("#pg-preview-model").addEventListener("change", refreshVendorPreview);
+  $("#pg-form").addEventListener("submit", (ev) => { ev.preventDefault(); send(); });
+  for (const b of $$(".code-tabs .tab")) {
+    b.addEventListener("click", () => {
+      codeLang = b.dataset.lang;
+      for (const t of $$(".code-tabs .tab")) t.classList.toggle("active", t === b);
+      showCode();
+    });
+  }
+  $("#code-copy").addEventListener("click", () => navigator.clipboard?.writeText($("#code").textContent));
+  buildPlaygroundGroups(new Set(overview.models.slice(0, 1).map((m) => m.name)));
+}
+
+function checkedModels() {
+  return $$("#pg-models input:checked").map((i) => i.value);
+}
+
+function params() {
+  const out = {};
+  for (const p of PARAMS) {
+    if (!$(`#on-${p}`).checked) continue;
+    const raw = $(`#p-${p}`).value;
+    if (p === "stop") out.stop = raw.split(",").map((s) => s.trim()).filter(Boolean);
+    else if (p === "max_tokens" || p === "seed") out[p] = parseInt(raw, 10);
+    else out[p] = parseFloat(raw);
+  }
+  return out;
+}
+
+function messages() {
+  const m = [];
+  const system = $("#pg-system").value.trim();
+  if (system) m.push({role: "system", content: system});
+  m.push({role: "user", content: $("#pg-prompt").value});
+  return m;
+}
+
+/// The body the playground sends: a compare over the checked models, streamed.
+function requestBody() {
+  return {models: checkedModels(), messages: messages(), ...params(), stream: true};
+}
+
+let previewTimer = null;
+
+function formChanged() {
+  for (const p of ["temperature", "top_p"]) $(`#v-${p}`).textContent = $(`#p-${p}`).value;
+  for (const p of PARAMS) $(`#p-${p}`).disabled = !$(`#on-${p}`).checked;
+  $("#pg-request").textContent = JSON.stringify(requestBody(), null, 2);
+  const models = checkedModels();
+  const select = $("#pg-preview-model");
+  const keep = select.value;
+  select.replaceChildren(...models.map((m) => el("option", {value: m}, m)));
+  if (models.includes(keep)) select.value = keep;
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(() => { refreshVendorPreview(); refreshCode(); }, 150);
+}
+
+async function refreshVendorPreview() {
+  const model = $("#pg-preview-model").value;
+  const root = $("#pg-vendor");
+  if (!model) return root.replaceChildren(el("p", {class: "muted"}, "Check a model."));
+  const r = await api("POST", "/console/api/preview", {model, messages: messages(), ...params()});
+  if (!r.ok) return root.replaceChildren(el("p", {class: "error"}, r.data?.error?.message || "No preview."));
+  root.replaceChildren(...r.data.targets.map((t) => el("div", {class: "vendor-preview", "data-kind": t.kind},
+    el("p", {}, el("strong", {}, t.target), ` (${t.kind}) `, t.url ? el("code", {}, `${t.method} ${t.url}`) : ""),
+    t.error ? el("p", {class: "error"}, t.error) : el("pre", {}, JSON.stringify(t.body, null, 2)))));
+}
+
+async function refreshCode() {
+  const models = checkedModels();
+  if (!models.length) return;
+  const routes = Object.fromEntries(overview.models.filter((m) => models.includes(m.name)).map((m) => [m.name, m.route]));
+  const r = await api("POST", "/console/api/code", {base_url: overview.base_url, models, system: $("#pg-system").value.trim() || null,
+    prompt: $("#pg-prompt").value, params: params(), stream: false, routes});
+  if (r.ok) {
+    lastCode = r.data;
+    showCode();
+  }
+}
+
+function showCode() {
+  $("#code").textContent = lastCode ? lastCode[codeLang] : "";
+}
+
+async function send() {
+  const body = requestBody();
+  if (!body.models.length) return;
+  const cards = {};
+  const price = Object.fromEntries(overview.models.map((m) => [m.name, m.price]));
+  $("#pg-answers").replaceChildren(...body.models.map((m) => {
+    cards[m] = {text: el("div", {class: "text"}), stats: el("div", {class: "stats"}, "waiting…")};
+    return el("div", {class: "answer", "data-model": m}, el("h3", {}, m), cards[m].text, cards[m].stats);
+  }));
+  $("#pg-send").disabled = true;
+  try {
+    const r = await fetch("/console/api/playground", {method: "POST", credentials: "same-origin",
+      headers: {"content-type": "application/json", "x-csrf-token": csrf},
+      body: JSON.stringify({key: $("#pg-key").value, body})});
+    if (!r.ok || !r.body) {
+      const err = await r.json().catch(() => ({}));
+      for (const c of Object.values(cards)) c.stats.textContent = err?.error?.message || `HTTP ${r.status}`;
+      return;
+    }
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, {stream: true});
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const event = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (!data || data === "[DONE]") continue;
+        onEvent(JSON.parse(data), cards, price);
+      }
+    }
+  } finally {
+    $("#pg-send").disabled = false;
+  }
+}
+
+function onEvent(e, cards, price) {
+  const card = cards[e.model];
+  if (!card) return;
+  if (e.object === "compare.result") {
+    const answer = card.text.parentElement;
+    if (e.error) {
+      answer.classList.add("failed");
+      card.stats.textContent = `${e.error.message || "error"} (${e.error.status ?? ""})`;
+      return;
+    }
+    answer.classList.add("done");
+    const u = e.usage || {};
+    const p = price[e.model];
+    const cost = p && u.prompt_tokens !== undefined
+      ? ` · $${((u.prompt_tokens * p.prompt + u.completion_tokens * p.completion) / 1e6).toFixed(6)}` : "";
+    card.stats.textContent = `first token ${e.ttft_ms ?? "–"} ms · ${e.latency_ms} ms · ${u.prompt_tokens ?? "?"} prompt + ${u.completion_tokens ?? "?"} completion tokens${cost}`;
+    card.stats.dataset.tokens = u.completion_tokens ?? "";
+    return;
+  }
+  const delta = e.choices?.[0]?.delta;
+  if (delta?.content) card.text.append(delta.content);
+}
+
+// --- routes ---------------------------------------------------------------------------------------
+
+let routes = {};
+
+async function loadRoutes() {
+  const r = await api("GET", "/console/api/routes");
+  if (!r.ok) return;
+  $("#routes-path").textContent = r.data.path;
+  $("#routes-yaml").value = r.data.yaml;
+  routes = r.data.models || {};
+  renderRoutesForm([]);
+}
+
+const fieldPath = (name, rest) => `models.${name}${rest}`;
+
+function input(path, value, onchange, cls = "", type = "text") {
+  return el("input", {type, class: cls, value: value ?? "", "data-path": path, onchange: (ev) => onchange(ev.target.value)});
+}
+
+function num(v) {
+  return v === "" ? undefined : Number(v);
+}
+
+function renderRoutesForm(problems) {
+  const providers = overview.providers.map((p) => p.name);
+  const blocks = Object.entries(routes).map(([name, m]) => {
+    m.targets ??= [];
+    const rename = (v) => {
+      if (!v || v === name || routes[v]) return;
+      routes = Object.fromEntries(Object.entries(routes).map(([k, x]) => [k === name ? v : k, x]));
+      formEdited();
+    };
+    const targets = m.targets.map((t, i) => el("div", {class: "row"},
+      el("select", {"data-path": fieldPath(name, `.targets[${i}].provider`), onchange: (ev) => { t.provider = ev.target.value; formEdited(); }},
+        // A provider the config lacks stays shown (and flagged by the check), never swapped.
+        [...new Set([...providers, t.provider])].map((p) => el("option", {value: p, selected: p === t.provider}, p))),
+      input(fieldPath(name, `.targets[${i}].model`), t.model, (v) => { t.model = v; formEdited(); }),
+      el("label", {}, "weight"), input(fieldPath(name, `.targets[${i}].weight`), t.weight, (v) => { t.weight = num(v); formEdited(); }, "small", "number"),
+      el("label", {}, "priority"), input(fieldPath(name, `.targets[${i}].priority`), t.priority, (v) => { t.priority = num(v); formEdited(); }, "small", "number"),
+      el("button", {class: "quiet", type: "button", onclick: () => { m.targets.splice(i, 1); formEdited(); }}, "×")));
+    const limits = (m.limits ??= {});
+    const timeouts = (m.timeouts ??= {});
+    const setOpt = (obj, k, v) => { if (v === "" || v === undefined) delete obj[k]; else obj[k] = v; formEdited(); };
+    return el("div", {class: "route", "data-model": name},
+      el("div", {class: "row"}, el("strong", {}, "model"), input(fieldPath(name, ""), name, rename, "model-name"),
+        el("button", {class: "quiet", type: "button", onclick: () => { delete routes[name]; formEdited(); }}, "remove")),
+      targets,
+      el("button", {class: "quiet", type: "button", onclick: () => { m.targets.push({provider: providers[0], model: ""}); formEdited(); }}, "+ target"),
+      el("div", {class: "row"},
+        el("label", {}, "rpm"), input(fieldPath(name, ".limits.rpm"), limits.rpm, (v) => setOpt(limits, "rpm", num(v)), "small", "number"),
+        el("label", {}, "tpm"), input(fieldPath(name, ".limits.tpm"), limits.tpm, (v) => setOpt(limits, "tpm", num(v)), "small", "number"),
+        el("label", {}, "first byte"), input(fieldPath(name, ".timeouts.first_byte"), timeouts.first_byte, (v) => setOpt(timeouts, "first_byte", v), "small"),
+        el("label", {}, "total"), input(fieldPath(name, ".timeouts.total"), timeouts.total, (v) => setOpt(timeouts, "total", v), "small"),
+        el("label", {}, "cache ttl"), input(fieldPath(name, ".cache.ttl"), m.cache?.ttl, (v) => { if (v) m.cache = {...(m.cache || {}), ttl: v}; else delete m.cache; formEdited(); }, "small")),
+      el("div", {class: "problem", "data-problems": name}));
+  });
+  $("#routes-form").replaceChildren(...blocks);
+  showProblems(problems);
+}
+
+/// Each problem at its field when the form has one, else at its model, else above the form.
+function showProblems(problems) {
+  for (const i of $$("#routes-form .invalid")) i.classList.remove("invalid");
+  const list = $("#routes-problems");
+  list.replaceChildren();
+  for (const p of problems) {
+    const field = $$("#routes-form [data-path]").find((f) => f.dataset.path === p.path);
+    if (field) {
+      field.classList.add("invalid");
+      field.title = p.message;
+    }
+    const model = p.path.split(".")[1]?.split("[")[0];
+    const at = model && $(`#routes-form [data-problems="${CSS.escape(model)}"]`);
+    if (at) at.append(el("div", {}, `${p.path}: ${p.message}`));
+    list.append(el("li", {"data-path": p.path}, `${p.path}: ${p.message}`));
+  }
+}
+
+function clean(models) {
+  const out = JSON.parse(JSON.stringify(models));
+  for (const m of Object.values(out)) {
+    for (const k of ["limits", "timeouts"]) if (m[k] && !Object.keys(m[k]).length) delete m[k];
+    for (const t of m.targets || []) for (const k of ["weight", "priority"]) if (t[k] === undefined || Number.isNaN(t[k])) delete t[k];
+  }
+  return out;
+}
+
+let editTimer = null;
+
+function formEdited() {
+  renderRoutesForm([]);
+  clearTimeout(editTimer);
+  editTimer = setTimeout(() => checkRoutes({models: clean(routes)}), 100);
+}
+
+async function checkRoutes(edit, save = false) {
+  const r = await api("POST", save ? "/console/api/routes/save" : "/console/api/routes/check", edit);
+  const d = r.data;
+  if (d.yaml !== undefined) $("#routes-yaml").value = d.yaml;
+  if (d.models && typeof d.models === "object") routes = d.models;
+  $("#routes-diff").textContent = d.diff || "";
+  const problems = d.problems || d.reload?.error?.problems || [];
+  renderRoutesForm(problems);
+  const msg = $("#routes-message");
+  if (save && r.ok) {
+    msg.textContent = "Saved and reloaded.";
+    overview = (await api("GET", "/console/api/overview")).data;
+    buildPlaygroundGroups(new Set(checkedModels()));
+  } else if (!r.ok) {
+    msg.textContent = problems.length ? `${problems.length} problem(s); nothing was saved.` : (d.error?.message || "Failed.");
+  } else {
+    msg.textContent = "Valid.";
+  }
+}
+
+/// The model checkboxes, grouped by vendor.
+function buildPlaygroundGroups(checked) {
+  const groups = {};
+  for (const m of overview.models) (groups[m.vendor] ??= []).push(m);
+  $("#pg-models").replaceChildren(...Object.entries(groups).map(([vendor, models]) => el("div", {class: "vendor-group"},
+    el("h3", {}, VENDORS[vendor] || vendor),
+    models.map((m) => el("label", {}, el("input", {type: "checkbox", name: "model", value: m.name, checked: checked.has(m.name)}), m.name)))));
+  formChanged();
+}
+
+$("#routes-check").addEventListener("click", () => checkRoutes({yaml: $("#routes-yaml").value}));
+$("#routes-save").addEventListener("click", () => checkRoutes({yaml: $("#routes-yaml").value}, true));
+$("#routes-add").addEventListener("click", () => {
+  let n = 1;
+  while (routes[`new-model-${n}`]) n++;
+  routes[`new-model-${n}`] = {targets: [{provider: overview.providers[0]?.name, model: ""}]};
+  formEdited();
+});
+
+start();

@@ -1,0 +1,123 @@
+//! The admin JSON API: `POST /admin/reload`, `GET /admin/status`, `GET /admin/config`.
+
+use serde_json::{json, Value};
+
+use super::{error, Admin};
+use crate::config::{Config, LimitsBackend, ModelAccess, Period};
+
+impl Admin {
+    /// Reloads the config file; its problems, with their paths, when it is invalid.
+    pub(super) async fn reload(&self) -> (u16, Value) {
+        let reloader = self.reloader.clone();
+        match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(Ok(done)) => (
+                200,
+                json!({
+                    "status": "reloaded",
+                    "providers": done.config.providers.len(),
+                    "models": done.config.models.len(),
+                    "keys": done.config.keys.len(),
+                    "warnings": done.warnings,
+                }),
+            ),
+            Ok(Err(problems)) => (
+                400,
+                json!({"error": {
+                    "type": "invalid_config",
+                    "message": "The config file has problems; the running config is unchanged.",
+                    "problems": problems.0.iter()
+                        .map(|p| json!({"path": p.path, "message": p.message}))
+                        .collect::<Vec<_>>(),
+                }}),
+            ),
+            Err(_) => error(500, "server_error", "The reload failed."),
+        }
+    }
+
+    pub(super) async fn api(&self, method: &str, path: &str) -> (u16, Value) {
+        match (method, path) {
+            ("POST", "/admin/reload") => self.reload().await,
+            ("GET", "/admin/status") => (
+                200,
+                serde_json::to_value(self.gateway.status()).unwrap_or(Value::Null),
+            ),
+            ("GET", "/admin/config") => (200, effective_config(&self.gateway.config())),
+            (_, "/admin/reload" | "/admin/status" | "/admin/config") => {
+                error(405, "invalid_request_error", "Method not allowed.")
+            }
+            _ => error(404, "invalid_request_error", "Unknown admin path."),
+        }
+    }
+}
+
+const MASKED: &str = "***";
+
+/// The config in force, as JSON, with every credential masked.
+fn effective_config(c: &Config) -> Value {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    json!({
+        "server": {
+            "listen": c.server.listen,
+            "threads": c.server.threads,
+            "max_body_bytes": c.server.max_body_bytes,
+            "max_header_bytes": c.server.max_header_bytes,
+            "watch_config": c.server.watch_config,
+            "trusted_proxies": c.server.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "tls": c.server.tls.as_ref().map(|t| json!({"cert": t.cert, "key": t.key})),
+            "clients": {
+                "header_timeout": d(c.server.clients.header_timeout),
+                "body_timeout": d(c.server.clients.body_timeout),
+                "write_timeout": d(c.server.clients.write_timeout),
+                "drain_timeout": d(c.server.clients.drain_timeout),
+                "keepalive": d(c.server.clients.keepalive),
+                "max_connections": c.server.clients.max_connections,
+            },
+        },
+        "metrics": {"listen": c.metrics_listen},
+        "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen, "key": MASKED})),
+        "providers": c.providers.iter().map(|p| json!({
+            "name": p.name,
+            "kind": p.vendor.kind(),
+            "base_url": format!("{}://{}{}", if p.endpoint.tls { "https" } else { "http" }, p.endpoint.authority(), p.endpoint.path_prefix),
+            "api_key": p.api_key.as_ref().map(|_| MASKED),
+            "max_in_flight": p.max_in_flight,
+            "timeouts": {
+                "connect": d(p.timeouts.connect),
+                "first_byte": d(p.timeouts.first_byte),
+                "idle": d(p.timeouts.idle),
+                "total": d(p.timeouts.total),
+            },
+        })).collect::<Vec<_>>(),
+        "models": c.models.iter().map(|m| (m.name.clone(), json!({
+            "targets": m.targets.iter().map(|t| json!({
+                "provider": t.provider.name, "model": t.model, "weight": t.weight, "priority": t.priority,
+            })).collect::<Vec<_>>(),
+            "retry": {"attempts": m.retry.attempts, "deadline": d(m.retry.deadline)},
+            "limits": {"rpm": m.limits.rpm, "tpm": m.limits.tpm},
+            "price": m.price.map(|p| json!({"prompt": p.prompt, "completion": p.completion})),
+            "redact_pii": m.redact_pii,
+            "log_bodies": m.log_bodies,
+        }))).collect::<serde_json::Map<_, _>>(),
+        "keys": c.keys.iter().map(|k| json!({
+            "name": k.name,
+            "key": MASKED,
+            "models": match &k.models {
+                ModelAccess::All => json!(["*"]),
+                ModelAccess::Only(set) => { let mut v: Vec<_> = set.iter().collect(); v.sort(); json!(v) }
+            },
+            "limits": {"rpm": k.limits.rpm, "tpm": k.limits.tpm},
+            "budget": k.budget.as_ref().map(|b| json!({
+                "tokens": b.tokens, "cost": b.cost,
+                "period": match b.period { Period::Day => "day", Period::Month => "month", Period::Total => "total" },
+            })),
+            "allow_ips": k.allow_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "expires_at": k.expires_at,
+        })).collect::<Vec<_>>(),
+        "limits": match &c.limits_backend {
+            LimitsBackend::Local => json!({"backend": "local"}),
+            LimitsBackend::Redis { prefix, .. } => json!({"backend": "redis", "redis_url": MASKED, "prefix": prefix}),
+        },
+        "log": {"format": format!("{:?}", c.log.format).to_lowercase(), "path": c.log.path},
+        "cors": {"allow_origins": c.cors.allow_origins, "max_age": c.cors.max_age_secs},
+    })
+}

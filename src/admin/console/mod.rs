@@ -1,0 +1,224 @@
+//! The console's API (`/console/api/...`), behind the admin listener's sign-in: the models to
+//! pick from, the playground (streamed through this gateway's own API as a chosen client key),
+//! what each vendor would receive, code generation, and the routes editor.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{error, Admin, Reply};
+use crate::codegen;
+use crate::config::{Config, Problems};
+
+pub(super) mod assets;
+mod preview;
+mod routes;
+
+impl Admin {
+    pub(super) async fn console(
+        &self,
+        http: &mut ServerSession,
+        method: &str,
+        api: &str,
+        body: &[u8],
+    ) -> Reply {
+        let config = self.gateway.config();
+        match (method, api) {
+            ("GET", "overview") => (200, overview(&config)).into(),
+            ("POST", "playground") => self.playground(http, &config, body).await,
+            ("POST", "preview") => match preview::preview(&config, body) {
+                Ok(v) => (200, v).into(),
+                Err(e) => (e.status(), json!({"error": {"message": e.message}})).into(),
+            },
+            ("POST", "code") => match serde_json::from_slice::<codegen::Spec>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| codegen::generate(&spec))
+            {
+                Ok(code) => (200, serde_json::to_value(code).unwrap_or_default()).into(),
+                Err(e) => error(400, "invalid_request_error", &e).into(),
+            },
+            ("GET", "routes") => self.routes().into(),
+            ("POST", "routes/check") => self.check_routes(body, false).await.into(),
+            ("POST", "routes/save") => self.check_routes(body, true).await.into(),
+            _ => error(404, "invalid_request_error", "Unknown console path.").into(),
+        }
+    }
+
+    /// Runs the playground's request (one model, or several through `/v1/compare`) on this
+    /// gateway's own API as the chosen client key, and streams its answer to the page.
+    async fn playground(&self, http: &mut ServerSession, config: &Config, body: &[u8]) -> Reply {
+        #[derive(Deserialize)]
+        struct Playground {
+            /// The client key to act as, by name.
+            key: Option<String>,
+            body: Value,
+        }
+        let Ok(p) = serde_json::from_slice::<Playground>(body) else {
+            return error(
+                400,
+                "invalid_request_error",
+                "Expected {\"key\", \"body\"}.",
+            )
+            .into();
+        };
+        let key = match &p.key {
+            Some(name) => config.keys.iter().find(|k| &k.name == name),
+            None => config.keys.first(),
+        };
+        let Some(key) = key else {
+            return error(400, "invalid_request_error", "No such client key.").into();
+        };
+        let path = if p.body.get("models").is_some() {
+            "/v1/compare"
+        } else {
+            "/v1/chat/completions"
+        };
+        let request = Bytes::from(serde_json::to_vec(&p.body).unwrap_or_default());
+        let mut exchange = match self
+            .gateway
+            .call_self(path, key.key.expose(), request)
+            .await
+        {
+            Ok(ex) => ex,
+            Err(e) => return (e.status(), json!({"error": {"message": e.message}})).into(),
+        };
+        let content_type = exchange
+            .header_str("content-type")
+            .unwrap_or("application/json")
+            .to_string();
+        let Ok(mut header) = ResponseHeader::build(exchange.status(), Some(4)) else {
+            return Reply::Written(false);
+        };
+        let _ = header.insert_header("content-type", content_type);
+        let _ = header.insert_header("cache-control", "no-store");
+        if http.write_response_header(Box::new(header)).await.is_err() {
+            return Reply::Written(false);
+        }
+        loop {
+            match exchange.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    if http.write_response_body(chunk, false).await.is_err() {
+                        return Reply::Written(false);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return Reply::Written(false),
+            }
+        }
+        Reply::Written(http.finish_body().await.is_ok())
+    }
+
+    fn routes(&self) -> (u16, Value) {
+        match std::fs::read_to_string(self.reloader.path()) {
+            Ok(file) => {
+                let text = routes::models_text(&file);
+                let models = routes::section_json(&text).unwrap_or(Value::Null);
+                (
+                    200,
+                    json!({"yaml": text, "models": models, "path": self.reloader.path()}),
+                )
+            }
+            Err(e) => error(
+                500,
+                "server_error",
+                &format!("cannot read the config file: {e}"),
+            ),
+        }
+    }
+
+    /// Checks an edit (`{"yaml"}` or the form's `{"models"}`) against the whole file; with
+    /// `save`, writes it and reloads.
+    async fn check_routes(&self, body: &[u8], save: bool) -> (u16, Value) {
+        let Ok(edit) = serde_json::from_slice::<Value>(body) else {
+            return error(
+                400,
+                "invalid_request_error",
+                "Expected {\"yaml\"} or {\"models\"}.",
+            );
+        };
+        let section = match (edit.get("yaml").and_then(Value::as_str), edit.get("models")) {
+            (Some(yaml), _) => yaml.to_string(),
+            (None, Some(models)) => routes::section_yaml(models),
+            (None, None) => {
+                return error(
+                    400,
+                    "invalid_request_error",
+                    "Expected {\"yaml\"} or {\"models\"}.",
+                )
+            }
+        };
+        let path = self.reloader.path().to_string();
+        let file = match std::fs::read_to_string(&path) {
+            Ok(f) => f,
+            Err(e) => return error(500, "server_error", &format!("cannot read {path}: {e}")),
+        };
+        let models = routes::section_json(&section).unwrap_or(Value::Null);
+        let diff = routes::diff(&routes::models_text(&file), &section);
+        let new_file = match routes::check(&file, &section) {
+            Ok(f) => f,
+            Err(problems) => {
+                return (
+                    400,
+                    json!({"yaml": section, "models": models, "diff": diff,
+                           "problems": problems_json(&problems)}),
+                )
+            }
+        };
+        if !save {
+            return (
+                200,
+                json!({"yaml": section, "models": models, "diff": diff, "problems": []}),
+            );
+        }
+        if let Err(e) = routes::save(&path, &new_file) {
+            return error(500, "server_error", &format!("cannot write {path}: {e}"));
+        }
+        let (status, reloaded) = self.reload().await;
+        (
+            status,
+            json!({"saved": true, "reload": reloaded, "yaml": section, "models": models}),
+        )
+    }
+}
+
+fn problems_json(p: &Problems) -> Value {
+    p.0.iter()
+        .map(|p| json!({"path": p.path, "message": p.message}))
+        .collect()
+}
+
+/// The public models grouped by the vendor that serves each first, the client keys to act as
+/// (names only), and each model's route for the generated YAML.
+fn overview(config: &Config) -> Value {
+    let models: Vec<Value> = config
+        .models
+        .iter()
+        .map(|m| {
+            let kind = m.targets.first().map_or("none", |t| t.provider.vendor.kind());
+            json!({
+                "name": m.name,
+                "vendor": kind,
+                "targets": m.targets.iter().map(|t| format!("{}/{}", t.provider.name, t.model)).collect::<Vec<_>>(),
+                "route": {"targets": m.targets.iter().map(|t| json!({
+                    "provider": t.provider.name, "model": t.model, "weight": t.weight, "priority": t.priority,
+                })).collect::<Vec<_>>()},
+                "price": m.price.map(|p| json!({"prompt": p.prompt, "completion": p.completion})),
+            })
+        })
+        .collect();
+    let listen = config.server.listen.first().cloned().unwrap_or_default();
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{}", listen.replace("0.0.0.0", "127.0.0.1"));
+    json!({
+        "models": models,
+        "keys": config.keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>(),
+        "providers": config.providers.iter().map(|p| json!({"name": p.name, "kind": p.vendor.kind()})).collect::<Vec<_>>(),
+        "base_url": base,
+    })
+}

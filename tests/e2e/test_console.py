@@ -1,0 +1,215 @@
+"""The console in real headless Chromium (Debian's, driven by Playwright): sign-in, the
+playground streaming two models side by side, the request and vendor previews, generated code
+that runs, and route edits saved to the YAML file (or refused at their field)."""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from conftest import DEMO_KEY, free_port, running_gateway
+
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+ADMIN_KEY = "sk-console-admin-key"
+ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def config(mock, admin_port):
+    def make(port, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
+admin: {{listen: "127.0.0.1:{admin_port}", key: {ADMIN_KEY}}}
+providers:
+  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
+  - {{name: dashscope, kind: dashscope, base_url: "{mock.url("dashscope")}", api_key: sk-mock-dashscope}}
+models:
+  gpt-4o-mini:
+    targets: [{{provider: openai, model: gpt-4o-mini}}]
+    price: {{prompt: 0.15, completion: 0.6}}
+  qwen-plus:
+    targets: [{{provider: dashscope, model: qwen-plus}}]
+keys:
+  - {{name: demo, key: {DEMO_KEY}}}
+"""
+    return make
+
+
+@pytest.fixture(scope="module")
+def console(mock):
+    if not CHROMIUM:
+        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
+    admin_port = free_port()
+    with running_gateway(config(mock, admin_port)) as gw:
+        gw.admin_url = f"http://127.0.0.1:{admin_port}"
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(console, browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(console.admin_url + "/")
+    page.fill("#login-key", ADMIN_KEY)
+    page.click("#login-form button")
+    page.wait_for_selector("#app:not([hidden])")
+    yield page
+    assert not errors, errors
+    context.close()
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_refuses_a_wrong_key_and_the_api_needs_a_session(console, browser):
+    page = browser.new_page()
+    page.goto(console.admin_url + "/")
+    page.fill("#login-key", "not-the-key")
+    page.click("#login-form button")
+    page.wait_for_selector("#login-error:has-text('not the admin key')")
+    assert page.is_hidden("#app")
+    shot(page, "console-sign-in-refused")
+    page.close()
+    assert httpx.get(console.admin_url + "/console/api/overview").status_code == 401
+    # A session's cookie alone cannot change anything: the CSRF token must come too.
+    login = httpx.post(console.admin_url + "/console/login", json={"key": ADMIN_KEY})
+    assert "HttpOnly" in login.headers["set-cookie"] and "SameSite=Strict" in login.headers["set-cookie"]
+    cookies = login.cookies
+    r = httpx.post(console.admin_url + "/console/api/preview", cookies=cookies,
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 403
+
+
+def test_two_models_stream_side_by_side_with_their_token_counts(page):
+    page.click("header [data-tab=playground]")
+    page.check("#pg-models input[value='gpt-4o-mini']")
+    page.check("#pg-models input[value='qwen-plus']")
+    page.fill("#pg-prompt", "compare these two")
+    page.click("#pg-send")
+    for model in ["gpt-4o-mini", "qwen-plus"]:
+        card = page.locator(f".answer[data-model='{model}']")
+        card.locator("h3").wait_for()
+        page.wait_for_selector(f".answer.done[data-model='{model}']", timeout=15000)
+        assert "compare these two" in card.locator(".text").inner_text()
+        stats = card.locator(".stats").inner_text()
+        assert "completion tokens" in stats and "first token" in stats
+    assert "$" in page.locator(".answer[data-model='gpt-4o-mini'] .stats").inner_text()  # priced
+    shot(page, "console-playground")
+
+
+def test_parameters_switch_off_and_the_dashscope_body_is_shown(page):
+    page.click("header [data-tab=playground]")
+    page.check("#pg-models input[value='qwen-plus']")
+    assert '"temperature"' in page.inner_text("#pg-request")
+    page.uncheck("#on-temperature")
+    expect(page.locator("#pg-request")).not_to_contain_text("temperature")
+    page.select_option("#pg-preview-model", "qwen-plus")
+    page.wait_for_selector("#pg-vendor .vendor-preview[data-kind=dashscope]")
+    vendor = page.inner_text("#pg-vendor")
+    assert '"input"' in vendor and '"parameters"' in vendor and "sk-mock-dashscope" not in vendor
+    page.check("#on-seed")
+    expect(page.locator("#pg-request")).to_contain_text('"seed": 42')
+
+
+def code_for(page, lang):
+    page.click(f".code-tabs [data-lang={lang}]")
+    marker = {"python": "from openai import OpenAI", "curl": "curl ", "node": "import OpenAI", "yaml": "models"}
+    expect(page.locator("#code")).to_contain_text(marker[lang])
+    return page.inner_text("#code")
+
+
+def test_generated_python_and_curl_run_against_the_gateway(page, console, tmp_path):
+    page.click("header [data-tab=playground]")
+    page.fill("#pg-prompt", "generated code works")
+    expect(page.locator("#code")).to_contain_text("generated code works")
+    python = code_for(page, "python")
+    curl = code_for(page, "curl")
+    assert DEMO_KEY not in python and DEMO_KEY not in curl
+    env = dict(os.environ, MODELMUX_API_KEY=DEMO_KEY)
+    script = tmp_path / "snippet.py"
+    script.write_text(python)
+    out = subprocess.run([sys.executable, str(script)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "generated code works" in out.stdout
+    out = subprocess.run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "generated code works" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_model_added_in_the_form_is_saved_and_served(page, console):
+    page.click("header [data-tab=routes]")
+    page.click("#routes-add")
+    page.fill("[data-path='models.new-model-1']", "added-in-console")
+    page.press("[data-path='models.new-model-1']", "Tab")
+    model = "[data-path='models.added-in-console.targets[0].model']"
+    page.wait_for_selector(model)
+    page.fill(model, "gpt-4o-mini")
+    page.press(model, "Tab")
+    expect(page.locator("#routes-yaml")).to_have_value(re.compile(r"added-in-console:[\s\S]*model: gpt-4o-mini"))
+    expect(page.locator("#routes-message")).to_have_text("Valid.")
+    assert "+ " in page.inner_text("#routes-diff")
+    page.click("#routes-save")
+    page.wait_for_selector("#routes-message:has-text('Saved and reloaded.')")
+    shot(page, "console-routes")
+    text = pathlib.Path(console_conf(console)).read_text()
+    assert "added-in-console" in text and "sk-mock-openai" in text  # the rest of the file kept
+    assert pathlib.Path(console_conf(console) + ".bak").exists()
+    r = console.client().chat.completions.create(model="added-in-console",
+                                                 messages=[{"role": "user", "content": "hi"}])
+    assert r.model == "added-in-console"
+
+
+def console_conf(console):
+    return console.process.proc.args[-1]
+
+
+def test_an_invalid_edit_shows_the_problem_at_its_field_and_changes_nothing(page, console):
+    before = pathlib.Path(console_conf(console)).read_text()
+    page.click("header [data-tab=routes]")
+    expect(page.locator("#routes-yaml")).to_have_value(re.compile("qwen-plus"))
+    yaml = page.input_value("#routes-yaml").replace("provider: dashscope", "provider: nobody")
+    page.fill("#routes-yaml", yaml)
+    page.click("#routes-save")
+    page.wait_for_selector("#routes-problems li[data-path='models.qwen-plus.targets[0].provider']")
+    assert "nothing was saved" in page.inner_text("#routes-message")
+    field = page.locator("#routes-form [data-path='models.qwen-plus.targets[0].provider']")
+    assert "invalid" in field.get_attribute("class")
+    shot(page, "console-routes-problem")
+    assert pathlib.Path(console_conf(console)).read_text() == before
+
+
+def test_status_shows_each_target_with_its_sparklines_and_last_error(page, console):
+    console.client().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(Exception):
+        console.client().chat.completions.create(model="qwen-plus",
+                                                 messages=[{"role": "user", "content": "[[mock status=500]] x"}])
+    page.click("header [data-tab=status]")
+    failing = page.locator("tr[data-target='dashscope/qwen-plus']")
+    failing.locator("button:has-text('last error')").click()
+    expect(page.locator("tr.last-error:visible")).to_contain_text("mock dashscope error 500")
+    row = page.locator("tr[data-target='openai/gpt-4o-mini']")
+    row.wait_for()
+    expect(row.locator("td").nth(3)).not_to_have_text("0")
+    assert row.locator("svg.spark").count() == 2
+    assert row.locator(".badge").inner_text() == "closed"
+    shot(page, "console-status")
