@@ -1,42 +1,15 @@
 // The modelmux console: plain modules, no framework, no build step, nothing fetched from
 // elsewhere. Every text from the gateway is put in the page as text, never as HTML.
 
-const $ = (sel, root = document) => root.querySelector(sel);
-const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) {
-    if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
-  }
-  return e;
-}
-
-let csrf = null;
-let overview = null;
-
-async function api(method, path, body) {
-  const headers = {};
-  if (method !== "GET") {
-    headers["content-type"] = "application/json";
-    if (csrf) headers["x-csrf-token"] = csrf;
-  }
-  const r = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin"});
-  const data = await r.json().catch(() => ({}));
-  return {status: r.status, ok: r.ok, data};
-}
+import {$, $$, el, state, api, stream} from "./lib.js";
+import {initFlows} from "./flows.js";
 
 // --- sign-in ------------------------------------------------------------------------------------
 
 async function start() {
   const s = await api("GET", "/console/api/session");
   if (s.ok) {
-    csrf = s.data.csrf;
+    state.csrf = s.data.csrf;
     return showApp();
   }
   $("#login").hidden = false;
@@ -50,7 +23,7 @@ $("#login-form").addEventListener("submit", async (ev) => {
     $("#login-error").textContent = r.data?.error?.message || "Sign-in failed.";
     return;
   }
-  csrf = r.data.csrf;
+  state.csrf = r.data.csrf;
   $("#login-key").value = "";
   $("#login-error").textContent = "";
   showApp();
@@ -58,15 +31,16 @@ $("#login-form").addEventListener("submit", async (ev) => {
 
 $("#logout").addEventListener("click", async () => {
   await api("POST", "/console/logout");
-  csrf = null;
+  state.csrf = null;
   location.reload();
 });
 
 async function showApp() {
   $("#login").hidden = true;
   $("#app").hidden = false;
-  overview = (await api("GET", "/console/api/overview")).data;
+  state.overview = (await api("GET", "/console/api/overview")).data;
   buildPlayground();
+  initFlows();
   refreshStatus();
   setInterval(refreshStatus, 2000);
   loadRoutes();
@@ -151,7 +125,7 @@ let codeLang = "curl";
 let lastCode = null;
 
 function buildPlayground() {
-  $("#pg-key").replaceChildren(...overview.keys.map((k) => el("option", {value: k}, k)));
+  $("#pg-key").replaceChildren(...state.overview.keys.map((k) => el("option", {value: k}, k)));
   $("#pg-form").addEventListener("input", formChanged);
   $("#pg-form").addEventListener("change", formChanged);
   $("#pg-preview-model").addEventListener("change", refreshVendorPreview);
@@ -164,7 +138,7 @@ function buildPlayground() {
     });
   }
   $("#code-copy").addEventListener("click", () => navigator.clipboard?.writeText($("#code").textContent));
-  buildPlaygroundGroups(new Set(overview.models.slice(0, 1).map((m) => m.name)));
+  buildPlaygroundGroups(new Set(state.overview.models.slice(0, 1).map((m) => m.name)));
 }
 
 function checkedModels() {
@@ -225,8 +199,8 @@ async function refreshVendorPreview() {
 async function refreshCode() {
   const models = checkedModels();
   if (!models.length) return;
-  const routes = Object.fromEntries(overview.models.filter((m) => models.includes(m.name)).map((m) => [m.name, m.route]));
-  const r = await api("POST", "/console/api/code", {base_url: overview.base_url, models, system: $("#pg-system").value.trim() || null,
+  const routes = Object.fromEntries(state.overview.models.filter((m) => models.includes(m.name)).map((m) => [m.name, m.route]));
+  const r = await api("POST", "/console/api/code", {base_url: state.overview.base_url, models, system: $("#pg-system").value.trim() || null,
     prompt: $("#pg-prompt").value, params: params(), stream: false, routes});
   if (r.ok) {
     lastCode = r.data;
@@ -242,37 +216,15 @@ async function send() {
   const body = requestBody();
   if (!body.models.length) return;
   const cards = {};
-  const price = Object.fromEntries(overview.models.map((m) => [m.name, m.price]));
+  const price = Object.fromEntries(state.overview.models.map((m) => [m.name, m.price]));
   $("#pg-answers").replaceChildren(...body.models.map((m) => {
     cards[m] = {text: el("div", {class: "text"}), stats: el("div", {class: "stats"}, "waiting…")};
     return el("div", {class: "answer", "data-model": m}, el("h3", {}, m), cards[m].text, cards[m].stats);
   }));
   $("#pg-send").disabled = true;
   try {
-    const r = await fetch("/console/api/playground", {method: "POST", credentials: "same-origin",
-      headers: {"content-type": "application/json", "x-csrf-token": csrf},
-      body: JSON.stringify({key: $("#pg-key").value, body})});
-    if (!r.ok || !r.body) {
-      const err = await r.json().catch(() => ({}));
-      for (const c of Object.values(cards)) c.stats.textContent = err?.error?.message || `HTTP ${r.status}`;
-      return;
-    }
-    const reader = r.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, {stream: true});
-      let cut;
-      while ((cut = buf.indexOf("\n\n")) >= 0) {
-        const event = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        if (!data || data === "[DONE]") continue;
-        onEvent(JSON.parse(data), cards, price);
-      }
-    }
+    const failed = await stream($("#pg-key").value, null, body, (e) => onEvent(e, cards, price));
+    if (failed) for (const c of Object.values(cards)) c.stats.textContent = failed;
   } finally {
     $("#pg-send").disabled = false;
   }
@@ -325,7 +277,7 @@ function num(v) {
 }
 
 function renderRoutesForm(problems) {
-  const providers = overview.providers.map((p) => p.name);
+  const providers = state.overview.providers.map((p) => p.name);
   const blocks = Object.entries(routes).map(([name, m]) => {
     m.targets ??= [];
     const rename = (v) => {
@@ -407,7 +359,7 @@ async function checkRoutes(edit, save = false) {
   const msg = $("#routes-message");
   if (save && r.ok) {
     msg.textContent = "Saved and reloaded.";
-    overview = (await api("GET", "/console/api/overview")).data;
+    state.overview = (await api("GET", "/console/api/overview")).data;
     buildPlaygroundGroups(new Set(checkedModels()));
   } else if (!r.ok) {
     msg.textContent = problems.length ? `${problems.length} problem(s); nothing was saved.` : (d.error?.message || "Failed.");
@@ -419,7 +371,7 @@ async function checkRoutes(edit, save = false) {
 /// The model checkboxes, grouped by vendor.
 function buildPlaygroundGroups(checked) {
   const groups = {};
-  for (const m of overview.models) (groups[m.vendor] ??= []).push(m);
+  for (const m of state.overview.models) (groups[m.vendor] ??= []).push(m);
   $("#pg-models").replaceChildren(...Object.entries(groups).map(([vendor, models]) => el("div", {class: "vendor-group"},
     el("h3", {}, VENDORS[vendor] || vendor),
     models.map((m) => el("label", {}, el("input", {type: "checkbox", name: "model", value: m.name, checked: checked.has(m.name)}), m.name)))));
@@ -431,7 +383,7 @@ $("#routes-save").addEventListener("click", () => checkRoutes({yaml: $("#routes-
 $("#routes-add").addEventListener("click", () => {
   let n = 1;
   while (routes[`new-model-${n}`]) n++;
-  routes[`new-model-${n}`] = {targets: [{provider: overview.providers[0]?.name, model: ""}]};
+  routes[`new-model-${n}`] = {targets: [{provider: state.overview.providers[0]?.name, model: ""}]};
   formEdited();
 });
 

@@ -21,6 +21,7 @@ pub(crate) mod clock;
 pub mod codegen;
 pub mod config;
 pub mod error;
+pub mod flows;
 pub(crate) mod http_app;
 pub(crate) mod metrics;
 pub(crate) mod mock;

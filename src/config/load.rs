@@ -11,7 +11,7 @@ use super::raw::*;
 use super::yaml::{duration, expand_env, list_section, map_section, section};
 use super::*;
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "metrics",
     "mock",
@@ -24,10 +24,23 @@ const SECTIONS: [&str; 12] = [
     "admin",
     "log",
     "cache",
+    "apps",
+    "workflows",
+    "unified",
 ];
 
 /// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
+/// Relative directories (apps, workflows) are taken from the working directory.
 pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+    load_str_at(text, env, None)
+}
+
+/// As [`load_str`], with relative directories taken from `base` (the config file's).
+pub fn load_str_at(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: Option<&std::path::Path>,
+) -> Result<Config, Problems> {
     let mut problems = Vec::new();
     let mut sections = read_sections(text, env, &mut problems)?;
     let p = &mut problems;
@@ -43,6 +56,11 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let raw_admin: Option<RawAdmin> = section(&mut sections, "admin", p);
     let raw_log: RawLog = section(&mut sections, "log", p).unwrap_or_default();
     let raw_cache: RawCache = section(&mut sections, "cache", p).unwrap_or_default();
+    let raw_apps: flows::RawApps = section(&mut sections, "apps", p).unwrap_or_default();
+    let raw_workflows: flows::RawWorkflows =
+        section(&mut sections, "workflows", p).unwrap_or_default();
+    let unified: crate::flows::CapabilityMap =
+        section(&mut sections, "unified", p).unwrap_or_default();
 
     let server = load_server(raw_server, p);
     if let Some(addr) = &raw_metrics.listen {
@@ -51,6 +69,10 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let providers = super::providers::load_providers(raw_providers, p);
     let (models, model_index) = load_models(raw_models, &providers, p);
     let keys = load_keys(raw_keys, &model_index, p);
+    let model_exists = |m: &str| model_index.contains_key(m);
+    let apps = flows::load_apps(raw_apps, base, &model_exists, p);
+    let workflows = flows::load_workflows(raw_workflows, base, &model_exists, p);
+    flows::check_unified(&unified, &model_exists, p);
     let config = Config {
         server,
         metrics_listen: raw_metrics.listen,
@@ -71,6 +93,9 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             format: raw_log.format,
             path: raw_log.path,
         },
+        apps,
+        workflows,
+        unified,
         loaded_at: crate::clock::unix_secs(),
     };
     if problems.is_empty() {

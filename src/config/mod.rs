@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 mod endpoint;
+mod flows;
 mod load;
 mod problems;
 mod providers;
@@ -22,7 +23,8 @@ mod raw;
 mod yaml;
 
 pub use endpoint::{Endpoint, TrustedCa};
-pub use load::load_str;
+pub use flows::{Apps, Workflows};
+pub use load::{load_str, load_str_at};
 pub use problems::{Problem, Problems};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -106,6 +108,10 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
     pub cache: CacheBackend,
+    pub apps: Apps,
+    pub workflows: Workflows,
+    /// The unified request's capability map: type → provider name → public model.
+    pub unified: crate::flows::CapabilityMap,
     /// When this config was loaded (Unix seconds): `created` in `/v1/models`.
     pub loaded_at: u64,
 }
@@ -393,7 +399,8 @@ impl Config {
 pub fn load_file(path: &str) -> Result<Config, Problems> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Problems::one(format!("cannot read {path}: {e}")))?;
-    load_str(&text, &|name| std::env::var(name).ok())
+    let base = std::path::Path::new(path).parent();
+    load_str_at(&text, &|name| std::env::var(name).ok(), base)
 }
 
 /// A key id and secret from which the gateway signs short-lived HS256 tokens.

@@ -110,9 +110,47 @@ impl Gateway {
             .await
     }
 
+    /// One request to this gateway's own API with `headers` (from [`Self::inner_headers`]):
+    /// its JSON answer, or its error with the status and message it had.
+    pub(crate) async fn call_local(
+        &self,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        body: &Value,
+    ) -> crate::error::GwResult<Value> {
+        let request = UpstreamRequest {
+            path_and_query: path.to_string(),
+            headers,
+            body: Bytes::from(serde_json::to_vec(body).expect("json serializes")),
+        };
+        let mut exchange = self
+            .upstreams
+            .send_local(&self.local.socket, &INNER, &request)
+            .await?;
+        let status = exchange.status();
+        let reply = exchange
+            .read_all(super::upstream::MAX_UPSTREAM_BODY)
+            .await?;
+        self.upstreams.release(exchange).await;
+        let v: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let message = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the request failed")
+            .to_string();
+        Err(GatewayError::new(crate::error::ErrorKind::UpstreamError, message).with_status(status))
+    }
+
     /// What each per-model request carries: the caller's key as it was presented, its
     /// address, and this process's mark that lets the address be believed.
-    fn inner_headers(&self, session: &Session, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
+    pub(super) fn inner_headers(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Vec<(&'static str, String)> {
         let h = &session.req_header().headers;
         let mut headers = vec![(COMPARE_HEADER, self.local.secret.clone())];
         for name in ["authorization", "x-api-key", "x-session-id"] {

@@ -59,13 +59,45 @@ impl Gateway {
         Ok(model)
     }
 
-    /// `POST /v1/chat/completions`.
+    /// `POST /v1/chat/completions`; `model: "app/<name>"` and `"workflow/<name>"` run a prompt
+    /// app or a workflow on the last user message.
     pub(super) async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
         let request = ChatRequest::parse(&body)?;
+        if let Some(app) = request.model.strip_prefix("app/") {
+            let mut call: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&body).unwrap_or_default();
+            let input = super::flows::last_user_text(&call);
+            call.remove("messages");
+            let variables = serde_json::Map::from_iter([("user_input".into(), input.into())]);
+            let chat = super::flows::app_body(&config, app, &call, &variables)?;
+            return self.chat_with(session, ctx, (&config, key), chat).await;
+        }
+        if let Some(workflow) = request.model.strip_prefix("workflow/") {
+            let call = serde_json::from_slice(&body).unwrap_or_default();
+            return self
+                .workflow_as_model(session, ctx, &config, workflow, &call)
+                .await;
+        }
         let mut client = ClientRequest::openai(&request);
         let wants = Wants::of(&request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
+            .await
+    }
+
+    /// A chat body the gateway built (a prompt app's), sent as if the client had.
+    pub(super) async fn chat_with(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        (config, key): (&Config, usize),
+        chat: serde_json::Value,
+    ) -> Handled {
+        let body = Bytes::from(serde_json::to_vec(&chat).expect("json serializes"));
+        let request = ChatRequest::parse(&body)?;
+        let mut client = ClientRequest::openai(&request);
+        let wants = Wants::of(&request);
+        self.forward(session, ctx, (config, key), &body, wants, &mut client)
             .await
     }
 

@@ -38,6 +38,7 @@ mod cached;
 pub(crate) mod compare;
 mod cors;
 mod finish;
+mod flows;
 mod handlers;
 mod jobs;
 pub(crate) mod relay;

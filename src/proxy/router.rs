@@ -9,8 +9,9 @@ use crate::api::models;
 use crate::error::{ErrorKind, GatewayError};
 use crate::traffic::auth;
 
-const KNOWN_PATHS: [&str; 8] = [
+const KNOWN_PATHS: [&str; 9] = [
     "/v1/chat/completions",
+    "/v1/unified",
     "/v1/compare",
     "/v1/completions",
     "/v1/embeddings",
@@ -92,6 +93,23 @@ impl Gateway {
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
             ("POST", "/v1/images/generations") => self.images(session, ctx).await,
             ("POST", "/v1/compare") => self.compare(session, ctx).await,
+            ("POST", "/v1/unified") => self.unified(session, ctx).await,
+            ("POST", p) if p.starts_with("/v1/apps/") && p.ends_with("/completions") => {
+                let name = &p["/v1/apps/".len()..p.len() - "/completions".len()];
+                self.app(session, ctx, name).await
+            }
+            ("POST", p) if p.starts_with("/v1/workflows/") => {
+                let rest = &p["/v1/workflows/".len()..];
+                match rest.split('/').collect::<Vec<_>>().as_slice() {
+                    [name, "run"] => self.run_workflow(session, ctx, name).await,
+                    [name, "nodes", id, "run"] => self.run_node(session, ctx, name, id).await,
+                    _ => Err(GatewayError::new(
+                        ErrorKind::NotFound,
+                        format!("Unknown path {path}."),
+                    )
+                    .into()),
+                }
+            }
             (_, p) if KNOWN_PATHS.contains(&p) => Err(GatewayError::new(
                 ErrorKind::MethodNotAllowed,
                 format!("{method} is not allowed on {path}."),

@@ -7,12 +7,13 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 import sys
 
 import httpx
 import pytest
 
-from conftest import DEMO_KEY, free_port, running_gateway
+from conftest import DEMO_KEY, free_port, running_gateway, sse_events
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -22,9 +23,11 @@ ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def config(mock, admin_port):
+def config(mock, admin_port, flows_dir):
     def make(port, metrics):
         return f"""
+apps: {{dir: "{flows_dir}/apps"}}
+workflows: {{dir: "{flows_dir}/workflows"}}
 server: {{listen: ["127.0.0.1:{port}"]}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 admin: {{listen: "127.0.0.1:{admin_port}", key: {ADMIN_KEY}}}
@@ -48,9 +51,10 @@ def console(mock):
     if not CHROMIUM:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
     admin_port = free_port()
-    with running_gateway(config(mock, admin_port)) as gw:
-        gw.admin_url = f"http://127.0.0.1:{admin_port}"
-        yield gw
+    with tempfile.TemporaryDirectory() as flows_dir:
+        with running_gateway(config(mock, admin_port, flows_dir)) as gw:
+            gw.admin_url = f"http://127.0.0.1:{admin_port}"
+            yield gw
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +217,50 @@ def test_status_shows_each_target_with_its_sparklines_and_last_error(page, conso
     assert row.locator("svg.spark").count() == 2
     assert row.locator(".badge").inner_text() == "closed"
     shot(page, "console-status")
+
+
+def test_an_app_made_in_the_console_answers_the_python_sdk(page, console):
+    page.click("header [data-tab=apps]")
+    page.click("#app-new")
+    page.fill("#app-name", "greeter")
+    page.select_option("#app-model", "gpt-4o-mini")
+    page.fill("#app-user", "Greet {{name}} warmly")
+    page.fill("#app-variables input[data-var=name]", "Ana")
+    expect(page.locator("#app-preview")).to_contain_text("Greet Ana warmly")
+    page.click("#app-save")
+    expect(page.locator("#app-message")).to_have_text("Saved greeter version 1.")
+    shot(page, "console-apps")
+    r = console.client().chat.completions.create(model="app/greeter", messages=[{"role": "user", "content": "Bea"}])
+    assert "Greet Bea warmly" in r.choices[0].message.content
+
+
+def test_a_workflow_dragged_wired_saved_and_run_over_http(page, console):
+    page.click("header [data-tab=workflows]")
+    page.click("#wf-new")
+    page.fill("#wf-name", "dragged")
+    page.press("#wf-name", "Tab")
+    page.fill("#wf-inputs", "text:string")
+    page.press("#wf-inputs", "Tab")
+    page.drag_and_drop("#wf-palette [data-type=template]", "#wf-canvas", target_position={"x": 120, "y": 120})
+    page.drag_and_drop("#wf-palette [data-type=llm]", "#wf-canvas", target_position={"x": 420, "y": 160})
+    page.click("[data-node=template-1] .port.out")
+    page.click("[data-node=llm-1] .port.in")
+    page.click("[data-node=template-1] .body")
+    page.fill("#wf-panel [data-field=template]", "Say: {{inputs.text}}")
+    page.click("[data-node=llm-1] .body")
+    page.select_option("#wf-panel [data-field=model]", "gpt-4o-mini")
+    page.fill("#wf-panel [data-field=prompt]", "{{template-1.output}}")
+    page.click("#wf-save")
+    expect(page.locator("#wf-message")).to_have_text("Saved dragged.")
+    expect(page.locator("#wf-yaml")).to_contain_text("layout:")
+    shot(page, "console-workflow")
+    r = httpx.post(console.base_url + "/v1/workflows/dragged/run", json={"inputs": {"text": "hello"}, "stream": True},
+                   headers={"authorization": f"Bearer {DEMO_KEY}"}, timeout=30)
+    events = [e for e in sse_events(r.text) if e != "[DONE]"]
+    finished = [e["node"] for e in events if e["event"] == "node_finished"]
+    assert finished == ["template-1", "llm-1"]
+    assert "Say: hello" in events[-1]["outputs"]["llm-1"]
+    page.fill("#wf-run-inputs input[data-input=text]", "from the console")
+    page.click("#wf-run")
+    expect(page.locator("#wf-log")).to_contain_text("outputs")
+    expect(page.locator("[data-node=llm-1]")).to_have_class(re.compile("finished"))

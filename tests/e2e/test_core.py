@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pathlib
 import random
 import subprocess
 import tempfile
@@ -317,8 +318,10 @@ keys: [{name: k, key: sk-12345678, models: [m]}]
 
 def test_shipped_configs_hold_no_literal_vendor_credentials():
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    for name in os.listdir(os.path.join(root, "conf")):
-        text = open(os.path.join(root, "conf", name)).read()
+    conf = pathlib.Path(root, "conf")
+    for path in conf.rglob("*.yaml"):
+        name = str(path.relative_to(conf))
+        text = path.read_text()
         for line in text.splitlines():
             field = line.strip().split(":", 1)[0].lstrip("- ")
             if field in ("api_key", "client_id", "client_secret"):

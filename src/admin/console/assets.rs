@@ -3,6 +3,8 @@
 
 const INDEX: &[u8] = include_bytes!("../../../console/index.html");
 const SCRIPT: &[u8] = include_bytes!("../../../console/app.js");
+const LIB: &[u8] = include_bytes!("../../../console/lib.js");
+const FLOWS: &[u8] = include_bytes!("../../../console/flows.js");
 const STYLE: &[u8] = include_bytes!("../../../console/style.css");
 
 /// The asset at a path: its content type and bytes.
@@ -10,6 +12,8 @@ pub(crate) fn find(path: &str) -> Option<(&'static str, &'static [u8])> {
     match path {
         "/" | "/console" | "/console/" => Some(("text/html; charset=utf-8", INDEX)),
         "/console/app.js" => Some(("text/javascript; charset=utf-8", SCRIPT)),
+        "/console/lib.js" => Some(("text/javascript; charset=utf-8", LIB)),
+        "/console/flows.js" => Some(("text/javascript; charset=utf-8", FLOWS)),
         "/console/style.css" => Some(("text/css; charset=utf-8", STYLE)),
         _ => None,
     }

@@ -13,6 +13,7 @@ use crate::codegen;
 use crate::config::{Config, Problems};
 
 pub(super) mod assets;
+mod flows;
 mod preview;
 mod routes;
 
@@ -40,6 +41,12 @@ impl Admin {
                 Err(e) => error(400, "invalid_request_error", &e).into(),
             },
             ("GET", "routes") => self.routes().into(),
+            ("GET", "apps") => (200, flows::apps(&config)).into(),
+            ("GET", "workflows") => (200, flows::workflows(&config)).into(),
+            ("POST", "apps/save") => self.save_flow(&config, body, Flow::App).await.into(),
+            ("POST", "workflows/save") => {
+                self.save_flow(&config, body, Flow::Workflow).await.into()
+            }
             ("POST", "routes/check") => self.check_routes(body, false).await.into(),
             ("POST", "routes/save") => self.check_routes(body, true).await.into(),
             _ => error(404, "invalid_request_error", "Unknown console path.").into(),
@@ -53,6 +60,8 @@ impl Admin {
         struct Playground {
             /// The client key to act as, by name.
             key: Option<String>,
+            /// An app's or workflow's API path; else chat, or compare for several models.
+            path: Option<String>,
             body: Value,
         }
         let Ok(p) = serde_json::from_slice::<Playground>(body) else {
@@ -70,10 +79,19 @@ impl Admin {
         let Some(key) = key else {
             return error(400, "invalid_request_error", "No such client key.").into();
         };
-        let path = if p.body.get("models").is_some() {
-            "/v1/compare"
-        } else {
-            "/v1/chat/completions"
+        let path = match &p.path {
+            // Runs of what the console builds: an app or a workflow.
+            Some(path)
+                if (path.starts_with("/v1/apps/") && path.ends_with("/completions"))
+                    || (path.starts_with("/v1/workflows/") && path.ends_with("/run")) =>
+            {
+                path.as_str()
+            }
+            Some(_) => {
+                return error(400, "invalid_request_error", "Not a path the console runs.").into()
+            }
+            None if p.body.get("models").is_some() => "/v1/compare",
+            None => "/v1/chat/completions",
         };
         let request = Bytes::from(serde_json::to_vec(&p.body).unwrap_or_default());
         let mut exchange = match self
@@ -156,7 +174,8 @@ impl Admin {
         };
         let models = routes::section_json(&section).unwrap_or(Value::Null);
         let diff = routes::diff(&routes::models_text(&file), &section);
-        let new_file = match routes::check(&file, &section) {
+        let base = std::path::Path::new(&path).parent();
+        let new_file = match routes::check(&file, &section, base) {
             Ok(f) => f,
             Err(problems) => {
                 return (
@@ -179,6 +198,80 @@ impl Admin {
         (
             status,
             json!({"saved": true, "reload": reloaded, "yaml": section, "models": models}),
+        )
+    }
+}
+
+/// What the console saves besides routes.
+#[derive(Clone, Copy)]
+enum Flow {
+    App,
+    Workflow,
+}
+
+impl Admin {
+    /// Checks and saves an app (`{"app"}`) or a workflow (`{"workflow"}`) as its YAML file, then
+    /// reloads; the problems at their fields otherwise, with nothing written.
+    async fn save_flow(&self, config: &Config, body: &[u8], flow: Flow) -> (u16, Value) {
+        let edit: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let (name, dir, checked) = match flow {
+            Flow::App => {
+                match serde_json::from_value::<crate::flows::apps::App>(edit["app"].clone()) {
+                    Ok(app) => (
+                        app.name.clone(),
+                        config.apps.dir.clone(),
+                        flows::check_app(config, &app),
+                    ),
+                    Err(e) => {
+                        return (
+                            400,
+                            json!({"problems": [{"path": "", "message": e.to_string()}]}),
+                        )
+                    }
+                }
+            }
+            Flow::Workflow => match serde_json::from_value::<crate::flows::workflow::Workflow>(
+                edit["workflow"].clone(),
+            ) {
+                Ok(wf) => (
+                    wf.name.clone(),
+                    config.workflows.dir.clone(),
+                    flows::check_workflow(config, &wf),
+                ),
+                Err(e) => {
+                    return (
+                        400,
+                        json!({"problems": [{"path": "", "message": e.to_string()}]}),
+                    )
+                }
+            },
+        };
+        let yaml = match checked {
+            Ok(yaml) => yaml,
+            Err(problems) => return (400, json!({"problems": problems})),
+        };
+        let Some(dir) = dir else {
+            let section = match flow {
+                Flow::App => "apps",
+                Flow::Workflow => "workflows",
+            };
+            return error(
+                400,
+                "invalid_request_error",
+                &format!("Set `{section}.dir` in the config to save here."),
+            );
+        };
+        if let Err(e) = flows::save(&dir, &name, &yaml) {
+            return error(
+                500,
+                "server_error",
+                &format!("cannot write in {}: {e}", dir.display()),
+            );
+        }
+        let (status, reloaded) = self.reload().await;
+        (
+            status,
+            json!({"saved": true, "yaml": yaml, "reload": reloaded}),
         )
     }
 }

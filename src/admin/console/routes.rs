@@ -76,10 +76,14 @@ pub(crate) fn section_yaml(models: &Value) -> String {
 }
 
 /// The edited file, checked whole by the config loader; its problems otherwise.
-pub(crate) fn check(file: &str, section: &str) -> Result<String, Problems> {
+pub(crate) fn check(
+    file: &str,
+    section: &str,
+    base: Option<&std::path::Path>,
+) -> Result<String, Problems> {
     section_json(section)?;
     let new_file = replace_models(file, section);
-    config::load_str(&new_file, &|name| std::env::var(name).ok())?;
+    config::load_str_at(&new_file, &|name| std::env::var(name).ok(), base)?;
     Ok(new_file)
 }
 
@@ -140,7 +144,12 @@ mod tests {
             new.contains("# the models\nmodels:\n  b:") && new.contains("\n\n# client keys\nkeys:")
         );
         assert!(!new.contains("  a:"));
-        assert!(check(FILE, "models:\n  b: {targets: [{provider: p, model: y}]}\n").is_ok());
+        assert!(check(
+            FILE,
+            "models:\n  b: {targets: [{provider: p, model: y}]}\n",
+            None
+        )
+        .is_ok());
     }
 
     #[test]
@@ -148,12 +157,13 @@ mod tests {
         let p = check(
             FILE,
             "models:\n  b: {targets: [{provider: nobody, model: y}]}\n",
+            None,
         )
         .unwrap_err();
         assert!(p.0[0].path.starts_with("models.b.targets"), "{:?}", p.0);
-        let p = check(FILE, "models: {}\nkeys: []\n").unwrap_err();
+        let p = check(FILE, "models: {}\nkeys: []\n", None).unwrap_err();
         assert_eq!(p.0[0].path, "models");
-        assert!(check(FILE, "models: [unclosed").is_err());
+        assert!(check(FILE, "models: [unclosed", None).is_err());
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Prompt apps and workflows from the console: listed, checked with the rules the config loader
+//! applies, saved as one YAML file each in their configured directory (atomically, the previous
+//! file kept as `.bak`), then the config is reloaded so they take effect.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::flows::apps::{valid_name, App};
+use crate::flows::workflow::{Checks, Workflow};
+
+/// Problems as the page shows them: each with the field it is about.
+fn problems_json(problems: Vec<(String, String)>) -> Value {
+    problems
+        .into_iter()
+        .map(|(path, message)| json!({"path": path, "message": message}))
+        .collect()
+}
+
+pub(crate) fn apps(config: &Config) -> Value {
+    json!({
+        "dir": config.apps.dir.as_ref().map(|d| d.display().to_string()),
+        "apps": config.apps.by_name.values().map(|a| serde_json::to_value(&**a).unwrap_or_default()).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn workflows(config: &Config) -> Value {
+    json!({
+        "dir": config.workflows.dir.as_ref().map(|d| d.display().to_string()),
+        "http_allow": config.workflows.http_allow,
+        "workflows": config.workflows.by_name.values().map(|w| serde_json::to_value(&**w).unwrap_or_default()).collect::<Vec<_>>(),
+    })
+}
+
+/// Checks an app for saving: the loader's rules, and saved versions kept as they were.
+pub(crate) fn check_app(config: &Config, app: &App) -> Result<String, Value> {
+    let model_exists = |m: &str| config.model(m).is_some();
+    let mut problems = app.problems(&model_exists);
+    if let Some(saved) = config.apps.by_name.get(&app.name) {
+        if let Err(m) = app.keeps_versions_of(saved) {
+            problems.push(("versions".into(), m));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems_json(problems));
+    }
+    Ok(serde_yaml_ng::to_string(app).unwrap_or_default())
+}
+
+pub(crate) fn check_workflow(config: &Config, wf: &Workflow) -> Result<String, Value> {
+    let allow = &config.workflows.http_allow;
+    let checks = Checks {
+        model_exists: &|m: &str| config.model(m).is_some(),
+        http_allowed: &|h: &str| allow.iter().any(|a| a == h),
+    };
+    let problems = wf.problems(&checks);
+    if !problems.is_empty() {
+        return Err(problems_json(problems));
+    }
+    Ok(serde_yaml_ng::to_string(wf).unwrap_or_default())
+}
+
+/// Writes `<dir>/<name>.yaml` atomically, keeping the previous file as `.bak`.
+pub(crate) fn save(dir: &Path, name: &str, yaml: &str) -> std::io::Result<()> {
+    if !valid_name(name) {
+        return Err(std::io::Error::other("invalid name"));
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.yaml"));
+    let tmp = dir.join(format!(".{name}.yaml.tmp"));
+    std::fs::write(&tmp, yaml)?;
+    if path.exists() {
+        std::fs::copy(&path, dir.join(format!("{name}.yaml.bak")))?;
+    }
+    std::fs::rename(&tmp, &path)
+}
