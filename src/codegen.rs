@@ -44,6 +44,9 @@ pub struct Code {
     pub python: String,
     pub node: String,
     pub yaml: String,
+    /// The same request in the unified shape (`POST /v1/unified`), with curl and with Python's
+    /// standard library.
+    pub unified: String,
 }
 
 impl Spec {
@@ -89,6 +92,7 @@ pub fn generate(spec: &Spec) -> Result<Code, String> {
         python: python(spec),
         node: node(spec),
         yaml: yaml(spec),
+        unified: unified(spec),
     })
 }
 
@@ -192,6 +196,37 @@ fn node(spec: &Spec) -> String {
     )
 }
 
+/// The unified request for the first model: `{"model_type", "model", "params"}`.
+fn unified_body(spec: &Spec) -> Value {
+    let mut params = Map::new();
+    params.insert("prompt".into(), json!(spec.prompt));
+    if let Some(s) = spec.system.as_deref().filter(|s| !s.is_empty()) {
+        params.insert("system".into(), json!(s));
+    }
+    for (k, v) in &spec.params {
+        params.insert(k.clone(), v.clone());
+    }
+    json!({"model_type": "text_generation", "model": spec.models[0], "params": params})
+}
+
+fn unified(spec: &Spec) -> String {
+    let base = spec.base_url.trim_end_matches('/');
+    let body = serde_json::to_string_pretty(&unified_body(spec)).expect("json serializes");
+    format!(
+        "# curl\ncurl {url} \\\n  -H \"Authorization: Bearer ${env}\" \\\n  -H \"Content-Type: application/json\" \\\n  -d {quoted}\n\n\
+         # Python (standard library only)\nimport json, os, urllib.request\n\n\
+         request = urllib.request.Request(\n    {url_py},\n    data=json.dumps({body_py}).encode(),\n    \
+         headers={{\"Authorization\": \"Bearer \" + os.environ[{env_py}], \"Content-Type\": \"application/json\"}},\n)\n\
+         response = json.load(urllib.request.urlopen(request))\nprint(response[\"output\"])\n",
+        url = shell_quote(&format!("{base}/v1/unified")),
+        env = spec.key_env,
+        quoted = shell_quote(&body),
+        url_py = json!(format!("{base}/v1/unified")),
+        body_py = py(&unified_body(spec)),
+        env_py = json!(spec.key_env),
+    )
+}
+
 fn yaml(spec: &Spec) -> String {
     let routes: Map<String, Value> = spec
         .models
@@ -240,6 +275,10 @@ mod tests {
         assert!(code.node.contains("apiKey: process.env.MODELMUX_API_KEY"));
         assert!(code.node.contains("\"model\": model"));
         assert!(code.yaml.contains("provider: openai"));
+        assert!(
+            code.unified.contains("/v1/unified") && code.unified.contains("response[\"output\"]")
+        );
+        assert!(code.unified.contains("\"model_type\": \"text_generation\""));
         assert!(generate(&Spec {
             key_env: "$(rm)".into(),
             ..spec(&["a"], false)

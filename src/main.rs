@@ -39,7 +39,7 @@ enum Command {
         /// The JSON file; `-` (the default) reads standard input.
         #[arg(short, long, default_value = "-")]
         file: String,
-        /// Only this one: curl, python, node or yaml.
+        /// Only this one: curl, python, node, yaml or unified.
         #[arg(long)]
         lang: Option<String>,
     },
@@ -97,40 +97,33 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("cannot read {file}: {e}"))
                 .and_then(|t| serde_json::from_str::<codegen::Spec>(&t).map_err(|e| e.to_string()))
                 .and_then(|spec| codegen::generate(&spec));
-            match (code, lang.as_deref()) {
-                (Err(e), _) => {
+            let code = code.and_then(|c| {
+                Ok(match lang.as_deref() {
+                    None => format!(
+                        "# curl\n{}\n# Python\n{}\n# Node\n{}\n# YAML\n{}\n# Unified\n{}",
+                        c.curl, c.python, c.node, c.yaml, c.unified
+                    ),
+                    Some("curl") => c.curl,
+                    Some("python") => c.python,
+                    Some("node") => c.node,
+                    Some("yaml") => c.yaml,
+                    Some("unified") => c.unified,
+                    Some(other) => {
+                        return Err(format!(
+                            "unknown language `{other}` (curl, python, node, yaml, unified)"
+                        ))
+                    }
+                })
+            });
+            match code {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
                     eprintln!("codegen: {e}");
                     ExitCode::FAILURE
                 }
-                (Ok(c), None) => {
-                    println!(
-                        "# curl\n{}\n# Python\n{}\n# Node\n{}\n# YAML\n{}",
-                        c.curl, c.python, c.node, c.yaml
-                    );
-                    ExitCode::SUCCESS
-                }
-                (Ok(c), Some(lang)) => match lang {
-                    "curl" => {
-                        print!("{}", c.curl);
-                        ExitCode::SUCCESS
-                    }
-                    "python" => {
-                        print!("{}", c.python);
-                        ExitCode::SUCCESS
-                    }
-                    "node" => {
-                        print!("{}", c.node);
-                        ExitCode::SUCCESS
-                    }
-                    "yaml" => {
-                        print!("{}", c.yaml);
-                        ExitCode::SUCCESS
-                    }
-                    other => {
-                        eprintln!("codegen: unknown language `{other}` (curl, python, node, yaml)");
-                        ExitCode::FAILURE
-                    }
-                },
             }
         }
         Command::Serve { config, upgrade } => {

@@ -81,43 +81,92 @@ fn yaml_files(dir: &Path, section: &str, problems: &mut Vec<Problem>) -> Vec<(St
     files
 }
 
+/// Something kept one YAML file per name: its name, and its problems at their fields.
+trait NamedFile: serde::de::DeserializeOwned {
+    const SECTION: &'static str;
+    fn name(&self) -> &str;
+    fn problems(
+        &self,
+        model_exists: &dyn Fn(&str) -> bool,
+        http_allow: &[String],
+    ) -> Vec<(String, String)>;
+}
+
+impl NamedFile for App {
+    const SECTION: &'static str = "apps";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn problems(&self, model_exists: &dyn Fn(&str) -> bool, _: &[String]) -> Vec<(String, String)> {
+        App::problems(self, model_exists)
+    }
+}
+
+impl NamedFile for Workflow {
+    const SECTION: &'static str = "workflows";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn problems(
+        &self,
+        model_exists: &dyn Fn(&str) -> bool,
+        http_allow: &[String],
+    ) -> Vec<(String, String)> {
+        let checks = Checks {
+            model_exists,
+            http_allowed: &|host| http_allow.iter().any(|h| h == host),
+        };
+        Workflow::problems(self, &checks)
+    }
+}
+
+/// Every file of `dir`, parsed and checked; each named after what it holds.
+fn load_dir<T: NamedFile>(
+    dir: &Path,
+    model_exists: &dyn Fn(&str) -> bool,
+    http_allow: &[String],
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Arc<T>> {
+    let mut by_name = BTreeMap::new();
+    for (stem, text) in yaml_files(dir, T::SECTION, problems) {
+        let at = format!("{}.{stem}", T::SECTION);
+        let item: T = match serde_yaml_ng::from_str(&text) {
+            Ok(i) => i,
+            Err(e) => {
+                problems.at(at, e.to_string());
+                continue;
+            }
+        };
+        if item.name() != stem {
+            problems.at(
+                format!("{at}.name"),
+                format!(
+                    "`{}` must be in a file named {}.yaml",
+                    item.name(),
+                    item.name()
+                ),
+            );
+        }
+        for (field, message) in item.problems(model_exists, http_allow) {
+            problems.at(format!("{at}.{field}"), message);
+        }
+        by_name.insert(item.name().to_string(), Arc::new(item));
+    }
+    by_name
+}
+
 pub(super) fn load_apps(
     raw: RawApps,
     base: Option<&Path>,
     model_exists: &dyn Fn(&str) -> bool,
     problems: &mut Vec<Problem>,
 ) -> Apps {
-    let Some(dir) = raw.dir.map(|d| resolve(&d, base)) else {
-        return Apps::default();
-    };
-    let mut by_name = BTreeMap::new();
-    for (stem, text) in yaml_files(&dir, "apps", problems) {
-        let at = format!("apps.{stem}");
-        let app: App = match serde_yaml_ng::from_str(&text) {
-            Ok(a) => a,
-            Err(e) => {
-                problems.at(at, e.to_string());
-                continue;
-            }
-        };
-        if app.name != stem {
-            problems.at(
-                format!("{at}.name"),
-                format!(
-                    "the file of app `{}` must be named {}.yaml",
-                    app.name, app.name
-                ),
-            );
-        }
-        for (field, message) in app.problems(model_exists) {
-            problems.at(format!("{at}.{field}"), message);
-        }
-        by_name.insert(app.name.clone(), Arc::new(app));
-    }
-    Apps {
-        dir: Some(dir),
-        by_name,
-    }
+    let dir = raw.dir.map(|d| resolve(&d, base));
+    let by_name = dir
+        .as_deref()
+        .map(|d| load_dir(d, model_exists, &[], problems))
+        .unwrap_or_default();
+    Apps { dir, by_name }
 }
 
 pub(super) fn load_workflows(
@@ -126,44 +175,14 @@ pub(super) fn load_workflows(
     model_exists: &dyn Fn(&str) -> bool,
     problems: &mut Vec<Problem>,
 ) -> Workflows {
-    let http_allow = raw.http_allow;
-    let Some(dir) = raw.dir.map(|d| resolve(&d, base)) else {
-        return Workflows {
-            http_allow,
-            ..Default::default()
-        };
-    };
-    let mut by_name = BTreeMap::new();
-    for (stem, text) in yaml_files(&dir, "workflows", problems) {
-        let at = format!("workflows.{stem}");
-        let wf: Workflow = match serde_yaml_ng::from_str(&text) {
-            Ok(w) => w,
-            Err(e) => {
-                problems.at(at, e.to_string());
-                continue;
-            }
-        };
-        if wf.name != stem {
-            problems.at(
-                format!("{at}.name"),
-                format!(
-                    "the file of workflow `{}` must be named {}.yaml",
-                    wf.name, wf.name
-                ),
-            );
-        }
-        let checks = Checks {
-            model_exists,
-            http_allowed: &|host| http_allow.iter().any(|h| h == host),
-        };
-        for (field, message) in wf.problems(&checks) {
-            problems.at(format!("{at}.{field}"), message);
-        }
-        by_name.insert(wf.name.clone(), Arc::new(wf));
-    }
+    let dir = raw.dir.map(|d| resolve(&d, base));
+    let by_name = dir
+        .as_deref()
+        .map(|d| load_dir(d, model_exists, &raw.http_allow, problems))
+        .unwrap_or_default();
     Workflows {
-        dir: Some(dir),
-        http_allow,
+        dir,
+        http_allow: raw.http_allow,
         by_name,
     }
 }

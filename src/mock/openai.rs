@@ -47,19 +47,23 @@ pub(crate) fn chat(req: &MockRequest, expected_key: &str) -> Routed {
     }
 }
 
+/// The body of a request with OpenAI's mock key, or the error OpenAI answers.
+fn authorized_json(req: &MockRequest) -> Result<Value, Box<Routed>> {
+    let refuse = |status, message| Box::new(Routed::Done(error(status, message, None)));
+    if req.bearer() != Some(keys::OPENAI) {
+        return Err(refuse(401, "Incorrect API key provided."));
+    }
+    req.json()
+        .map_err(|_| refuse(400, "We could not parse the JSON body of your request."))
+}
+
 /// Embeddings: one vector per input, the same for the same text (`dimensions` values, 8 by
 /// default), as floats or base64 little-endian f32 as OpenAI sends them.
 fn embeddings(req: &MockRequest) -> Routed {
     use base64::Engine;
-    if req.bearer() != Some(keys::OPENAI) {
-        return Routed::Done(error(401, "Incorrect API key provided.", None));
-    }
-    let Ok(body) = req.json() else {
-        return Routed::Done(error(
-            400,
-            "We could not parse the JSON body of your request.",
-            None,
-        ));
+    let body = match authorized_json(req) {
+        Ok(b) => b,
+        Err(refused) => return *refused,
     };
     let Some(inputs) = media::texts(body.get("input")) else {
         return Routed::Done(error(
@@ -104,15 +108,9 @@ fn embeddings(req: &MockRequest) -> Routed {
 /// Image generation: URLs to images this mock serves, or the bytes as base64. dall-e-3 makes
 /// one image a request, as OpenAI's does.
 fn images(req: &MockRequest) -> Routed {
-    if req.bearer() != Some(keys::OPENAI) {
-        return Routed::Done(error(401, "Incorrect API key provided.", None));
-    }
-    let Ok(body) = req.json() else {
-        return Routed::Done(error(
-            400,
-            "We could not parse the JSON body of your request.",
-            None,
-        ));
+    let body = match authorized_json(req) {
+        Ok(b) => b,
+        Err(refused) => return *refused,
     };
     let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
         return Routed::Done(error(400, "Missing required parameter: 'prompt'.", None));

@@ -88,6 +88,16 @@ impl Gateway {
         Ok(())
     }
 
+    /// One request to this gateway itself, over its socket.
+    pub(super) async fn send_self(
+        &self,
+        request: &UpstreamRequest,
+    ) -> crate::error::GwResult<Exchange> {
+        self.upstreams
+            .send_local(&self.local.socket, &INNER, request)
+            .await
+    }
+
     /// A chat or compare request to this gateway's own API as the client key `key` (the
     /// console's playground), from loopback.
     pub(crate) async fn call_self(
@@ -105,9 +115,7 @@ impl Gateway {
             ],
             body,
         };
-        self.upstreams
-            .send_local(&self.local.socket, &INNER, &request)
-            .await
+        self.send_self(&request).await
     }
 
     /// One request to this gateway's own API with `headers` (from [`Self::inner_headers`]):
@@ -123,10 +131,7 @@ impl Gateway {
             headers,
             body: Bytes::from(serde_json::to_vec(body).expect("json serializes")),
         };
-        let mut exchange = self
-            .upstreams
-            .send_local(&self.local.socket, &INNER, &request)
-            .await?;
+        let mut exchange = self.send_self(&request).await?;
         let status = exchange.status();
         let reply = exchange
             .read_all(super::upstream::MAX_UPSTREAM_BODY)
@@ -168,11 +173,7 @@ impl Gateway {
     async fn compare_one(&self, model: &str, call: &UpstreamRequest) -> Value {
         let began = Instant::now();
         let mut result = ModelResult::new(model);
-        match self
-            .upstreams
-            .send_local(&self.local.socket, &INNER, call)
-            .await
-        {
+        match self.send_self(call).await {
             Err(e) => result.error = Some(error_json(&e)),
             Ok(mut exchange) => {
                 let header_at = began.elapsed();
@@ -230,11 +231,7 @@ impl Gateway {
     async fn stream_one(&self, model: &str, call: &UpstreamRequest, tx: Sender) {
         let began = Instant::now();
         let mut result = ModelResult::new(model);
-        match self
-            .upstreams
-            .send_local(&self.local.socket, &INNER, call)
-            .await
-        {
+        match self.send_self(call).await {
             Err(e) => result.error = Some(error_json(&e)),
             Ok(exchange) if !(200..300).contains(&exchange.status()) => {
                 let status = exchange.status();
@@ -311,7 +308,7 @@ impl Gateway {
 
 type Sender = tokio::sync::mpsc::Sender<Bytes>;
 
-fn sse(v: &Value) -> Bytes {
+pub(super) fn sse(v: &Value) -> Bytes {
     let mut out = b"data: ".to_vec();
     serde_json::to_writer(&mut out, v).expect("json serializes");
     out.extend_from_slice(b"\n\n");

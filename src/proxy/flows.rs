@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::compare::sse;
 use super::respond::{write_json, write_stream_header};
 use super::{Gateway, Handled, RequestCtx, Session, Stop};
 use crate::api::ClientApi;
@@ -310,6 +311,43 @@ impl Gateway {
             .typed_inputs(&inputs)
             .map_err(|m| GatewayError::bad_param("messages", m))?;
         let headers = self.inner_headers(session, ctx);
+        let public = format!("workflow/{name}");
+        let stream = chat.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let include_usage = chat
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if stream {
+            // The run up to its last llm node, which then streams to the client as it answers.
+            let last_llm = wf.order().and_then(|order| {
+                order
+                    .into_iter()
+                    .rev()
+                    .map(|i| &wf.nodes[i])
+                    .find(|n| matches!(n.kind, NodeKind::Llm { .. }))
+            });
+            if let Some(node) = last_llm {
+                let progress = self
+                    .execute_until(
+                        &wf,
+                        &inputs,
+                        values.clone(),
+                        &headers,
+                        &mut |_| {},
+                        Some(&node.id),
+                    )
+                    .await?;
+                if progress.reached {
+                    let mut body = llm_body(node, &progress.values)?;
+                    body["stream"] = json!(true);
+                    body["stream_options"] = json!({"include_usage": include_usage});
+                    return self
+                        .stream_node_as(session, ctx, &public, headers, &body)
+                        .await;
+                }
+            }
+        }
         let mut tokens = Usage::default();
         let outputs = self
             .execute(&wf, &inputs, values, &headers, &mut |e| {
@@ -338,15 +376,8 @@ impl Gateway {
             }],
             usage: Some(tokens),
         };
-        let public = format!("workflow/{name}");
-        let stream = chat.get("stream").and_then(Value::as_bool).unwrap_or(false);
         ctx.first_byte = Some(Instant::now());
         if stream {
-            let include_usage = chat
-                .get("stream_options")
-                .and_then(|o| o.get("include_usage"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
             let mut out = Vec::new();
             crate::api::replay_as_stream(
                 ClientApi::OpenAi,
@@ -364,21 +395,93 @@ impl Gateway {
         Ok(())
     }
 
+    /// An llm node's chat request streamed to the client as it comes, each chunk naming
+    /// `public` as its model.
+    async fn stream_node_as(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        public: &str,
+        headers: Vec<(&'static str, String)>,
+        body: &Value,
+    ) -> Handled {
+        let request = crate::providers::UpstreamRequest {
+            path_and_query: "/v1/chat/completions".into(),
+            headers,
+            body: Bytes::from(serde_json::to_vec(body).expect("json serializes")),
+        };
+        let mut exchange = self.send_self(&request).await?;
+        if !(200..300).contains(&exchange.status()) {
+            let status = exchange.status();
+            let reply = exchange.read_all(1024 * 1024).await.unwrap_or_default();
+            let v: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
+            let message = v
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("the request failed");
+            return Err(GatewayError::new(ErrorKind::UpstreamError, message)
+                .with_status(status)
+                .into());
+        }
+        write_stream_header(session, &ctx.success_headers()).await?;
+        ctx.first_byte = Some(Instant::now());
+        let mut splitter = crate::providers::sse::SseSplitter::new();
+        while let Ok(Some(chunk)) = exchange.next_chunk().await {
+            let mut events = Vec::new();
+            if splitter.push(&chunk, |e| events.push(e)).is_err() {
+                break;
+            }
+            for e in events {
+                let out = match serde_json::from_str::<Value>(&e.data) {
+                    Ok(mut v) if v.get("model").is_some() => {
+                        v["model"] = json!(public);
+                        sse(&v)
+                    }
+                    _ => Bytes::from(format!("data: {}\n\n", e.data)),
+                };
+                ctx.first_token.get_or_insert_with(Instant::now);
+                session.write_response_body(out, false).await?;
+            }
+        }
+        session.finish_body().await?;
+        Ok(())
+    }
+
     /// Runs every node that its edges activate, in order, within the run's deadline; `emit`
     /// gets each node's events. The outputs of the run's result nodes, or the first failure.
     async fn execute(
         &self,
         wf: &Workflow,
         inputs: &Map<String, Value>,
-        mut values: HashMap<String, String>,
+        values: HashMap<String, String>,
         headers: &[(&'static str, String)],
         emit: &mut (dyn FnMut(Value) + Send),
     ) -> GwResult<Map<String, Value>> {
+        let progress = self
+            .execute_until(wf, inputs, values, headers, emit, None)
+            .await?;
+        Ok(wf
+            .result_nodes()
+            .into_iter()
+            .filter_map(|id| progress.ran.get(id).map(|o| (id.to_string(), json!(o))))
+            .collect())
+    }
+
+    /// As [`Self::execute`], stopping before the node `until` when it is to run.
+    async fn execute_until(
+        &self,
+        wf: &Workflow,
+        inputs: &Map<String, Value>,
+        mut values: HashMap<String, String>,
+        headers: &[(&'static str, String)],
+        emit: &mut (dyn FnMut(Value) + Send),
+        until: Option<&str>,
+    ) -> GwResult<Progress> {
         let order = wf
             .order()
             .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "the workflow has a cycle"))?;
         let deadline = Instant::now() + RUN_DEADLINE;
-        let mut ran: HashMap<&str, String> = HashMap::new();
+        let mut ran: HashMap<String, String> = HashMap::new();
         for i in order {
             let node = &wf.nodes[i];
             let incoming: Vec<_> = wf.edges.iter().filter(|e| e.to == node.id).collect();
@@ -392,6 +495,13 @@ impl Gateway {
             if !active {
                 emit(json!({"event": "node_skipped", "node": node.id}));
                 continue;
+            }
+            if until == Some(node.id.as_str()) {
+                return Ok(Progress {
+                    values,
+                    ran,
+                    reached: true,
+                });
             }
             emit(json!({"event": "node_started", "node": node.id, "type": node.kind.type_name()}));
             let began = Instant::now();
@@ -417,7 +527,7 @@ impl Gateway {
                                 "usage": usage, "latency_ms": latency_ms}),
                     );
                     values.insert(format!("{}.output", node.id), output.clone());
-                    ran.insert(&node.id, output);
+                    ran.insert(node.id.clone(), output);
                 }
                 Err(e) => {
                     emit(
@@ -429,11 +539,11 @@ impl Gateway {
                 }
             }
         }
-        Ok(wf
-            .result_nodes()
-            .into_iter()
-            .filter_map(|id| ran.get(id).map(|o| (id.to_string(), json!(o))))
-            .collect())
+        Ok(Progress {
+            values,
+            ran,
+            reached: false,
+        })
     }
 
     /// One node: its output and, for llm nodes, the tokens it used.
@@ -554,6 +664,50 @@ impl Gateway {
     }
 }
 
+/// How far a run got: the values its templates can use, each node that ran with its output,
+/// and whether it stopped before the node it was to stop at.
+struct Progress {
+    values: HashMap<String, String>,
+    ran: HashMap<String, String>,
+    reached: bool,
+}
+
+/// A node's template filled from the run's values.
+fn fill(template: &str, values: &HashMap<String, String>) -> GwResult<String> {
+    template::render(template, |name| values.get(name).cloned()).map_err(|missing| {
+        GatewayError::invalid(
+            format!("`{{{{{missing}}}}}` has no value in this run."),
+            None,
+        )
+    })
+}
+
+/// An llm node's chat body, its templates filled.
+fn llm_body(
+    node: &crate::flows::workflow::Node,
+    values: &HashMap<String, String>,
+) -> GwResult<Value> {
+    let NodeKind::Llm {
+        model,
+        system,
+        prompt,
+        params,
+    } = &node.kind
+    else {
+        return Err(GatewayError::new(ErrorKind::Internal, "not an llm node"));
+    };
+    let fill = |t: &str| fill(t, values);
+    let mut body = params.clone();
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(json!({"role": "system", "content": fill(s)?}));
+    }
+    messages.push(json!({"role": "user", "content": fill(prompt)?}));
+    body.insert("model".into(), json!(model));
+    body.insert("messages".into(), Value::Array(messages));
+    Ok(Value::Object(body))
+}
+
 fn workflow(config: &Config, name: &str) -> GwResult<Arc<Workflow>> {
     config
         .workflows
@@ -561,13 +715,6 @@ fn workflow(config: &Config, name: &str) -> GwResult<Arc<Workflow>> {
         .get(name)
         .cloned()
         .ok_or_else(|| not_found("workflow", name))
-}
-
-fn sse(v: &Value) -> Bytes {
-    let mut out = b"data: ".to_vec();
-    serde_json::to_writer(&mut out, v).expect("json serializes");
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
 }
 
 /// Seed 000's unified request.

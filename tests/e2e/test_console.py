@@ -137,7 +137,8 @@ def test_parameters_switch_off_and_the_dashscope_body_is_shown(page):
 
 def code_for(page, lang):
     page.click(f".code-tabs [data-lang={lang}]")
-    marker = {"python": "from openai import OpenAI", "curl": "curl ", "node": "import OpenAI", "yaml": "models"}
+    marker = {"python": "from openai import OpenAI", "curl": "curl ", "node": "import OpenAI", "yaml": "models",
+              "unified": "/v1/unified"}
     expect(page.locator("#code")).to_contain_text(marker[lang])
     return page.inner_text("#code")
 
@@ -158,6 +159,10 @@ def test_generated_python_and_curl_run_against_the_gateway(page, console, tmp_pa
     assert "generated code works" in out.stdout
     out = subprocess.run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "generated code works" in out.stdout, out.stdout + out.stderr
+    unified = code_for(page, "unified").split("# Python (standard library only)\n", 1)[1]
+    script.write_text(unified)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "generated code works" in out.stdout, out.stderr
 
 
 def test_a_model_added_in_the_form_is_saved_and_served(page, console):

@@ -215,3 +215,9 @@ def test_a_workflow_answers_as_a_model(gw):
     chunks = list(client.chat.completions.create(model="workflow/triage", stream=True,
                                                  messages=[{"role": "user", "content": "calm"}]))
     assert "Filed: calm" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    # The last llm node streams as it answers, word by word.
+    chunks = list(client.chat.completions.create(model="workflow/triage", stream=True,
+                                                 messages=[{"role": "user", "content": "urgent fire"}]))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3 and "Page someone: urgent fire" in "".join(pieces)
+    assert {c.model for c in chunks} == {"workflow/triage"}
