@@ -73,12 +73,15 @@ impl Gateway {
         if model.redact_pii {
             request.rewrite_text(redact::redact)?;
         }
-        let Lookup::Go(pending) = self.lookup_cache(session, ctx, request, model).await? else {
+        // Rare or store-bound steps are boxed: a future is as large as its largest state, and
+        // every open stream holds the whole of it (docs/performance.md).
+        let lookup = Box::pin(self.lookup_cache(session, ctx, request, model));
+        let Lookup::Go(pending) = lookup.await? else {
             return Ok(());
         };
         let result = self.try_targets(session, ctx, request, model).await;
         if let (Ok(()), Some(pending)) = (&result, pending) {
-            self.store_in_cache(ctx, pending).await;
+            Box::pin(self.store_in_cache(ctx, pending)).await;
         }
         result
     }
@@ -214,8 +217,7 @@ impl Gateway {
         let provider = &target.provider;
         let mut refreshed = false;
         loop {
-            let token = self
-                .vendor_token(provider)
+            let token = Box::pin(self.vendor_token(provider))
                 .await
                 .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
             let vendor_target = VendorTarget {
@@ -294,7 +296,7 @@ impl Gateway {
         let provider = target.provider;
         if request.kind().is_job() && !request.goes_as_is_to(provider) {
             let job = self.run_job(session, ctx, request, target, timeouts, public_model);
-            return job.await;
+            return Box::pin(job).await;
         }
         let mut upstream_request = providers::encode_chat(request, target)?;
         upstream_request
@@ -307,14 +309,14 @@ impl Gateway {
             client_gone(session).await
         };
         let sent = tokio::select! {
-            sent = self.upstreams.send(&provider.endpoint, timeouts, provider.ca.as_ref(), "POST", &upstream_request) => sent,
+            sent = Box::pin(self.upstreams.send(&provider.endpoint, timeouts, provider.ca.as_ref(), "POST", &upstream_request)) => sent,
             gone = watch => return Err(Stop::Downstream(gone)),
         };
         let mut exchange = sent.inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
 
         let status = exchange.status();
         if !(200..300).contains(&status) {
-            let e = self.vendor_error(provider, exchange).await;
+            let e = Box::pin(self.vendor_error(provider, exchange)).await;
             ctx.upstream_error = Some(e.kind);
             return Err(e.into());
         }

@@ -71,13 +71,12 @@ impl Gateway {
             call.remove("messages");
             let variables = serde_json::Map::from_iter([("user_input".into(), input.into())]);
             let chat = super::flows::app_body(&config, app, &call, &variables)?;
-            return self.chat_with(session, ctx, (&config, key), chat).await;
+            return Box::pin(self.chat_with(session, ctx, (&config, key), chat)).await;
         }
         if let Some(workflow) = request.model.strip_prefix("workflow/") {
             let call = serde_json::from_slice(&body).unwrap_or_default();
-            return self
-                .workflow_as_model(session, ctx, &config, workflow, &call)
-                .await;
+            let run = self.workflow_as_model(session, ctx, &config, workflow, &call);
+            return Box::pin(run).await;
         }
         let mut client = ClientRequest::openai(&request);
         let wants = Wants::of(&request);
@@ -176,8 +175,7 @@ impl Gateway {
         let key = &config.keys[key];
         let model = self.allowed_model(config, key, wants.model)?;
         note_request(ctx, model, body, wants.stream);
-        self.admit(ctx, key, model, body.len(), wants.max_tokens)
-            .await?;
+        Box::pin(self.admit(ctx, key, model, body.len(), wants.max_tokens)).await?;
         self.complete(session, ctx, request, model).await
     }
 

@@ -92,17 +92,20 @@ impl Gateway {
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
             ("POST", "/v1/images/generations") => self.images(session, ctx).await,
-            ("POST", "/v1/compare") => self.compare(session, ctx).await,
-            ("POST", "/v1/unified") => self.unified(session, ctx).await,
+            // The rarer endpoints are boxed so that the chat path's future stays small.
+            ("POST", "/v1/compare") => Box::pin(self.compare(session, ctx)).await,
+            ("POST", "/v1/unified") => Box::pin(self.unified(session, ctx)).await,
             ("POST", p) if p.starts_with("/v1/apps/") && p.ends_with("/completions") => {
                 let name = &p["/v1/apps/".len()..p.len() - "/completions".len()];
-                self.app(session, ctx, name).await
+                Box::pin(self.app(session, ctx, name)).await
             }
             ("POST", p) if p.starts_with("/v1/workflows/") => {
                 let rest = &p["/v1/workflows/".len()..];
                 match rest.split('/').collect::<Vec<_>>().as_slice() {
-                    [name, "run"] => self.run_workflow(session, ctx, name).await,
-                    [name, "nodes", id, "run"] => self.run_node(session, ctx, name, id).await,
+                    [name, "run"] => Box::pin(self.run_workflow(session, ctx, name)).await,
+                    [name, "nodes", id, "run"] => {
+                        Box::pin(self.run_node(session, ctx, name, id)).await
+                    }
                     _ => Err(GatewayError::new(
                         ErrorKind::NotFound,
                         format!("Unknown path {path}."),

@@ -57,6 +57,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     let config = Arc::new(config);
     // The gateway's own requests (side-by-side compare) come back in on this socket, which
     // only this user may open.
+    remove_stale_sockets();
     let local_socket = std::env::temp_dir()
         .join(format!("modelmux-{}.sock", std::process::id()))
         .to_string_lossy()
@@ -151,6 +152,28 @@ fn gateway_service(
         service.add_listener(listener);
     }
     service
+}
+
+/// Sockets left in the temporary directory by gateways that have exited (a process stopped at
+/// once leaves its socket behind); a running gateway's is kept.
+fn remove_stale_sockets() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("modelmux-"))
+            .and_then(|n| n.strip_suffix(".sock"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The TLS handshake needs no callbacks of ours; the certificate comes from the resolver.
