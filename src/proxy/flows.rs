@@ -318,50 +318,50 @@ impl Gateway {
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        if stream {
-            // The run up to its last llm node, which then streams to the client as it answers.
-            let last_llm = wf.order().and_then(|order| {
-                order
-                    .into_iter()
-                    .rev()
-                    .map(|i| &wf.nodes[i])
-                    .find(|n| matches!(n.kind, NodeKind::Llm { .. }))
-            });
-            if let Some(node) = last_llm {
-                let progress = self
-                    .execute_until(
-                        &wf,
-                        &inputs,
-                        values.clone(),
-                        &headers,
-                        &mut |_| {},
-                        Some(&node.id),
-                    )
-                    .await?;
-                if progress.reached {
-                    let mut body = llm_body(node, &progress.values)?;
-                    body["stream"] = json!(true);
-                    body["stream_options"] = json!({"include_usage": include_usage});
-                    return self
-                        .stream_node_as(session, ctx, &public, headers, &body)
-                        .await;
-                }
-            }
-        }
-        let mut tokens = Usage::default();
-        let outputs = self
-            .execute(&wf, &inputs, values, &headers, &mut |e| {
-                if let Some(t) = e
-                    .get("usage")
-                    .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-                {
-                    tokens = Usage::new(
-                        tokens.prompt_tokens + t.prompt_tokens,
-                        tokens.completion_tokens + t.completion_tokens,
-                    );
-                }
+        // Streamed, the run stops before its last llm node, which then streams to the client
+        // as it answers; if that node is not to run, the run has gone to its end.
+        let until = stream
+            .then(|| {
+                wf.order().and_then(|order| {
+                    order
+                        .into_iter()
+                        .rev()
+                        .map(|i| &wf.nodes[i])
+                        .find(|n| matches!(n.kind, NodeKind::Llm { .. }))
+                })
             })
+            .flatten();
+        let mut tokens = Usage::default();
+        let mut count = |e: Value| {
+            if let Some(t) = e
+                .get("usage")
+                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+            {
+                tokens = Usage::new(
+                    tokens.prompt_tokens + t.prompt_tokens,
+                    tokens.completion_tokens + t.completion_tokens,
+                );
+            }
+        };
+        let progress = self
+            .execute_until(
+                &wf,
+                &inputs,
+                values,
+                &headers,
+                &mut count,
+                until.map(|n| n.id.as_str()),
+            )
             .await?;
+        if let (true, Some(node)) = (progress.reached, until) {
+            let mut body = llm_body(node, &progress.values)?;
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": include_usage});
+            return self
+                .stream_node_as(session, ctx, &public, headers, &body)
+                .await;
+        }
+        let outputs = outputs(&wf, &progress.ran);
         let text = outputs
             .values()
             .next()
@@ -460,11 +460,7 @@ impl Gateway {
         let progress = self
             .execute_until(wf, inputs, values, headers, emit, None)
             .await?;
-        Ok(wf
-            .result_nodes()
-            .into_iter()
-            .filter_map(|id| progress.ran.get(id).map(|o| (id.to_string(), json!(o))))
-            .collect())
+        Ok(outputs(wf, &progress.ran))
     }
 
     /// As [`Self::execute`], stopping before the node `until` when it is to run.
@@ -556,14 +552,7 @@ impl Gateway {
         headers: &[(&'static str, String)],
     ) -> GwResult<(String, Option<Value>)> {
         let node = &wf.nodes[index];
-        let fill = |t: &str| {
-            template::render(t, |name| values.get(name).cloned()).map_err(|missing| {
-                GatewayError::invalid(
-                    format!("`{{{{{missing}}}}}` has no value in this run."),
-                    None,
-                )
-            })
-        };
+        let fill = |t: &str| fill(t, values);
         Ok(match &node.kind {
             NodeKind::Input => (Value::Object(inputs.clone()).to_string(), None),
             NodeKind::Template { template } => (fill(template)?, None),
@@ -580,26 +569,10 @@ impl Gateway {
                     .collect();
                 (parts.join("\n"), None)
             }
-            NodeKind::Llm {
-                model,
-                system,
-                prompt,
-                params,
-            } => {
-                let mut body = params.clone();
-                let mut messages = Vec::new();
-                if let Some(s) = system {
-                    messages.push(json!({"role": "system", "content": fill(s)?}));
-                }
-                messages.push(json!({"role": "user", "content": fill(prompt)?}));
-                body.insert("model".into(), json!(model));
-                body.insert("messages".into(), Value::Array(messages));
+            NodeKind::Llm { .. } => {
+                let body = llm_body(node, values)?;
                 let answer = self
-                    .call_local(
-                        "/v1/chat/completions",
-                        headers.to_vec(),
-                        &Value::Object(body),
-                    )
+                    .call_local("/v1/chat/completions", headers.to_vec(), &body)
                     .await?;
                 let text = answer
                     .pointer("/choices/0/message/content")
@@ -670,6 +643,14 @@ struct Progress {
     values: HashMap<String, String>,
     ran: HashMap<String, String>,
     reached: bool,
+}
+
+/// The run's outputs: those of its result nodes that ran.
+fn outputs(wf: &Workflow, ran: &HashMap<String, String>) -> Map<String, Value> {
+    wf.result_nodes()
+        .into_iter()
+        .filter_map(|id| ran.get(id).map(|o| (id.to_string(), json!(o))))
+        .collect()
 }
 
 /// A node's template filled from the run's values.

@@ -113,6 +113,20 @@ class Mock:
         httpx.delete(self.url(vendor) + "/__mock/fault").raise_for_status()
 
 
+def mock_providers(mock, *names):
+    """YAML `providers:` entries, named after their vendor kind, for the mock vendors."""
+    entries = {
+        "openai": f'  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}',
+        "anthropic": f'  - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}',
+        "dashscope": f'  - {{name: dashscope, kind: dashscope, base_url: "{mock.url("dashscope")}", api_key: sk-mock-dashscope}}',
+        "gemini": f'  - {{name: gemini, kind: gemini, base_url: "{mock.url("gemini")}/v1beta", api_key: mock-gemini-key}}',
+        "qianfan": f'  - {{name: qianfan, kind: qianfan, api_version: v1, base_url: "{mock.url("qianfan")}", '
+                   f'token_url: "{mock.url("qianfan")}/oauth/2.0/token", client_id: mock-qianfan-ak, '
+                   f'client_secret: mock-qianfan-sk}}',
+    }
+    return "\n".join(entries[n] for n in names)
+
+
 def gateway_config(mock, port, metrics_port, closed_port):
     o = mock.url("openai")
     return f"""

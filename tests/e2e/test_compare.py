@@ -5,7 +5,7 @@
 import httpx
 import pytest
 
-from conftest import DEMO_KEY, running_gateway, sse_events
+from conftest import DEMO_KEY, mock_providers, running_gateway, sse_events
 
 IP_KEY = "sk-test-loopback-only"
 
@@ -16,9 +16,7 @@ def config(mock):
 server: {{listen: ["127.0.0.1:{port}"]}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 providers:
-  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
-  - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
-  - {{name: gemini, kind: gemini, base_url: "{mock.url("gemini")}/v1beta", api_key: mock-gemini-key}}
+{mock_providers(mock, "openai", "anthropic", "gemini")}
 models:
   gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}
   claude: {{targets: [{{provider: anthropic, model: claude-x}}], retry: {{attempts: 1}}}}

@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from conftest import DEMO_KEY, free_port, running_gateway, sse_events
+from conftest import DEMO_KEY, free_port, mock_providers, running_gateway, sse_events
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -32,8 +32,7 @@ server: {{listen: ["127.0.0.1:{port}"]}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 admin: {{listen: "127.0.0.1:{admin_port}", key: {ADMIN_KEY}}}
 providers:
-  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
-  - {{name: dashscope, kind: dashscope, base_url: "{mock.url("dashscope")}", api_key: sk-mock-dashscope}}
+{mock_providers(mock, "openai", "dashscope")}
 models:
   gpt-4o-mini:
     targets: [{{provider: openai, model: gpt-4o-mini}}]

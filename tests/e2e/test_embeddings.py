@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import DEMO_KEY, running_gateway
+from conftest import DEMO_KEY, mock_providers, running_gateway
 
 
 def config(mock):
@@ -18,17 +18,7 @@ def config(mock):
 server: {{listen: ["127.0.0.1:{port}"]}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 providers:
-  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
-  - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
-  - {{name: dashscope, kind: dashscope, base_url: "{mock.url("dashscope")}", api_key: sk-mock-dashscope}}
-  - name: qianfan
-    kind: qianfan
-    api_version: v1
-    base_url: "{mock.url("qianfan")}"
-    token_url: "{mock.url("qianfan")}/oauth/2.0/token"
-    client_id: mock-qianfan-ak
-    client_secret: mock-qianfan-sk
-  - {{name: gemini, kind: gemini, base_url: "{mock.url("gemini")}/v1beta", api_key: mock-gemini-key}}
+{mock_providers(mock, "openai", "anthropic", "dashscope", "qianfan", "gemini")}
 models:
   text-embedding-v3: {{targets: [{{provider: dashscope, model: text-embedding-v3}}], retry: {{attempts: 1}}}}
   embedding-v1: {{targets: [{{provider: qianfan, model: embedding-v1}}], retry: {{attempts: 1}}}}

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import DEMO_KEY, running_gateway, sse_events
+from conftest import DEMO_KEY, mock_providers, running_gateway, sse_events
 
 
 def config(mock, root):
@@ -59,16 +59,7 @@ def config(mock, root):
 server: {{listen: ["127.0.0.1:{port}"]}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 providers:
-  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
-  - {{name: dashscope, kind: dashscope, base_url: "{mock.url("dashscope")}", api_key: sk-mock-dashscope}}
-  - name: qianfan
-    kind: qianfan
-    api_version: v1
-    base_url: "{mock.url("qianfan")}"
-    token_url: "{mock.url("qianfan")}/oauth/2.0/token"
-    client_id: mock-qianfan-ak
-    client_secret: mock-qianfan-sk
-  - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
+{mock_providers(mock, "openai", "dashscope", "qianfan", "anthropic")}
 models:
   gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}
   qwen-plus: {{targets: [{{provider: dashscope, model: qwen-plus}}]}}

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import DEMO_KEY, running_gateway
+from conftest import DEMO_KEY, mock_providers, running_gateway
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -20,21 +20,12 @@ def config(mock):
 server: {{listen: ["127.0.0.1:{port}"]}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 providers:
-  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
-  - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
+{mock_providers(mock, "openai", "anthropic", "qianfan", "gemini")}
   - name: dashscope
     kind: dashscope
     base_url: "{mock.url("dashscope")}"
     api_key: sk-mock-dashscope
     timeouts: {{total: 3s}}
-  - name: qianfan
-    kind: qianfan
-    api_version: v1
-    base_url: "{mock.url("qianfan")}"
-    token_url: "{mock.url("qianfan")}/oauth/2.0/token"
-    client_id: mock-qianfan-ak
-    client_secret: mock-qianfan-sk
-  - {{name: gemini, kind: gemini, base_url: "{mock.url("gemini")}/v1beta", api_key: mock-gemini-key}}
 models:
   dall-e-3: {{targets: [{{provider: openai, model: dall-e-3}}]}}
   wanx2.1-t2i-turbo: {{targets: [{{provider: dashscope, model: wanx2.1-t2i-turbo}}], retry: {{attempts: 1}}}}
