@@ -129,3 +129,17 @@ def test_bad_requests_and_vendors_without_images_are_400s(gw):
     with pytest.raises(openai.BadRequestError) as e:
         client.images.generate(model="gemini-2.5-flash-image", prompt="something forbidden")
     assert e.value.body["code"] == "content_filter"
+
+
+@pytest.mark.parametrize("model,vendor", [("dall-e-3", "openai"), ("wanx2.1-t2i-turbo", "dashscope"),
+                                          ("sd_xl", "qianfan"), ("gemini-2.5-flash-image", "gemini")])
+def test_a_vendor_error_is_an_openai_error(gw, mock, model, vendor):
+    mock.set_fault(vendor, "status=500")
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            gw.client().images.generate(model=model, prompt="a cat")
+    finally:
+        mock.clear_fault(vendor)
+    assert e.value.status_code == 502 and e.value.body["type"] != "invalid_request_error"
+    with pytest.raises(openai.BadRequestError):
+        gw.client().images.generate(model=model, prompt="[[mock status=400]] a cat")
