@@ -120,16 +120,7 @@ impl Timeline {
     ) {
         let period = crate::clock::unix_secs() / BUCKET_SECS;
         let mut targets = self.targets.lock().expect("timeline lock");
-        if !targets.contains_key(target) {
-            targets.insert(
-                target.to_string(),
-                Series {
-                    buckets: [Bucket::EMPTY; BUCKETS],
-                    last_error: None,
-                },
-            );
-        }
-        let series = targets.get_mut(target).expect("inserted");
+        let series = series_of(&mut targets, target);
         let b = &mut series.buckets[(period % BUCKETS as u64) as usize];
         if b.period != period {
             *b = Bucket {
@@ -148,10 +139,7 @@ impl Timeline {
     /// The error a target answered with last (already free of credentials).
     pub(crate) fn note_error(&self, target: &str, message: &str) {
         let mut targets = self.targets.lock().expect("timeline lock");
-        let series = targets.entry(target.to_string()).or_insert(Series {
-            buckets: [Bucket::EMPTY; BUCKETS],
-            last_error: None,
-        });
+        let series = series_of(&mut targets, target);
         series.last_error = Some(LastError {
             at: crate::clock::unix_secs(),
             message: message.chars().take(500).collect(),
@@ -195,6 +183,20 @@ impl Timeline {
             last_error: series.and_then(|s| s.last_error.clone()),
         }
     }
+}
+
+/// A target's series, made on its first request; the name is copied only then.
+fn series_of<'a>(targets: &'a mut HashMap<String, Series>, target: &str) -> &'a mut Series {
+    if !targets.contains_key(target) {
+        targets.insert(
+            target.to_string(),
+            Series {
+                buckets: [Bucket::EMPTY; BUCKETS],
+                last_error: None,
+            },
+        );
+    }
+    targets.get_mut(target).expect("inserted above")
 }
 
 fn rate(errors: u32, requests: u32) -> f64 {

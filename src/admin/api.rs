@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{error, Admin};
+use super::{error, problems_json, Admin};
 use crate::config::{Config, LimitsBackend, ModelAccess, Period};
 
 impl Admin {
@@ -25,9 +25,7 @@ impl Admin {
                 json!({"error": {
                     "type": "invalid_config",
                     "message": "The config file has problems; the running config is unchanged.",
-                    "problems": problems.0.iter()
-                        .map(|p| json!({"path": p.path, "message": p.message}))
-                        .collect::<Vec<_>>(),
+                    "problems": problems_json(&problems),
                 }}),
             ),
             Err(_) => error(500, "server_error", "The reload failed."),

@@ -57,6 +57,15 @@ impl From<(u16, Value)> for Reply {
     }
 }
 
+/// Config problems as JSON: each with the path of the field it is about.
+fn problems_json(problems: &crate::config::Problems) -> Value {
+    problems
+        .0
+        .iter()
+        .map(|p| json!({"path": p.path, "message": p.message}))
+        .collect()
+}
+
 fn error(status: u16, kind: &str, message: &str) -> (u16, Value) {
     (status, json!({"error": {"type": kind, "message": message}}))
 }

@@ -858,7 +858,6 @@ mod tests {
             texts: texts(23),
             dimensions: Some(4),
             user: None,
-            base64: false,
         };
         let mut job = embeddings_job(&request, &target).unwrap();
         let mut sizes = Vec::new();

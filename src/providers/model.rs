@@ -360,8 +360,6 @@ pub struct EmbeddingsRequest {
     pub texts: Vec<String>,
     pub dimensions: Option<u32>,
     pub user: Option<String>,
-    /// The client wants each vector as base64 of little-endian f32s, not a JSON array.
-    pub base64: bool,
 }
 
 /// One vector per input text, in input order.

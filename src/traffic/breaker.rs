@@ -74,6 +74,17 @@ struct Inner {
     probe_successes: u32,
 }
 
+impl Inner {
+    /// Answers and failures in the sliding window that ends at `slice`.
+    fn window(&self, slice: u64) -> (u64, u64) {
+        let oldest = slice.saturating_sub(BUCKETS as u64 - 1);
+        self.buckets
+            .iter()
+            .filter(|b| b.slice >= oldest && b.slice <= slice)
+            .fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed))
+    }
+}
+
 pub(crate) struct Breaker {
     labels: [String; 2],
     settings: BreakerSettings,
@@ -208,12 +219,7 @@ impl Breaker {
         let now = Instant::now();
         let slice = self.slice(now);
         let inner = self.current();
-        let oldest = slice.saturating_sub(BUCKETS as u64 - 1);
-        let (ok, failed) = inner
-            .buckets
-            .iter()
-            .filter(|b| b.slice >= oldest && b.slice <= slice)
-            .fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed));
+        let (ok, failed) = inner.window(slice);
         Snapshot {
             state: inner.state,
             ok,
@@ -287,12 +293,7 @@ impl Breaker {
         }
         b.failed += 1;
         inner.consecutive_failures += 1;
-        let oldest = slice.saturating_sub(BUCKETS as u64 - 1);
-        let (ok, failed) = inner
-            .buckets
-            .iter()
-            .filter(|b| b.slice >= oldest && b.slice <= slice)
-            .fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed));
+        let (ok, failed) = inner.window(slice);
         let total = ok + failed;
         let rate_tripped = total >= self.settings.min_requests
             && failed as f64 / total as f64 > self.settings.failure_rate;

@@ -6,16 +6,18 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Config, Problem, Problems};
 use crate::flows::apps::{valid_name, App};
 use crate::flows::workflow::{Checks, Workflow};
 
-/// Problems as the page shows them: each with the field it is about.
-fn problems_json(problems: Vec<(String, String)>) -> Value {
-    problems
-        .into_iter()
-        .map(|(path, message)| json!({"path": path, "message": message}))
-        .collect()
+/// Field problems as the config loader reports them.
+fn as_problems(problems: Vec<(String, String)>) -> Problems {
+    Problems(
+        problems
+            .into_iter()
+            .map(|(path, message)| Problem { path, message })
+            .collect(),
+    )
 }
 
 pub(crate) fn apps(config: &Config) -> Value {
@@ -43,7 +45,7 @@ pub(crate) fn check_app(config: &Config, app: &App) -> Result<String, Value> {
         }
     }
     if !problems.is_empty() {
-        return Err(problems_json(problems));
+        return Err(crate::admin::problems_json(&as_problems(problems)));
     }
     Ok(serde_yaml_ng::to_string(app).unwrap_or_default())
 }
@@ -56,7 +58,7 @@ pub(crate) fn check_workflow(config: &Config, wf: &Workflow) -> Result<String, V
     };
     let problems = wf.problems(&checks);
     if !problems.is_empty() {
-        return Err(problems_json(problems));
+        return Err(crate::admin::problems_json(&as_problems(problems)));
     }
     Ok(serde_yaml_ng::to_string(wf).unwrap_or_default())
 }

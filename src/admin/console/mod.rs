@@ -8,9 +8,9 @@ use pingora::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{error, Admin, Reply};
+use super::{error, problems_json, Admin, Reply};
 use crate::codegen;
-use crate::config::{Config, Problems};
+use crate::config::Config;
 
 pub(super) mod assets;
 mod flows;
@@ -274,12 +274,6 @@ impl Admin {
             json!({"saved": true, "yaml": yaml, "reload": reloaded}),
         )
     }
-}
-
-fn problems_json(p: &Problems) -> Value {
-    p.0.iter()
-        .map(|p| json!({"path": p.path, "message": p.message}))
-        .collect()
 }
 
 /// The public models grouped by the vendor that serves each first, the client keys to act as

@@ -48,11 +48,28 @@ pub fn encode_raw(chat: &ChatRequest, target: &VendorTarget, path: &str) -> Upst
 
 /// An image generation reply, passed on as it is once it is seen to hold `data`.
 pub fn check_images_raw(body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
+    reply_object(body, "data")?;
+    Ok((Bytes::copy_from_slice(body), None))
+}
+
+/// A vendor reply as a JSON object whose member `array` is an array (what its API promises).
+fn reply_object<'a>(body: &'a [u8], array: &str) -> GwResult<RawObject<'a>> {
     let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
-    if obj.get("data").map(JsonType::of) != Some(JsonType::Array) {
+    if obj.get(array).map(JsonType::of) != Some(JsonType::Array) {
         return Err(super::unreadable_reply());
     }
-    Ok((Bytes::copy_from_slice(body), None))
+    Ok(obj)
+}
+
+/// The reply with only `model` replaced by the public model name.
+fn with_public_model(obj: &RawObject, public_model: &str, size: usize) -> Bytes {
+    let mut out = Vec::with_capacity(size + 16);
+    obj.write_with(
+        &[("model", &public_model_json(public_model))],
+        &[],
+        &mut out,
+    );
+    Bytes::from(out)
 }
 
 #[derive(Deserialize)]
@@ -63,21 +80,12 @@ struct EmbeddingsUsage {
 
 /// An embeddings reply with the public model name put back, and its usage (input tokens).
 pub fn decode_embeddings_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
-    let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
-    if obj.get("data").map(JsonType::of) != Some(JsonType::Array) {
-        return Err(super::unreadable_reply());
-    }
+    let obj = reply_object(body, "data")?;
     let usage = obj
         .get("usage")
         .and_then(|u| serde_json::from_str::<EmbeddingsUsage>(u.get()).ok())
         .map(|u| Usage::new(u.prompt_tokens, 0));
-    let mut out = Vec::with_capacity(body.len() + 16);
-    obj.write_with(
-        &[("model", &public_model_json(public_model))],
-        &[],
-        &mut out,
-    );
-    Ok((Bytes::from(out), usage))
+    Ok((with_public_model(&obj, public_model, body.len()), usage))
 }
 
 fn raw_body(chat: &ChatRequest, target: &VendorTarget) -> Vec<u8> {
@@ -255,18 +263,9 @@ pub(super) fn public_model_json(public_model: &str) -> Vec<u8> {
 /// The vendor's reply for an OpenAI client: checked, with the public model name put back,
 /// every other member copied verbatim.
 pub fn decode_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
-    let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
-    if obj.get("choices").map(JsonType::of) != Some(JsonType::Array) {
-        return Err(super::unreadable_reply());
-    }
+    let obj = reply_object(body, "choices")?;
     let usage = read_usage(obj.get("usage"));
-    let mut out = Vec::with_capacity(body.len() + 16);
-    obj.write_with(
-        &[("model", &public_model_json(public_model))],
-        &[],
-        &mut out,
-    );
-    Ok((Bytes::from(out), usage))
+    Ok((with_public_model(&obj, public_model, body.len()), usage))
 }
 
 #[derive(Deserialize)]

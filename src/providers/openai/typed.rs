@@ -361,9 +361,10 @@ impl EmbeddingsRequest {
                     "This model takes 'input' as a string or an array of strings (not token IDs).",
                 )),
             };
-        let base64 = match member::<String>(obj, "encoding_format")?.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
+        // The vectors' form is the reply's business (`ClientRequest::wants_base64`); a bad one
+        // is refused here, before any vendor is called.
+        match member::<String>(obj, "encoding_format")?.as_deref() {
+            None | Some("float") | Some("base64") => {}
             Some(other) => {
                 return Err(GatewayError::bad_param(
                     "encoding_format",
@@ -384,7 +385,6 @@ impl EmbeddingsRequest {
             texts,
             dimensions,
             user: member(obj, "user")?,
-            base64,
         })
     }
 }

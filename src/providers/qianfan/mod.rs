@@ -500,7 +500,6 @@ mod tests {
             texts: (0..40).map(|i| i.to_string()).collect(),
             dimensions: None,
             user: Some("u1".into()),
-            base64: false,
         };
         let mut job = embeddings_job(&request, &target).unwrap();
         let mut sizes = Vec::new();
