@@ -287,6 +287,15 @@ class running_gateway:
         self.process.stop()
 
 
+def gateway_of(config):
+    """A module's own gateway: `modelmux serve` on `config(mock)`, for that module's tests."""
+    @pytest.fixture(scope="module")
+    def gw(mock):
+        with running_gateway(config(mock)) as g:
+            yield g
+    return gw
+
+
 @pytest.fixture(scope="session")
 def gateway(mock):
     closed_port = free_port()

@@ -7,7 +7,7 @@ import concurrent.futures
 import httpx
 import pytest
 
-from conftest import DEMO_KEY, running_gateway
+from conftest import DEMO_KEY, gateway_of, running_gateway
 
 
 def config(mock):
@@ -28,10 +28,7 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     return make
 
 
-@pytest.fixture(scope="module")
-def gw(mock):
-    with running_gateway(config(mock)) as g:
-        yield g
+gw = gateway_of(config)
 
 
 def test_sessions_keep_their_target_and_split_by_weight(gw):

@@ -5,7 +5,7 @@
 import httpx
 import pytest
 
-from conftest import DEMO_KEY, mock_providers, running_gateway, sse_events
+from conftest import DEMO_KEY, gateway_of, mock_providers, sse_events
 
 IP_KEY = "sk-test-loopback-only"
 
@@ -31,10 +31,7 @@ keys:
     return make
 
 
-@pytest.fixture(scope="module")
-def gw(mock):
-    with running_gateway(config(mock)) as g:
-        yield g
+gw = gateway_of(config)
 
 
 def compare(gw, body, key=DEMO_KEY, **kw):

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from conftest import DEMO_KEY, running_gateway
+from conftest import DEMO_KEY, gateway_of
 
 
 def config(mock):
@@ -25,10 +25,7 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     return make
 
 
-@pytest.fixture(scope="module")
-def gw(mock):
-    with running_gateway(config(mock)) as g:
-        yield g
+gw = gateway_of(config)
 
 
 def chat(gw, model, content, headers=None):

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import DEMO_KEY, mock_providers, running_gateway
+from conftest import DEMO_KEY, gateway_of, mock_providers
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -37,10 +37,7 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     return make
 
 
-@pytest.fixture(scope="module")
-def gw(mock):
-    with running_gateway(config(mock)) as g:
-        yield g
+gw = gateway_of(config)
 
 
 def image_bytes(item):

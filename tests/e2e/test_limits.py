@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import free_port, running_gateway
+from conftest import free_port, gateway_of, running_gateway
 
 LIMITS_KEY = "sk-test-rpm-five"
 TOKENS_KEY = "sk-test-tpm-200"
@@ -46,10 +46,7 @@ keys:
     return make
 
 
-@pytest.fixture(scope="module")
-def gw(mock):
-    with running_gateway(config(mock)) as g:
-        yield g
+gw = gateway_of(config)
 
 
 def post(gw, key, content="hi", model="gpt-4o-mini", stream=False):
