@@ -185,11 +185,17 @@ function formChanged() {
   previewTimer = setTimeout(() => { refreshVendorPreview(); refreshCode(); }, 150);
 }
 
+let previewSeq = 0;
+let codeSeq = 0;
+
+/// The vendor preview and the code follow the latest form: a late answer to an older one is dropped.
 async function refreshVendorPreview() {
   const model = $("#pg-preview-model").value;
   const root = $("#pg-vendor");
   if (!model) return root.replaceChildren(el("p", {class: "muted"}, "Check a model."));
+  const seq = ++previewSeq;
   const r = await api("POST", "/console/api/preview", {model, messages: messages(), ...params()});
+  if (seq !== previewSeq) return;
   if (!r.ok) return root.replaceChildren(el("p", {class: "error"}, r.data?.error?.message || "No preview."));
   root.replaceChildren(...r.data.targets.map((t) => el("div", {class: "vendor-preview", "data-kind": t.kind},
     el("p", {}, el("strong", {}, t.target), ` (${t.kind}) `, t.url ? el("code", {}, `${t.method} ${t.url}`) : ""),
@@ -200,9 +206,10 @@ async function refreshCode() {
   const models = checkedModels();
   if (!models.length) return;
   const routes = Object.fromEntries(state.overview.models.filter((m) => models.includes(m.name)).map((m) => [m.name, m.route]));
+  const seq = ++codeSeq;
   const r = await api("POST", "/console/api/code", {base_url: state.overview.base_url, models, system: $("#pg-system").value.trim() || null,
     prompt: $("#pg-prompt").value, params: params(), stream: false, routes});
-  if (r.ok) {
+  if (r.ok && seq === codeSeq) {
     lastCode = r.data;
     showCode();
   }
@@ -341,15 +348,21 @@ function clean(models) {
 }
 
 let editTimer = null;
+/// Counts form edits and checks: only the answer to the latest check, sent after the latest
+/// edit, may update the form (an older one arriving late would undo what was typed since).
+let checkSeq = 0;
 
 function formEdited() {
+  checkSeq++; // an edit makes every check already under way stale
   renderRoutesForm([]);
   clearTimeout(editTimer);
   editTimer = setTimeout(() => checkRoutes({models: clean(routes)}), 100);
 }
 
 async function checkRoutes(edit, save = false) {
+  const seq = ++checkSeq;
   const r = await api("POST", save ? "/console/api/routes/save" : "/console/api/routes/check", edit);
+  if (seq !== checkSeq) return;
   const d = r.data;
   if (d.yaml !== undefined) $("#routes-yaml").value = d.yaml;
   if (d.models && typeof d.models === "object") routes = d.models;
