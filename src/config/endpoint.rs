@@ -1,8 +1,14 @@
-//! Where a provider is: its URL split for the connector and the request line, and the extra
-//! CA certificates its TLS connections trust.
+//! Where a provider is: its URL split for the connector and the request line, and the CA
+//! certificates its TLS connections trust.
 
 use std::fmt;
 use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+use pingora::tls::{
+    install_default_crypto_provider, load_native_certs, version, CertificateDer, ClientConfig,
+    RootCertStore,
+};
 
 /// An upstream address split into what the connector and the request line need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,38 +63,77 @@ impl Endpoint {
     }
 }
 
-/// Extra CA certificates a provider's TLS connections trust, ready for Pingora's peer options.
+/// The roots a provider's TLS connections verify against: the system's, or those of the
+/// provider's `ca_file` instead. Holds the TLS client configuration built from them once, so
+/// new connections to a provider share its session-resumption cache.
 #[derive(Clone)]
-pub struct TrustedCa(pub Arc<[pingora::utils::tls::WrappedX509]>);
+pub struct TrustedCa(pub Arc<ClientConfig>);
 
 impl fmt::Debug for TrustedCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TrustedCa({} certificates)", self.0.len())
+        f.write_str("TrustedCa")
+    }
+}
+
+/// Two are the same when they are one loaded configuration (connections are pooled by it).
+impl PartialEq for TrustedCa {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TrustedCa {}
+
+impl std::hash::Hash for TrustedCa {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state)
     }
 }
 
 impl TrustedCa {
     pub fn load(path: &str) -> Result<TrustedCa, String> {
         use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::CertificateDer;
-        let ders: Vec<Vec<u8>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read {path}: {e}"))?
-            .map(|c| c.map(|c| c.to_vec()).map_err(|e| format!("{path}: {e}")))
-            .collect::<Result<_, _>>()?;
-        if ders.is_empty() {
+        let mut roots = RootCertStore::empty();
+        for cert in
+            CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {path}: {e}"))?
+        {
+            let cert = cert.map_err(|e| format!("{path}: {e}"))?;
+            roots.add(cert).map_err(|e| {
+                format!("{path}: a certificate is not a valid CA certificate ({e})")
+            })?;
+        }
+        if roots.is_empty() {
             return Err(format!("{path} holds no PEM certificate"));
         }
-        let mut certs = Vec::with_capacity(ders.len());
-        for der in ders {
-            // Pingora's parser panics on a malformed certificate: turn that into a config error.
-            let parsed = std::panic::catch_unwind(|| {
-                pingora::utils::tls::WrappedX509::new(der, |raw| {
-                    pingora::utils::tls::parse_x509(raw)
-                })
-            })
-            .map_err(|_| format!("{path}: a certificate is not valid X.509"))?;
-            certs.push(parsed);
-        }
-        Ok(TrustedCa(certs.into()))
+        Ok(TrustedCa(client_config(roots)))
     }
+
+    /// The system's roots (loaded once; `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
+    pub fn system() -> &'static TrustedCa {
+        static SYSTEM: Lazy<TrustedCa> = Lazy::new(|| {
+            let mut roots = RootCertStore::empty();
+            match load_native_certs() {
+                Ok(certs) => {
+                    let (_, ignored) = roots.add_parsable_certificates(certs);
+                    if ignored > 0 {
+                        log::warn!("{ignored} system CA certificates could not be parsed");
+                    }
+                }
+                Err(e) => log::warn!("could not load the system's CA certificates: {e}"),
+            }
+            TrustedCa(client_config(roots))
+        });
+        &SYSTEM
+    }
+}
+
+fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    install_default_crypto_provider();
+    let mut config =
+        ClientConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    // The vendor leg speaks HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }

@@ -276,7 +276,7 @@ impl Gateway {
                 .await?;
             let status = ex.status();
             let body = ex.read_all(64 * 1024).await?;
-            self.upstreams.release(ex).await;
+            self.upstreams.release(ex);
             let token = qianfan::read_token_reply(status, &body)?;
             log::info!("fetched a new access token for provider {}", provider.name);
             Ok(token)
@@ -338,7 +338,7 @@ impl Gateway {
             .read_all(MAX_UPSTREAM_BODY)
             .await
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-        self.upstreams.release(exchange).await;
+        self.upstreams.release(exchange);
         answer_whole(session, ctx, request, provider, public_model, &body).await
     }
 
@@ -360,7 +360,7 @@ impl Gateway {
             body.as_deref().unwrap_or_default(),
         );
         if body.is_ok() {
-            self.upstreams.release(exchange).await;
+            self.upstreams.release(exchange);
         }
         e
     }
@@ -376,13 +376,17 @@ impl Gateway {
     ) -> Handled {
         write_stream_header(session, &ctx.success_headers()).await?;
         ctx.first_byte = Some(Instant::now());
-        let mut out = Vec::with_capacity(4096);
         let state = loop {
-            out.clear();
+            // A buffer of each piece's own size, handed on without a copy: an open stream holds
+            // no buffer while it waits for the vendor.
+            let mut out = Vec::new();
             // Mid-stream, a client that hung up fails the next write, which drops the vendor's
             // connection; only the wait for the first byte needs watching (`client_gone`).
             let state = match exchange.next_chunk().await {
-                Ok(Some(chunk)) => relay.push(&chunk, &mut out),
+                Ok(Some(chunk)) => {
+                    out.reserve(chunk.len() + 256);
+                    relay.push(&chunk, &mut out)
+                }
                 Ok(None) => relay.finish(&mut out),
                 Err(e) => {
                     ctx.upstream_error = Some(e.kind);
@@ -394,9 +398,7 @@ impl Gateway {
             ctx.received_tokens = relay.received_tokens();
             if !out.is_empty() {
                 ctx.first_token.get_or_insert_with(Instant::now);
-                session
-                    .write_response_body(Bytes::copy_from_slice(&out), false)
-                    .await?;
+                session.write_response_body(Bytes::from(out), false).await?;
             }
             if state != StreamState::Open {
                 break state;
@@ -405,7 +407,7 @@ impl Gateway {
         session.finish_body().await?;
         ctx.captured = relay.completed().map(Cached::Completion);
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
-            self.upstreams.release(exchange).await;
+            self.upstreams.release(exchange);
         } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
             ctx.upstream_error = Some(ErrorKind::UpstreamBadResponse);
         }

@@ -136,7 +136,7 @@ impl Gateway {
         let reply = exchange
             .read_all(super::upstream::MAX_UPSTREAM_BODY)
             .await?;
-        self.upstreams.release(exchange).await;
+        self.upstreams.release(exchange);
         let v: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(v);
@@ -180,7 +180,7 @@ impl Gateway {
                 let status = exchange.status();
                 match exchange.read_all(super::upstream::MAX_UPSTREAM_BODY).await {
                     Ok(body) => {
-                        self.upstreams.release(exchange).await;
+                        self.upstreams.release(exchange);
                         result.read_reply(status, &body);
                         if result.error.is_none() {
                             result.ttft = Some(header_at);

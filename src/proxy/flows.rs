@@ -626,7 +626,7 @@ impl Gateway {
             .await?;
         let status = exchange.status();
         let reply = exchange.read_all(MAX_HTTP_BODY).await?;
-        self.upstreams.release(exchange).await;
+        self.upstreams.release(exchange);
         if !(200..300).contains(&status) {
             return Err(GatewayError::new(
                 ErrorKind::UpstreamError,

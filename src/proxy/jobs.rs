@@ -104,7 +104,7 @@ impl Gateway {
             return Err(self.vendor_error(provider, exchange).await);
         }
         let body = exchange.read_all(MAX_UPSTREAM_BODY).await?;
-        self.upstreams.release(exchange).await;
+        self.upstreams.release(exchange);
         Ok(body)
     }
 

@@ -53,7 +53,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let upstreams = Upstreams::new(&server.configuration);
+    let upstreams = Upstreams::default();
     let config = Arc::new(config);
     // The gateway's own requests (side-by-side compare) come back in on this socket, which
     // only this user may open.
