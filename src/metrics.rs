@@ -161,6 +161,16 @@ pub(crate) static CACHE_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static UPSTREAM_CONNECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_upstream_connections_total",
+        "Vendor connections used for a request: opened (new) or reused (from the idle pool).",
+        &["kind"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 pub(crate) static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_config_reloads_total",
@@ -242,6 +252,7 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*COST,
         &*CACHE,
         &*CACHE_BYTES,
+        &*UPSTREAM_CONNECTIONS,
     ]
 }
 

@@ -244,6 +244,23 @@ def test_metrics_pass_promtool_and_measure_time_to_first_token(ops):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_vendor_connections_are_reused_for_whole_and_streamed_replies(ops):
+    def connections():
+        text = httpx.get(f"http://127.0.0.1:{ops.metrics_port}/metrics").text
+        found = dict(re.findall(r'modelmux_upstream_connections_total\{kind="(\w+)"\} (\d+)', text))
+        return int(found.get("opened", 0)), int(found.get("reused", 0))
+
+    client = ops.client()
+    opened0, reused0 = connections()
+    for _ in range(10):
+        client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True))
+    opened, reused = connections()
+    # One after the other, 20 requests need one connection to the vendor (a second at most,
+    # should the mock close one).
+    assert opened - opened0 <= 2 and reused - reused0 >= 18, (opened - opened0, reused - reused0)
+
+
 def test_https_listener_with_the_openai_sdk(mock):
     d, ca, cert, key = make_certificates()
     port, metrics, admin = free_port(), free_port(), free_port()

@@ -309,13 +309,27 @@ impl<'a> ChatRequest<'a> {
 /// A member given twice would be validated once and forwarded twice, and vendors disagree on
 /// which one counts.
 fn check_unique_members(body: &RawObject) -> GwResult<()> {
-    let mut seen = std::collections::HashSet::with_capacity(body.members.len());
-    for (k, _) in &body.members {
+    let twice = |k: &str| {
+        GatewayError::invalid(
+            format!("The member '{k}' is given more than once."),
+            Some(k),
+        )
+    };
+    let members = &body.members;
+    // A request has a handful of members: comparing them pairwise allocates nothing. A body
+    // with very many is checked with a set, which stays linear.
+    if members.len() <= 24 {
+        for (i, (k, _)) in members.iter().enumerate() {
+            if members[..i].iter().any(|(seen, _)| seen == k) {
+                return Err(twice(k));
+            }
+        }
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    for (k, _) in members {
         if !seen.insert(k.as_ref()) {
-            return Err(GatewayError::invalid(
-                format!("The member '{k}' is given more than once."),
-                Some(k),
-            ));
+            return Err(twice(k));
         }
     }
     Ok(())
@@ -345,9 +359,10 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
         ));
     }
     for (i, m) in list.iter().enumerate() {
-        let param = format!("messages[{i}]");
+        // Named only when there is an error to report: most requests have none.
+        let param = || format!("messages[{i}]");
         if JsonType::of(m) != JsonType::Object {
-            return Err(type_error(&param, "an object", m));
+            return Err(type_error(&param(), "an object", m));
         }
         let shape: MessageShape = serde_json::from_str(m.get()).map_err(invalid_json)?;
         let role = shape
@@ -356,16 +371,18 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
         match role.as_deref() {
             Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
             Some(other) => {
+                let param = param();
                 return Err(GatewayError::invalid(
                     format!("Invalid value for '{param}.role': '{other}' is not one of 'system', 'developer', 'user', 'assistant', 'tool'."),
                     Some(&format!("{param}.role")),
-                ))
+                ));
             }
             None => {
+                let param = param();
                 return Err(GatewayError::invalid(
                     format!("Missing required parameter: '{param}.role'."),
                     Some(&format!("{param}.role")),
-                ))
+                ));
             }
         }
     }

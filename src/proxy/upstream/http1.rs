@@ -177,6 +177,11 @@ impl Connection {
                     }
                     let n = (*left).min(self.buf.len() as u64);
                     *left -= n;
+                    if *left == 0 {
+                        // Ended here, so that a reader that stops at the last byte (it knows
+                        // the length too) leaves a reusable connection.
+                        response.framing = Framing::Done;
+                    }
                     return Ok(Some(self.buf.split_to(n as usize).freeze()));
                 }
                 Framing::UntilClose => {
@@ -304,7 +309,7 @@ impl Response {
     }
 
     pub(super) fn is_done(&self) -> bool {
-        self.framing == Framing::Done || self.framing == Framing::Length(0)
+        self.framing == Framing::Done
     }
 }
 
@@ -438,8 +443,10 @@ mod tests {
         assert_eq!(r.status, 200);
         assert_eq!(r.field("content-type"), Some("application/json"));
         assert_eq!(r.field("retry-after"), None);
-        assert_eq!(body_of(&mut c, &mut r).await.unwrap(), b"{}");
-        assert!(c.reusable(&r));
+        // Read to its last byte, not past it: that is the end.
+        assert_eq!(&c.read_body(&mut r).await.unwrap().unwrap()[..], b"{}");
+        assert!(r.is_done() && c.reusable(&r));
+        assert!(c.read_body(&mut r).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -13,14 +13,22 @@ mod transport;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use once_cell::sync::Lazy;
+use prometheus::IntCounter;
 
 use crate::config::{Endpoint, Timeouts, TrustedCa};
 use crate::error::{ErrorKind, GatewayError, GwResult};
+use crate::metrics;
 use crate::providers::UpstreamRequest;
 use http1::{Connection, Failure, Response};
 use pool::Pool;
 use resolve::Resolver;
 use transport::Dial;
+
+static OPENED: Lazy<IntCounter> =
+    Lazy::new(|| metrics::UPSTREAM_CONNECTIONS.with_label_values(&["opened"]));
+static REUSED: Lazy<IntCounter> =
+    Lazy::new(|| metrics::UPSTREAM_CONNECTIONS.with_label_values(&["reused"]));
 
 /// The most the gateway reads of a non-streaming upstream body or error body.
 pub(crate) const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -102,8 +110,15 @@ impl Upstreams {
         loop {
             let reused = pooled.is_some();
             let mut connection = match pooled.take() {
-                Some(connection) => connection,
-                None => Connection::new(dial.open(timeouts.connect).await?),
+                Some(connection) => {
+                    REUSED.inc();
+                    connection
+                }
+                None => {
+                    let connection = Connection::new(dial.open(timeouts.connect).await?);
+                    OPENED.inc();
+                    connection
+                }
             };
             let first_byte = timeouts.first_byte.min(remaining(deadline));
             let sent = tokio::time::timeout(first_byte, async {
