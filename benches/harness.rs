@@ -74,6 +74,43 @@ fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
     Proc { child }
 }
 
+fn start_nginx(dir: &Path) -> Proc {
+    let conf = nginx_config(dir);
+    spawn(
+        "nginx",
+        Command::new(which("nginx").expect("nginx on PATH")).args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-p",
+            dir.to_str().unwrap(),
+            "-g",
+            "daemon off;",
+        ]),
+    )
+}
+
+/// The gateway with the bench config; `BENCH_GATEWAY_<NAME>` variables reach it as `<NAME>`.
+fn start_gateway(bin: &str, dir: &Path) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "-c", gateway_config(dir).to_str().unwrap()])
+        .env("RUST_LOG", "error");
+    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("BENCH_GATEWAY_")) {
+        cmd.env(k.trim_start_matches("BENCH_GATEWAY_"), v);
+    }
+    let gateway = spawn("modelmux", &mut cmd);
+    wait_port(GATEWAY);
+    std::thread::sleep(Duration::from_millis(200));
+    gateway
+}
+
+fn per_request(cpu_seconds: f64, m: &Measured) -> f64 {
+    if m.stats.ok > 0 {
+        cpu_seconds / m.stats.ok as f64 * 1e6
+    } else {
+        0.0
+    }
+}
+
 fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -123,6 +160,20 @@ fn cpu_seconds(pid: u32) -> f64 {
             Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
         })
         .unwrap_or(0.0)
+}
+
+/// CPU time of a process and its children (nginx workers).
+fn cpu_tree(pid: u32) -> f64 {
+    let mut total = cpu_seconds(pid);
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            total += cpu_tree(c);
+        }
+    }
+    total
 }
 
 fn raise_fd_limit() {
@@ -642,35 +693,14 @@ async fn main() {
             "2",
         ]),
     );
-    let nginx = which("nginx").map(|nginx| {
-        let conf = nginx_config(&dir);
-        spawn(
-            "nginx",
-            Command::new(nginx).args([
-                "-c",
-                conf.to_str().unwrap(),
-                "-p",
-                dir.to_str().unwrap(),
-                "-g",
-                "daemon off;",
-            ]),
-        )
-    });
+    let nginx = which("nginx").map(|_| start_nginx(&dir));
     if nginx.is_none() {
         eprintln!("nginx not found: its rows are skipped (apt-get install nginx)");
     }
     for p in [OPENAI_MOCK, ANTHROPIC_MOCK] {
         wait_port(p);
     }
-    let mut gateway_cmd = Command::new(bin);
-    gateway_cmd
-        .args(["serve", "-c", gateway_config(&dir).to_str().unwrap()])
-        .env("RUST_LOG", "error");
-    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("BENCH_GATEWAY_")) {
-        gateway_cmd.env(k.trim_start_matches("BENCH_GATEWAY_"), v);
-    }
-    let gateway = spawn("modelmux", &mut gateway_cmd);
-    wait_port(GATEWAY);
+    let gateway = start_gateway(bin, &dir);
     if nginx.is_some() {
         wait_port(NGINX_OPENAI);
     }
@@ -686,6 +716,7 @@ async fn main() {
         timed_chunks: false,
     };
 
+    let mut phases = Vec::new();
     // (1) OpenAI pass-through, non-streaming; (2) OpenAI client -> Anthropic upstream;
     // (5) cache hits.
     let hello = "Hello there, how are you today?";
@@ -713,22 +744,23 @@ async fn main() {
         let d = drive(closed(direct, s.connections)).await;
         rows.push(row(scenario, "mock direct", &d, String::new()));
         if let Some(nginx) = &nginx {
+            let cpu0 = cpu_tree(nginx.pid());
             let n = drive(closed(via_nginx, s.connections)).await;
+            let per_req = per_request(cpu_tree(nginx.pid()) - cpu0, &n);
             rows.push(row(
                 scenario,
                 "nginx",
                 &n,
-                format!("RSS {}", mb(rss_tree(nginx.pid()))),
+                format!("RSS {}, {per_req:.0} µs CPU/req", mb(rss_tree(nginx.pid()))),
             ));
         }
+        let profile = Profile::start(scenario, gateway.pid());
         let cpu0 = cpu_seconds(gateway.pid());
         let g = drive(closed(via_gateway, s.connections)).await;
-        let cpu = cpu_seconds(gateway.pid()) - cpu0;
-        let per_req = if g.stats.ok > 0 {
-            cpu / g.stats.ok as f64 * 1e6
-        } else {
-            0.0
-        };
+        let per_req = per_request(cpu_seconds(gateway.pid()) - cpu0, &g);
+        if let Some(profile) = profile {
+            phases.push((scenario, profile.finish(), per_req));
+        }
         rows.push(row(
             scenario,
             "modelmux",
@@ -875,15 +907,236 @@ async fn main() {
         ));
     }
 
-    // (5) Many concurrent slow streams (one chunk a second) held open: gateway RSS and CPU.
-    let slow = hold_slow_streams(s.slow_streams, &gateway).await;
+    // (7) Many concurrent slow streams (one chunk a second) held open: memory and CPU per
+    // stream, each system freshly started so that no earlier run's freed memory is reused.
+    drop(gateway);
+    let slow_content = "slow [[mock words=30 chunk_delay_ms=1000]]";
+    let mut slow = Vec::new();
+    if nginx.is_some() {
+        drop(nginx);
+        let fresh = start_nginx(&dir);
+        wait_port(NGINX_OPENAI);
+        let target = Target::openai_at(NGINX_OPENAI, slow_content, true);
+        slow.push((
+            "nginx, pass-through",
+            hold_slow_streams(s.slow_streams, target, fresh.pid(), true).await,
+        ));
+    }
+    for (label, model) in [
+        ("modelmux, pass-through", "pass"),
+        ("modelmux, translated", "translated"),
+    ] {
+        let fresh = start_gateway(bin, &dir);
+        let target = Target::gateway(model, slow_content, true);
+        slow.push((
+            label,
+            hold_slow_streams(s.slow_streams, target, fresh.pid(), false).await,
+        ));
+    }
 
     added.push(("3 per chunk, streaming", added_chunk.0, added_chunk.1));
-    print_report(&rows, idle_rss, &slow, &added, quick);
-    drop(gateway);
-    drop(nginx);
+    print_report(&rows, idle_rss, &slow, &added, &phases, quick);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `perf record` of the gateway (with call stacks) during one scenario, when `BENCH_PERF` is
+/// set; its samples are then put into the request's phases by the innermost frame that names
+/// one, so kernel time lands in the phase whose syscall it serves.
+struct Profile {
+    perf: Child,
+    data: PathBuf,
+}
+
+/// Phases and the frames that mark them, innermost match first.
+const PHASES: &[(&str, &[&str])] = &[
+    ("vendor leg (gateway code)", &["proxy::upstream::"]),
+    (
+        "encode for the vendor",
+        &[
+            "providers::encode",
+            "::encode_request",
+            "::to_vendor",
+            "providers::anthropic::encode",
+            "providers::gemini::encode",
+            "providers::dashscope::encode",
+            "providers::qianfan::encode",
+        ],
+    ),
+    (
+        "decode the vendor's reply",
+        &[
+            "proxy::relay",
+            "providers::sse",
+            "providers::decode",
+            "::decode",
+            "answer_whole",
+            "with_public_model",
+            "reply_object",
+        ],
+    ),
+    (
+        "limits, budgets, breakers",
+        &[
+            "traffic::limits",
+            "traffic::budget",
+            "traffic::breaker",
+            "traffic::inflight",
+            "traffic::store",
+            "traffic::shared",
+        ],
+    ),
+    (
+        "auth and route",
+        &[
+            "traffic::auth",
+            "traffic::routing",
+            "traffic::failover",
+            "proxy::router",
+            "proxy::handlers",
+            "proxy::attempt",
+        ],
+    ),
+    (
+        "client request: read and parse",
+        &[
+            "read_request",
+            "api::",
+            "wire::ChatRequest",
+            "read_body",
+            "ClientRequest",
+        ],
+    ),
+    (
+        "client response: write",
+        &[
+            "write_response",
+            "finish_body",
+            "proxy::respond",
+            "write_stream_header",
+            "HttpSession::finish",
+            "response_duplex",
+        ],
+    ),
+    (
+        "metrics and access log",
+        &["metrics::", "access_log", "prometheus", "timeline"],
+    ),
+];
+
+/// Where a sample with no request frame on its stack goes: the standard library is built
+/// without frame pointers, so a syscall's stack ends at its libc wrapper and the kernel's
+/// socket work cannot be told apart by leg.
+const UNATTRIBUTED: &[(&str, &[&str])] = &[
+    (
+        "kernel: socket send, both legs (loopback delivery included)",
+        &[
+            "__send",
+            "sendto",
+            "sendmsg",
+            "writev",
+            "__libc_write",
+            "tcp_sendmsg",
+        ],
+    ),
+    (
+        "kernel: socket receive, both legs",
+        &["__libc_recv", "recvfrom", "__libc_read", "tcp_recvmsg"],
+    ),
+    (
+        "kernel: connect and close",
+        &["connect", "__close", "tcp_close", "__libc_close"],
+    ),
+    (
+        "runtime: scheduler, epoll, timers",
+        &[
+            "tokio::",
+            "epoll",
+            "futex",
+            "nanosleep",
+            "schedule",
+            "mio::",
+        ],
+    ),
+    (
+        "allocator",
+        &[
+            "malloc",
+            "free",
+            "_int_",
+            "unlink_chunk",
+            "realloc",
+            "clear_page",
+            "page_fault",
+        ],
+    ),
+];
+
+impl Profile {
+    fn start(scenario: &str, pid: u32) -> Option<Profile> {
+        std::env::var_os("BENCH_PERF")?;
+        let data = PathBuf::from(format!("target/perf-{}.data", scenario.replace(' ', "-")));
+        let perf = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-F",
+                "1999",
+                "-g",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("BENCH_PERF: cannot run perf: {e}"))
+            .ok()?;
+        std::thread::sleep(Duration::from_millis(500));
+        Some(Profile { perf, data })
+    }
+
+    /// Each phase's share of the samples.
+    fn finish(mut self) -> Vec<(&'static str, f64)> {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.perf.id() as i32, libc::SIGINT) };
+        let _ = self.perf.wait();
+        let script = Command::new("perf")
+            .args(["script", "-F", "ip,sym", "-i"])
+            .arg(&self.data)
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let all: Vec<&(&str, &[&str])> = PHASES.iter().chain(UNATTRIBUTED).collect();
+        let mut counts = vec![0u64; all.len() + 1];
+        let marked = |frames: &[&str], table: &[(&str, &[&str])], offset: usize| {
+            frames.iter().find_map(|frame| {
+                table
+                    .iter()
+                    .position(|(_, marks)| marks.iter().any(|m| frame.contains(m)))
+                    .map(|i| i + offset)
+            })
+        };
+        for sample in script.split("\n\n").filter(|s| !s.trim().is_empty()) {
+            let frames: Vec<&str> = sample.lines().collect();
+            let phase = marked(&frames, PHASES, 0)
+                .or_else(|| marked(&frames, UNATTRIBUTED, PHASES.len()))
+                .unwrap_or(all.len());
+            counts[phase] += 1;
+        }
+        let total = counts.iter().sum::<u64>().max(1) as f64;
+        all.iter()
+            .map(|(name, _)| *name)
+            .chain(["other"])
+            .zip(counts)
+            .map(|(name, n)| (name, n as f64 / total))
+            .collect()
+    }
+}
+
+/// A scenario, each phase's share of its CPU samples, and its CPU per request in µs.
+type PhaseShares = (&'static str, Vec<(&'static str, f64)>, f64);
 
 struct SlowStreams {
     wanted: usize,
@@ -893,13 +1146,16 @@ struct SlowStreams {
     cpu_percent: f64,
 }
 
-async fn hold_slow_streams(n: usize, gateway: &Proc) -> SlowStreams {
-    let rss_before = rss(gateway.pid());
-    let target = Target::gateway(
-        "translated",
-        "slow [[mock words=30 chunk_delay_ms=1000]]",
-        true,
-    );
+async fn hold_slow_streams(n: usize, target: Target, pid: u32, tree: bool) -> SlowStreams {
+    let rss_of = |pid| if tree { rss_tree(pid) } else { rss(pid) };
+    let cpu_of = |pid| {
+        if tree {
+            cpu_tree(pid)
+        } else {
+            cpu_seconds(pid)
+        }
+    };
+    let rss_before = rss_of(pid);
     let hold_until = Instant::now() + Duration::from_secs(20);
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(n);
@@ -933,11 +1189,11 @@ async fn hold_slow_streams(n: usize, gateway: &Proc) -> SlowStreams {
     }
     // Let every stream get going, then measure while they are all held.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let cpu0 = cpu_seconds(gateway.pid());
+    let cpu0 = cpu_of(pid);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu_percent = (cpu_seconds(gateway.pid()) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
-    let rss_held = rss(gateway.pid());
+    let cpu_percent = (cpu_of(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    let rss_held = rss_of(pid);
     let opened = opened.load(std::sync::atomic::Ordering::Relaxed);
     for t in tasks {
         t.abort();
@@ -954,8 +1210,9 @@ async fn hold_slow_streams(n: usize, gateway: &Proc) -> SlowStreams {
 fn print_report(
     rows: &[Row],
     idle_rss: u64,
-    slow: &SlowStreams,
+    slow: &[(&str, SlowStreams)],
     added: &[(&str, i64, i64)],
+    phases: &[PhaseShares],
     quick: bool,
 ) {
     let mut out = String::new();
@@ -983,16 +1240,32 @@ fn print_report(
         ));
     }
     out.push_str(&format!("\nIdle RSS of modelmux: {}\n", mb(idle_rss)));
-    out.push_str(&format!(
-        "Slow streams: {} of {} held open; modelmux RSS {} before, {} while held ({} per stream); CPU {:.1}% of one core\n",
-        slow.opened, slow.wanted, mb(slow.rss_before), mb(slow.rss_held),
-        if slow.opened > 0 { format!("{:.1} KB", (slow.rss_held.saturating_sub(slow.rss_before)) as f64 / slow.opened as f64 / 1e3) } else { "-".into() },
-        slow.cpu_percent
-    ));
+    for (label, slow) in slow {
+        let per_stream = if slow.opened > 0 {
+            let grown = slow.rss_held.saturating_sub(slow.rss_before);
+            format!("{:.1} KB", grown as f64 / slow.opened as f64 / 1e3)
+        } else {
+            "-".into()
+        };
+        out.push_str(&format!(
+            "Slow streams, {label}: {} of {} held open; RSS {} before, {} while held ({per_stream} per stream); CPU {:.1}% of one core\n",
+            slow.opened, slow.wanted, mb(slow.rss_before), mb(slow.rss_held), slow.cpu_percent
+        ));
+    }
     for (label, p50, p99) in added {
         out.push_str(&format!(
             "Added latency ({label}): p50 {p50} µs, p99 {p99} µs\n"
         ));
+    }
+    for (scenario, shares, per_req) in phases {
+        out.push_str(&format!("\nCPU by phase, {scenario} ({per_req:.0} µs per request, from `perf`):\n\n| phase | share | µs per request |\n| --- | ---: | ---: |\n"));
+        for (phase, share) in shares {
+            out.push_str(&format!(
+                "| {phase} | {:.1}% | {:.1} |\n",
+                share * 100.0,
+                share * per_req
+            ));
+        }
     }
     println!("{out}");
     let _ = std::fs::write("target/bench-report.md", &out);
