@@ -916,6 +916,8 @@ async fn main() {
         drop(nginx);
         let fresh = start_nginx(&dir);
         wait_port(NGINX_OPENAI);
+        // The master listens before its workers are up: their memory belongs in "before".
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let target = Target::openai_at(NGINX_OPENAI, slow_content, true);
         slow.push((
             "nginx, pass-through",

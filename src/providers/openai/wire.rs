@@ -74,13 +74,42 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    members.push((k, v));
+                while let Some((k, v)) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
+                    members.push((k.0, v));
                 }
                 Ok(RawObject { members })
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string borrowed from the input when it holds no escapes. serde's own `Cow<str>`
+/// always copies into a `String`: an allocation for every member name of every body.
+pub struct CowStr<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -339,8 +368,8 @@ fn model<'a>(body: &RawObject<'a>) -> GwResult<Cow<'a, str>> {
     let v = body.get("model").ok_or_else(|| {
         GatewayError::invalid("you must provide a model parameter", Some("model"))
     })?;
-    match serde_json::from_str::<Cow<'a, str>>(v.get()) {
-        Ok(m) if !m.is_empty() => Ok(m),
+    match serde_json::from_str::<CowStr<'a>>(v.get()) {
+        Ok(CowStr(m)) if !m.is_empty() => Ok(m),
         _ => Err(type_error("model", "a non-empty string", v)),
     }
 }
@@ -367,7 +396,8 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
         let shape: MessageShape = serde_json::from_str(m.get()).map_err(invalid_json)?;
         let role = shape
             .role
-            .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok());
+            .and_then(|r| serde_json::from_str::<CowStr>(r.get()).ok())
+            .map(|r| r.0);
         match role.as_deref() {
             Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
             Some(other) => {
@@ -465,6 +495,21 @@ mod tests {
         let r = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert_eq!(r.model, "m");
         assert!(r.stream && r.include_usage);
+    }
+
+    #[test]
+    fn names_and_values_with_escapes_are_read_like_plain_ones() {
+        // Plain names are borrowed from the body; escaped ones are decoded into a copy.
+        let r = parse(
+            r#"{"mo\u0064el":"m\u00e9","messages":[{"r\u006fle":"\u0075ser","content":"hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model, "mé");
+        assert!(matches!(r.body.members[0].0, Cow::Owned(_)));
+        let r = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert!(
+            matches!(r.body.members[0].0, Cow::Borrowed(_)) && matches!(r.model, Cow::Borrowed(_))
+        );
     }
 
     #[test]
