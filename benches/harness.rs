@@ -135,18 +135,19 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// RSS of a process and its children (nginx workers).
-fn rss_tree(pid: u32) -> u64 {
-    let mut total = rss(pid);
+/// A process and its descendants (nginx's master and workers).
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
     if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        for c in children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok())
-        {
-            total += rss_tree(c);
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            all.extend(tree(c));
         }
     }
-    total
+    all
+}
+
+fn rss_tree(pid: u32) -> u64 {
+    tree(pid).into_iter().map(rss).sum()
 }
 
 /// CPU time (user + system) of a process in seconds.
@@ -162,18 +163,8 @@ fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU time of a process and its children (nginx workers).
 fn cpu_tree(pid: u32) -> f64 {
-    let mut total = cpu_seconds(pid);
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        for c in children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok())
-        {
-            total += cpu_tree(c);
-        }
-    }
-    total
+    tree(pid).into_iter().map(cpu_seconds).sum()
 }
 
 fn raise_fd_limit() {
