@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::respond::{client_gone, write_json, write_stream_header};
+use super::respond::{client_gone, write_stream_header, write_value};
 use super::upstream::Exchange;
 use super::{Gateway, Handled, RequestCtx, Session, Stop};
 use crate::api::ClientApi;
@@ -83,8 +83,7 @@ impl Gateway {
         };
         let reply = json!({"object": "compare", "results": results});
         ctx.first_byte = Some(Instant::now());
-        let body = Bytes::from(serde_json::to_vec(&reply).expect("json serializes"));
-        write_json(session, 200, body, &ctx.success_headers()).await?;
+        write_value(session, 200, &reply, &ctx.success_headers()).await?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::compare::sse;
-use super::respond::{write_json, write_stream_header};
+use super::respond::{write_json, write_stream_header, write_value};
 use super::{Gateway, Handled, RequestCtx, Session, Stop};
 use crate::api::ClientApi;
 use crate::config::Config;
@@ -165,8 +165,7 @@ impl Gateway {
         let reply = json!({"output": output, "model": model, "provider": provider,
                            "usage": answer.get("usage").cloned().unwrap_or(Value::Null)});
         ctx.first_byte = Some(Instant::now());
-        let body = Bytes::from(serde_json::to_vec(&reply).expect("json serializes"));
-        write_json(session, 200, body, &ctx.success_headers()).await?;
+        write_value(session, 200, &reply, &ctx.success_headers()).await?;
         Ok(())
     }
 
@@ -205,8 +204,7 @@ impl Gateway {
                     json!({"error": {"message": e.message, "type": e.kind.as_str()}, "events": events}),
                 ),
             };
-            let body = Bytes::from(serde_json::to_vec(&reply).expect("json serializes"));
-            write_json(session, status, body, &ctx.success_headers()).await?;
+            write_value(session, status, &reply, &ctx.success_headers()).await?;
             return Ok(());
         }
         write_stream_header(session, &ctx.success_headers()).await?;
@@ -287,8 +285,7 @@ impl Gateway {
                 json!({"node": id, "error": {"message": e.message}}),
             ),
         };
-        let body = Bytes::from(serde_json::to_vec(&reply).expect("json serializes"));
-        write_json(session, status, body, &ctx.success_headers()).await?;
+        write_value(session, status, &reply, &ctx.success_headers()).await?;
         Ok(())
     }
 

@@ -12,6 +12,17 @@ use crate::http_app::{self, BodyError};
 /// Groups of extra response headers (CORS, rate limits, an error's own).
 pub(crate) type HeaderGroups<'a> = [&'a [(&'static str, String)]];
 
+/// A JSON document the gateway made itself (compare, apps, workflows), written whole.
+pub(crate) async fn write_value(
+    session: &mut Session,
+    status: u16,
+    reply: &serde_json::Value,
+    extra: &HeaderGroups<'_>,
+) -> pingora::Result<()> {
+    let body = Bytes::from(serde_json::to_vec(reply).expect("a Value always serializes"));
+    write_json(session, status, body, extra).await
+}
+
 pub(crate) async fn write_json(
     session: &mut Session,
     status: u16,

@@ -214,6 +214,12 @@ impl Admin {
     /// reloads; the problems at their fields otherwise, with nothing written.
     async fn save_flow(&self, config: &Config, body: &[u8], flow: Flow) -> (u16, Value) {
         let edit: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let unreadable = |e: serde_json::Error| {
+            (
+                400,
+                json!({"problems": [{"path": "", "message": e.to_string()}]}),
+            )
+        };
         let (name, dir, checked) = match flow {
             Flow::App => {
                 match serde_json::from_value::<crate::flows::apps::App>(edit["app"].clone()) {
@@ -222,29 +228,21 @@ impl Admin {
                         config.apps.dir.clone(),
                         flows::check_app(config, &app),
                     ),
-                    Err(e) => {
-                        return (
-                            400,
-                            json!({"problems": [{"path": "", "message": e.to_string()}]}),
-                        )
-                    }
+                    Err(e) => return unreadable(e),
                 }
             }
-            Flow::Workflow => match serde_json::from_value::<crate::flows::workflow::Workflow>(
-                edit["workflow"].clone(),
-            ) {
-                Ok(wf) => (
-                    wf.name.clone(),
-                    config.workflows.dir.clone(),
-                    flows::check_workflow(config, &wf),
-                ),
-                Err(e) => {
-                    return (
-                        400,
-                        json!({"problems": [{"path": "", "message": e.to_string()}]}),
-                    )
+            Flow::Workflow => {
+                match serde_json::from_value::<crate::flows::workflow::Workflow>(
+                    edit["workflow"].clone(),
+                ) {
+                    Ok(wf) => (
+                        wf.name.clone(),
+                        config.workflows.dir.clone(),
+                        flows::check_workflow(config, &wf),
+                    ),
+                    Err(e) => return unreadable(e),
                 }
-            },
+            }
         };
         let yaml = match checked {
             Ok(yaml) => yaml,

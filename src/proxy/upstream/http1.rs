@@ -7,7 +7,7 @@
 //! 64 KiB body buffer for the life of every response, and hyper's a fixed 8 KiB write buffer, an
 //! 8 KiB read buffer and a 9 KiB channel block per connection (docs/performance.md).
 
-use std::io;
+use std::io::{self, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -108,13 +108,14 @@ impl Connection {
     }
 
     /// Writes one request: the header block, then the body.
-    pub(super) async fn write_request(&mut self, head: Vec<u8>, body: &Bytes) -> io::Result<()> {
+    pub(super) async fn write_request(&mut self, head: &[u8], body: &Bytes) -> io::Result<()> {
         if body.len() <= COALESCE_MAX {
-            let mut all = head;
+            let mut all = Vec::with_capacity(head.len() + body.len());
+            all.extend_from_slice(head);
             all.extend_from_slice(body);
             self.io.write_all(&all).await?;
         } else {
-            self.io.write_all(&head).await?;
+            self.io.write_all(head).await?;
             self.io.write_all(body).await?;
         }
         self.io.flush().await
@@ -343,8 +344,7 @@ pub(super) fn request_head(
         head.extend_from_slice(part.as_bytes());
     }
     head.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-    head.extend_from_slice(body_len.to_string().as_bytes());
-    head.extend_from_slice(b"\r\n");
+    write!(head, "{body_len}\r\n").expect("writing to a Vec cannot fail");
     for (name, value) in headers {
         for part in [name, ": ", value.as_str(), "\r\n"] {
             head.extend_from_slice(part.as_bytes());

@@ -122,7 +122,7 @@ impl Upstreams {
             };
             let first_byte = timeouts.first_byte.min(remaining(deadline));
             let sent = tokio::time::timeout(first_byte, async {
-                if let Err(e) = connection.write_request(head.clone(), &req.body).await {
+                if let Err(e) = connection.write_request(&head, &req.body).await {
                     return Err((true, Failure::Io(e)));
                 }
                 connection.read_response().await.map_err(|e| (false, e))
