@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench harness            # full run, about 2 minutes
 //!     cargo bench --bench harness -- --quick # shorter runs, 1,000 slow streams
+//!     cargo bench --bench harness -- --quick --ab path/to/other/modelmux  # this build vs another
 //!
 //! The load generator is this file: HTTP/1.1 keep-alive over tokio, closed-loop (N connections
 //! back to back) or open-loop at a fixed rate (latency measured from the scheduled send time,
@@ -101,6 +102,55 @@ fn start_gateway(bin: &str, dir: &Path) -> Proc {
     wait_port(GATEWAY);
     std::thread::sleep(Duration::from_millis(200));
     gateway
+}
+
+/// `--ab OTHER`: this build and another binary, each started afresh and driven in turn with the
+/// pass-through and translated loads five times, so that a change's effect is told from the
+/// machine's drift; prints the median req/s and CPU per request of each, and their slow-stream
+/// memory.
+async fn compare_binaries(this: &str, other: &str, dir: &Path, s: &Settings) {
+    const ROUNDS: usize = 5;
+    let hello = "Hello there, how are you today?";
+    let builds = [("this build", this), ("--ab build", other)];
+    let mut figures = vec![vec![Vec::new(); 2]; 2]; // [build][scenario] -> (req/s, µs/req)
+    for _ in 0..ROUNDS {
+        for (b, (_, bin)) in builds.iter().enumerate() {
+            let gateway = start_gateway(bin, dir);
+            for (k, model) in ["pass", "translated"].into_iter().enumerate() {
+                let run = Run {
+                    target: Target::gateway(model, hello, false),
+                    connections: s.connections,
+                    duration: s.duration,
+                    warmup: s.warmup,
+                    pace: Pace::Closed,
+                    timed_chunks: false,
+                };
+                let cpu0 = cpu_seconds(gateway.pid());
+                let m = drive(run).await;
+                let cpu = per_request(cpu_seconds(gateway.pid()) - cpu0, &m);
+                figures[b][k].push((m.rps, cpu));
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("\nA/B, {ROUNDS} alternating rounds, medians:");
+    println!("| build | scenario | req/s | µs CPU/req | slow streams, KB each |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    for (b, (name, bin)) in builds.iter().enumerate() {
+        for (k, scenario) in ["1 pass-through", "2 translated"].into_iter().enumerate() {
+            let rps = median(figures[b][k].iter().map(|f| f.0).collect());
+            let cpu = median(figures[b][k].iter().map(|f| f.1).collect());
+            let gateway = start_gateway(bin, dir);
+            let model = if k == 0 { "pass" } else { "translated" };
+            let slow = Target::gateway(model, "slow [[mock words=30 chunk_delay_ms=1000]]", true);
+            let held = hold_slow_streams(1000, slow, gateway.pid(), false).await;
+            let kb = held.per_stream_kb().unwrap_or(0.0);
+            println!("| {name} | {scenario} | {rps:.0} | {cpu:.1} | {kb:.1} |");
+        }
+    }
 }
 
 fn per_request(cpu_seconds: f64, m: &Measured) -> f64 {
@@ -691,10 +741,17 @@ async fn main() {
     for p in [OPENAI_MOCK, ANTHROPIC_MOCK] {
         wait_port(p);
     }
-    let gateway = start_gateway(bin, &dir);
     if nginx.is_some() {
         wait_port(NGINX_OPENAI);
     }
+    if let Some(at) = args.iter().position(|a| a == "--ab") {
+        let other = args
+            .get(at + 1)
+            .expect("--ab needs the path of a modelmux binary");
+        compare_binaries(bin, other, &dir, &s).await;
+        return;
+    }
+    let gateway = start_gateway(bin, &dir);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss(gateway.pid());
     let mut rows: Vec<Row> = Vec::new();
@@ -1139,6 +1196,13 @@ struct SlowStreams {
     cpu_percent: f64,
 }
 
+impl SlowStreams {
+    fn per_stream_kb(&self) -> Option<f64> {
+        let grown = self.rss_held.saturating_sub(self.rss_before);
+        (self.opened > 0).then(|| grown as f64 / self.opened as f64 / 1e3)
+    }
+}
+
 async fn hold_slow_streams(n: usize, target: Target, pid: u32, tree: bool) -> SlowStreams {
     let rss_of = |pid| if tree { rss_tree(pid) } else { rss(pid) };
     let cpu_of = |pid| {
@@ -1234,12 +1298,9 @@ fn print_report(
     }
     out.push_str(&format!("\nIdle RSS of modelmux: {}\n", mb(idle_rss)));
     for (label, slow) in slow {
-        let per_stream = if slow.opened > 0 {
-            let grown = slow.rss_held.saturating_sub(slow.rss_before);
-            format!("{:.1} KB", grown as f64 / slow.opened as f64 / 1e3)
-        } else {
-            "-".into()
-        };
+        let per_stream = slow
+            .per_stream_kb()
+            .map_or("-".into(), |kb| format!("{kb:.1} KB"));
         out.push_str(&format!(
             "Slow streams, {label}: {} of {} held open; RSS {} before, {} while held ({per_stream} per stream); CPU {:.1}% of one core\n",
             slow.opened, slow.wanted, mb(slow.rss_before), mb(slow.rss_held), slow.cpu_percent

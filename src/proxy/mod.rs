@@ -315,6 +315,19 @@ pub(crate) struct Served(pub(crate) Arc<Gateway>);
 impl HttpServerApp for Served {
     async fn process_new_http(
         self: &Arc<Self>,
+        session: Session,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.serve_http1(session, shutdown).await
+    }
+}
+
+impl Served {
+    /// Answers one request; the connection back when it can take another. Not boxed, unlike
+    /// `process_new_http`, so that the accept loop serves HTTP/1 without an allocation per
+    /// request (`server/listen.rs`).
+    pub(crate) async fn serve_http1(
+        &self,
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {

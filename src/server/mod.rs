@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -22,8 +21,11 @@ use crate::config::Config;
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::{Gateway, Served};
 use crate::{http_app, metrics, mock};
+use listen::{Endpoint, GatewayListeners};
 use tls::ReloadableCert;
 
+mod corked;
+mod listen;
 mod tls;
 
 fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {
@@ -73,11 +75,14 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
             std::process::exit(1)
         }))
     });
-    let mut service = gateway_service(&config, gateway.clone(), cert.clone());
-    service.add_listener(
+    let served = Arc::new(Served(gateway.clone()));
+    server.add_service(gateway_service(&config, served, cert.clone()));
+    // Internal traffic only, so Pingora's own listening service is good enough here.
+    let mut local = Service::new("modelmux-local".to_string(), Served(gateway.clone()));
+    local.add_listener(
         ListenerConfig::uds(local_socket).permissions(std::fs::Permissions::from_mode(0o600)),
     );
-    server.add_service(service);
+    server.add_service(local);
 
     let mut hooks: Vec<OnReload> = Vec::new();
     if let Some(cert) = cert {
@@ -129,29 +134,26 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
 /// The gateway on every listen address, over TLS when a certificate is configured.
 fn gateway_service(
     config: &Config,
-    gateway: Arc<Gateway>,
+    served: Arc<Served>,
     cert: Option<Arc<ReloadableCert>>,
-) -> Service<Served> {
-    let mut service = Service::new("modelmux".to_string(), Served(gateway));
-    for addr in &config.server.listen {
-        // No read buffer on client connections: Pingora's HTTP layer reads into its own header
-        // and body buffers, and a 64 KiB zero-filled one per connection would be 64 KiB of
-        // memory per open stream for nothing (measured: docs/performance.md).
-        let buffers = L4BufferSettings {
-            read: Some(0),
-            write: None,
-        };
-        let mut listener = ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers);
-        if let Some(cert) = &cert {
-            let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
-                .expect("TLS settings without files");
-            tls.set_cert_resolver(cert.clone());
-            tls.enable_h2();
-            listener = listener.tls(tls);
-        }
-        service.add_listener(listener);
-    }
-    service
+) -> GatewayListeners {
+    let tls = cert.map(|cert| {
+        let mut tls =
+            TlsSettings::with_callbacks(Box::new(NoCallbacks)).expect("TLS settings without files");
+        tls.set_cert_resolver(cert);
+        tls.enable_h2();
+        Arc::new(tls.build())
+    });
+    let endpoints = config
+        .server
+        .listen
+        .iter()
+        .map(|addr| Endpoint {
+            addr: addr.clone(),
+            tls: tls.clone(),
+        })
+        .collect();
+    GatewayListeners { served, endpoints }
 }
 
 /// Sockets left in the temporary directory by gateways that have exited (a process stopped at

@@ -1,0 +1,193 @@
+//! The gateway's listening sockets and accept loop, as a service on Pingora's server (which
+//! still owns the runtime, the signals, shutdown and the hand-over of these sockets on a
+//! graceful upgrade).
+//!
+//! Why not Pingora's listening `Service`: its task per connection keeps the accept-time TLS
+//! handshake's state (8 KB, TLS or not) for the connection's whole life and boxes the HTTP
+//! app's future once per connection and once per request, about 12 KB of the 31 KB an open
+//! stream cost (docs/performance.md). Here the handshake is boxed only while it runs and each
+//! HTTP/1 request is served inline in the connection's task. HTTP/2 (chosen by ALPN on TLS)
+//! goes to Pingora's own HTTP/2 server.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::protocols::l4::stream::Stream as TcpConnection;
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
+use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::services::Service;
+use tokio::net::{TcpListener, TcpSocket};
+
+use super::corked::Corked;
+use crate::proxy::Served;
+
+/// As Pingora's: connections the kernel queues while the loop is busy.
+const BACKLOG: u32 = 65535;
+/// A TLS handshake that has not finished by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After "too many open files" (EMFILE), accepting again at once would spin.
+const PAUSE_WHEN_OUT_OF_FILES: Duration = Duration::from_secs(1);
+const EMFILE: i32 = 24;
+
+/// One listen address, over TLS when it has an acceptor.
+pub(crate) struct Endpoint {
+    pub(crate) addr: String,
+    pub(crate) tls: Option<Arc<Acceptor>>,
+}
+
+/// The gateway's service: its listen addresses and the app that answers them.
+pub(crate) struct GatewayListeners {
+    pub(crate) served: Arc<Served>,
+    pub(crate) endpoints: Vec<Endpoint>,
+}
+
+#[async_trait]
+impl Service for GatewayListeners {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let mut loops = Vec::new();
+        for endpoint in self.endpoints.drain(..) {
+            let listener = match listen(&endpoint.addr, fds.as_ref()).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    log::error!("cannot listen on {}: {e}", endpoint.addr);
+                    std::process::exit(1);
+                }
+            };
+            loops.push(tokio::spawn(accept_loop(
+                listener,
+                endpoint.tls,
+                Arc::clone(&self.served),
+                shutdown.clone(),
+            )));
+        }
+        for accepting in loops {
+            let _ = accepting.await;
+        }
+    }
+
+    fn name(&self) -> &str {
+        "modelmux"
+    }
+}
+
+/// The socket for `addr`: the one a gateway being upgraded handed over, or a new one, which is
+/// then recorded so that it can be handed over in turn.
+async fn listen(addr: &str, fds: Option<&ListenFds>) -> std::io::Result<TcpListener> {
+    if let Some(fd) = fds.and_then(|fds| fds.lock().get(addr).copied()) {
+        // SAFETY: the fd came from the previous gateway as this address's listening socket and
+        // nothing else in this process owns it.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        listener.set_nonblocking(true)?;
+        return TcpListener::from_std(listener);
+    }
+    let sock_addr = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?;
+    let socket = match sock_addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(sock_addr)?;
+    let listener = socket.listen(BACKLOG)?;
+    if let Some(fds) = fds {
+        fds.lock().add(addr.to_string(), listener.as_raw_fd());
+    }
+    Ok(listener)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<Acceptor>>,
+    served: Arc<Served>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            changed = shutdown.changed() => match changed {
+                Ok(()) if *shutdown.borrow() => return,
+                Ok(()) => continue,
+                Err(_) => return,
+            },
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_connection(
+                    tcp,
+                    peer,
+                    tls.clone(),
+                    Arc::clone(&served),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                log::error!("accept() failed: {e}");
+                if e.raw_os_error() == Some(EMFILE) {
+                    tokio::time::sleep(PAUSE_WHEN_OUT_OF_FILES).await;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<Acceptor>>,
+    served: Arc<Served>,
+    shutdown: ShutdownWatch,
+) {
+    let mut connection = TcpConnection::from(tcp);
+    let digest = SocketDigest::from_raw_fd(connection.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(PeerAddr::Inet(peer)));
+    connection.set_socket_digest(digest);
+    let connection = Corked::new(connection);
+    let stream: Stream = match tls {
+        None => Box::new(connection),
+        Some(acceptor) => {
+            // Boxed so that its state is freed once the handshake is done.
+            let handshake = Box::pin(tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                acceptor.tls_handshake(connection),
+            ));
+            match handshake.await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    log::debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    log::debug!("TLS handshake with {peer} timed out");
+                    return;
+                }
+            }
+        }
+    };
+    if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        served.process_new(stream, &shutdown).await;
+        return;
+    }
+    let mut session = ServerSession::new_http1(stream);
+    while let Some(reused) = served.serve_http1(session, &shutdown).await {
+        let (stream, settings) = reused.consume();
+        session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+    }
+}
