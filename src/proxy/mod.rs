@@ -315,22 +315,21 @@ pub(crate) struct Served(pub(crate) Arc<Gateway>);
 impl HttpServerApp for Served {
     async fn process_new_http(
         self: &Arc<Self>,
-        session: Session,
+        mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        self.serve_http1(session, shutdown).await
+        if !self.serve_one(&mut session, shutdown).await {
+            return None;
+        }
+        Served::reuse(session).await
     }
 }
 
 impl Served {
-    /// Answers one request; the connection back when it can take another. Not boxed, unlike
-    /// `process_new_http`, so that the accept loop serves HTTP/1 without an allocation per
-    /// request (`server/listen.rs`).
-    pub(crate) async fn serve_http1(
-        &self,
-        mut session: Session,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    /// Answers one request; whether the connection may take another. Not boxed, unlike
+    /// `process_new_http`, and the session borrowed, not moved in, so that the accept loop
+    /// (`server/listen.rs`) serves HTTP/1 inline with one copy of the session in its task.
+    pub(crate) async fn serve_one(&self, session: &mut Session, shutdown: &ShutdownWatch) -> bool {
         let gateway = &self.0;
         let config = gateway.config.current();
         let limits = &config.server.clients;
@@ -338,33 +337,33 @@ impl Served {
             metrics::REJECTIONS
                 .with_label_values(&["max_connections"])
                 .inc();
-            return None;
+            return false;
         };
         // The whole header within the bound, however slowly it trickles in.
         match tokio::time::timeout(limits.header_timeout, session.read_request()).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return None,
+            Ok(Ok(false)) => return false,
             Ok(Err(e)) => {
                 log::debug!("unreadable request header: {e}");
-                return None;
+                return false;
             }
             Err(_) => {
                 metrics::REJECTIONS
                     .with_label_values(&["header_timeout"])
                     .inc();
-                return None;
+                return false;
             }
         }
         let keepalive = (!*shutdown.borrow()).then_some(limits.keepalive.as_secs());
         session.set_keepalive(keepalive);
         let mut ctx = gateway.new_ctx(config);
-        if !gateway.serve(&mut session, &mut ctx).await {
-            return None;
-        }
+        gateway.serve(session, &mut ctx).await
+    }
+
+    /// Ends an answered request: the connection back when it is kept alive.
+    pub(crate) async fn reuse(session: Session) -> Option<ReusedHttpStream> {
         let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
-            Err(_) => None,
-        }
+        let reusable = session.finish().await.ok()??;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
     }
 }

@@ -23,13 +23,26 @@ pub(crate) async fn write_value(
     write_json(session, status, body, extra).await
 }
 
+/// A response header sized for `own` headers, the extra ones and the two Pingora adds (date,
+/// connection), so that it never grows, and without a second map keeping the names' case
+/// (HTTP header names are case-insensitive): Pingora keeps the header for the whole response,
+/// which for a stream is its whole life.
+fn response_header(
+    status: u16,
+    own: usize,
+    extra: &HeaderGroups<'_>,
+) -> pingora::Result<ResponseHeader> {
+    let count = own + 2 + extra.iter().map(|g| g.len()).sum::<usize>();
+    ResponseHeader::build_no_case(status, Some(count))
+}
+
 pub(crate) async fn write_json(
     session: &mut Session,
     status: u16,
     body: Bytes,
     extra: &HeaderGroups<'_>,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(8))?;
+    let mut h = response_header(status, 2, extra)?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     for (k, v) in extra.iter().flat_map(|g| g.iter()) {
@@ -44,7 +57,7 @@ pub(crate) async fn write_empty(
     status: u16,
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(1 + extra.len()))?;
+    let mut h = response_header(status, 1, &[extra])?;
     h.insert_header("content-length", "0")?;
     for (k, v) in extra {
         h.insert_header(*k, v.as_str())?;
@@ -57,7 +70,7 @@ pub(crate) async fn write_stream_header(
     session: &mut Session,
     extra: &HeaderGroups<'_>,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(200, Some(8))?;
+    let mut h = response_header(200, 3, extra)?;
     h.insert_header("content-type", "text/event-stream")?;
     h.insert_header("cache-control", "no-cache")?;
     h.insert_header("transfer-encoding", "chunked")?;

@@ -152,42 +152,55 @@ async fn serve_connection(
     served: Arc<Served>,
     shutdown: ShutdownWatch,
 ) {
-    let mut connection = TcpConnection::from(tcp);
-    let digest = SocketDigest::from_raw_fd(connection.as_raw_fd());
-    let _ = digest.peer_addr.set(Some(PeerAddr::Inet(peer)));
-    connection.set_socket_digest(digest);
-    let connection = Corked::new(connection);
-    let stream: Stream = match tls {
-        None => Box::new(connection),
-        Some(acceptor) => {
-            // Boxed so that its state is freed once the handshake is done.
-            let handshake = Box::pin(tokio::time::timeout(
-                HANDSHAKE_TIMEOUT,
-                acceptor.tls_handshake(connection),
-            ));
-            match handshake.await {
-                Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(e)) => {
-                    log::debug!("TLS handshake with {peer} failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    log::debug!("TLS handshake with {peer} timed out");
-                    return;
-                }
-            }
-        }
+    let Some(stream) = client_stream(tcp, peer, tls).await else {
+        return;
     };
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
         served.process_new(stream, &shutdown).await;
         return;
     }
     let mut session = ServerSession::new_http1(stream);
-    while let Some(reused) = served.serve_http1(session, &shutdown).await {
+    while served.serve_one(&mut session, &shutdown).await {
+        let Some(reused) = Served::reuse(session).await else {
+            return;
+        };
         let (stream, settings) = reused.consume();
         session = ServerSession::new_http1(stream);
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
+        }
+    }
+}
+
+/// The accepted connection as Pingora's stream, after the TLS handshake if the listener has
+/// one. Its own future, so that its state is not kept in the connection's task.
+async fn client_stream(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<Acceptor>>,
+) -> Option<Stream> {
+    let mut connection = TcpConnection::from(tcp);
+    let digest = SocketDigest::from_raw_fd(connection.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(PeerAddr::Inet(peer)));
+    connection.set_socket_digest(digest);
+    let connection = Corked::new(connection);
+    let Some(acceptor) = tls else {
+        return Some(Box::new(connection));
+    };
+    // Boxed so that its state is freed once the handshake is done.
+    let handshake = Box::pin(tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        acceptor.tls_handshake(connection),
+    ));
+    match handshake.await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(e)) => {
+            log::debug!("TLS handshake with {peer} failed: {e}");
+            None
+        }
+        Err(_) => {
+            log::debug!("TLS handshake with {peer} timed out");
+            None
         }
     }
 }

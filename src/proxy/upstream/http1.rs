@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::transport::Transport;
 
@@ -284,10 +284,7 @@ impl Connection {
     }
 
     async fn read_reserving(&mut self, want: usize) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < want {
-            self.buf.reserve(want);
-        }
-        self.io.read_buf(&mut self.buf).await
+        self.io.read_into(&mut self.buf, want).await
     }
 
     /// A buffer grown for a large body is let go before the connection goes idle.
@@ -447,6 +444,22 @@ mod tests {
         assert_eq!(&c.read_body(&mut r).await.unwrap().unwrap()[..], b"{}");
         assert!(r.is_done() && c.reusable(&r));
         assert!(c.read_body(&mut r).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_waiting_for_its_next_event_holds_no_read_buffer() {
+        let (ours, mut theirs) = tokio::net::UnixStream::pair().unwrap();
+        let mut c = Connection::new(Transport::Unix(ours));
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+        theirs.write_all(head).await.unwrap();
+        let mut r = c.read_response().await.unwrap();
+        assert_eq!(&c.read_body(&mut r).await.unwrap().unwrap()[..], b"first");
+        let mut next = Box::pin(c.read_body(&mut r));
+        assert!(futures::poll!(next.as_mut()).is_pending());
+        drop(next);
+        assert_eq!(c.buf.capacity(), 0, "nothing is held while waiting");
+        theirs.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+        assert_eq!(body_of(&mut c, &mut r).await.unwrap(), b"second");
     }
 
     #[tokio::test]

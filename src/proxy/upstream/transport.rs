@@ -7,8 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use pingora::tls::{ClientTlsStream, ServerName, TlsConnector};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::TrustedCa;
@@ -86,6 +87,42 @@ pub(super) enum Transport {
     // Boxed: a TLS session is about 1 KB, and most connections in tests and benches are plain.
     Tls(Box<ClientTlsStream<TcpStream>>),
     Unix(UnixStream),
+}
+
+impl Transport {
+    /// Reads into `buf` with room for `want` more bytes. On a plain socket with nothing to read
+    /// yet, an empty `buf` is let go while waiting, so that an open stream between its events
+    /// holds no read buffer. (A TLS session may hold decrypted bytes its socket no longer
+    /// shows, so it is read directly.)
+    pub(super) async fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        let reserve = |buf: &mut BytesMut| {
+            if buf.capacity() - buf.len() < want {
+                buf.reserve(want);
+            }
+        };
+        reserve(buf);
+        loop {
+            let tried = match self {
+                Transport::Tcp(s) => s.try_read_buf(buf),
+                Transport::Unix(s) => s.try_read_buf(buf),
+                Transport::Tls(s) => return s.read_buf(buf).await,
+            };
+            match tried {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                    match self {
+                        Transport::Tcp(s) => s.readable().await?,
+                        Transport::Unix(s) => s.readable().await?,
+                        Transport::Tls(_) => unreachable!("read above"),
+                    }
+                    reserve(buf);
+                }
+                done => return done,
+            }
+        }
+    }
 }
 
 macro_rules! each {
