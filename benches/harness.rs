@@ -1036,8 +1036,10 @@ const PHASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "auth and route",
+        "connection loop, auth and route",
         &[
+            "server::listen",
+            "proxy::Served",
             "traffic::auth",
             "traffic::routing",
             "traffic::failover",
@@ -1094,7 +1096,14 @@ const UNATTRIBUTED: &[(&str, &[&str])] = &[
     ),
     (
         "kernel: connect and close",
-        &["connect", "__close", "tcp_close", "__libc_close"],
+        &[
+            "__libc_connect",
+            "__connect",
+            "tcp_v4_connect",
+            "__close",
+            "tcp_close",
+            "__libc_close",
+        ],
     ),
     (
         "runtime: scheduler, epoll, timers",

@@ -130,7 +130,10 @@ impl Connection {
             if self.buf.len() >= HEAD_MAX {
                 return Err(Failure::Protocol("response header too large"));
             }
-            if self.fill().await? == 0 {
+            // The head is awaited with the buffer kept: a reply that comes whole is then read
+            // without an allocation.
+            let want = self.read_size;
+            if self.io.read_into(&mut self.buf, want, false).await? == 0 {
                 return Err(Failure::Protocol("connection closed before a response"));
             }
         }
@@ -283,8 +286,10 @@ impl Connection {
             .await
     }
 
+    /// Reads body bytes; an empty buffer is let go while the next ones are awaited, which for a
+    /// stream is most of its life.
     async fn read_reserving(&mut self, want: usize) -> io::Result<usize> {
-        self.io.read_into(&mut self.buf, want).await
+        self.io.read_into(&mut self.buf, want, true).await
     }
 
     /// A buffer grown for a large body is let go before the connection goes idle.

@@ -1,6 +1,7 @@
 //! Opening the byte stream under one vendor connection: TCP, TLS over TCP, or the gateway's own
 //! Unix socket, each within its connect timeout.
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -90,38 +91,36 @@ pub(super) enum Transport {
 }
 
 impl Transport {
-    /// Reads into `buf` with room for `want` more bytes. On a plain socket with nothing to read
-    /// yet, an empty `buf` is let go while waiting, so that an open stream between its events
-    /// holds no read buffer. (A TLS session may hold decrypted bytes its socket no longer
-    /// shows, so it is read directly.)
-    pub(super) async fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-        let reserve = |buf: &mut BytesMut| {
-            if buf.capacity() - buf.len() < want {
-                buf.reserve(want);
-            }
-        };
-        reserve(buf);
-        loop {
-            let tried = match self {
-                Transport::Tcp(s) => s.try_read_buf(buf),
-                Transport::Unix(s) => s.try_read_buf(buf),
-                Transport::Tls(s) => return s.read_buf(buf).await,
-            };
-            match tried {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
-                    match self {
-                        Transport::Tcp(s) => s.readable().await?,
-                        Transport::Unix(s) => s.readable().await?,
-                        Transport::Tls(_) => unreachable!("read above"),
-                    }
-                    reserve(buf);
-                }
-                done => return done,
+    /// Reads into `buf` with room for `want` more bytes. With `let_go`, on a plain socket that
+    /// has nothing to read yet, an empty `buf` is let go while waiting, so that an open stream
+    /// between its events holds no read buffer. (A TLS session may hold decrypted bytes its
+    /// socket no longer shows, so it is read directly.)
+    pub(super) async fn read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        want: usize,
+        let_go: bool,
+    ) -> io::Result<usize> {
+        if let_go && buf.is_empty() {
+            // Readiness as tokio last saw it: no syscall, and a short read cleared it.
+            let waiting = poll_fn(|cx| match self {
+                Transport::Tcp(s) => s.poll_read_ready(cx),
+                Transport::Unix(s) => s.poll_read_ready(cx),
+                Transport::Tls(_) => Poll::Ready(Ok(())),
+            });
+            let mut waiting = std::pin::pin!(waiting);
+            if poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx)))
+                .await
+                .is_pending()
+            {
+                *buf = BytesMut::new();
+                waiting.await?;
             }
         }
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        self.read_buf(buf).await
     }
 }
 
