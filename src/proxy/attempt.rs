@@ -303,10 +303,9 @@ impl Gateway {
             .headers
             .push(("x-request-id", ctx.request_id.clone()));
         // A client that hangs up while the vendor thinks cancels the vendor's request. Watching
-        // costs a syscall, so only replies slower than a few milliseconds are watched. Pingora's
-        // coarse timer: a tokio one this short would wake a parked worker on every request.
+        // costs a syscall, so only replies slower than a few milliseconds are watched.
         let watch = async {
-            pingora::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             client_gone(session).await
         };
         let sent = tokio::select! {

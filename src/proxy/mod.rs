@@ -340,7 +340,7 @@ impl Served {
             return false;
         };
         // The whole header within the bound, however slowly it trickles in.
-        match pingora::time::timeout(limits.header_timeout, session.read_request()).await {
+        match tokio::time::timeout(limits.header_timeout, session.read_request()).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return false,
             Ok(Err(e)) => {

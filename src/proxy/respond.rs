@@ -108,8 +108,7 @@ pub(crate) async fn read_body(
     limit: usize,
     deadline: std::time::Duration,
 ) -> Result<Bytes, Stop> {
-    let Ok(read) = pingora::time::timeout(deadline, http_app::read_body(session, limit)).await
-    else {
+    let Ok(read) = tokio::time::timeout(deadline, http_app::read_body(session, limit)).await else {
         session.set_keepalive(None);
         return Err(Stop::Reply(GatewayError::new(
             ErrorKind::RequestTimeout,

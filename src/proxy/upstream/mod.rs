@@ -121,7 +121,7 @@ impl Upstreams {
                 }
             };
             let first_byte = timeouts.first_byte.min(remaining(deadline));
-            let sent = pingora::time::timeout(first_byte, async {
+            let sent = tokio::time::timeout(first_byte, async {
                 if let Err(e) = connection.write_request(&head, &req.body).await {
                     return Err((true, Failure::Io(e)));
                 }
@@ -172,7 +172,7 @@ impl Exchange {
         if left.is_zero() {
             return Err(total_timeout());
         }
-        match pingora::time::timeout(
+        match tokio::time::timeout(
             self.idle.min(left),
             self.connection.read_body(&mut self.response),
         )
