@@ -34,7 +34,8 @@ impl Pool {
     /// The most recently used idle connection to `dial` that is still open.
     pub(super) fn take(&self, dial: &Dial) -> Option<Connection> {
         loop {
-            // Checked (a syscall) and dropped outside the lock.
+            // Checked for a close (a syscall only when its socket shows readiness) and dropped
+            // outside the lock.
             let (mut connection, since) = self.lock().0.get_mut(dial)?.pop()?;
             if since.elapsed() < IDLE_FOR && !connection.is_stale() {
                 return Some(connection);

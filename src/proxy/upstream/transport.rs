@@ -1,7 +1,7 @@
 //! Opening the byte stream under one vendor connection: TCP, TLS over TCP, or the gateway's own
 //! Unix socket, each within its connect timeout.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -103,19 +103,18 @@ impl Transport {
     ) -> io::Result<usize> {
         if let_go && buf.is_empty() {
             // Readiness as tokio last saw it: no syscall, and a short read cleared it.
-            let waiting = poll_fn(|cx| match self {
-                Transport::Tcp(s) => s.poll_read_ready(cx),
-                Transport::Unix(s) => s.poll_read_ready(cx),
-                Transport::Tls(_) => Poll::Ready(Ok(())),
-            });
-            let mut waiting = std::pin::pin!(waiting);
-            if poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx)))
-                .await
-                .is_pending()
-            {
-                *buf = BytesMut::new();
-                waiting.await?;
-            }
+            poll_fn(|cx| {
+                let ready = match self {
+                    Transport::Tcp(s) => s.poll_read_ready(cx),
+                    Transport::Unix(s) => s.poll_read_ready(cx),
+                    Transport::Tls(_) => Poll::Ready(Ok(())),
+                };
+                if ready.is_pending() {
+                    *buf = BytesMut::new();
+                }
+                ready
+            })
+            .await?;
         }
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
