@@ -141,13 +141,36 @@ fn py(v: &Value) -> String {
     }
 }
 
+/// Python's keywords: names that cannot be a keyword argument.
+const PYTHON_KEYWORDS: [&str; 35] = [
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if",
+    "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
+    "while", "with", "yield",
+];
+
+/// Whether a parameter's name can stand as a Python keyword argument as it is.
+fn python_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !PYTHON_KEYWORDS.contains(&name)
+}
+
 fn python(spec: &Spec) -> String {
     let mut args = vec![
         "model=model".to_string(),
         format!("messages={}", py(&spec.messages())),
     ];
-    for (k, v) in &spec.params {
+    // Names are written only when they are identifiers; any other goes in `extra_body`, as a
+    // quoted key. Values are always literals (`py`).
+    let (named, other): (Vec<_>, Vec<_>) =
+        spec.params.iter().partition(|(k, _)| python_identifier(k));
+    for (k, v) in named {
         args.push(format!("{k}={}", py(v)));
+    }
+    if !other.is_empty() {
+        let extra: Map<String, Value> = other.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        args.push(format!("extra_body={}", py(&Value::Object(extra))));
     }
     if spec.stream {
         args.push("stream=True".into());
@@ -171,7 +194,6 @@ fn python(spec: &Spec) -> String {
 
 fn node(spec: &Spec) -> String {
     let mut body = Map::new();
-    body.insert("model".into(), json!("MODEL"));
     body.insert("messages".into(), spec.messages());
     for (k, v) in &spec.params {
         body.insert(k.clone(), v.clone());
@@ -179,9 +201,10 @@ fn node(spec: &Spec) -> String {
     if spec.stream {
         body.insert("stream".into(), json!(true));
     }
+    // The body is a JSON literal (valid JavaScript) spread into the call beside the model, so
+    // nothing the form holds is ever written as code.
     let body = serde_json::to_string_pretty(&Value::Object(body))
         .expect("json serializes")
-        .replace("\"MODEL\"", "model")
         .replace('\n', "\n  ");
     let print = if spec.stream {
         "  for await (const chunk of response) {\n    process.stdout.write(chunk.choices[0]?.delta?.content ?? \"\");\n  }\n  console.log();\n"
@@ -189,7 +212,7 @@ fn node(spec: &Spec) -> String {
         "  console.log(response.choices[0].message.content);\n"
     };
     format!(
-        "import OpenAI from \"openai\";\n\nconst client = new OpenAI({{\n  baseURL: {base},\n  apiKey: process.env.{env},\n}});\n\nfor (const model of {models}) {{\n  console.log(`--- ${{model}}`);\n  const response = await client.chat.completions.create({body});\n{print}}}\n",
+        "import OpenAI from \"openai\";\n\nconst client = new OpenAI({{\n  baseURL: {base},\n  apiKey: process.env.{env},\n}});\n\nfor (const model of {models}) {{\n  console.log(`--- ${{model}}`);\n  const response = await client.chat.completions.create({{ model, ...{body} }});\n{print}}}\n",
         base = json!(format!("{}/v1", spec.base_url.trim_end_matches('/'))),
         env = spec.key_env,
         models = json!(spec.models),
@@ -273,7 +296,7 @@ mod tests {
         assert!(code.python.contains("temperature=0.7") && code.python.contains("stream=True"));
         assert!(code.python.contains("for model in [\"a\", \"b\"]:"));
         assert!(code.node.contains("apiKey: process.env.MODELMUX_API_KEY"));
-        assert!(code.node.contains("\"model\": model"));
+        assert!(code.node.contains("create({ model, ...{"));
         assert!(code.yaml.contains("provider: openai"));
         assert!(
             code.unified.contains("/v1/unified") && code.unified.contains("response[\"output\"]")
@@ -284,5 +307,18 @@ mod tests {
             ..spec(&["a"], false)
         })
         .is_err());
+    }
+
+    #[test]
+    fn parameter_names_are_never_written_as_code() {
+        let mut s = spec(&["a"], false);
+        s.params.insert("temperature=__import__(\"os\").system(\"id\")".into(), json!(1));
+        s.params.insert("import".into(), json!(2));
+        s.params.insert("seed".into(), json!("MODEL"));
+        let code = generate(&s).unwrap();
+        assert!(!code.python.contains("temperature=__import__"), "{}", code.python);
+        assert!(code.python.contains("extra_body={\"temperature=__import__(\\\"os\\\").system(\\\"id\\\")\": 1, \"import\": 2}"), "{}", code.python);
+        assert!(code.python.contains("seed=\"MODEL\""));
+        assert!(code.node.contains("\"seed\": \"MODEL\""), "{}", code.node);
     }
 }

@@ -181,6 +181,16 @@ pub(crate) static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static ADMIN_AUTH_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec_with_registry!(
+        "modelmux_admin_auth_failures_total",
+        "Wrong admin keys presented to the admin listener (sign-in or API), and requests refused while their address was locked out.",
+        &["result"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Buckets for model latencies: from a fast first token to a long reasoning answer.
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -249,6 +259,7 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*TARGET_IN_FLIGHT,
         &*REQUEST_SIZE,
         &*RELOADS,
+        &*ADMIN_AUTH_FAILURES,
         &*COST,
         &*CACHE,
         &*CACHE_BYTES,

@@ -17,19 +17,24 @@ use crate::proxy::Gateway;
 
 mod api;
 mod console;
+mod lockout;
 pub(crate) mod reload;
 mod sessions;
 
 use reload::Reloader;
 use sessions::Sessions;
 
-/// The most a request to the admin listener may carry (a config file edit).
+/// The most a request to the admin listener may carry (a config file edit); read only once
+/// the caller is known.
 const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The most a sign-in may carry (`{"key"}`), read before the caller is known.
+const MAX_LOGIN_BODY: usize = 4 * 1024;
 
 pub(crate) struct Admin {
     gateway: Arc<Gateway>,
     reloader: Arc<Reloader>,
     sessions: Sessions,
+    lockout: lockout::Lockout,
 }
 
 /// What an admin request gets.
@@ -84,6 +89,7 @@ impl Admin {
             gateway,
             reloader,
             sessions: Sessions::default(),
+            lockout: Default::default(),
         }
     }
 
@@ -96,34 +102,56 @@ impl Admin {
             .is_some_and(|a| bool::from(a.key.expose().as_bytes().ct_eq(presented)))
     }
 
+    /// The fingerprint of the admin key in force: sessions of any other key have ended.
+    fn admin_key_fingerprint(&self) -> Option<[u8; 32]> {
+        let config = self.gateway.config();
+        let admin = config.admin.as_ref()?;
+        Some(sessions::key_fingerprint(admin.key.expose()))
+    }
+
     fn caller(&self, http: &ServerSession) -> Option<Caller> {
         let h = &http.req_header().headers;
         let presented = crate::traffic::auth::presented_key(
             h.get("authorization").map(|v| v.as_bytes()),
             h.get("x-api-key").map(|v| v.as_bytes()),
         );
-        if presented.is_some_and(|p| self.admin_key_is(p)) {
-            return Some(Caller::Key);
+        if let Some(p) = presented {
+            let ip = peer_ip(http);
+            if self.admin_key_is(p) {
+                self.lockout.succeeded(ip);
+                return Some(Caller::Key);
+            }
+            self.lockout.failed(ip, "API");
         }
         let cookie = h.get("cookie").and_then(|v| v.to_str().ok())?;
         let token = sessions::cookie_token(cookie)?;
-        let csrf = self.sessions.csrf(token)?;
+        let csrf = self.sessions.csrf(token, self.admin_key_fingerprint())?;
         Some(Caller::Session {
             token: token.to_string(),
             csrf,
         })
     }
 
-    async fn route(&self, http: &mut ServerSession, body: Bytes) -> Reply {
+    async fn route(&self, http: &mut ServerSession) -> Reply {
         let method = http.req_header().method.as_str().to_string();
         let path = http.req_header().uri.path().to_string();
-        match (method.as_str(), path.as_str()) {
-            ("GET", p) if console::assets::find(p).is_some() => {
-                let (content_type, body) = console::assets::find(p).expect("checked");
-                return Reply::Asset { content_type, body };
-            }
-            ("POST", "/console/login") => return self.login(&body),
-            _ => {}
+        if let ("GET", Some((content_type, body))) = (method.as_str(), console::assets::find(&path))
+        {
+            return Reply::Asset { content_type, body };
+        }
+        // An address guessing the key waits before it may present another.
+        if let Some(wait) = self.lockout.wait(peer_ip(http)) {
+            return Reply::Json {
+                status: 429,
+                body: error(429, "rate_limit_error", "Too many wrong admin keys from this address; try again later.").1,
+                headers: vec![("retry-after".into(), wait.as_secs().max(1).to_string())],
+            };
+        }
+        if (method.as_str(), path.as_str()) == ("POST", "/console/login") {
+            return match http_app::read_body(http, MAX_LOGIN_BODY).await {
+                Ok(body) => self.login(http, &body),
+                Err(_) => Reply::Written(false),
+            };
         }
         let Some(caller) = self.caller(http) else {
             return error(
@@ -138,6 +166,15 @@ impl Admin {
                 return e.into();
             }
         }
+        // Only a caller who may use the admin API gets its body read.
+        let body = match http_app::read_body(http, MAX_BODY).await {
+            Ok(b) => b,
+            Err(http_app::BodyError::TooLarge { limit }) => {
+                let message = format!("The request body is over {limit} bytes.");
+                return error(413, "invalid_request_error", &message).into();
+            }
+            Err(http_app::BodyError::Read(_)) => return Reply::Written(false),
+        };
         if path.starts_with("/admin/") {
             return self.api(&method, &path).await.into();
         }
@@ -163,16 +200,25 @@ impl Admin {
     }
 
     /// `POST /console/login {"key"}`: a session for the admin key.
-    fn login(&self, body: &[u8]) -> Reply {
+    fn login(&self, http: &ServerSession, body: &[u8]) -> Reply {
         #[derive(Deserialize)]
         struct Login {
             key: String,
         }
+        let ip = peer_ip(http);
+        // One snapshot for the check and the session: a reload between them cannot hand the
+        // old key a session of the new one.
+        let config = self.gateway.config();
+        let admin_key = config.admin.as_ref().map(|a| a.key.expose());
         let key = serde_json::from_slice::<Login>(body).map(|l| l.key);
-        if !key.is_ok_and(|k| self.admin_key_is(k.as_bytes())) {
+        let Some(admin_key) =
+            admin_key.filter(|a| key.is_ok_and(|k| bool::from(a.as_bytes().ct_eq(k.as_bytes()))))
+        else {
+            self.lockout.failed(ip, "sign-in");
             return error(401, "authentication_error", "That is not the admin key.").into();
-        }
-        let started = self.sessions.start();
+        };
+        self.lockout.succeeded(ip);
+        let started = self.sessions.start(sessions::key_fingerprint(admin_key));
         Reply::Json {
             status: 200,
             body: json!({"csrf": started.csrf}),
@@ -214,14 +260,19 @@ const PAGE_HEADERS: [(&str, &str); 4] = [
     ("referrer-policy", "no-referrer"),
 ];
 
+/// The address of the admin listener's peer.
+fn peer_ip(http: &ServerSession) -> Option<std::net::IpAddr> {
+    http.client_addr()?.as_inet().map(|a| a.ip())
+}
+
 #[async_trait]
 impl http_app::Handler for Admin {
     async fn handle(&self, http: &mut ServerSession) -> bool {
-        let body = match http_app::read_body(http, MAX_BODY).await {
-            Ok(b) => b,
-            Err(_) => return false,
-        };
-        let reply = self.route(http, body).await;
+        let reply = self.route(http).await;
+        // A body left unread (an unknown caller's) is not drained: the connection closes.
+        if !http.is_body_done() {
+            http.set_keepalive(None);
+        }
         let mut headers: Vec<(String, String)> = PAGE_HEADERS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,6 +1,7 @@
 //! Console sign-in: a session is an unguessable token kept in an HttpOnly, SameSite=Strict
 //! cookie, with a second token the page must echo in a header on every state-changing request
-//! (so another site can neither read nor forge one).
+//! (so another site can neither read nor forge one). A session belongs to the admin key it
+//! signed in with: once the key changes (a reload), every session of the old key has ended.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +19,14 @@ const MAX_SESSIONS: usize = 1000;
 struct Session {
     csrf: String,
     expires: Instant,
+    /// The SHA-256 of the admin key the session signed in with.
+    key: [u8; 32],
+}
+
+/// What a session remembers of the admin key: its hash, never the key.
+pub(crate) fn key_fingerprint(key: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).into()
 }
 
 #[derive(Default)]
@@ -32,7 +41,7 @@ pub(crate) struct Started {
 }
 
 impl Sessions {
-    pub(crate) fn start(&self) -> Started {
+    pub(crate) fn start(&self, key: [u8; 32]) -> Started {
         let token = crate::random::token();
         let csrf = crate::random::token();
         let mut live = self.live.lock().expect("sessions lock");
@@ -52,17 +61,22 @@ impl Sessions {
             Session {
                 csrf: csrf.clone(),
                 expires: now + LIFETIME,
+                key,
             },
         );
         Started { token, csrf }
     }
 
-    /// The CSRF token of a live session.
-    pub(crate) fn csrf(&self, token: &str) -> Option<String> {
-        let live = self.live.lock().expect("sessions lock");
-        live.get(token)
-            .filter(|s| s.expires > Instant::now())
-            .map(|s| s.csrf.clone())
+    /// The CSRF token of a live session signed in with the admin key now in force (`key`, its
+    /// fingerprint); a session of another key is ended here.
+    pub(crate) fn csrf(&self, token: &str, key: Option<[u8; 32]>) -> Option<String> {
+        let mut live = self.live.lock().expect("sessions lock");
+        let session = live.get(token)?;
+        if session.expires > Instant::now() && key.is_some_and(|k| bool::from(k.ct_eq(&session.key))) {
+            return Some(session.csrf.clone());
+        }
+        live.remove(token);
+        None
     }
 
     pub(crate) fn end(&self, token: &str) {
@@ -101,13 +115,24 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_ends() {
         let s = Sessions::default();
-        let started = s.start();
+        let key = Some(key_fingerprint("sk-admin"));
+        let started = s.start(key.unwrap());
         let header = format!("a=b; {COOKIE}={}; c=d", started.token);
         let token = cookie_token(&header).unwrap();
-        assert_eq!(s.csrf(token).as_deref(), Some(started.csrf.as_str()));
-        assert!(s.csrf("forged").is_none());
+        assert_eq!(s.csrf(token, key).as_deref(), Some(started.csrf.as_str()));
+        assert!(s.csrf("forged", key).is_none());
         s.end(token);
-        assert!(s.csrf(token).is_none());
+        assert!(s.csrf(token, key).is_none());
         assert_ne!(started.token, started.csrf);
+    }
+
+    #[test]
+    fn a_new_admin_key_ends_the_old_keys_sessions() {
+        let s = Sessions::default();
+        let started = s.start(key_fingerprint("sk-old"));
+        assert!(s.csrf(&started.token, Some(key_fingerprint("sk-new"))).is_none());
+        // Ended, not hidden: the old key coming back does not revive it.
+        assert!(s.csrf(&started.token, Some(key_fingerprint("sk-old"))).is_none());
+        assert!(s.csrf(&s.start(key_fingerprint("sk-old")).token, None).is_none());
     }
 }

@@ -8,7 +8,7 @@ use serde_yaml_ng::Value;
 
 use super::problems::{Problem, Problems, Report};
 use super::raw::*;
-use super::yaml::{duration, expand_env, list_section, map_section, section};
+use super::yaml::{duration, expand_env, list_section, map_section, section, Expanded};
 use super::*;
 
 const SECTIONS: [&str; 15] = [
@@ -42,7 +42,7 @@ pub fn load_str_at(
     base: Option<&std::path::Path>,
 ) -> Result<Config, Problems> {
     let mut problems = Vec::new();
-    let mut sections = read_sections(text, env, &mut problems)?;
+    let (mut sections, expanded) = read_sections(text, env, &mut problems)?;
     let p = &mut problems;
     let raw_server: RawServer = section(&mut sections, "server", p).unwrap_or_default();
     let raw_metrics: RawMetrics = section(&mut sections, "metrics", p).unwrap_or_default();
@@ -99,21 +99,24 @@ pub fn load_str_at(
         loaded_at: crate::clock::unix_secs(),
     };
     if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(Problems(problems))
+        return Ok(config);
     }
+    for p in &mut problems {
+        p.message = expanded.scrub(&p.message);
+    }
+    Err(Problems(problems))
 }
 
-/// The top-level mapping with `${ENV}` expanded, by section name; unknown sections reported.
+/// The top-level mapping with `${ENV}` expanded, by section name, and what was put in;
+/// unknown sections reported.
 fn read_sections(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Problem>,
-) -> Result<HashMap<String, Value>, Problems> {
+) -> Result<(HashMap<String, Value>, Expanded), Problems> {
     let mut root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| Problems::one(format!("invalid YAML: {e}")))?;
-    expand_env(&mut root, String::new(), env, problems);
+    let expanded = expand_env(&mut root, env, problems);
     let Value::Mapping(map) = root else {
         return Err(Problems::one("the config must be a YAML mapping"));
     };
@@ -130,7 +133,7 @@ fn read_sections(
             None => problems.at("", "section names must be strings"),
         }
     }
-    Ok(sections)
+    Ok((sections, expanded))
 }
 
 fn check_address(addr: &str, path: &str, problems: &mut Vec<Problem>) {

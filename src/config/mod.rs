@@ -260,6 +260,36 @@ pub struct Provider {
     pub jwt: Option<JwtAuth>,
     pub timeouts: Timeouts,
     pub ca: Option<TrustedCa>,
+    /// Where the gateway may fetch this vendor's results from (DashScope's image URLs).
+    pub result_hosts: ResultHosts,
+}
+
+/// Hosts a vendor's result URLs may point at: the provider's own, and exact names or
+/// `*.suffix` patterns (DashScope's OSS buckets). An address literal is allowed only as the
+/// provider's own host, so a vendor reply cannot point the gateway at its own network.
+#[derive(Debug, Clone, Default)]
+pub struct ResultHosts {
+    pub own: String,
+    pub patterns: Vec<String>,
+}
+
+impl ResultHosts {
+    pub fn allows(&self, host: &str) -> bool {
+        let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = bare(host);
+        if host == bare(&self.own) {
+            return true;
+        }
+        if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
+            return false;
+        }
+        self.patterns.iter().any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            None => host == *pattern,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -614,12 +644,37 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 5}, budget: {tokens: 100, perio
 
     #[test]
     fn env_references_expand_with_defaults() {
-        let e = |n: &str| (n == "A").then(|| "1".to_string());
-        assert_eq!(expand_str("x${A}y", &e).unwrap(), "x1y");
-        assert_eq!(expand_str("${B:-dflt}", &e).unwrap(), "dflt");
-        assert!(expand_str("${B}", &e).is_err());
-        assert!(expand_str("${A", &e).is_err());
-        assert!(expand_str("${bad name}", &e).is_err());
+        let mut e = |n: &str| (n == "A").then(|| "1".to_string());
+        assert_eq!(expand_str("x${A}y", &mut e).unwrap(), "x1y");
+        assert_eq!(expand_str("${B:-dflt}", &mut e).unwrap(), "dflt");
+        assert!(expand_str("${B}", &mut e).is_err());
+        assert!(expand_str("${A", &mut e).is_err());
+        assert!(expand_str("${bad name}", &mut e).is_err());
+    }
+
+    #[test]
+    fn result_hosts_allow_the_vendors_domains_and_the_providers_own_host_only() {
+        let hosts = ResultHosts {
+            own: "127.0.0.1".into(),
+            patterns: vec!["*.aliyuncs.com".into(), "cdn.example".into()],
+        };
+        for ok in ["dashscope-result-bj.oss-cn-beijing.aliyuncs.com", "CDN.example", "127.0.0.1"] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in ["aliyuncs.com", "evilaliyuncs.com", "169.254.169.254", "10.0.0.1", "localhost", "[::1]", "x.cdn.example"] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn models_are_never_expanded_and_problems_never_quote_an_expanded_value() {
+        let env = |n: &str| (n == "SECRET").then(|| "sk-very-secret-value".to_string());
+        let text = "providers:\n  - {name: p, kind: openai, base_url: \"${SECRET}\", api_key: k}\nmodels:\n  leak: {targets: [{provider: \"${SECRET}\", model: \"${SECRET}\"}]}\n";
+        let problems = load_str(text, &env).unwrap_err().to_string();
+        assert!(!problems.contains("sk-very-secret-value"), "{problems}");
+        assert!(problems.contains("models.leak.targets[0].provider"), "{problems}");
+        assert!(problems.contains("not expanded in models"), "{problems}");
+        assert!(problems.contains("providers[0].base_url"), "{problems}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::problems::{Problem, Report};
 use super::raw::{ProviderKind, RawAuth, RawProvider, RawTimeouts};
 use super::yaml::duration;
-use super::{Endpoint, JwtAuth, Provider, Secret, Timeouts, TrustedCa, Vendor};
+use super::{Endpoint, JwtAuth, Provider, ResultHosts, Secret, Timeouts, TrustedCa, Vendor};
 
 /// Generous enough for long streams at high rates; a hanging vendor stops here.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
@@ -70,9 +70,33 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
             None
         }
     };
+    let result_hosts = match (&raw.result_hosts, raw.kind) {
+        (None, ProviderKind::DashScope) => vec![DASHSCOPE_RESULT_HOSTS.to_string()],
+        (None, _) => Vec::new(),
+        (Some(hosts), ProviderKind::DashScope) => {
+            for (i, h) in hosts.iter().enumerate() {
+                let name = h.strip_prefix("*.").unwrap_or(h);
+                let valid = !name.is_empty()
+                    && name.contains('.')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                if !valid {
+                    problems.at(
+                        format!("{path}.result_hosts[{i}]"),
+                        "must be a host name or `*.` and a domain, like *.aliyuncs.com",
+                    );
+                }
+            }
+            hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+        }
+        (Some(_), _) => {
+            problems.at(at("result_hosts"), "only dashscope providers take result_hosts");
+            Vec::new()
+        }
+    };
     if problems.len() != before {
         return None;
     }
+    let own_host = endpoint.as_ref().map(|e| e.host.clone()).unwrap_or_default();
     Some(Provider {
         name: raw.name,
         vendor: vendor?,
@@ -83,8 +107,16 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
         jwt,
         timeouts,
         ca,
+        result_hosts: ResultHosts {
+            own: own_host,
+            patterns: result_hosts,
+        },
     })
 }
+
+/// Where DashScope keeps generated images (its OSS buckets, e.g.
+/// `dashscope-result-bj.oss-cn-beijing.aliyuncs.com`).
+const DASHSCOPE_RESULT_HOSTS: &str = "*.aliyuncs.com";
 
 /// The API a provider speaks. Qianfan has two: v1 (the default, OAuth client credentials) and
 /// v2 (OpenAI-compatible).

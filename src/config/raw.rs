@@ -127,6 +127,8 @@ pub(super) struct RawProvider {
     pub(super) max_in_flight: Option<u32>,
     /// Signed credentials instead of a static key.
     pub(super) auth: Option<RawAuth>,
+    /// DashScope: the hosts its image results may be fetched from (`*.suffix` patterns).
+    pub(super) result_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
 }

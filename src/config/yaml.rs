@@ -1,5 +1,10 @@
 //! YAML plumbing for the loader: `${ENV}` expansion, typing a section with the path of the
 //! member at fault, and duration fields.
+//!
+//! `${ENV}` is expanded everywhere but in `models:`, the one section the console edits: a
+//! console session must not be able to read the environment through a route (a provider or
+//! vendor model named `${OPENAI_API_KEY}` would echo the key in an error, a header or a vendor
+//! body). Expanded values are kept so that no problem message ever quotes one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -9,39 +14,114 @@ use serde_yaml_ng::Value;
 
 use super::problems::Problem;
 
-/// Replaces `${VAR}` and `${VAR:-default}` in every string scalar.
+/// The section in which `${…}` is never expanded: the one the console edits.
+const UNEXPANDED_SECTION: &str = "models";
+
+/// Environment values put into the config, so that messages can leave them out.
+#[derive(Default)]
+pub(super) struct Expanded(Vec<(String, String)>);
+
+impl Expanded {
+    /// `text` with every expanded value replaced by the reference it came from.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        // Longest first, so that a value containing another is replaced whole.
+        let mut values: Vec<&(String, String)> = self.0.iter().collect();
+        values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        for (name, value) in values {
+            if !value.is_empty() && out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &format!("${{{name}}}"));
+            }
+        }
+        out
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string scalar of the top-level mapping
+/// but `models:`, where a reference is a problem (named without its value).
 pub(super) fn expand_env(
+    root: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Expanded {
+    let mut expanded = Expanded::default();
+    let Value::Mapping(map) = root else {
+        return expanded;
+    };
+    for (k, v) in map.iter_mut() {
+        let key = k.as_str().unwrap_or("?").to_string();
+        if key == UNEXPANDED_SECTION {
+            refuse_env(v, key, problems);
+        } else {
+            expand_value(v, key, env, problems, &mut expanded);
+        }
+    }
+    expanded
+}
+
+fn expand_value(
     value: &mut Value,
     path: String,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Problem>,
+    expanded: &mut Expanded,
 ) {
     match value {
-        Value::String(s) if s.contains("${") => match expand_str(s, env) {
-            Ok(expanded) => *s = expanded,
-            Err(message) => problems.push(Problem { path, message }),
-        },
+        Value::String(s) if s.contains("${") => {
+            let mut lookup = |name: &str| {
+                let v = env(name);
+                if let Some(v) = &v {
+                    expanded.0.push((name.to_string(), v.clone()));
+                }
+                v
+            };
+            match expand_str(s, &mut lookup) {
+                Ok(done) => *s = done,
+                Err(message) => problems.push(Problem { path, message }),
+            }
+        }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand_env(item, format!("{path}[{i}]"), env, problems);
+                expand_value(item, format!("{path}[{i}]"), env, problems, expanded);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
-                let key = k.as_str().unwrap_or("?");
-                let child = if path.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{path}.{key}")
-                };
-                expand_env(v, child, env, problems);
+                let child = format!("{path}.{}", k.as_str().unwrap_or("?"));
+                expand_value(v, child, env, problems, expanded);
             }
         }
         _ => {}
     }
 }
 
-pub(super) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// A `${…}` reference where none is expanded is a problem rather than a literal name.
+fn refuse_env(value: &Value, path: String, problems: &mut Vec<Problem>) {
+    match value {
+        Value::String(s) if s.contains("${") => problems.push(Problem {
+            path,
+            message: format!(
+                "`${{…}}` is not expanded in {UNEXPANDED_SECTION}: (environment references are for credentials and addresses in the other sections)"
+            ),
+        }),
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                refuse_env(item, format!("{path}[{i}]"), problems);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                refuse_env(v, format!("{path}.{}", k.as_str().unwrap_or("?")), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn expand_str(
+    s: &str,
+    env: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {

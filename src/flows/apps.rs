@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::template;
+use super::template::{self, Unfilled, MAX_FILLED};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,8 +144,9 @@ impl AppVersion {
         all
     }
 
-    /// The chat messages with the variables filled; the missing variable's name otherwise.
-    pub fn messages(&self, variables: &Map<String, Value>) -> Result<Vec<Value>, String> {
+    /// The chat messages with the variables filled; the missing variable's name, or a filled
+    /// text over its bound, otherwise.
+    pub fn messages(&self, variables: &Map<String, Value>) -> Result<Vec<Value>, Unfilled> {
         let lookup = |name: &str| {
             variables.get(name).map(|v| match v {
                 Value::String(s) => s.clone(),
@@ -154,9 +155,9 @@ impl AppVersion {
         };
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &self.system {
-            messages.push(json!({"role": "system", "content": template::render(system, lookup)?}));
+            messages.push(json!({"role": "system", "content": template::render(system, lookup, MAX_FILLED)?}));
         }
-        messages.push(json!({"role": "user", "content": template::render(&self.user, lookup)?}));
+        messages.push(json!({"role": "user", "content": template::render(&self.user, lookup, MAX_FILLED)?}));
         Ok(messages)
     }
 }
@@ -199,7 +200,7 @@ versions:
         assert_eq!(m[1]["content"], "Summarize: abc");
         assert_eq!(
             a.pick(Some(2), None).unwrap().messages(&vars),
-            Err("lang".into())
+            Err(Unfilled::Missing("lang".into()))
         );
     }
 

@@ -37,6 +37,11 @@ pub(crate) struct Fault {
     pub(crate) stamp: bool,
 }
 
+/// The most words a reply may have, and the longest delay a test may ask for: the mocks run
+/// in the gateway's own process in the offline config.
+pub(crate) const MAX_WORDS: u64 = 10_000;
+pub(crate) const MAX_DELAY_MS: u64 = 600_000;
+
 /// The placeholder a stamped reply carries until the event is written.
 pub(crate) const STAMP: &str = "@@T@@";
 
@@ -52,9 +57,9 @@ impl Fault {
             match k {
                 "status" => f.status = Some(num()? as u16),
                 "retry_after" => f.retry_after = Some(num()?),
-                "latency_ms" | "ttfb_ms" => f.latency_ms = num()?,
-                "chunk_delay_ms" => f.chunk_delay_ms = num()?,
-                "words" => f.words = Some(num()? as usize),
+                "latency_ms" | "ttfb_ms" => f.latency_ms = num()?.min(MAX_DELAY_MS),
+                "chunk_delay_ms" => f.chunk_delay_ms = num()?.min(MAX_DELAY_MS),
+                "words" => f.words = Some(num()?.min(MAX_WORDS) as usize),
                 "reset_after" => f.reset_after = Some(num()? as usize),
                 "malformed_after" => f.malformed_after = Some(num()? as usize),
                 "error_after" => f.error_after = Some(num()? as usize),
@@ -401,6 +406,9 @@ mod tests {
         let f = Fault::parse(d.unwrap()).unwrap();
         assert_eq!((f.status, f.retry_after), (Some(429), Some(2)));
         assert!(Fault::parse("bogus=1").is_err());
+        // What a client asks of the mock is clamped: it runs in the gateway's process.
+        let f = Fault::parse("words=100000000 latency_ms=99999999999").unwrap();
+        assert_eq!((f.words, f.latency_ms), (Some(10_000), MAX_DELAY_MS));
     }
 
     #[test]

@@ -294,10 +294,10 @@ fn embeddings(req: &MockRequest) -> Routed {
             None,
         ));
     }
-    let dims = body
-        .pointer("/parameters/dimension")
-        .and_then(Value::as_u64)
-        .unwrap_or(if old { 1536 } else { 1024 }) as usize;
+    let dims = media::dimensions(
+        body.pointer("/parameters/dimension").and_then(Value::as_u64),
+        if old { 1536 } else { 1024 },
+    );
     let embeddings: Vec<Value> = texts
         .iter()
         .enumerate()

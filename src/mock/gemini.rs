@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoice};
-use super::{keys, ChatCall, Dialect, MockRequest, Outcome, Routed};
+use super::{keys, media, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
 pub(crate) fn route(req: &MockRequest) -> Routed {
     let Some((model, method)) = parse_path(&req.path) else {
@@ -302,10 +302,7 @@ fn embeddings(req: &MockRequest) -> Routed {
                 None,
             ));
         };
-        let dims = r
-            .get("outputDimensionality")
-            .and_then(Value::as_u64)
-            .unwrap_or(3072) as usize;
+        let dims = media::dimensions(r.get("outputDimensionality").and_then(Value::as_u64), 3072);
         texts.push((text.to_string(), dims));
     }
     let embeddings: Vec<Value> = texts

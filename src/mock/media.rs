@@ -13,6 +13,17 @@ pub(crate) fn png() -> Vec<u8> {
         .expect("valid base64")
 }
 
+/// The mocks run in the gateway's own process in the offline config, so nothing a client
+/// asks for is allocated unbounded: vector sizes, inputs, images and reply words are clamped.
+pub(crate) const MAX_DIMENSIONS: u64 = 4096;
+pub(crate) const MAX_INPUTS: usize = 2048;
+pub(crate) const MAX_IMAGES: u64 = 10;
+
+/// A requested vector size within [1, MAX_DIMENSIONS].
+pub(crate) fn dimensions(asked: Option<u64>, default: u64) -> usize {
+    asked.unwrap_or(default).clamp(1, MAX_DIMENSIONS) as usize
+}
+
 /// The same vector for the same text: a hash spread over `dims` values in [-1, 1).
 pub(crate) fn vector(text: &str, dims: usize) -> Vec<f32> {
     let mut seed = text.bytes().fold(1469598103934665603u64, |h, b| {
@@ -33,11 +44,11 @@ pub(crate) fn tokens(text: &str) -> u64 {
     text.split_whitespace().count().max(1) as u64
 }
 
-/// Texts from a JSON list of strings (or one string), none empty.
+/// Texts from a JSON list of strings (or one string), none empty, at most MAX_INPUTS.
 pub(crate) fn texts(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
     match v? {
         serde_json::Value::String(s) => Some(vec![s.clone()]),
-        serde_json::Value::Array(a) if !a.is_empty() => a
+        serde_json::Value::Array(a) if !a.is_empty() && a.len() <= MAX_INPUTS => a
             .iter()
             .map(|t| t.as_str().filter(|t| !t.is_empty()).map(str::to_string))
             .collect(),

@@ -72,11 +72,7 @@ fn embeddings(req: &MockRequest) -> Routed {
             None,
         ));
     };
-    let dims = body
-        .get("dimensions")
-        .and_then(Value::as_u64)
-        .unwrap_or(8)
-        .clamp(1, 4096) as usize;
+    let dims = media::dimensions(body.get("dimensions").and_then(Value::as_u64), 8);
     let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let data: Vec<Value> = inputs
         .iter()
@@ -116,6 +112,9 @@ fn images(req: &MockRequest) -> Routed {
         return Routed::Done(error(400, "Missing required parameter: 'prompt'.", None));
     };
     let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if !(1..=media::MAX_IMAGES).contains(&n) {
+        return Routed::Done(error(400, "'n' must be between 1 and 10.", None));
+    }
     let model = body
         .get("model")
         .and_then(Value::as_str)

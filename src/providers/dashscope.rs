@@ -619,6 +619,7 @@ fn image_job(req: &ImageRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>
     };
     Ok(Box::new(ImageTask {
         state: TaskState::Submit(submit),
+        result_hosts: target.provider.result_hosts.clone(),
         prefix: target.provider.endpoint.path_prefix.clone(),
         auth: bearer(target),
         inline: req.inline,
@@ -632,6 +633,8 @@ fn image_job(req: &ImageRequest, target: &VendorTarget) -> GwResult<Box<dyn Job>
 /// until it ends, then (for `b64_json`) each image fetched from where DashScope keeps it.
 struct ImageTask {
     state: TaskState,
+    /// Where the images may be fetched from, for `b64_json`.
+    result_hosts: crate::config::ResultHosts,
     prefix: String,
     auth: Vec<(&'static str, String)>,
     inline: bool,
@@ -730,6 +733,18 @@ impl ImageTask {
         }
         if self.images.is_empty() {
             return Err(super::unreadable_reply());
+        }
+        if self.inline {
+            for image in &self.images {
+                let ImageData::Url(url) = &image.data else { continue };
+                let host = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+                if !host.is_some_and(|h| self.result_hosts.allows(&h)) {
+                    return Err(GatewayError::new(
+                        ErrorKind::UpstreamBadResponse,
+                        "The vendor's image is at a host the gateway does not fetch from (see the provider's result_hosts).",
+                    ));
+                }
+            }
         }
         self.state = if self.inline {
             TaskState::Download(0)

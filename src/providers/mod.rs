@@ -294,8 +294,13 @@ impl<'a> ClientRequest<'a> {
     }
 
     /// Rewrites every text part (personal-data redaction). The raw body is dropped: the
-    /// request goes out re-encoded from the rewritten, typed form.
+    /// request goes out re-encoded from the rewritten, typed form. Embeddings and image bodies
+    /// are not typed as chat: their texts are rewritten in the body before it is parsed
+    /// ([`rewrite_job_body`]).
     pub fn rewrite_text(&mut self, f: impl Fn(&str) -> std::borrow::Cow<'_, str>) -> GwResult<()> {
+        if self.kind.is_job() {
+            return Ok(());
+        }
         self.as_typed()?;
         self.raw = None;
         let typed = self.typed.as_mut().expect("typed above");
@@ -322,6 +327,33 @@ impl<'a> ClientRequest<'a> {
         }
         Ok(self.typed.as_ref().expect("just set"))
     }
+}
+
+/// An embeddings or image body with its texts (`input`, `prompt`, `negative_prompt`)
+/// rewritten by `f`; None when nothing changed. Other members are kept as they are.
+pub fn rewrite_job_body(
+    body: &[u8],
+    f: impl Fn(&str) -> std::borrow::Cow<'_, str>,
+) -> GwResult<Option<Vec<u8>>> {
+    let mut value: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(openai::wire::invalid_json)?;
+    let mut changed = false;
+    let mut rewrite = |v: &mut serde_json::Value| {
+        if let serde_json::Value::String(s) = v {
+            if let std::borrow::Cow::Owned(new) = f(s) {
+                *s = new;
+                changed = true;
+            }
+        }
+    };
+    for member in ["input", "prompt", "negative_prompt"] {
+        match value.get_mut(member) {
+            Some(serde_json::Value::Array(items)) => items.iter_mut().for_each(&mut rewrite),
+            Some(v) => rewrite(v),
+            None => {}
+        }
+    }
+    Ok(changed.then(|| serde_json::to_vec(&value).expect("a JSON value serializes")))
 }
 
 pub fn encode_chat(
@@ -458,7 +490,9 @@ pub fn malformed_event() -> GatewayError {
     )
 }
 
-/// Vendors sometimes echo (part of) the key they were sent; never pass that on.
+/// Vendors sometimes echo (part of) the key they were sent, or the URL that carried it (Baidu's
+/// OAuth endpoint takes the client credentials in its query); never pass that on, in either
+/// form.
 pub fn redact_credentials(provider: &Provider, text: &str) -> String {
     let mut secrets = Vec::new();
     secrets.extend(provider.api_key.as_ref());
@@ -473,8 +507,10 @@ pub fn redact_credentials(provider: &Provider, text: &str) -> String {
     }
     let mut out = text.to_string();
     for s in secrets.iter().map(|s| s.expose()) {
-        if s.len() >= 4 && out.contains(s) {
-            out = out.replace(s, "***");
+        for form in [std::borrow::Cow::Borrowed(s), percent_encode(s, b"")] {
+            if form.len() >= 4 && out.contains(&*form) {
+                out = out.replace(&*form, "***");
+            }
         }
     }
     out
@@ -509,6 +545,10 @@ pub mod testing {
             jwt: None,
             timeouts: Timeouts::default(),
             ca: None,
+            result_hosts: crate::config::ResultHosts {
+                own: "vendor.example".into(),
+                patterns: vec!["*.aliyuncs.com".into()],
+            },
         }
     }
 

@@ -281,7 +281,16 @@ impl Gateway {
             log::info!("fetched a new access token for provider {}", provider.name);
             Ok(token)
         };
-        self.tokens.token(&provider.name, fetch).await.map(Some)
+        // Whatever the token call's failure says (the vendor's text, a connection error) is
+        // told without the client credentials, as every vendor call's is.
+        self.tokens
+            .token(&provider.name, fetch)
+            .await
+            .map(Some)
+            .map_err(|mut e| {
+                e.message = providers::redact_credentials(provider, &e.message);
+                e
+            })
     }
 
     async fn attempt(

@@ -18,7 +18,7 @@ use super::{Gateway, Handled, RequestCtx, Session, Stop};
 use crate::api::ClientApi;
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError, GwResult};
-use crate::flows::template;
+use crate::flows::template::{self, Unfilled};
 use crate::flows::workflow::{condition_holds, NodeKind, Workflow};
 use crate::providers::model::{Choice, Completion, FinishReason};
 use crate::providers::Usage;
@@ -68,11 +68,12 @@ pub(super) fn app_body(
     ) {
         variables.entry(only.clone()).or_insert(input);
     }
-    let messages = chosen.messages(&variables).map_err(|missing| {
-        GatewayError::bad_param(
+    let messages = chosen.messages(&variables).map_err(|e| match e {
+        Unfilled::Missing(missing) => GatewayError::bad_param(
             &format!("variables.{missing}"),
             format!("Missing variable `{missing}` for app `{name}`."),
-        )
+        ),
+        too_long => GatewayError::bad_param("variables", format!("App `{name}`: {too_long}.")),
     })?;
     let mut body = chosen.params.clone();
     for (k, v) in call {
@@ -564,7 +565,14 @@ impl Gateway {
                     .filter(|e| e.to == node.id)
                     .filter_map(|e| values.get(&format!("{}.output", e.from)).cloned())
                     .collect();
-                (parts.join("\n"), None)
+                let merged = parts.join("\n");
+                if merged.len() > MAX_NODE_VALUE {
+                    return Err(GatewayError::invalid(
+                        format!("Node `{}`: the merged text is over {MAX_NODE_VALUE} bytes.", node.id),
+                        None,
+                    ));
+                }
+                (merged, None)
             }
             NodeKind::Llm { .. } => {
                 let body = llm_body(node, values)?;
@@ -650,14 +658,14 @@ fn outputs(wf: &Workflow, ran: &HashMap<String, String>) -> Map<String, Value> {
         .collect()
 }
 
+/// The most a workflow node's value may hold: a chain of nodes that each repeat the last
+/// must not grow a run without bound.
+const MAX_NODE_VALUE: usize = 1024 * 1024;
+
 /// A node's template filled from the run's values.
 fn fill(template: &str, values: &HashMap<String, String>) -> GwResult<String> {
-    template::render(template, |name| values.get(name).cloned()).map_err(|missing| {
-        GatewayError::invalid(
-            format!("`{{{{{missing}}}}}` has no value in this run."),
-            None,
-        )
-    })
+    template::render(template, |name| values.get(name).cloned(), MAX_NODE_VALUE)
+        .map_err(|e| GatewayError::invalid(format!("A node's template: {e} in this run."), None))
 }
 
 /// An llm node's chat body, its templates filled.
@@ -768,16 +776,21 @@ impl UnifiedCall {
         };
         let prompt = match p.remove("prompt") {
             Some(Value::String(t)) => Some(
-                template::render(&t, |name| {
-                    variables
-                        .get(name)
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                })
-                .map_err(|missing| {
-                    GatewayError::bad_param(
+                template::render(
+                    &t,
+                    |name| {
+                        variables
+                            .get(name)
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    },
+                    template::MAX_FILLED,
+                )
+                .map_err(|e| match e {
+                    Unfilled::Missing(missing) => GatewayError::bad_param(
                         &format!("params.variables.{missing}"),
                         format!("Missing variable `{missing}`."),
-                    )
+                    ),
+                    too_long => GatewayError::bad_param("params.prompt", format!("{too_long}.")),
                 })?,
             ),
             Some(_) => {

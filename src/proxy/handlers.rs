@@ -11,7 +11,7 @@ use crate::api::{anthropic, ClientApi};
 use crate::config::{ClientKey, Config, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::openai::ChatRequest;
-use crate::providers::{ClientRequest, RequestKind, Usage};
+use crate::providers::{rewrite_job_body, ClientRequest, RequestKind, Usage};
 use crate::traffic::auth;
 
 impl Gateway {
@@ -113,6 +113,7 @@ impl Gateway {
     /// `POST /v1/embeddings`: as it is to OpenAI-speaking vendors, in batches to the others.
     pub(super) async fn embeddings(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
+        let body = redacted_job_body(&config, body, |b| ChatRequest::parse_embeddings(b))?;
         let request = ChatRequest::parse_embeddings(&body)?;
         let mut client = ClientRequest::job(&request, RequestKind::Embeddings);
         let wants = Wants::of(&request);
@@ -124,6 +125,7 @@ impl Gateway {
     /// polled task (DashScope), or one call per image batch to the others.
     pub(super) async fn images(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
+        let body = redacted_job_body(&config, body, |b| ChatRequest::parse_images(b))?;
         let request = ChatRequest::parse_images(&body)?;
         let mut client = ClientRequest::job(&request, RequestKind::Images);
         let wants = Wants::of(&request);
@@ -219,14 +221,34 @@ struct Wants<'a> {
 }
 
 impl<'a> Wants<'a> {
-    /// What an OpenAI body (chat, legacy completions, embeddings) asks for.
+    /// What an OpenAI body (chat, legacy completions, embeddings) asks for; `n` choices are
+    /// `n` completions, charged before they are asked for.
     fn of(request: &'a ChatRequest) -> Self {
         Wants {
             model: &request.model,
-            max_tokens: request.max_tokens(),
+            max_tokens: request
+                .max_tokens()
+                .map(|m| m.saturating_mul(request.choices())),
             stream: request.stream,
         }
     }
+}
+
+/// An embeddings or image body whose route has `redact_pii`, with its texts redacted (the
+/// body, re-parsed, is what every vendor then gets); any other body as it is.
+fn redacted_job_body(
+    config: &Config,
+    body: Bytes,
+    parse: impl for<'b> Fn(&'b [u8]) -> GwResult<ChatRequest<'b>>,
+) -> GwResult<Bytes> {
+    let redact = {
+        let request = parse(&body)?;
+        config.model(&request.model).is_some_and(|m| m.redact_pii)
+    };
+    if !redact {
+        return Ok(body);
+    }
+    Ok(rewrite_job_body(&body, crate::traffic::redact::redact)?.map_or(body, Bytes::from))
 }
 
 /// What the access log says of the request.

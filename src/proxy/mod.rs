@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::FutureExt;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession as Session;
 use pingora::server::ShutdownWatch;
@@ -245,7 +246,20 @@ impl Gateway {
         let limits = &ctx.config.server.clients;
         session.set_write_timeout(Some(limits.write_timeout));
         session.set_total_drain_timeout(Some(limits.drain_timeout));
-        let keep = match self.dispatch(session, ctx).await {
+        // A bug must cost one request, never the connection's task silently: a panic is
+        // answered as a 500 (if nothing was written yet) and the request still settled below.
+        let dispatched = std::panic::AssertUnwindSafe(self.dispatch(session, ctx))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                log::error!("request {} panicked; answered 500", ctx.request_id);
+                metrics::REJECTIONS.with_label_values(&["panic"]).inc();
+                Err(Stop::Reply(GatewayError::new(
+                    ErrorKind::Internal,
+                    "The gateway failed to process this request.",
+                )))
+            });
+        let keep = match dispatched {
             Ok(()) => true,
             // Too late for a status code: a stream already reported its failure in-band.
             Err(Stop::Reply(_)) if session.response_written().is_some() => false,

@@ -52,8 +52,9 @@ impl Gateway {
                 .map(|a| a.ip()),
             header
                 .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()),
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes()),
             &config.server.trusted_proxies,
         );
         if let Some(ip) = self.compared_client(session) {

@@ -46,26 +46,32 @@ pub(crate) fn authenticate(keys: &[ClientKey], presented: Option<&[u8]>) -> GwRe
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
-/// in `X-Forwarded-For` that is not one of ours (walking from the right, as each proxy appends).
-pub(crate) fn client_ip(
-    peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpNet],
-) -> Option<IpAddr> {
+/// in `X-Forwarded-For` that is not one of ours, walking from the right as each proxy appends.
+/// The header's lines are read as one list, in order (as nginx's realip does): a proxy that
+/// adds its own line must not leave the client's line to be read first. `lines` gives the
+/// header's values, first to last; it is read only when the peer is trusted.
+pub(crate) fn client_ip<'h, L>(peer: Option<IpAddr>, lines: L, trusted: &[IpNet]) -> Option<IpAddr>
+where
+    L: IntoIterator<Item = &'h [u8]>,
+    L::IntoIter: DoubleEndedIterator,
+{
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer = peer?;
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let Some(chain) = forwarded_for else {
-        return Some(peer);
-    };
     let mut nearest = peer;
-    for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => nearest = ip,
-            Ok(ip) => return Some(ip),
-            Err(_) => break,
+    for line in lines.into_iter().rev() {
+        let Ok(line) = std::str::from_utf8(line) else {
+            return Some(nearest);
+        };
+        for hop in line.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => nearest = ip,
+                Ok(ip) => return Some(ip),
+                // An entry that is no address ends the walk: nothing left of it is vouched for.
+                Err(_) => return Some(nearest),
+            }
         }
     }
     Some(nearest)
@@ -159,17 +165,23 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let peer_out = Some(ip("203.0.113.9"));
+        let one = |s: &'static str| [s.as_bytes()];
         assert_eq!(
-            client_ip(peer_out, Some("1.2.3.4"), &trusted),
+            client_ip(peer_out, one("1.2.3.4"), &trusted),
             peer_out,
             "spoofed XFF ignored"
         );
         let proxy = Some(ip("10.0.0.5"));
         assert_eq!(
-            client_ip(proxy, Some("1.2.3.4, 192.168.1.7, 10.0.0.9"), &trusted),
+            client_ip(proxy, one("1.2.3.4, 192.168.1.7, 10.0.0.9"), &trusted),
             Some(ip("192.168.1.7"))
         );
-        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+        assert_eq!(client_ip(proxy, [] as [&[u8]; 0], &trusted), proxy);
+        // The client's own line first, the proxy's appended line after it: read from the right.
+        let lines: [&[u8]; 2] = [b"10.9.9.9", b"198.51.100.7, 10.0.0.9"];
+        assert_eq!(client_ip(proxy, lines, &trusted), Some(ip("198.51.100.7")));
+        let lines: [&[u8]; 2] = [b"1.2.3.4", b"garbage"];
+        assert_eq!(client_ip(proxy, lines, &trusted), proxy);
     }
 
     #[test]

@@ -167,6 +167,9 @@ impl Admin {
                 )
             }
         };
+        if let Err(problems) = routes::bounded(&section) {
+            return (400, json!({"problems": problems_json(&problems)}));
+        }
         let path = self.reloader.path().to_string();
         let file = match std::fs::read_to_string(&path) {
             Ok(f) => f,

@@ -1,48 +1,126 @@
 //! The `models:` section of the config file, edited from the console: read as YAML text and as
 //! JSON for the form, checked by the same loader as `modelmux check` with the rest of the file,
 //! shown as a diff, and saved by replacing that section only (atomically, the previous file kept
-//! as `.bak`). The file stays the one source of truth.
+//! as `.bak`, the file's mode and owner kept). The file stays the one source of truth.
+//!
+//! The section is found by a YAML parser's own positions, never by how lines look (a quoted key
+//! may run over several lines, one of them in column 0), and every edited file is parsed again
+//! and must equal the old one with `models:` alone replaced: an edit cannot add a section.
 
 use serde_json::{json, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
 
 use crate::config::{self, Problems};
 
-/// Where the top-level `models:` block is in the file's lines: [start, end).
-fn block(lines: &[&str]) -> Option<(usize, usize)> {
-    let start = lines
-        .iter()
-        .position(|l| l.trim_end() == "models:" || l.starts_with("models:"))?;
-    let top_level =
-        |l: &&str| !l.is_empty() && !l.starts_with([' ', '\t', '#', '-']) && !l.trim().is_empty();
-    let mut end = lines[start + 1..]
-        .iter()
-        .position(top_level)
-        .map_or(lines.len(), |i| start + 1 + i);
-    // Comments and blank lines just before the next section belong to it.
-    while end > start + 1 && (lines[end - 1].trim().is_empty() || lines[end - 1].starts_with('#')) {
-        end -= 1;
+/// The most lines a section (old or new) may have: the diff and the check stay small.
+const MAX_SECTION_LINES: usize = 20_000;
+
+/// Finds the top-level `models` entry in a parser's events: the byte where its key starts and
+/// the byte where the event after its value starts (the next key, or the end of the root).
+#[derive(Default)]
+struct ModelsEntry {
+    depth: usize,
+    /// Root mapping members seen so far (keys and values, in turn).
+    members: usize,
+    start: Option<usize>,
+    end: Option<usize>,
+}
+
+impl ModelsEntry {
+    /// A node has started at the root mapping's level.
+    fn root_member(&mut self, key: Option<&str>, at: usize) {
+        let is_key = self.members % 2 == 0;
+        self.members += 1;
+        if !is_key {
+            return;
+        }
+        match (self.start, key) {
+            (Some(_), _) if self.end.is_none() => self.end = Some(at),
+            (None, Some("models")) => self.start = Some(at),
+            _ => {}
+        }
     }
-    Some((start, end))
+}
+
+impl MarkedEventReceiver for ModelsEntry {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if self.depth == 1 {
+                    self.root_member(None, mark.index());
+                }
+                self.depth += 1;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth == 0 && self.start.is_some() && self.end.is_none() {
+                    self.end = Some(mark.index());
+                }
+            }
+            Event::Scalar(value, ..) if self.depth == 1 => {
+                self.root_member(Some(&value), mark.index())
+            }
+            Event::Alias(_) if self.depth == 1 => self.root_member(None, mark.index()),
+            _ => {}
+        }
+    }
+}
+
+/// Where the top-level `models:` entry is in the file: [start, end) in bytes, trailing blank
+/// and comment lines left to what follows. None when the file has none.
+fn models_span(file: &str) -> Result<Option<(usize, usize)>, String> {
+    let mut entry = ModelsEntry::default();
+    Parser::new_from_str(file)
+        .load(&mut entry, false)
+        .map_err(|e| format!("not valid YAML: {e}"))?;
+    let Some(start) = entry.start else {
+        return Ok(None);
+    };
+    let mut end = entry.end.unwrap_or(file.len()).min(file.len());
+    // Trailing blank and comment lines belong to what follows. Only whole lines that are
+    // nothing else are given back, so a splice leaves at most comments behind.
+    loop {
+        let body = &file[start..end];
+        let body = body.strip_suffix('\n').unwrap_or(body);
+        let Some(nl) = body.rfind('\n') else { break };
+        let last = body[nl + 1..].trim();
+        if !(last.is_empty() || last.starts_with('#')) {
+            break;
+        }
+        end = start + nl + 1;
+    }
+    Ok(Some((start, end)))
 }
 
 /// The file's `models:` section as text.
 pub(crate) fn models_text(file: &str) -> String {
-    let lines: Vec<&str> = file.lines().collect();
-    match block(&lines) {
-        Some((s, e)) => lines[s..e].join("\n") + "\n",
-        None => "models: {}\n".into(),
+    match models_span(file) {
+        Ok(Some((s, e))) => format!("{}\n", file[s..e].trim_end()),
+        _ => "models: {}\n".into(),
     }
 }
 
-/// The file with its `models:` section replaced by `section`.
-pub(crate) fn replace_models(file: &str, section: &str) -> String {
-    let lines: Vec<&str> = file.lines().collect();
+/// The file with its `models:` section replaced by `section`, spliced at the parser's
+/// positions; refused unless the result parses as the old file with only `models:` changed.
+pub(crate) fn replace_models(file: &str, section: &str) -> Result<String, Problems> {
     let section = section.trim_end();
-    let out = match block(&lines) {
-        Some((s, e)) => [&lines[..s], &[section], &lines[e..]].concat().join("\n"),
-        None => format!("{}\n{section}", file.trim_end()),
+    let out = match models_span(file).map_err(|e| problem("models", e))? {
+        Some((s, e)) => format!("{}{section}\n{}", &file[..s], &file[e..]),
+        None => format!("{}\n{section}\n", file.trim_end()),
     };
-    out + "\n"
+    let unchanged = || problem("models", "the edit would change the file outside `models:`");
+    let parse = |text: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text);
+    let (Ok(old), Ok(edited), Ok(new)) = (parse(file), parse(section), parse(&out)) else {
+        return Err(unchanged());
+    };
+    let mut expected = old.as_mapping().cloned().unwrap_or_default();
+    let models = edited.get("models").cloned().unwrap_or_default();
+    expected.insert("models".into(), models);
+    if new.as_mapping() != Some(&expected) {
+        return Err(unchanged());
+    }
+    Ok(out)
 }
 
 /// A problem with the edit, at the path of the field it is about.
@@ -53,9 +131,21 @@ pub(crate) fn problem(path: &str, message: impl Into<String>) -> Problems {
     }])
 }
 
+/// A section no longer than the console handles (the diff and the check stay small).
+pub(crate) fn bounded(section: &str) -> Result<(), Problems> {
+    if section.lines().count() > MAX_SECTION_LINES {
+        return Err(problem(
+            "models",
+            format!("the section is over {MAX_SECTION_LINES} lines"),
+        ));
+    }
+    Ok(())
+}
+
 /// The section as the form's JSON; the section must hold `models:` and nothing else (so no
 /// credential can be written from the console).
 pub(crate) fn section_json(section: &str) -> Result<Value, Problems> {
+    bounded(section)?;
     let v: Value = serde_yaml_ng::from_str(section)
         .map_err(|e| problem("models", format!("not valid YAML: {e}")))?;
     let Some(obj) = v
@@ -82,32 +172,87 @@ pub(crate) fn check(
     base: Option<&std::path::Path>,
 ) -> Result<String, Problems> {
     section_json(section)?;
-    let new_file = replace_models(file, section);
+    let new_file = replace_models(file, section)?;
     config::load_str_at(&new_file, &|name| std::env::var(name).ok(), base)?;
     Ok(new_file)
 }
 
-/// Writes the file atomically: a temporary file beside it renamed over it, the old one kept as
-/// `<file>.bak`.
+/// Writes the file atomically: a temporary file beside it (created private, then given the
+/// file's own mode and owner) renamed over it, the old one kept as `<file>.bak` (as private).
 pub(crate) fn save(path: &str, new_file: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let meta = std::fs::metadata(path)?;
+    let keep = |p: &str| -> std::io::Result<()> {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        match std::os::unix::fs::chown(p, Some(meta.uid()), Some(meta.gid())) {
+            // Only root may give a file away; a file of our own is already ours.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+            other => other,
+        }
+    };
     let tmp = format!("{path}.tmp");
-    std::fs::write(&tmp, new_file)?;
-    std::fs::copy(path, format!("{path}.bak"))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(new_file.as_bytes())?;
+    f.sync_all()?;
+    keep(&tmp)?;
+    let bak = format!("{path}.bak");
+    std::fs::copy(path, &bak)?;
+    keep(&bak)?;
     std::fs::rename(&tmp, path)
 }
+
+/// The most cells the diff's table may have; past it the common start and end are kept and
+/// the rest shown as replaced (a section of a few hundred lines is far below).
+const MAX_DIFF_CELLS: usize = 4_000_000;
 
 /// A line diff of two texts: `' '`, `'-'` or `'+'` before each line.
 pub(crate) fn diff(old: &str, new: &str) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
-    // Longest common subsequence, by table: the sections are a few hundred lines at most.
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (mid_a, mid_b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    let mut out = String::new();
+    for line in &a[..prefix] {
+        out += &format!("  {line}\n");
+    }
+    if (mid_a.len() + 1).saturating_mul(mid_b.len() + 1) <= MAX_DIFF_CELLS {
+        out += &lcs_diff(mid_a, mid_b);
+    } else {
+        for line in mid_a {
+            out += &format!("- {line}\n");
+        }
+        for line in mid_b {
+            out += &format!("+ {line}\n");
+        }
+    }
+    for line in &a[a.len() - suffix..] {
+        out += &format!("  {line}\n");
+    }
+    out
+}
+
+/// The diff of two line lists by their longest common subsequence (a table of both lengths).
+fn lcs_diff(a: &[&str], b: &[&str]) -> String {
+    let width = b.len() + 1;
+    let mut lcs = vec![0u32; (a.len() + 1) * width];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
+            lcs[i * width + j] = if a[i] == b[j] {
+                lcs[(i + 1) * width + j + 1] + 1
             } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
+                lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
             };
         }
     }
@@ -116,7 +261,7 @@ pub(crate) fn diff(old: &str, new: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             out += &format!("  {}\n", a[i]);
             (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+        } else if i < a.len() && (j == b.len() || lcs[(i + 1) * width + j] >= lcs[i * width + j + 1]) {
             out += &format!("- {}\n", a[i]);
             i += 1;
         } else {
@@ -139,7 +284,8 @@ mod tests {
             models_text(FILE),
             "models:\n  a:\n    targets: [{provider: p, model: x}]\n"
         );
-        let new = replace_models(FILE, "models:\n  b: {targets: [{provider: p, model: y}]}\n");
+        let new =
+            replace_models(FILE, "models:\n  b: {targets: [{provider: p, model: y}]}\n").unwrap();
         assert!(
             new.contains("# the models\nmodels:\n  b:") && new.contains("\n\n# client keys\nkeys:")
         );
@@ -169,5 +315,34 @@ mod tests {
     #[test]
     fn a_diff_marks_removed_and_added_lines() {
         assert_eq!(diff("a\nb\nc\n", "a\nx\nc\n"), "  a\n- b\n+ x\n  c\n");
+        assert_eq!(diff("a\nb\n", "x\na\nb\ny\n"), "+ x\n  a\n  b\n+ y\n");
+        // Past the table's bound the middle is shown replaced, in linear memory.
+        let old: String = (0..3000).map(|i| format!("o{i}\n")).collect();
+        let new: String = (0..3000).map(|i| format!("n{i}\n")).collect();
+        let d = diff(&format!("k\n{old}k\n"), &format!("k\n{new}k\n"));
+        assert_eq!(d.lines().count(), 6002);
+        assert!(d.starts_with("  k\n- o0\n") && d.ends_with("+ n2999\n  k\n"));
+    }
+
+    #[test]
+    fn a_multi_line_key_cannot_smuggle_a_section_past_the_models_check() {
+        let attack = "models:\n  b: {targets: [{provider: p, model: y}]}\n  \"q\ncors: {allow_origins: ['*']}\n  \": {targets: [{provider: p, model: y}]}\n";
+        // However the first save goes, saving the original section again adds nothing.
+        let once = check(FILE, attack, None).unwrap_or_else(|_| FILE.to_string());
+        let again = check(&once, &models_text(FILE), None).unwrap();
+        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&again).unwrap();
+        assert!(parsed.get("cors").is_none(), "{again}");
+        assert_eq!(models_text(&again), models_text(FILE));
+    }
+
+    #[test]
+    fn a_section_is_found_by_structure_with_its_comments_left_to_the_next() {
+        let file = "# head\nmodels:   # the routes\n  a: {targets: [{provider: p, model: x}]}\n  # last model\n\n# keys follow\nkeys: []\n";
+        assert_eq!(
+            models_text(file),
+            "models:   # the routes\n  a: {targets: [{provider: p, model: x}]}\n"
+        );
+        let new = replace_models(file, "models: {}").unwrap();
+        assert_eq!(new, "# head\nmodels: {}\n  # last model\n\n# keys follow\nkeys: []\n");
     }
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::wire::{ChatRequest, RawObject};
+use super::wire::{ChatRequest, RawObject, MAX_IMAGES};
 use crate::error::{GatewayError, GwResult};
 use crate::providers::model::*;
 
@@ -389,8 +389,6 @@ impl EmbeddingsRequest {
     }
 }
 
-/// The most images one request may ask for, as OpenAI allows.
-pub const MAX_IMAGES: u32 = 10;
 
 impl ImageRequest {
     /// An OpenAI image generation body, for vendors that do not take it as it is.
@@ -400,7 +398,7 @@ impl ImageRequest {
             GatewayError::bad_param("prompt", "Missing required parameter: 'prompt'.")
         })?;
         let n = member::<u32>(obj, "n")?.unwrap_or(1);
-        if !(1..=MAX_IMAGES).contains(&n) {
+        if !(1..=MAX_IMAGES as u32).contains(&n) {
             return Err(GatewayError::bad_param(
                 "n",
                 format!("'n' must be between 1 and {MAX_IMAGES}."),

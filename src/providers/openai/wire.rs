@@ -208,8 +208,19 @@ impl<'a> ChatRequest<'a> {
             .find_map(|m| self.body.get(m).and_then(|v| v.get().parse::<u64>().ok()))
     }
 
+    /// How many choices the client asks for (`n`, 1 when absent).
+    pub fn choices(&self) -> u64 {
+        self.body
+            .get("n")
+            .and_then(|v| v.get().parse::<u64>().ok())
+            .unwrap_or(1)
+    }
+
     pub fn parse(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
-        Self::parse_with(bytes, &[], check_messages)
+        Self::parse_with(bytes, &[], |body| {
+            check_messages(body)?;
+            check_count(body, "n", MAX_CHOICES)
+        })
     }
 
     /// A legacy `/v1/completions` body: a `prompt` (one string, or a list of one) instead of
@@ -218,7 +229,7 @@ impl<'a> ChatRequest<'a> {
         let mut prompt = None;
         let chat = Self::parse_with(bytes, &[], |body| {
             prompt = Some(legacy_prompt(body)?);
-            Ok(())
+            check_count(body, "n", MAX_CHOICES)
         })?;
         Ok((chat, prompt.unwrap_or_default()))
     }
@@ -227,7 +238,7 @@ impl<'a> ChatRequest<'a> {
     pub fn parse_embeddings(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
         Self::parse_with(bytes, &[], |body| {
             match body.get("input").map(JsonType::of) {
-                Some(JsonType::String | JsonType::Array) => Ok(()),
+                Some(JsonType::String | JsonType::Array) => check_inputs(body),
                 Some(_) => Err(GatewayError::invalid(
                     "'input' must be a string or an array.",
                     Some("input"),
@@ -245,7 +256,7 @@ impl<'a> ChatRequest<'a> {
     pub fn parse_images(bytes: &'a [u8]) -> GwResult<ChatRequest<'a>> {
         Self::parse_with(bytes, &["response_format"], |body| {
             match body.get("prompt").map(JsonType::of) {
-                Some(JsonType::String) => Ok(()),
+                Some(JsonType::String) => check_count(body, "n", MAX_IMAGES),
                 Some(_) => Err(GatewayError::invalid(
                     "'prompt' must be a string.",
                     Some("prompt"),
@@ -333,6 +344,67 @@ impl<'a> ChatRequest<'a> {
             include_usage,
         })
     }
+}
+
+/// The most choices (`n`) a chat or completion may ask for, as OpenAI allows: each is a
+/// whole completion the vendor writes and the gateway relays.
+pub const MAX_CHOICES: u64 = 128;
+/// The most images one request may ask for, as OpenAI allows.
+pub const MAX_IMAGES: u64 = 10;
+/// The most inputs one embeddings request may carry, as OpenAI allows: a vendor with small
+/// batches turns each batch into a call.
+pub const MAX_INPUTS: usize = 2048;
+/// The most text one embeddings request may carry, in tokens as the gateway estimates them
+/// (4 bytes each), as OpenAI's own limit of 300,000 tokens per request.
+pub const MAX_INPUT_TOKENS: usize = 300_000;
+
+/// An integer member, when given, between 1 and `max`.
+fn check_count(body: &RawObject, name: &str, max: u64) -> GwResult<()> {
+    let Some(v) = body.get(name) else {
+        return Ok(());
+    };
+    match v.get().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(()),
+        _ if JsonType::of(v) == JsonType::Null => Ok(()),
+        _ => Err(GatewayError::invalid(
+            format!("'{name}' must be an integer between 1 and {max}."),
+            Some(name),
+        )),
+    }
+}
+
+/// An embeddings `input` (a string or a list): at most [`MAX_INPUTS`] entries and
+/// [`MAX_INPUT_TOKENS`].
+fn check_inputs(body: &RawObject) -> GwResult<()> {
+    let Some(input) = body.get("input") else {
+        return Ok(());
+    };
+    if input.get().len() / 4 > MAX_INPUT_TOKENS {
+        return Err(GatewayError::invalid(
+            format!("'input' may hold at most {MAX_INPUT_TOKENS} tokens in all; split the request."),
+            Some("input"),
+        ));
+    }
+    if JsonType::of(input) != JsonType::Array {
+        return Ok(());
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(input.get()).map_err(invalid_json)?;
+    if items.is_empty() {
+        return Err(GatewayError::invalid("'input' must not be empty.", Some("input")));
+    }
+    // A list of numbers is one input of token IDs.
+    let count = if items.iter().all(|i| JsonType::of(i) == JsonType::Number) {
+        1
+    } else {
+        items.len()
+    };
+    if count > MAX_INPUTS {
+        return Err(GatewayError::invalid(
+            format!("'input' may hold at most {MAX_INPUTS} entries; {count} were given."),
+            Some("input"),
+        ));
+    }
+    Ok(())
 }
 
 /// A member given twice would be validated once and forwarded twice, and vendors disagree on
