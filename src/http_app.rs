@@ -1,7 +1,9 @@
 //! Helpers for every HTTP listener: the plain apps beside the proxy (metrics, mock vendors)
 //! and the proxy itself (its session derefs to the same `ServerSession`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -18,9 +20,62 @@ pub(crate) trait Handler: Send + Sync + 'static {
     async fn handle(&self, http: &mut ServerSession) -> bool;
 }
 
+/// What a listener without the proxy bounds, as the public listener does: the header must
+/// arrive whole within `header_timeout` (a kept-alive connection waits that long for its next
+/// request) and at most `max_connections` are served at once. Handlers read bodies within a
+/// deadline of their own ([`read_body_within`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    pub(crate) header_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+impl From<&crate::config::ClientLimits> for Bounds {
+    fn from(c: &crate::config::ClientLimits) -> Self {
+        Bounds {
+            header_timeout: c.header_timeout,
+            max_connections: c.max_connections,
+        }
+    }
+}
+
 /// Serves a [`Handler`] on Pingora's HTTP server: one request at a time per connection, kept
-/// alive between requests unless the server is shutting down.
-pub(crate) struct PlainHttp<H>(pub(crate) H);
+/// alive between requests unless the server is shutting down, within its [`Bounds`].
+pub(crate) struct PlainHttp<H> {
+    handler: H,
+    bounds: Bounds,
+    /// Requests being read or answered now.
+    busy: AtomicUsize,
+}
+
+impl<H> PlainHttp<H> {
+    pub(crate) fn new(handler: H, bounds: Bounds) -> Self {
+        PlainHttp {
+            handler,
+            bounds,
+            busy: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// One of a listener's connection slots, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(count: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(count))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 #[async_trait]
 impl<H: Handler> HttpServerApp for PlainHttp<H> {
@@ -29,12 +84,15 @@ impl<H: Handler> HttpServerApp for PlainHttp<H> {
         mut http: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // No header (closed or garbage): nothing to answer.
-        if !matches!(http.read_request().await, Ok(true)) {
+        let _slot = Slot::take(&self.busy, self.bounds.max_connections)?;
+        // No header in time (closed, garbage, or trickled): nothing to answer.
+        let header = tokio::time::timeout(self.bounds.header_timeout, http.read_request()).await;
+        if !matches!(header, Ok(Ok(true))) {
             return None;
         }
-        http.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        if !self.0.handle(&mut http).await {
+        let keepalive = self.bounds.header_timeout.as_secs().max(1);
+        http.set_keepalive(if *shutdown.borrow() { None } else { Some(keepalive) });
+        if !self.handler.handle(&mut http).await {
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&http);
@@ -69,6 +127,23 @@ pub(crate) enum BodyError {
     TooLarge { limit: usize },
     /// The client's connection failed or its framing was invalid.
     Read(Box<pingora::Error>),
+    /// Not all there within the deadline; the connection is not reused.
+    Late,
+}
+
+/// [`read_body`] within `deadline`.
+pub(crate) async fn read_body_within(
+    http: &mut ServerSession,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(deadline, read_body(http, limit)).await {
+        Ok(read) => read,
+        Err(_) => {
+            http.set_keepalive(None);
+            Err(BodyError::Late)
+        }
+    }
 }
 
 /// Reads the whole request body up to `limit` bytes. A declared `Content-Length` over the

@@ -148,7 +148,8 @@ impl Admin {
             };
         }
         if (method.as_str(), path.as_str()) == ("POST", "/console/login") {
-            return match http_app::read_body(http, MAX_LOGIN_BODY).await {
+            let deadline = self.gateway.config().server.clients.body_timeout;
+            return match http_app::read_body_within(http, MAX_LOGIN_BODY, deadline).await {
                 Ok(body) => self.login(http, &body),
                 Err(_) => Reply::Written(false),
             };
@@ -167,11 +168,16 @@ impl Admin {
             }
         }
         // Only a caller who may use the admin API gets its body read.
-        let body = match http_app::read_body(http, MAX_BODY).await {
+        let deadline = self.gateway.config().server.clients.body_timeout;
+        let body = match http_app::read_body_within(http, MAX_BODY, deadline).await {
             Ok(b) => b,
             Err(http_app::BodyError::TooLarge { limit }) => {
                 let message = format!("The request body is over {limit} bytes.");
                 return error(413, "invalid_request_error", &message).into();
+            }
+            Err(http_app::BodyError::Late) => {
+                return error(408, "invalid_request_error", "The request body came too slowly.")
+                    .into()
             }
             Err(http_app::BodyError::Read(_)) => return Reply::Written(false),
         };

@@ -156,9 +156,7 @@ fn load_server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerSettings {
         clients: load_client_limits(&raw.clients, problems),
         watch_config: raw.watch_config,
         trusted_proxies: cidrs(&raw.trusted_proxies, "server.trusted_proxies", problems),
-        upgrade_sock: raw
-            .upgrade_sock
-            .unwrap_or_else(|| "/tmp/modelmux-upgrade.sock".into()),
+        upgrade_sock: raw.upgrade_sock,
         tls: raw.tls.map(|t| TlsFiles {
             cert: t.cert,
             key: t.key,
@@ -484,7 +482,8 @@ fn load_key(
         ModelAccess::All
     } else {
         for (i, m) in raw.models.iter().enumerate() {
-            if !models.contains_key(m) {
+            // Workflows are named by `workflow/<name>`, checked when they run.
+            if !models.contains_key(m) && !m.starts_with(WORKFLOW_PREFIX) {
                 problems.at(
                     format!("{path}.models[{i}]"),
                     format!("no model named `{m}`"),

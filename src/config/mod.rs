@@ -185,7 +185,9 @@ pub struct ServerSettings {
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: Option<TlsFiles>,
-    pub upgrade_sock: String,
+    /// Where a graceful upgrade hands over the listening sockets; None: the default
+    /// (`server::upgrade::default_socket`), in a directory only this user can write.
+    pub upgrade_sock: Option<String>,
 }
 
 /// What one client connection may hold, so slow or hostile clients cannot pin resources.
@@ -412,13 +414,22 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
+    /// Whether the key may use a public model, or run a workflow (`workflow/<name>`, which
+    /// `workflow/*` allows for every workflow).
     pub fn may_use(&self, model: &str) -> bool {
         match &self.models {
             ModelAccess::All => true,
-            ModelAccess::Only(set) => set.contains(model),
+            ModelAccess::Only(set) => {
+                set.contains(model)
+                    || (model.starts_with(WORKFLOW_PREFIX) && set.contains(ALL_WORKFLOWS))
+            }
         }
     }
 }
+
+/// How a key's `models` names workflows: `workflow/<name>`, or all of them.
+pub const WORKFLOW_PREFIX: &str = "workflow/";
+pub const ALL_WORKFLOWS: &str = "workflow/*";
 
 impl Config {
     pub fn model(&self, name: &str) -> Option<&PublicModel> {

@@ -263,7 +263,9 @@ impl http_app::Handler for MockApp {
         let Some(vendor) = self.vendor_for(port) else {
             return false;
         };
-        let Ok(body) = http_app::read_body(http, 256 * 1024 * 1024).await else {
+        let bounds = crate::config::ClientLimits::default();
+        let Ok(body) = http_app::read_body_within(http, 256 * 1024 * 1024, bounds.body_timeout).await
+        else {
             return false;
         };
         let req = to_mock_request(http, body.to_vec());

@@ -179,7 +179,7 @@ impl Gateway {
         name: &str,
     ) -> Handled {
         let (config, _, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
-        let wf = workflow(&config, name)?;
+        let wf = workflow(&config, ctx.key, name)?;
         let call = object(&body)?;
         let inputs = match call.get("inputs") {
             None => Map::new(),
@@ -249,7 +249,7 @@ impl Gateway {
         id: &str,
     ) -> Handled {
         let (config, _, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
-        let wf = workflow(&config, name)?;
+        let wf = workflow(&config, ctx.key, name)?;
         let index = wf
             .nodes
             .iter()
@@ -300,7 +300,7 @@ impl Gateway {
         name: &str,
         chat: &Map<String, Value>,
     ) -> Handled {
-        let wf = workflow(config, name)?;
+        let wf = workflow(config, ctx.key, name)?;
         let mut inputs = Map::new();
         if let Some((input, _)) = wf.inputs.iter().next() {
             inputs.insert(input.clone(), json!(last_user_text(chat)));
@@ -694,13 +694,27 @@ fn llm_body(
     Ok(Value::Object(body))
 }
 
-fn workflow(config: &Config, name: &str) -> GwResult<Arc<Workflow>> {
-    config
+/// The workflow the caller's key (`key`, its index) may run: its `models` govern workflows as
+/// `workflow/<name>` (or `workflow/*`), like models.
+fn workflow(config: &Config, key: Option<usize>, name: &str) -> GwResult<Arc<Workflow>> {
+    let wf = config
         .workflows
         .by_name
         .get(name)
         .cloned()
-        .ok_or_else(|| not_found("workflow", name))
+        .ok_or_else(|| not_found("workflow", name))?;
+    let allowed = key
+        .and_then(|k| config.keys.get(k))
+        .is_some_and(|k| k.may_use(&format!("workflow/{name}")));
+    if !allowed {
+        return Err(GatewayError::new(
+            ErrorKind::ModelNotAllowed,
+            format!("This API key is not allowed to run the workflow `{name}`."),
+        )
+        .with_param(Some("model"))
+        .with_code("model_not_allowed"));
+    }
+    Ok(wf)
 }
 
 /// Seed 000's unified request.

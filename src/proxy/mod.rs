@@ -299,6 +299,21 @@ impl Gateway {
     }
 }
 
+/// What RFC 9112 makes a 400 that the parser lets through: an HTTP/1.1 request without exactly
+/// one `Host` (§3.2), and a line ended by a bare LF (§2.2 allows refusing it; a proxy in front
+/// that reads it otherwise would see other requests than we do).
+fn framing_problem(session: &Session) -> Option<&'static str> {
+    let h1 = session.as_http1()?;
+    let header = session.req_header();
+    let hosts = header.headers.get_all(http::header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && header.version == http::Version::HTTP_11) {
+        return Some("An HTTP/1.1 request must carry exactly one Host header.");
+    }
+    let raw = h1.get_headers_raw_bytes();
+    let bare_lf = memchr::memchr_iter(b'\n', &raw).any(|i| i == 0 || raw[i - 1] != b'\r');
+    bare_lf.then_some("Header lines must end with CRLF.")
+}
+
 /// Connections held open right now, for `server.clients.max_connections`.
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
@@ -368,9 +383,17 @@ impl Served {
                 return false;
             }
         }
+        if let Some(problem) = framing_problem(session) {
+            session.set_keepalive(None);
+            let error = GatewayError::new(ErrorKind::InvalidRequest, problem);
+            let _ = respond::write_error(session, ClientApi::OpenAi, &[], &error).await;
+            return false;
+        }
         let keepalive = (!*shutdown.borrow()).then_some(limits.keepalive.as_secs());
         session.set_keepalive(keepalive);
-        let mut ctx = gateway.new_ctx(config);
+        // The snapshot in force when this request's header arrived, not when its connection
+        // began to wait: a reload holds for requests on connections opened before it.
+        let mut ctx = gateway.new_ctx(gateway.config.current());
         gateway.serve(session, &mut ctx).await
     }
 

@@ -108,14 +108,12 @@ pub(crate) async fn read_body(
     limit: usize,
     deadline: std::time::Duration,
 ) -> Result<Bytes, Stop> {
-    let Ok(read) = tokio::time::timeout(deadline, http_app::read_body(session, limit)).await else {
-        session.set_keepalive(None);
-        return Err(Stop::Reply(GatewayError::new(
+    let read = http_app::read_body_within(session, limit, deadline).await;
+    read.map_err(|e| match e {
+        BodyError::Late => Stop::Reply(GatewayError::new(
             ErrorKind::RequestTimeout,
             format!("The request body did not arrive within {deadline:?}."),
-        )));
-    };
-    read.map_err(|e| match e {
+        )),
         BodyError::TooLarge { limit } => Stop::Reply(
             GatewayError::new(
                 ErrorKind::BodyTooLarge,

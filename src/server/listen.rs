@@ -160,6 +160,9 @@ async fn serve_connection(
         return;
     }
     let mut session = ServerSession::new_http1(stream);
+    // Requests a client pipelines are answered in order (RFC 9112 §9.3.2), one after another;
+    // the setting carries over to each next request on the connection.
+    session.set_pipelining_enabled(true);
     while served.serve_one(&mut session, &shutdown).await {
         let Some(reused) = Served::reuse(session).await else {
             return;

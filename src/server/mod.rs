@@ -27,6 +27,7 @@ use tls::ReloadableCert;
 mod corked;
 mod listen;
 mod tls;
+mod upgrade;
 
 fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {
     ServerConf {
@@ -47,7 +48,16 @@ pub struct Launch {
 pub fn run_gateway(config: Config, launch: Launch) -> ! {
     metrics::init();
     let mut conf = base_conf(config.server.threads, config.server.grace_period_seconds);
-    conf.upgrade_sock = config.server.upgrade_sock.clone();
+    let upgrade_sock = config
+        .server
+        .upgrade_sock
+        .as_ref()
+        .map_or_else(upgrade::default_socket, std::path::PathBuf::from);
+    if let Err(e) = upgrade::prepare(&upgrade_sock) {
+        eprintln!("server.upgrade_sock: {e}");
+        std::process::exit(1);
+    }
+    conf.upgrade_sock = upgrade_sock.to_string_lossy().into_owned();
     let opt = Opt {
         upgrade: launch.upgrade,
         ..Opt::default()
@@ -107,7 +117,9 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     triggers.threads = Some(1);
     server.add_service(triggers);
     if let Some(admin) = &config.admin {
-        let app = http_app::PlainHttp(Admin::new(gateway, reloader));
+        // The public listener's bounds: header deadline, body deadline, connection cap.
+        let bounds = http_app::Bounds::from(&config.server.clients);
+        let app = http_app::PlainHttp::new(Admin::new(gateway, reloader), bounds);
         let mut svc = Service::new("admin".to_string(), app);
         svc.add_tcp(&admin.listen);
         svc.threads = Some(1);
@@ -115,7 +127,9 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
         log::info!("admin listener on {}", admin.listen);
     }
     if let Some(addr) = &config.metrics_listen {
-        let mut svc = Service::new("metrics".to_string(), http_app::PlainHttp(MetricsApp));
+        let bounds = http_app::Bounds::from(&config.server.clients);
+        let app = http_app::PlainHttp::new(MetricsApp, bounds);
+        let mut svc = Service::new("metrics".to_string(), app);
         svc.add_tcp(addr);
         svc.threads = Some(1);
         server.add_service(svc);
@@ -127,8 +141,25 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
             mock::listen_addresses(&m.bind, m.base_port).join(", ")
         );
     }
+    warn_of_local_budgets(&config);
     log::info!("modelmux listening on {}", config.server.listen.join(", "));
-    server.run_forever()
+    server.run(pingora::server::RunArgs {
+        shutdown_signal: Box::new(upgrade::Signals {
+            socket: upgrade_sock,
+        }),
+    });
+    std::process::exit(0)
+}
+
+/// Budget spend kept in this process's memory starts again at zero on every restart: say so
+/// once, at start, when any key has a budget and no Redis keeps the spend.
+fn warn_of_local_budgets(config: &Config) {
+    let budgeted = config.keys.iter().filter(|k| k.budget.is_some()).count();
+    if budgeted > 0 && matches!(config.limits_backend, crate::config::LimitsBackend::Local) {
+        log::warn!(
+            "{budgeted} client key(s) have budgets, but limits.backend is local: their spend is kept in this process only and starts again at zero when it restarts; set limits.backend: redis to keep it"
+        );
+    }
 }
 
 /// The gateway on every listen address, over TLS when a certificate is configured.
@@ -216,7 +247,10 @@ fn mock_service(
 ) -> Service<http_app::PlainHttp<mock::MockApp>> {
     let mut svc = Service::new(
         "mock-vendors".to_string(),
-        http_app::PlainHttp(mock::MockApp::new(base_port)),
+        http_app::PlainHttp::new(
+            mock::MockApp::new(base_port),
+            http_app::Bounds::from(&crate::config::ClientLimits::default()),
+        ),
     );
     for addr in mock::listen_addresses(bind, base_port) {
         svc.add_tcp(&addr);

@@ -23,6 +23,8 @@ import pytest
 from conftest import BIN, DEMO_KEY, ROOT, Process, free_port, make_certificates, sse_events, wait_http
 
 ADMIN_KEY = "sk-test-admin-key-0123456789"
+# The upgrade socket's directory must be this user's alone (the gateway refuses a shared one).
+UPGRADE_DIR = tempfile.mkdtemp(prefix="modelmux-upgrade-")
 OTHER_KEY = "sk-test-other-key"
 USER = [{"role": "user", "content": "Hello there"}]
 
@@ -36,7 +38,7 @@ server:
   listen: ["127.0.0.1:{port}"]
   threads: 2
   grace_period_seconds: 5
-  upgrade_sock: {tempfile.gettempdir()}/modelmux-upgrade-{port}.sock
+  upgrade_sock: {UPGRADE_DIR}/upgrade-{port}.sock
 {server_extra}
 metrics: {{listen: "127.0.0.1:{metrics}"}}
 admin: {{listen: "127.0.0.1:{admin}", key: {ADMIN_KEY}}}
