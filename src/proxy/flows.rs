@@ -476,6 +476,7 @@ impl Gateway {
             .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "the workflow has a cycle"))?;
         let deadline = Instant::now() + RUN_DEADLINE;
         let mut ran: HashMap<String, String> = HashMap::new();
+        let mut made = 0usize;
         for i in order {
             let node = &wf.nodes[i];
             let incoming: Vec<_> = wf.edges.iter().filter(|e| e.to == node.id).collect();
@@ -514,6 +515,17 @@ impl Gateway {
                     )),
                 };
             let latency_ms = began.elapsed().as_millis() as u64;
+            // The run's values together are bounded too: each node's events carry its output.
+            let result = result.and_then(|(output, usage)| {
+                made += output.len();
+                if made > MAX_RUN_VALUES {
+                    return Err(GatewayError::invalid(
+                        format!("The run's node values grew past {MAX_RUN_VALUES} bytes."),
+                        None,
+                    ));
+                }
+                Ok((output, usage))
+            });
             match result {
                 Ok((output, usage)) => {
                     emit(
@@ -661,6 +673,9 @@ fn outputs(wf: &Workflow, ran: &HashMap<String, String>) -> Map<String, Value> {
 /// The most a workflow node's value may hold: a chain of nodes that each repeat the last
 /// must not grow a run without bound.
 const MAX_NODE_VALUE: usize = 1024 * 1024;
+
+/// The most all of a run's node values may hold together.
+const MAX_RUN_VALUES: usize = 4 * 1024 * 1024;
 
 /// A node's template filled from the run's values.
 fn fill(template: &str, values: &HashMap<String, String>) -> GwResult<String> {

@@ -374,6 +374,12 @@ impl Served {
             Ok(Ok(false)) => return false,
             Ok(Err(e)) => {
                 log::debug!("unreadable request header: {e}");
+                // A header that is there but malformed (two Hosts, a bad line) gets its 400
+                // (RFC 9112) before the connection closes.
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let body = Bytes::from_static(br#"{"error":{"message":"The request header is malformed.","type":"invalid_request_error","param":null,"code":null}}"#);
+                    let _ = session.respond_error_with_body(400, body).await;
+                }
                 return false;
             }
             Err(_) => {

@@ -46,6 +46,8 @@ pub(crate) struct Endpoint {
 pub(crate) struct GatewayListeners {
     pub(crate) served: Arc<Served>,
     pub(crate) endpoints: Vec<Endpoint>,
+    /// Where the server's table of listening sockets is left for the upgrade's hand-over.
+    pub(crate) fds_out: Arc<std::sync::OnceLock<ListenFds>>,
 }
 
 #[async_trait]
@@ -56,6 +58,9 @@ impl Service for GatewayListeners {
         shutdown: ShutdownWatch,
         _listeners_per_fd: usize,
     ) {
+        if let Some(fds) = &fds {
+            let _ = self.fds_out.set(fds.clone());
+        }
         let mut loops = Vec::new();
         for endpoint in self.endpoints.drain(..) {
             let listener = match listen(&endpoint.addr, fds.as_ref()).await {

@@ -86,7 +86,13 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
         }))
     });
     let served = Arc::new(Served(gateway.clone()));
-    server.add_service(gateway_service(&config, served, cert.clone()));
+    let listen_fds = Arc::new(std::sync::OnceLock::new());
+    server.add_service(gateway_service(
+        &config,
+        served,
+        cert.clone(),
+        listen_fds.clone(),
+    ));
     // Internal traffic only, so Pingora's own listening service is good enough here.
     let mut local = Service::new("modelmux-local".to_string(), Served(gateway.clone()));
     local.add_listener(
@@ -146,6 +152,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     server.run(pingora::server::RunArgs {
         shutdown_signal: Box::new(upgrade::Signals {
             socket: upgrade_sock,
+            fds: listen_fds,
         }),
     });
     std::process::exit(0)
@@ -167,6 +174,7 @@ fn gateway_service(
     config: &Config,
     served: Arc<Served>,
     cert: Option<Arc<ReloadableCert>>,
+    fds_out: Arc<std::sync::OnceLock<pingora::server::ListenFds>>,
 ) -> GatewayListeners {
     let tls = cert.map(|cert| {
         let mut tls =
@@ -184,7 +192,11 @@ fn gateway_service(
             tls: tls.clone(),
         })
         .collect();
-    GatewayListeners { served, endpoints }
+    GatewayListeners {
+        served,
+        endpoints,
+        fds_out,
+    }
 }
 
 /// Sockets left in the temporary directory by gateways that have exited (a process stopped at

@@ -1,18 +1,26 @@
-//! The graceful upgrade's socket hand-over, made safe. On `SIGQUIT` Pingora connects to
-//! `upgrade_sock` and sends every listening socket to whoever listens there, who then answers
-//! the gateway's clients. So the socket lives in a directory only this user (or root) can
-//! write, checked at start, and on `SIGQUIT` the listening socket must be owned by this
-//! process's own user — the uid of the process that bound it — or the signal is refused and
-//! the gateway keeps serving. (Pingora makes the connection itself, so the check is on the
-//! socket file's owner rather than `SO_PEERCRED`; in a directory no other user can write, the
-//! file cannot be swapped between the check and the connection.)
+//! The graceful upgrade's socket hand-over, made safe. Whoever listens on `upgrade_sock` when
+//! the gateway gets `SIGQUIT` receives every listening socket and then answers the gateway's
+//! clients. So the socket lives in a directory only this user (or root) can write, checked at
+//! start, and the gateway makes the hand-over itself: it connects, reads the receiver's
+//! credentials (`SO_PEERCRED`) and sends the sockets only to a process of its own user, in
+//! Pingora's format (its receiver, `serve --upgrade`, takes them). Anything else is refused,
+//! logged, and the gateway keeps serving.
 
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::io::IoSlice;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, UnixAddr};
+use pingora::server::{Fds, ListenFds, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
+
+/// How long both processes accept side by side after the hand-over (as Pingora waits).
+const OVERLAP: Duration = Duration::from_secs(5);
 
 /// This process's effective user.
 fn euid() -> u32 {
@@ -72,30 +80,54 @@ fn private_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the sockets may be handed over now: a socket waits at `socket`, bound by a process
-/// of this user, in a private directory.
-pub(crate) fn receiver_is_ours(socket: &Path) -> Result<(), String> {
+/// A connection to the process waiting at `socket`, if it runs as this user (its pid too).
+fn receiver(socket: &Path) -> Result<(UnixStream, i32), String> {
     private_dir(socket.parent().unwrap_or(Path::new("/")))?;
-    let meta = std::fs::symlink_metadata(socket)
+    let stream = UnixStream::connect(socket)
         .map_err(|e| format!("no new process waits on {}: {e}", socket.display()))?;
-    if !meta.file_type().is_socket() {
-        return Err(format!("{} is not a socket", socket.display()));
-    }
-    if meta.uid() != euid() {
+    let peer = getsockopt(&stream, sockopt::PeerCredentials)
+        .map_err(|e| format!("cannot read the receiver's credentials: {e}"))?;
+    if peer.uid() != euid() {
         return Err(format!(
-            "{} was bound by another user (uid {}), not this one (uid {})",
+            "the process on {} (pid {}) runs as uid {}, not this gateway's uid {}",
             socket.display(),
-            meta.uid(),
+            peer.pid(),
+            peer.uid(),
             euid()
         ));
     }
+    Ok((stream, peer.pid()))
+}
+
+/// Sends the listening sockets in `fds` to the process waiting at `socket`, if it runs as
+/// this user; the table is then emptied, so that Pingora does not send them again.
+fn hand_over(socket: &Path, fds: &ListenFds) -> Result<(), String> {
+    let (stream, pid) = receiver(socket)?;
+    let mut table = fds.lock();
+    let (binds, raw) = table.serialize();
+    // Pingora's format: the addresses separated by spaces, their sockets in the same order.
+    let payload = binds.join(" ");
+    let rights = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<UnixAddr>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(payload.as_bytes())],
+        &rights,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("sending the sockets failed: {e}"))?;
+    // The sockets stay open here (Fds does not own them); only the table forgets them.
+    *table = Fds::new();
+    log::info!("listening sockets ({}) handed to pid {pid}", binds.join(", "));
     Ok(())
 }
 
-/// Pingora's signals (`SIGQUIT` upgrade, `SIGTERM` drain, `SIGINT` stop), with the upgrade
-/// refused, and logged, unless the receiver is this user's.
+/// Pingora's signals (`SIGQUIT` upgrade, `SIGTERM` drain, `SIGINT` stop), the upgrade's
+/// hand-over made here, to this user's processes only.
 pub(crate) struct Signals {
     pub(crate) socket: PathBuf,
+    /// The server's table of listening sockets, once the gateway's listeners have started.
+    pub(crate) fds: Arc<OnceLock<ListenFds>>,
 }
 
 #[async_trait]
@@ -111,10 +143,20 @@ impl ShutdownSignalWatch for Signals {
         };
         loop {
             tokio::select! {
-                _ = quit.recv() => match receiver_is_ours(&self.socket) {
-                    Ok(()) => return ShutdownSignal::GracefulUpgrade,
-                    Err(e) => log::error!("SIGQUIT refused, still serving: {e}"),
-                },
+                _ = quit.recv() => {
+                    let Some(fds) = self.fds.get() else {
+                        log::error!("SIGQUIT refused, still serving: the listeners have not started");
+                        continue;
+                    };
+                    match hand_over(&self.socket, fds) {
+                        Ok(()) => {
+                            // Both accept for a while; the old one then drains and exits.
+                            tokio::time::sleep(OVERLAP).await;
+                            return ShutdownSignal::GracefulUpgrade;
+                        }
+                        Err(e) => log::error!("SIGQUIT refused, still serving: {e}"),
+                    }
+                }
                 _ = term.recv() => return ShutdownSignal::GracefulTerminate,
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
@@ -128,19 +170,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn only_a_private_directory_and_our_own_socket_will_do() {
-        let base = std::env::temp_dir().join(format!("modelmux-upgrade-test-{}", std::process::id()));
+    fn only_a_private_directory_will_do() {
+        let base =
+            std::env::temp_dir().join(format!("modelmux-upgrade-test-{}", std::process::id()));
         let socket = base.join("private").join("upgrade.sock");
         prepare(&socket).unwrap();
         let mode = std::fs::metadata(socket.parent().unwrap()).unwrap().mode();
         assert_eq!(mode & 0o777, 0o700);
-        assert!(receiver_is_ours(&socket).unwrap_err().contains("no new process waits"));
+        assert!(receiver(&socket).unwrap_err().contains("no new process waits"));
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        receiver_is_ours(&socket).unwrap();
+        let (_, pid) = receiver(&socket).expect("a receiver of this user");
+        assert_eq!(pid, std::process::id() as i32);
         let shared = base.join("shared");
         std::fs::create_dir_all(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        assert!(prepare(&shared.join("upgrade.sock")).unwrap_err().contains("writable by other users"));
+        let err = prepare(&shared.join("upgrade.sock")).unwrap_err();
+        assert!(err.contains("writable by other users"));
         let _ = std::fs::remove_dir_all(&base);
     }
 }
