@@ -33,6 +33,7 @@ fn provider(vendor: Vendor) -> Provider {
         jwt: None,
         timeouts: Timeouts::default(),
         ca: None,
+        result_hosts: Default::default(),
     }
 }
 

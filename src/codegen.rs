@@ -143,10 +143,10 @@ fn py(v: &Value) -> String {
 
 /// Python's keywords: names that cannot be a keyword argument.
 const PYTHON_KEYWORDS: [&str; 35] = [
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
-    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if",
-    "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
-    "while", "with", "yield",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
 ];
 
 /// Whether a parameter's name can stand as a Python keyword argument as it is.
@@ -169,7 +169,10 @@ fn python(spec: &Spec) -> String {
         args.push(format!("{k}={}", py(v)));
     }
     if !other.is_empty() {
-        let extra: Map<String, Value> = other.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extra: Map<String, Value> = other
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         args.push(format!("extra_body={}", py(&Value::Object(extra))));
     }
     if spec.stream {
@@ -312,12 +315,22 @@ mod tests {
     #[test]
     fn parameter_names_are_never_written_as_code() {
         let mut s = spec(&["a"], false);
-        s.params.insert("temperature=__import__(\"os\").system(\"id\")".into(), json!(1));
+        s.params.insert(
+            "temperature=__import__(\"os\").system(\"id\")".into(),
+            json!(1),
+        );
         s.params.insert("import".into(), json!(2));
         s.params.insert("seed".into(), json!("MODEL"));
         let code = generate(&s).unwrap();
-        assert!(!code.python.contains("temperature=__import__"), "{}", code.python);
-        assert!(code.python.contains("extra_body={\"temperature=__import__(\\\"os\\\").system(\\\"id\\\")\": 1, \"import\": 2}"), "{}", code.python);
+        let as_argument = |l: &str| l.trim_start().starts_with("temperature=__import__");
+        assert!(!code.python.lines().any(as_argument), "{}", code.python);
+        assert!(
+            code.python.contains(
+                r#"extra_body={"temperature=__import__(\"os\").system(\"id\")": 1, "import": 2}"#
+            ),
+            "{}",
+            code.python
+        );
         assert!(code.python.contains("seed=\"MODEL\""));
         assert!(code.node.contains("\"seed\": \"MODEL\""), "{}", code.node);
     }

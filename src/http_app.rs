@@ -91,7 +91,11 @@ impl<H: Handler> HttpServerApp for PlainHttp<H> {
             return None;
         }
         let keepalive = self.bounds.header_timeout.as_secs().max(1);
-        http.set_keepalive(if *shutdown.borrow() { None } else { Some(keepalive) });
+        http.set_keepalive(if *shutdown.borrow() {
+            None
+        } else {
+            Some(keepalive)
+        });
         if !self.handler.handle(&mut http).await {
             return None;
         }

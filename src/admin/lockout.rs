@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn an_address_waits_after_its_free_tries_and_the_right_key_clears_it() {
         let l = Lockout::default();
-        let (a, b) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
+        let (a, b) = (
+            Some("10.0.0.1".parse().unwrap()),
+            Some("10.0.0.2".parse().unwrap()),
+        );
         for _ in 0..FREE_TRIES - 1 {
             l.failed(a, "sign-in");
             assert!(l.wait(a).is_none());
@@ -109,7 +112,10 @@ mod tests {
         let w = l.wait(a).expect("locked after the free tries");
         assert!(w <= Duration::from_secs(1));
         l.failed(a, "sign-in");
-        assert!(l.wait(a).unwrap() > Duration::from_secs(1), "the wait doubles");
+        assert!(
+            l.wait(a).unwrap() > Duration::from_secs(1),
+            "the wait doubles"
+        );
         assert!(l.wait(b).is_none(), "another address is not held");
         l.succeeded(a);
         assert!(l.wait(a).is_none());

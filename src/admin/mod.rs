@@ -143,7 +143,12 @@ impl Admin {
         if let Some(wait) = self.lockout.wait(peer_ip(http)) {
             return Reply::Json {
                 status: 429,
-                body: error(429, "rate_limit_error", "Too many wrong admin keys from this address; try again later.").1,
+                body: error(
+                    429,
+                    "rate_limit_error",
+                    "Too many wrong admin keys from this address; try again later.",
+                )
+                .1,
                 headers: vec![("retry-after".into(), wait.as_secs().max(1).to_string())],
             };
         }
@@ -176,8 +181,12 @@ impl Admin {
                 return error(413, "invalid_request_error", &message).into();
             }
             Err(http_app::BodyError::Late) => {
-                return error(408, "invalid_request_error", "The request body came too slowly.")
-                    .into()
+                return error(
+                    408,
+                    "invalid_request_error",
+                    "The request body came too slowly.",
+                )
+                .into()
             }
             Err(http_app::BodyError::Read(_)) => return Reply::Written(false),
         };

@@ -72,7 +72,9 @@ impl Sessions {
     pub(crate) fn csrf(&self, token: &str, key: Option<[u8; 32]>) -> Option<String> {
         let mut live = self.live.lock().expect("sessions lock");
         let session = live.get(token)?;
-        if session.expires > Instant::now() && key.is_some_and(|k| bool::from(k.ct_eq(&session.key))) {
+        if session.expires > Instant::now()
+            && key.is_some_and(|k| bool::from(k.ct_eq(&session.key)))
+        {
             return Some(session.csrf.clone());
         }
         live.remove(token);
@@ -115,8 +117,9 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_ends() {
         let s = Sessions::default();
-        let key = Some(key_fingerprint("sk-admin"));
-        let started = s.start(key.unwrap());
+        let fingerprint = key_fingerprint("sk-admin");
+        let key = Some(fingerprint);
+        let started = s.start(fingerprint);
         let header = format!("a=b; {COOKIE}={}; c=d", started.token);
         let token = cookie_token(&header).unwrap();
         assert_eq!(s.csrf(token, key).as_deref(), Some(started.csrf.as_str()));
@@ -130,9 +133,15 @@ mod tests {
     fn a_new_admin_key_ends_the_old_keys_sessions() {
         let s = Sessions::default();
         let started = s.start(key_fingerprint("sk-old"));
-        assert!(s.csrf(&started.token, Some(key_fingerprint("sk-new"))).is_none());
+        assert!(s
+            .csrf(&started.token, Some(key_fingerprint("sk-new")))
+            .is_none());
         // Ended, not hidden: the old key coming back does not revive it.
-        assert!(s.csrf(&started.token, Some(key_fingerprint("sk-old"))).is_none());
-        assert!(s.csrf(&s.start(key_fingerprint("sk-old")).token, None).is_none());
+        assert!(s
+            .csrf(&started.token, Some(key_fingerprint("sk-old")))
+            .is_none());
+        assert!(s
+            .csrf(&s.start(key_fingerprint("sk-old")).token, None)
+            .is_none());
     }
 }

@@ -277,7 +277,11 @@ pub struct ResultHosts {
 
 impl ResultHosts {
     pub fn allows(&self, host: &str) -> bool {
-        let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let bare = |h: &str| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        };
         let host = bare(host);
         if host == bare(&self.own) {
             return true;
@@ -285,12 +289,14 @@ impl ResultHosts {
         if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
             return false;
         }
-        self.patterns.iter().any(|pattern| match pattern.strip_prefix("*.") {
-            Some(suffix) => host
-                .strip_suffix(suffix)
-                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
-            None => host == *pattern,
-        })
+        self.patterns
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => host
+                    .strip_suffix(suffix)
+                    .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+                None => host == *pattern,
+            })
     }
 }
 
@@ -669,10 +675,22 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 5}, budget: {tokens: 100, perio
             own: "127.0.0.1".into(),
             patterns: vec!["*.aliyuncs.com".into(), "cdn.example".into()],
         };
-        for ok in ["dashscope-result-bj.oss-cn-beijing.aliyuncs.com", "CDN.example", "127.0.0.1"] {
+        for ok in [
+            "dashscope-result-bj.oss-cn-beijing.aliyuncs.com",
+            "CDN.example",
+            "127.0.0.1",
+        ] {
             assert!(hosts.allows(ok), "{ok}");
         }
-        for refused in ["aliyuncs.com", "evilaliyuncs.com", "169.254.169.254", "10.0.0.1", "localhost", "[::1]", "x.cdn.example"] {
+        for refused in [
+            "aliyuncs.com",
+            "evilaliyuncs.com",
+            "169.254.169.254",
+            "10.0.0.1",
+            "localhost",
+            "[::1]",
+            "x.cdn.example",
+        ] {
             assert!(!hosts.allows(refused), "{refused}");
         }
     }
@@ -683,7 +701,10 @@ keys: [{name: k, key: sk-12345678, limits: {rpm: 5}, budget: {tokens: 100, perio
         let text = "providers:\n  - {name: p, kind: openai, base_url: \"${SECRET}\", api_key: k}\nmodels:\n  leak: {targets: [{provider: \"${SECRET}\", model: \"${SECRET}\"}]}\n";
         let problems = load_str(text, &env).unwrap_err().to_string();
         assert!(!problems.contains("sk-very-secret-value"), "{problems}");
-        assert!(problems.contains("models.leak.targets[0].provider"), "{problems}");
+        assert!(
+            problems.contains("models.leak.targets[0].provider"),
+            "{problems}"
+        );
         assert!(problems.contains("not expanded in models"), "{problems}");
         assert!(problems.contains("providers[0].base_url"), "{problems}");
     }

@@ -78,7 +78,9 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
                 let name = h.strip_prefix("*.").unwrap_or(h);
                 let valid = !name.is_empty()
                     && name.contains('.')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
                 if !valid {
                     problems.at(
                         format!("{path}.result_hosts[{i}]"),
@@ -89,14 +91,20 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
             hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
         }
         (Some(_), _) => {
-            problems.at(at("result_hosts"), "only dashscope providers take result_hosts");
+            problems.at(
+                at("result_hosts"),
+                "only dashscope providers take result_hosts",
+            );
             Vec::new()
         }
     };
     if problems.len() != before {
         return None;
     }
-    let own_host = endpoint.as_ref().map(|e| e.host.clone()).unwrap_or_default();
+    let own_host = endpoint
+        .as_ref()
+        .map(|e| e.host.clone())
+        .unwrap_or_default();
     Some(Provider {
         name: raw.name,
         vendor: vendor?,

@@ -155,9 +155,13 @@ impl AppVersion {
         };
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &self.system {
-            messages.push(json!({"role": "system", "content": template::render(system, lookup, MAX_FILLED)?}));
+            messages.push(
+                json!({"role": "system", "content": template::render(system, lookup, MAX_FILLED)?}),
+            );
         }
-        messages.push(json!({"role": "user", "content": template::render(&self.user, lookup, MAX_FILLED)?}));
+        messages.push(
+            json!({"role": "user", "content": template::render(&self.user, lookup, MAX_FILLED)?}),
+        );
         Ok(messages)
     }
 }

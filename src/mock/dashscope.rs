@@ -295,7 +295,8 @@ fn embeddings(req: &MockRequest) -> Routed {
         ));
     }
     let dims = media::dimensions(
-        body.pointer("/parameters/dimension").and_then(Value::as_u64),
+        body.pointer("/parameters/dimension")
+            .and_then(Value::as_u64),
         if old { 1536 } else { 1024 },
     );
     let embeddings: Vec<Value> = texts

@@ -264,7 +264,8 @@ impl http_app::Handler for MockApp {
             return false;
         };
         let bounds = crate::config::ClientLimits::default();
-        let Ok(body) = http_app::read_body_within(http, 256 * 1024 * 1024, bounds.body_timeout).await
+        let Ok(body) =
+            http_app::read_body_within(http, 256 * 1024 * 1024, bounds.body_timeout).await
         else {
             return false;
         };

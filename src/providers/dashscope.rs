@@ -736,8 +736,13 @@ impl ImageTask {
         }
         if self.inline {
             for image in &self.images {
-                let ImageData::Url(url) = &image.data else { continue };
-                let host = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+                let ImageData::Url(url) = &image.data else {
+                    continue;
+                };
+                let host = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.host().map(str::to_string));
                 if !host.is_some_and(|h| self.result_hosts.allows(&h)) {
                     return Err(GatewayError::new(
                         ErrorKind::UpstreamBadResponse,
@@ -939,9 +944,12 @@ mod tests {
         assert_eq!(second.after, first.after * 2);
         let cancel = job.abandon().unwrap();
         assert_eq!(cancel.request.path_and_query, "/api/v1/tasks/t1/cancel");
-        job.read(br#"{"output":{"task_id":"t1","task_status":"SUCCEEDED","results":[{"url":"https://oss.example/x.png?Expires=1","actual_prompt":"a cat, soft"}]}}"#).unwrap();
+        job.read(br#"{"output":{"task_id":"t1","task_status":"SUCCEEDED","results":[{"url":"https://result.oss-cn-beijing.aliyuncs.com/x.png?Expires=1","actual_prompt":"a cat, soft"}]}}"#).unwrap();
         let download = job.next_call().unwrap();
-        assert_eq!(download.to.unwrap().host, "oss.example");
+        assert_eq!(
+            download.to.unwrap().host,
+            "result.oss-cn-beijing.aliyuncs.com"
+        );
         assert_eq!(download.request.path_and_query, "/x.png?Expires=1");
         assert!(
             download.request.headers.is_empty(),

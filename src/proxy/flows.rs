@@ -580,7 +580,10 @@ impl Gateway {
                 let merged = parts.join("\n");
                 if merged.len() > MAX_NODE_VALUE {
                     return Err(GatewayError::invalid(
-                        format!("Node `{}`: the merged text is over {MAX_NODE_VALUE} bytes.", node.id),
+                        format!(
+                            "Node `{}`: the merged text is over {MAX_NODE_VALUE} bytes.",
+                            node.id
+                        ),
                         None,
                     ));
                 }

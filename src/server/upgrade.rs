@@ -118,7 +118,10 @@ fn hand_over(socket: &Path, fds: &ListenFds) -> Result<(), String> {
     .map_err(|e| format!("sending the sockets failed: {e}"))?;
     // The sockets stay open here (Fds does not own them); only the table forgets them.
     *table = Fds::new();
-    log::info!("listening sockets ({}) handed to pid {pid}", binds.join(", "));
+    log::info!(
+        "listening sockets ({}) handed to pid {pid}",
+        binds.join(", ")
+    );
     Ok(())
 }
 
@@ -177,7 +180,9 @@ mod tests {
         prepare(&socket).unwrap();
         let mode = std::fs::metadata(socket.parent().unwrap()).unwrap().mode();
         assert_eq!(mode & 0o777, 0o700);
-        assert!(receiver(&socket).unwrap_err().contains("no new process waits"));
+        assert!(receiver(&socket)
+            .unwrap_err()
+            .contains("no new process waits"));
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let (_, pid) = receiver(&socket).expect("a receiver of this user");
         assert_eq!(pid, std::process::id() as i32);

@@ -30,7 +30,7 @@ struct ModelsEntry {
 impl ModelsEntry {
     /// A node has started at the root mapping's level.
     fn root_member(&mut self, key: Option<&str>, at: usize) {
-        let is_key = self.members % 2 == 0;
+        let is_key = self.members.is_multiple_of(2);
         self.members += 1;
         if !is_key {
             return;
@@ -109,6 +109,14 @@ pub(crate) fn replace_models(file: &str, section: &str) -> Result<String, Proble
         Some((s, e)) => format!("{}{section}\n{}", &file[..s], &file[e..]),
         None => format!("{}\n{section}\n", file.trim_end()),
     };
+    // The next edit must find the section again by the same parser: text it cannot read (a
+    // quoted key continued in column 0, which the loader's parser accepts) is refused now.
+    if !matches!(models_span(&out), Ok(Some(_))) {
+        return Err(problem(
+            "models",
+            "the section must be plain YAML whose lines are indented under `models:`",
+        ));
+    }
     let unchanged = || problem("models", "the edit would change the file outside `models:`");
     let parse = |text: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text);
     let (Ok(old), Ok(edited), Ok(new)) = (parse(file), parse(section), parse(&out)) else {
@@ -261,7 +269,9 @@ fn lcs_diff(a: &[&str], b: &[&str]) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             out += &format!("  {}\n", a[i]);
             (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[(i + 1) * width + j] >= lcs[i * width + j + 1]) {
+        } else if i < a.len()
+            && (j == b.len() || lcs[(i + 1) * width + j] >= lcs[i * width + j + 1])
+        {
             out += &format!("- {}\n", a[i]);
             i += 1;
         } else {
@@ -326,13 +336,19 @@ mod tests {
 
     #[test]
     fn a_multi_line_key_cannot_smuggle_a_section_past_the_models_check() {
-        let attack = "models:\n  b: {targets: [{provider: p, model: y}]}\n  \"q\ncors: {allow_origins: ['*']}\n  \": {targets: [{provider: p, model: y}]}\n";
-        // However the first save goes, saving the original section again adds nothing.
-        let once = check(FILE, attack, None).unwrap_or_else(|_| FILE.to_string());
-        let again = check(&once, &models_text(FILE), None).unwrap();
-        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&again).unwrap();
-        assert!(parsed.get("cors").is_none(), "{again}");
-        assert_eq!(models_text(&again), models_text(FILE));
+        // An explicit key quoted over lines, one in column 0 (the loader's parser takes it): a
+        // line-based save of the original section again left `cors:` as a real section.
+        let attack = "models:\n  b: {targets: [{provider: p, model: y}]}\n  ? \"q\ncors: {max_age: 600, allow_origins: ['*', '\n#\"\n  : {targets: [{provider: p, model: y}]} # ']}\n";
+        let refused = check(FILE, attack, None).unwrap_err();
+        assert_eq!(refused.0[0].path, "models");
+        // A file that already holds one (written by hand) is edited by structure all the same.
+        let by_hand = FILE.replace("models:\n  a:", &format!("{}  a:", attack));
+        assert!(
+            models_span(&by_hand).is_err()
+                || !replace_models(&by_hand, "models: {}")
+                    .unwrap()
+                    .contains("\ncors:")
+        );
     }
 
     #[test]
@@ -343,6 +359,9 @@ mod tests {
             "models:   # the routes\n  a: {targets: [{provider: p, model: x}]}\n"
         );
         let new = replace_models(file, "models: {}").unwrap();
-        assert_eq!(new, "# head\nmodels: {}\n  # last model\n\n# keys follow\nkeys: []\n");
+        assert_eq!(
+            new,
+            "# head\nmodels: {}\n  # last model\n\n# keys follow\nkeys: []\n"
+        );
     }
 }

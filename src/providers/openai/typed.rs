@@ -389,7 +389,6 @@ impl EmbeddingsRequest {
     }
 }
 
-
 impl ImageRequest {
     /// An OpenAI image generation body, for vendors that do not take it as it is.
     pub fn from_openai(chat: &ChatRequest) -> GwResult<ImageRequest> {

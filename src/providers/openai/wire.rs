@@ -381,7 +381,9 @@ fn check_inputs(body: &RawObject) -> GwResult<()> {
     };
     if input.get().len() / 4 > MAX_INPUT_TOKENS {
         return Err(GatewayError::invalid(
-            format!("'input' may hold at most {MAX_INPUT_TOKENS} tokens in all; split the request."),
+            format!(
+                "'input' may hold at most {MAX_INPUT_TOKENS} tokens in all; split the request."
+            ),
             Some("input"),
         ));
     }
@@ -390,7 +392,10 @@ fn check_inputs(body: &RawObject) -> GwResult<()> {
     }
     let items: Vec<&RawValue> = serde_json::from_str(input.get()).map_err(invalid_json)?;
     if items.is_empty() {
-        return Err(GatewayError::invalid("'input' must not be empty.", Some("input")));
+        return Err(GatewayError::invalid(
+            "'input' must not be empty.",
+            Some("input"),
+        ));
     }
     // A list of numbers is one input of token IDs.
     let count = if items.iter().all(|i| JsonType::of(i) == JsonType::Number) {
