@@ -34,6 +34,7 @@ fn provider(vendor: Vendor) -> Provider {
         timeouts: Timeouts::default(),
         ca: None,
         result_hosts: Default::default(),
+        credentials_from: Vec::new(),
     }
 }
 

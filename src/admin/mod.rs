@@ -285,7 +285,7 @@ impl http_app::Handler for Admin {
     async fn handle(&self, http: &mut ServerSession) -> bool {
         let reply = self.route(http).await;
         // A body left unread (an unknown caller's) is not drained: the connection closes.
-        if !http.is_body_done() {
+        if !http.is_body_empty() && !http.is_body_done() {
             http.set_keepalive(None);
         }
         let mut headers: Vec<(String, String)> = PAGE_HEADERS

@@ -66,7 +66,7 @@ pub fn load_str_at(
     if let Some(addr) = &raw_metrics.listen {
         check_address(addr, "metrics.listen", p);
     }
-    let providers = super::providers::load_providers(raw_providers, p);
+    let providers = super::providers::load_providers(raw_providers, &expanded, p);
     let (models, model_index) = load_models(raw_models, &providers, p);
     let keys = load_keys(raw_keys, &model_index, p);
     let model_exists = |m: &str| model_index.contains_key(m);

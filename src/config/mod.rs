@@ -264,6 +264,9 @@ pub struct Provider {
     pub ca: Option<TrustedCa>,
     /// Where the gateway may fetch this vendor's results from (DashScope's image URLs).
     pub result_hosts: ResultHosts,
+    /// The environment variables its credentials came from, named when the vendor rejects
+    /// them (never their values).
+    pub credentials_from: Vec<String>,
 }
 
 /// Hosts a vendor's result URLs may point at: the provider's own, and exact names or

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::problems::{Problem, Report};
 use super::raw::{ProviderKind, RawAuth, RawProvider, RawTimeouts};
-use super::yaml::duration;
+use super::yaml::{duration, Expanded};
 use super::{Endpoint, JwtAuth, Provider, ResultHosts, Secret, Timeouts, TrustedCa, Vendor};
 
 /// Generous enough for long streams at high rates; a hanging vendor stops here.
@@ -16,14 +16,25 @@ const BAIDU_TOKEN_URL: &str = "https://aip.baidubce.com/oauth/2.0/token";
 
 pub(super) fn load_providers(
     raw: Vec<(String, RawProvider)>,
+    expanded: &Expanded,
     problems: &mut Vec<Problem>,
 ) -> Vec<Arc<Provider>> {
     let mut names = HashSet::new();
     let mut providers = Vec::new();
     for (path, raw) in raw {
-        let Some(p) = load_provider(&path, raw, problems) else {
+        let Some(mut p) = load_provider(&path, raw, problems) else {
             continue;
         };
+        p.credentials_from = [
+            "api_key",
+            "client_id",
+            "client_secret",
+            "auth.key_id",
+            "auth.secret",
+        ]
+        .iter()
+        .flat_map(|field| expanded.variables_of(&format!("{path}.{field}")))
+        .collect();
         if !names.insert(p.name.clone()) {
             problems.at(
                 format!("{path}.name"),
@@ -119,6 +130,7 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
             own: own_host,
             patterns: result_hosts,
         },
+        credentials_from: Vec::new(),
     })
 }
 

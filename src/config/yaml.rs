@@ -17,11 +17,21 @@ use super::problems::Problem;
 /// The section in which `${…}` is never expanded: the one the console edits.
 const UNEXPANDED_SECTION: &str = "models";
 
-/// Environment values put into the config, so that messages can leave them out.
+/// Environment values put into the config, so that messages can leave them out, and which
+/// variables each expanded field came from (a rejected credential's error names them).
 #[derive(Default)]
-pub(super) struct Expanded(Vec<(String, String)>);
+pub(super) struct Expanded(Vec<(String, String)>, Vec<(String, String)>);
 
 impl Expanded {
+    /// The variables the field at `path` (e.g. `providers[0].api_key`) was made from.
+    pub(super) fn variables_of(&self, path: &str) -> Vec<String> {
+        self.1
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
     /// `text` with every expanded value replaced by the reference it came from.
     pub(super) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -73,6 +83,7 @@ fn expand_value(
                 if let Some(v) = &v {
                     expanded.0.push((name.to_string(), v.clone()));
                 }
+                expanded.1.push((path.clone(), name.to_string()));
                 v
             };
             match expand_str(s, &mut lookup) {

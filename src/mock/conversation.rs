@@ -39,7 +39,7 @@ pub(crate) struct Fault {
 
 /// The most words a reply may have, and the longest delay a test may ask for: the mocks run
 /// in the gateway's own process in the offline config.
-pub(crate) const MAX_WORDS: u64 = 10_000;
+pub(crate) const MAX_WORDS: u64 = 100_000;
 pub(crate) const MAX_DELAY_MS: u64 = 600_000;
 
 /// The placeholder a stamped reply carries until the event is written.
@@ -408,7 +408,7 @@ mod tests {
         assert!(Fault::parse("bogus=1").is_err());
         // What a client asks of the mock is clamped: it runs in the gateway's process.
         let f = Fault::parse("words=100000000 latency_ms=99999999999").unwrap();
-        assert_eq!((f.words, f.latency_ms), (Some(10_000), MAX_DELAY_MS));
+        assert_eq!((f.words, f.latency_ms), (Some(100_000), MAX_DELAY_MS));
     }
 
     #[test]

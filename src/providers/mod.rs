@@ -426,7 +426,28 @@ pub fn map_error(
         e = e.with_retry_after(retry_after);
     }
     e.message = redact_credentials(provider, &e.message);
+    if e.kind == ErrorKind::UpstreamAuth {
+        e.message = format!("{} {}", credentials_of(provider), e.message);
+    }
     e
+}
+
+/// Which credentials a vendor rejected: the provider, and the variables they came from.
+pub fn credentials_of(provider: &Provider) -> String {
+    match provider.credentials_from.as_slice() {
+        [] => format!(
+            "Provider `{}` (credentials written in the config):",
+            provider.name
+        ),
+        vars => format!(
+            "Provider `{}` (credentials from {}):",
+            provider.name,
+            vars.iter()
+                .map(|v| format!("${v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The vendor's status class, shared by every vendor's error mapping.
@@ -549,6 +570,7 @@ pub mod testing {
                 own: "vendor.example".into(),
                 patterns: vec!["*.aliyuncs.com".into()],
             },
+            credentials_from: Vec::new(),
         }
     }
 

@@ -142,6 +142,13 @@ impl Gateway {
             metrics::ATTEMPTS
                 .with_label_values(&[&provider.name, outcome.label()])
                 .inc();
+            // Each attempt's error is its own target's, counted now: not the target that
+            // answers after a failover.
+            if let Some(kind) = ctx.upstream_error {
+                metrics::UPSTREAM_ERRORS
+                    .with_label_values(&[&provider.name, kind.as_str()])
+                    .inc();
+            }
             // A request's failures count once per target: a poison request retried on the same
             // target must not open its breaker for everyone else.
             let first_try = plan.tries(index) == 1;
@@ -161,6 +168,8 @@ impl Gateway {
                 Outcome::TargetFailed(e) => {
                     let target = ctx.target().unwrap_or_default();
                     self.timeline.note_error(target, &e.to_string());
+                    // The next attempt starts clean: its target is judged on its own answer.
+                    ctx.upstream_error = None;
                     last = Some(e)
                 }
             }
@@ -289,6 +298,9 @@ impl Gateway {
             .map(Some)
             .map_err(|mut e| {
                 e.message = providers::redact_credentials(provider, &e.message);
+                if e.kind == ErrorKind::UpstreamAuth {
+                    e.message = format!("{} {}", providers::credentials_of(provider), e.message);
+                }
                 e
             })
     }
@@ -526,7 +538,12 @@ fn retry_wait(
     moved: bool,
     deadline: Instant,
 ) -> Option<Duration> {
-    if !moved && last.is_some_and(|e| e.kind == ErrorKind::UpstreamTimeout) {
+    // A target that timed out is not waited for twice; one that refused the gateway's
+    // credentials will refuse them again.
+    if !moved
+        && last
+            .is_some_and(|e| matches!(e.kind, ErrorKind::UpstreamTimeout | ErrorKind::UpstreamAuth))
+    {
         return None;
     }
     let wait = failover::backoff(&model.retry, attempt, last, moved);

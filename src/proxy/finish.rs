@@ -74,11 +74,6 @@ fn record_metrics(ctx: &RequestCtx, status: u16, elapsed: Duration) {
             .with_label_values(&[api_name(ctx.api)])
             .observe(ctx.bytes_in as f64);
     }
-    if let Some(kind) = ctx.upstream_error {
-        metrics::UPSTREAM_ERRORS
-            .with_label_values(&[provider, kind.as_str()])
-            .inc();
-    }
     if let (Some(first), true) = (ctx.first_token, (200..300).contains(&status)) {
         let ttft = first.duration_since(ctx.start).as_secs_f64();
         metrics::TIME_TO_FIRST_TOKEN

@@ -281,7 +281,9 @@ class running_gateway:
         env = dict(os.environ, **(self.env or {}))
         self.process = Process(["serve", "-c", self.conf], "serve", env=env)
         wait_http(f"http://127.0.0.1:{self.port}/health")
-        return Gateway(self.port, self.metrics_port, self.process)
+        g = Gateway(self.port, self.metrics_port, self.process)
+        g.conf = self.conf
+        return g
 
     def __exit__(self, *exc):
         self.process.stop()

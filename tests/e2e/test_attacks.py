@@ -257,7 +257,7 @@ def test_5_the_mock_clamps_every_size_a_client_asks_for(mock):
     r = httpx.post(mock.url("openai") + "/v1/chat/completions", headers={"authorization": "Bearer sk-mock-openai"},
                    json={"model": "m", "messages": [{"role": "user", "content": "go [[mock words=100000000]]"}]},
                    timeout=30)
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 10_000
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 100_000
     r = httpx.post(mock.url("openai") + "/v1/embeddings", headers={"authorization": "Bearer sk-mock-openai"},
                    json={"model": "m", "input": "x", "dimensions": 10 ** 9}, timeout=30)
     assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 4096

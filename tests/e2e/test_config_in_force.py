@@ -1,0 +1,171 @@
+"""What an operator configures is what runs (issue 21): a reload reaches requests on connections
+the official SDK keeps in its pool; a failed attempt's error counts against its own target,
+not the one that answered after a failover; the offline config never sends a developer's real
+key to a mock, and a vendor that refuses the gateway's credentials is not asked again and is
+named with the variable they came from; diagnostics go to stderr."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from conftest import BIN, DEMO_KEY, ROOT, free_port, mock_providers, running_gateway, wait_http
+
+ADMIN_KEY = "sk-config-admin-key-0123"
+USER = [{"role": "user", "content": "Hello there"}]
+
+
+def config(mock, admin_port, extra_models="", keys=f"  - {{name: all, key: {DEMO_KEY}}}\n"):
+    def make(port, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
+admin: {{listen: "127.0.0.1:{admin_port}", key: {ADMIN_KEY}}}
+providers:
+{mock_providers(mock, "openai", "anthropic")}
+models:
+  gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}
+{extra_models}keys:
+{keys}"""
+    return make
+
+
+def reload(admin_port):
+    r = httpx.post(f"http://127.0.0.1:{admin_port}/admin/reload",
+                   headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["status"] == "reloaded", r.text
+
+
+def test_a_reload_reaches_the_sdks_pooled_connections(mock):
+    """One pooled client (one connection, kept alive) sees a new model, a changed route and a
+    revoked key on its very next request after the reload."""
+    admin_port = free_port()
+    make = config(mock, admin_port, keys=f"  - {{name: all, key: {DEMO_KEY}}}\n  - {{name: doomed, key: sk-config-doomed-key}}\n")
+    with running_gateway(make) as gw:
+        http = httpx.Client(limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=DEMO_KEY, max_retries=0, http_client=http)
+        doomed = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="sk-config-doomed-key", max_retries=0,
+                               http_client=http)
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=USER).choices
+        assert doomed.chat.completions.create(model="gpt-4o-mini", messages=USER).choices
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="added", messages=USER)
+
+        text = Path(gw.conf).read_text()
+        text = text.replace("  - {name: doomed, key: sk-config-doomed-key}\n", "")
+        text = text.replace("keys:", "  added: {targets: [{provider: anthropic, model: claude-x}]}\nkeys:")
+        text = text.replace("{provider: openai, model: gpt-4o-mini}", "{provider: anthropic, model: claude-y}")
+        Path(gw.conf).write_text(text)
+        reload(admin_port)
+
+        added = client.chat.completions.with_raw_response.create(model="added", messages=USER)
+        assert added.headers["x-modelmux-target"] == "anthropic/claude-x"
+        moved = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=USER)
+        assert moved.headers["x-modelmux-target"] == "anthropic/claude-y"
+        with pytest.raises(openai.AuthenticationError):
+            doomed.chat.completions.create(model="gpt-4o-mini", messages=USER)
+        # All of it on the one connection the pool kept.
+        assert gw.metric("modelmux_requests_total", model="gpt-4o-mini", provider="anthropic",
+                         target="anthropic/claude-y", status="200") == 1
+
+
+def test_a_failed_attempt_counts_against_its_own_target(mock):
+    def make(port, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
+providers:
+  - {{name: down, kind: openai_compatible, base_url: "http://127.0.0.1:{free_port()}/v1"}}
+{mock_providers(mock, "openai")}
+models:
+  ha:
+    targets:
+      - {{provider: down, model: x, priority: 0}}
+      - {{provider: openai, model: gpt-4o-mini, priority: 1}}
+    retry: {{attempts: 2, backoff: 5ms}}
+breaker: {{consecutive_failures: 1000, min_requests: 1000}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    with running_gateway(make) as gw:
+        for _ in range(3):
+            r = gw.post_raw("/v1/chat/completions", '{"model": "ha", "messages": [{"role": "user", "content": "hi"}]}')
+            assert r.status_code == 200 and r.headers["x-modelmux-target"] == "openai/gpt-4o-mini"
+        assert gw.metric("modelmux_upstream_errors_total", provider="down", kind="upstream_connect") == 3
+        assert gw.metric("modelmux_upstream_errors_total", provider="openai", kind="upstream_connect") is None
+
+
+def test_diagnostics_go_to_stderr_and_the_access_log_to_stdout(mock, tmp_path):
+    port = free_port()
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+log: {{format: json}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{m: {{targets: [{{provider: openai, model: m}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+""")
+    out, err = open(tmp_path / "out", "w"), open(tmp_path / "err", "w")
+    p = subprocess.Popen([str(BIN), "serve", "-c", str(conf)], stdout=out, stderr=err)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}"},
+                   json={"model": "m", "messages": USER})
+        time.sleep(0.3)
+    finally:
+        p.terminate()
+        p.wait(timeout=15)
+    stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert "listening on" in stderr and "listening on" not in stdout
+    lines = [l for l in stdout.splitlines() if l.strip()]
+    assert lines and all(l.startswith("{") for l in lines), stdout
+
+
+def test_the_offline_config_never_sends_a_real_key_to_a_mock(tmp_path):
+    """With OPENAI_API_KEY exported (as most developers have), the README's first request
+    still answers from the mock."""
+    text = (ROOT / "conf" / "modelmux.yaml").read_text()
+    port, metrics, admin = free_port(), free_port(), free_port()
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("127.0.0.1:9091", f"127.0.0.1:{metrics}")
+    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{admin}")
+    conf = tmp_path / "modelmux.yaml"
+    conf.write_text(text)
+    for d in ("apps", "workflows"):
+        (tmp_path / d).symlink_to(ROOT / "conf" / d)
+    env = dict(os.environ, OPENAI_API_KEY="sk-proj-a-real-developer-key", ANTHROPIC_API_KEY="sk-ant-real")
+    p = subprocess.Popen([str(BIN), "serve", "-c", str(conf)], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        for model in ("gpt-4o-mini", "claude-sonnet-4"):
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                           headers={"authorization": "Bearer sk-modelmux-demo"},
+                           json={"model": model, "messages": USER}, timeout=30)
+            assert r.status_code == 200, r.text
+    finally:
+        p.terminate()
+        p.wait(timeout=15)
+
+
+def test_refused_credentials_are_not_retried_and_name_their_variable(mock):
+    def make(port, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"]}}
+providers:
+  - {{name: openai, kind: openai, base_url: "{mock.url("openai")}/v1", api_key: "${{CONFIG_TEST_OPENAI_KEY}}"}}
+models:
+  m: {{targets: [{{provider: openai, model: gpt-4o-mini}}], retry: {{attempts: 3, backoff: 5ms}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    with running_gateway(make, env={"CONFIG_TEST_OPENAI_KEY": "sk-wrong-but-real-looking"}) as gw:
+        before = mock.stats("openai")["requests"]
+        r = gw.post_raw("/v1/chat/completions", '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}')
+        assert r.status_code == 502, r.text
+        message = r.json()["error"]["message"]
+        assert "Provider `openai`" in message and "$CONFIG_TEST_OPENAI_KEY" in message, message
+        assert "sk-wrong-but-real-looking" not in r.text
+        assert mock.stats("openai")["requests"] == before + 1
