@@ -2,8 +2,9 @@
 //!
 //! The folders are the architecture, bottom to top; each depends only on the ones above it in
 //! this list:
-//! - `error`, `metrics`, `clock`, `http_app`: the one client-facing error type, the Prometheus
-//!   registry, wall-clock seconds, and helpers shared by every HTTP listener.
+//! - `error`, `metrics`, `clock`, `http_app`, `drain`: the one client-facing error type, the
+//!   Prometheus registry, wall-clock seconds, helpers shared by every HTTP listener, and the
+//!   process's way out (draining on SIGTERM and after an upgrade's hand-over).
 //! - `config`: the YAML file into one immutable runtime snapshot.
 //! - `providers`: one module of pure, network-free functions per vendor over one internal model.
 //! - `api`: what clients speak (OpenAI chat, Anthropic Messages, the models list).
@@ -20,6 +21,7 @@ pub mod api;
 pub(crate) mod clock;
 pub mod codegen;
 pub mod config;
+pub(crate) mod drain;
 pub mod error;
 pub mod flows;
 pub(crate) mod http_app;

@@ -14,6 +14,7 @@ use super::upstream::{Exchange, MAX_UPSTREAM_BODY};
 use super::{Gateway, Handled, RequestCtx, Stop};
 use crate::api;
 use crate::config::{Provider, PublicModel, Target, Timeouts, Vendor};
+use crate::drain;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
 use crate::providers::model::Completion;
@@ -397,20 +398,33 @@ impl Gateway {
     ) -> Handled {
         write_stream_header(session, &ctx.success_headers()).await?;
         ctx.first_byte = Some(Instant::now());
+        let mut phase = drain::watch_phase();
+        // Ended by the gateway's own shutdown: says nothing about the vendor.
+        let mut ended_here = false;
         let state = loop {
             // A buffer of each piece's own size, handed on without a copy: an open stream holds
             // no buffer while it waits for the vendor.
             let mut out = Vec::new();
             // Mid-stream, a client that hung up fails the next write, which drops the vendor's
-            // connection; only the wait for the first byte needs watching (`client_gone`).
-            let state = match exchange.next_chunk().await {
+            // connection; only the wait for the first byte needs watching (`client_gone`). A
+            // process whose grace period is over ends the stream with its error event.
+            let next = tokio::select! {
+                next = exchange.next_chunk() => next,
+                () = drain::reached_on(&mut phase, drain::Phase::Ending) => {
+                    ended_here = true;
+                    Err(shutting_down())
+                }
+            };
+            let state = match next {
                 Ok(Some(chunk)) => {
                     out.reserve(chunk.len() + 256);
                     relay.push(&chunk, &mut out)
                 }
                 Ok(None) => relay.finish(&mut out),
                 Err(e) => {
-                    ctx.upstream_error = Some(e.kind);
+                    if !ended_here {
+                        ctx.upstream_error = Some(e.kind);
+                    }
                     relay.fail(e, &mut out)
                 }
             };
@@ -429,11 +443,20 @@ impl Gateway {
         ctx.captured = relay.completed().map(Cached::Completion);
         if state == StreamState::Done && exchange_drained(&mut exchange).await {
             self.upstreams.release(exchange);
-        } else if state == StreamState::Failed && ctx.upstream_error.is_none() {
+        } else if state == StreamState::Failed && ctx.upstream_error.is_none() && !ended_here {
             ctx.upstream_error = Some(ErrorKind::UpstreamBadResponse);
         }
         Ok(())
     }
+}
+
+/// Why a stream the gateway had to end stopped: the process is going away (its grace period
+/// is over), not the vendor.
+fn shutting_down() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamOverloaded,
+        "The gateway is shutting down and ended this stream before it finished; retry the request.",
+    )
 }
 
 /// Feeds a finished attempt to its target's breaker. A client that hung up says nothing about

@@ -368,8 +368,16 @@ impl Served {
                 .inc();
             return false;
         };
-        // The whole header within the bound, however slowly it trickles in.
-        match tokio::time::timeout(limits.header_timeout, session.read_request()).await {
+        // The whole header within the bound, however slowly it trickles in; a draining gateway
+        // waits for no further request.
+        if crate::drain::draining() {
+            return false;
+        }
+        let header = tokio::select! {
+            read = tokio::time::timeout(limits.header_timeout, session.read_request()) => read,
+            () = crate::drain::reached(crate::drain::Phase::Draining) => return false,
+        };
+        match header {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return false,
             Ok(Err(e)) => {
@@ -395,12 +403,14 @@ impl Served {
             let _ = respond::write_error(session, ClientApi::OpenAi, &[], &error).await;
             return false;
         }
-        let keepalive = (!*shutdown.borrow()).then_some(limits.keepalive.as_secs());
-        session.set_keepalive(keepalive);
+        let _busy = crate::drain::busy();
+        let last = *shutdown.borrow() || crate::drain::draining();
+        session.set_keepalive((!last).then_some(limits.keepalive.as_secs()));
         // The snapshot in force when this request's header arrived, not when its connection
         // began to wait: a reload holds for requests on connections opened before it.
         let mut ctx = gateway.new_ctx(gateway.config.current());
-        gateway.serve(session, &mut ctx).await
+        // A reply in flight when the drain began is its connection's last.
+        gateway.serve(session, &mut ctx).await && !crate::drain::draining()
     }
 
     /// Ends an answered request: the connection back when it is kept alive.

@@ -123,6 +123,8 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            // Draining: the new process (after an upgrade) takes the connections from here.
+            () = crate::drain::reached(crate::drain::Phase::Draining) => return,
             changed = shutdown.changed() => match changed {
                 Ok(()) if *shutdown.borrow() => return,
                 Ok(()) => continue,

@@ -29,11 +29,14 @@ mod listen;
 mod tls;
 mod upgrade;
 
-fn base_conf(threads: usize, grace_period_seconds: u64) -> ServerConf {
+/// Pingora's settings. The gateway drains itself before Pingora's shutdown begins
+/// (`drain`, from the signal watch), so Pingora waits no grace period of its own, and gives
+/// its runtimes a second to stop.
+fn base_conf(threads: usize) -> ServerConf {
     ServerConf {
         threads,
-        grace_period_seconds: Some(grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(grace_period_seconds.max(1)),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     }
 }
@@ -47,7 +50,7 @@ pub struct Launch {
 
 pub fn run_gateway(config: Config, launch: Launch) -> ! {
     metrics::init();
-    let mut conf = base_conf(config.server.threads, config.server.grace_period_seconds);
+    let mut conf = base_conf(config.server.threads);
     let upgrade_sock = config
         .server
         .upgrade_sock
@@ -152,6 +155,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     server.run(pingora::server::RunArgs {
         shutdown_signal: Box::new(upgrade::Signals {
             socket: upgrade_sock,
+            grace: std::time::Duration::from_secs(config.server.grace_period_seconds),
             fds: listen_fds,
         }),
     });
@@ -234,7 +238,7 @@ pub struct MockTls {
 }
 
 pub fn run_mock(bind: &str, base_port: u16, threads: usize, tls: Option<MockTls>) -> ! {
-    let mut server = Server::new_with_opt_and_conf(Option::<Opt>::None, base_conf(threads, 1));
+    let mut server = Server::new_with_opt_and_conf(Option::<Opt>::None, base_conf(threads));
     server.bootstrap();
     let with_tls = tls.is_some();
     server.add_service(mock_service(bind, base_port, threads, tls.as_ref()));

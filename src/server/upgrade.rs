@@ -19,8 +19,9 @@ use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, U
 use pingora::server::{Fds, ListenFds, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// How long both processes accept side by side after the hand-over (as Pingora waits).
-const OVERLAP: Duration = Duration::from_secs(5);
+/// Time for the access log's writer (a round every 50 ms) to write the last requests' lines
+/// before the process exits.
+const LAST_WRITES: Duration = Duration::from_millis(150);
 
 /// This process's effective user.
 fn euid() -> u32 {
@@ -126,9 +127,12 @@ fn hand_over(socket: &Path, fds: &ListenFds) -> Result<(), String> {
 }
 
 /// Pingora's signals (`SIGQUIT` upgrade, `SIGTERM` drain, `SIGINT` stop), the upgrade's
-/// hand-over made here, to this user's processes only.
+/// hand-over made here, to this user's processes only, and both graceful ones drained here
+/// (`drain`): Pingora then has nothing left to wait for.
 pub(crate) struct Signals {
     pub(crate) socket: PathBuf,
+    /// How long requests in flight get to finish.
+    pub(crate) grace: Duration,
     /// The server's table of listening sockets, once the gateway's listeners have started.
     pub(crate) fds: Arc<OnceLock<ListenFds>>,
 }
@@ -153,14 +157,20 @@ impl ShutdownSignalWatch for Signals {
                     };
                     match hand_over(&self.socket, fds) {
                         Ok(()) => {
-                            // Both accept for a while; the old one then drains and exits.
-                            tokio::time::sleep(OVERLAP).await;
+                            // The new process accepts from now on; this one drains and exits.
+                            crate::drain::drain(self.grace).await;
+                            tokio::time::sleep(LAST_WRITES).await;
                             return ShutdownSignal::GracefulUpgrade;
                         }
                         Err(e) => log::error!("SIGQUIT refused, still serving: {e}"),
                     }
                 }
-                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = term.recv() => {
+                    log::info!("SIGTERM: no new requests; draining");
+                    crate::drain::drain(self.grace).await;
+                    tokio::time::sleep(LAST_WRITES).await;
+                    return ShutdownSignal::GracefulTerminate;
+                }
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
         }

@@ -5,6 +5,7 @@ key to a mock, and a vendor that refuses the gateway's credentials is not asked 
 named with the variable they came from; diagnostics go to stderr."""
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import BIN, DEMO_KEY, ROOT, free_port, mock_providers, running_gateway, wait_http
+from conftest import BIN, DEMO_KEY, ROOT, free_port, mock_providers, running_gateway, sse_events, wait_http
 
 ADMIN_KEY = "sk-config-admin-key-0123"
 USER = [{"role": "user", "content": "Hello there"}]
@@ -169,3 +170,89 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
         assert "Provider `openai`" in message and "$CONFIG_TEST_OPENAI_KEY" in message, message
         assert "sk-wrong-but-real-looking" not in r.text
         assert mock.stats("openai")["requests"] == before + 1
+
+
+def stream_events(base_url, words, delay_ms, out):
+    """A chat stream of `words` words, one per `delay_ms`: its events, or the error that cut it."""
+    try:
+        with httpx.Client(timeout=60) as c:
+            with c.stream("POST", base_url + "/v1/chat/completions",
+                          headers={"authorization": f"Bearer {DEMO_KEY}"},
+                          json={"model": "gpt-4o-mini", "stream": True, "messages": [
+                              {"role": "user", "content": f"go [[mock words={words} chunk_delay_ms={delay_ms}]]"}]}) as r:
+                out["events"] = sse_events(r.read().decode())
+    except Exception as e:  # a silent cut shows here
+        out["error"] = repr(e)
+
+
+def test_an_upgrade_ends_no_stream_silently(mock, tmp_path):
+    """Across SIGQUIT with a 3 s grace period: a stream of 2 s finishes, a stream of 10 s ends
+    with the in-band error event and [DONE]; requests during the hand-over are answered; the old
+    process exits once it has nothing left."""
+    port = free_port()
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"""
+server: {{listen: ["127.0.0.1:{port}"], grace_period_seconds: 3, upgrade_sock: "{tmp_path}/run/upgrade.sock"}}
+log: {{format: json}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+""")
+    import threading
+    from conftest import Process
+    old = Process(["serve", "-c", str(conf)], "old")
+    new = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/health")
+        short, long_ = {}, {}
+        threads = [threading.Thread(target=stream_events, args=(base, 20, 100, short)),
+                   threading.Thread(target=stream_events, args=(base, 100, 100, long_))]
+        for t in threads:
+            t.start()
+        new = Process(["serve", "-c", str(conf), "--upgrade"], "new")
+        time.sleep(0.5)
+        old.proc.send_signal(signal.SIGQUIT)
+        answered = 0
+        for _ in range(20):  # while the old one drains, the new one answers
+            r = httpx.post(base + "/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}"},
+                           json={"model": "gpt-4o-mini", "messages": USER}, timeout=10)
+            answered += r.status_code == 200
+            time.sleep(0.05)
+        for t in threads:
+            t.join(timeout=30)
+        assert answered == 20
+        assert "error" not in short and short["events"][-1] == "[DONE]", short
+        assert short["events"][-2]["choices"][0]["finish_reason"] == "stop"
+        assert "error" not in long_, long_
+        assert long_["events"][-1] == "[DONE]" and "shutting down" in long_["events"][-2]["error"]["message"]
+        old.proc.wait(timeout=10)
+        log = old.output()
+        assert "handed to pid" in log and "ending 1 request(s)" in log
+        assert log.count('"path":"/v1/chat/completions"') >= 2, log[-2000:]
+        assert httpx.get(base + "/health").status_code == 200
+    finally:
+        old.stop()
+        if new:
+            new.stop()
+
+
+def test_sigterm_on_an_idle_gateway_exits_at_once(mock, tmp_path):
+    port = free_port()
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"""
+server: {{listen: ["127.0.0.1:{port}"], grace_period_seconds: 30}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{m: {{targets: [{{provider: openai, model: m}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+""")
+    from conftest import Process
+    p = Process(["serve", "-c", str(conf)], "idle")
+    wait_http(f"http://127.0.0.1:{port}/health")
+    started = time.time()
+    p.proc.send_signal(signal.SIGTERM)
+    p.proc.wait(timeout=20)
+    assert time.time() - started < 5
+    assert "draining" in p.output()
