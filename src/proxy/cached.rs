@@ -88,9 +88,12 @@ impl Gateway {
                     .await?;
                 return Ok(Lookup::Answered);
             }
-            match self.cache.join(&key) {
-                Role::Lead(l) => lead = Some(l),
-                Role::Follow(flight) => {
+            // With the cache down, identical requests go to the vendor each, without waiting.
+            let role = self.cache.shares().then(|| self.cache.join(&key));
+            match role {
+                None => {}
+                Some(Role::Lead(l)) => lead = Some(l),
+                Some(Role::Follow(flight)) => {
                     self.cache.follow(flight).await;
                     if let Some(c) = self.cache.get(&key).await {
                         self.answer_from_cache(session, ctx, request, model, &c)

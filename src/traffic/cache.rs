@@ -232,6 +232,15 @@ impl Cache {
         }
     }
 
+    /// Whether answers can be shared now: a cache in Redis that is down shares none, so a
+    /// request waiting for another's answer would wait for nothing.
+    pub(crate) fn shares(&self) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => true,
+            Backend::Redis { shared, .. } => shared.is_up(),
+        }
+    }
+
     /// Leads the vendor call for `key`, or follows the one already in flight.
     pub(crate) fn join(&self, key: &str) -> Role {
         let mut flights = self.flights.lock().expect("flight lock is never poisoned");

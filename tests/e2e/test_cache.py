@@ -191,6 +191,22 @@ def test_a_cache_in_an_unreachable_redis_is_a_miss(mock):
             assert r.status_code == 200 and r.headers["x-modelmux-cache"] == "miss"
 
 
+def test_with_the_cache_down_identical_requests_do_not_wait_for_each_other(mock):
+    """A burst of one slow prompt while Redis is unreachable: each request calls the vendor at
+    once instead of waiting for the first one's answer, which never reaches the cache."""
+    cache = f'cache: {{backend: redis, redis_url: "redis://127.0.0.1:{free_port()}/0"}}'
+    with running_gateway(config(mock, cache)) as g:
+        chat(g, unique())  # the store is found down
+        prompt = unique("slow [[mock latency_ms=2000]]")
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            replies = list(pool.map(lambda _: chat(g, prompt), range(4)))
+        took = time.monotonic() - started
+        assert [r.status_code for r in replies] == [200] * 4
+        # Each waited for the vendor once (2 s), not first for the one before it (4 s).
+        assert took < 3.2, took
+
+
 def test_three_replicas_share_limits_budgets_and_the_cache(mock):
     port = free_port()
     redis = start_redis(port)
