@@ -1,7 +1,7 @@
 // The modelmux console: plain modules, no framework, no build step, nothing fetched from
 // elsewhere. Every text from the gateway is put in the page as text, never as HTML.
 
-import {$, $$, el, state, api, stream} from "./lib.js";
+import {$, $$, el, state, api, stream, showReadOnly} from "./lib.js";
 import {initFlows} from "./flows.js";
 
 // --- sign-in ------------------------------------------------------------------------------------
@@ -271,6 +271,7 @@ async function loadRoutes() {
   $("#routes-yaml").value = r.data.yaml;
   routes = r.data.models || {};
   renderRoutesForm([]);
+  showReadOnly(r.data.read_only, "#routes-save", "#routes-message");
 }
 
 const fieldPath = (name, rest) => `models.${name}${rest}`;

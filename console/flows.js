@@ -2,7 +2,7 @@
 // preview, and the workflow canvas (drag nodes from the palette, wire ports, configure in the
 // side panel, save as YAML, run with per-node events).
 
-import {$, $$, el, state, api, stream, templateVariables, fillTemplate} from "./lib.js";
+import {$, $$, el, state, api, stream, templateVariables, fillTemplate, showReadOnly} from "./lib.js";
 
 export function initFlows() {
   initApps();
@@ -28,9 +28,11 @@ async function initApps() {
 }
 
 async function loadApps(select) {
-  apps = (await api("GET", "/console/api/apps")).data.apps || [];
+  const data = (await api("GET", "/console/api/apps")).data;
+  apps = data.apps || [];
   $("#app-pick").replaceChildren(el("option", {value: ""}, "(new app)"), ...apps.map((a) => el("option", {value: a.name}, a.name)));
   showApp(select ?? apps[0]?.name ?? null);
+  showReadOnly(data.read_only, "#app-save", "#app-message");
 }
 
 function currentApp() {
@@ -161,9 +163,11 @@ async function initWorkflows() {
 let saved = [];
 
 async function loadWorkflows(select) {
-  saved = (await api("GET", "/console/api/workflows")).data.workflows || [];
+  const data = (await api("GET", "/console/api/workflows")).data;
+  saved = data.workflows || [];
   $("#wf-pick").replaceChildren(el("option", {value: ""}, "(new workflow)"), ...saved.map((w) => el("option", {value: w.name}, w.name)));
   showWorkflow(select ?? saved[0]?.name ?? null);
+  showReadOnly(data.read_only, "#wf-save", "#wf-message");
 }
 
 function showWorkflow(name) {

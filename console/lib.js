@@ -69,3 +69,10 @@ export function templateVariables(t) {
 export function fillTemplate(t, values) {
   return (t || "").replace(/\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g, (m, name) => (name in values ? values[name] : m));
 }
+
+/// A place the gateway cannot write here (a read-only mount): saving is switched off and the
+/// reason shown, instead of every save failing.
+export function showReadOnly(reason, button, message) {
+  $(button).disabled = Boolean(reason);
+  if (reason) $(message).textContent = `Read-only: ${reason}`;
+}

@@ -151,21 +151,33 @@ impl BackgroundService for ReloadTriggers {
     }
 }
 
-/// Watches the config file's directory (editors replace files rather than write them) and
-/// sends a note on every change to the file.
+/// What the config file holds now (through any symlinks), to tell a change from a touch.
+fn fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    std::fs::read(path).ok().map(|b| sha2::Sha256::digest(b).into())
+}
+
+/// Watches the config file's directory and sends a note whenever what the file holds changes.
+/// Any event in the directory is checked, not only those naming the file: editors replace
+/// files rather than write them, and a Kubernetes ConfigMap is updated by swapping the
+/// `..data` symlink the file points through, which names neither.
 fn watch(path: &str, changed: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let file = std::path::Path::new(path);
-    let name = file.file_name()?.to_owned();
+    let file = std::path::PathBuf::from(path);
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
+    let last = std::sync::Mutex::new(fingerprint(&file));
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if event.paths.iter().any(|p| p.file_name() == Some(&name)) {
-                let _ = changed.try_send(());
-            }
+        if event.is_err() {
+            return;
+        }
+        let now = fingerprint(&file);
+        let mut last = last.lock().expect("watch lock is never poisoned");
+        if now.is_some() && now != *last {
+            *last = now;
+            let _ = changed.try_send(());
         }
     })
     .inspect_err(|e| log::error!("cannot watch {path}: {e}"))

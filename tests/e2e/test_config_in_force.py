@@ -256,3 +256,107 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     p.proc.wait(timeout=20)
     assert time.time() - started < 5
     assert "draining" in p.output()
+
+
+def test_a_configmap_update_is_noticed(mock, tmp_path):
+    """Kubelet updates a mounted ConfigMap by writing a new timestamped directory and swapping
+    the `..data` symlink the file points through; the watch sees the new file."""
+    port = free_port()
+
+    def text(extra):
+        return f"""
+server: {{listen: ["127.0.0.1:{port}"], watch_config: true}}
+providers:
+{mock_providers(mock, "openai")}
+models:
+  gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}
+{extra}keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    mount = tmp_path / "etc"
+    (mount / "..2026_01_01").mkdir(parents=True)
+    (mount / "..2026_01_01" / "modelmux.yaml").write_text(text(""))
+    (mount / "..data").symlink_to("..2026_01_01")
+    (mount / "modelmux.yaml").symlink_to("..data/modelmux.yaml")
+    from conftest import Process
+    p = Process(["serve", "-c", str(mount / "modelmux.yaml")], "configmap")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/health")
+        client = openai.OpenAI(base_url=base + "/v1", api_key=DEMO_KEY, max_retries=0)
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="added", messages=USER)
+        (mount / "..2026_01_02").mkdir()
+        (mount / "..2026_01_02" / "modelmux.yaml").write_text(
+            text("  added: {targets: [{provider: openai, model: gpt-4o}]}\n"))
+        (mount / "..data_tmp").symlink_to("..2026_01_02")
+        os.rename(mount / "..data_tmp", mount / "..data")
+        import shutil
+        shutil.rmtree(mount / "..2026_01_01")
+        deadline = time.time() + 10
+        while True:
+            try:
+                client.chat.completions.create(model="added", messages=USER)
+                break
+            except openai.NotFoundError:
+                assert time.time() < deadline, p.output()
+                time.sleep(0.2)
+    finally:
+        p.stop()
+
+
+def test_a_read_only_config_directory_makes_a_read_only_console(mock, tmp_path):
+    """As under the shipped systemd unit (ProtectSystem=strict) or a ConfigMap mount: the
+    console says why it cannot save and switches saving off, instead of failing every save."""
+    import shutil
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    playwright = pytest.importorskip("playwright.sync_api")
+    if os.geteuid() != 0 or not chromium:
+        pytest.skip("needs root (to run the gateway as another user) and Chromium")
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="modelmux-ro-"))
+    os.chmod(base, 0o755)
+    etc, run = base / "etc", base / "run"
+    etc.mkdir()
+    run.mkdir(mode=0o700)
+    os.chown(run, 65534, 65534)
+    port, admin_port = free_port(), free_port()
+    conf = etc / "modelmux.yaml"
+    conf.write_text(f"""
+server: {{listen: ["127.0.0.1:{port}"], upgrade_sock: "{run}/upgrade.sock"}}
+admin: {{listen: "127.0.0.1:{admin_port}", key: {ADMIN_KEY}}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+""")
+    os.chmod(conf, 0o644)
+
+    def as_nobody():
+        os.setgid(65534)
+        os.setuid(65534)
+    log = open(tmp_path / "log", "w")
+    p = subprocess.Popen([str(BIN), "serve", "-c", str(conf)], preexec_fn=as_nobody, stdout=log,
+                         stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        h = {"authorization": f"Bearer {ADMIN_KEY}"}
+        admin = f"http://127.0.0.1:{admin_port}"
+        routes = httpx.get(admin + "/console/api/routes", headers=h).json()
+        assert "read-only" in routes["read_only"], routes
+        r = httpx.post(admin + "/console/api/routes/save", headers=h, json={"yaml": routes["yaml"]})
+        assert r.status_code == 409 and "read-only" in r.json()["error"]["message"]
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(admin + "/")
+            page.fill("#login-key", ADMIN_KEY)
+            page.click("#login-form button")
+            page.wait_for_selector("#app:not([hidden])")
+            page.click("header [data-tab=routes]")
+            playwright.expect(page.locator("#routes-message")).to_contain_text("Read-only")
+            assert page.locator("#routes-save").is_disabled()
+            browser.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=15)
+        shutil.rmtree(base, ignore_errors=True)

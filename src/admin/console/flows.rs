@@ -23,6 +23,7 @@ fn as_problems(problems: Vec<(String, String)>) -> Problems {
 pub(crate) fn apps(config: &Config) -> Value {
     json!({
         "dir": config.apps.dir.as_ref().map(|d| d.display().to_string()),
+        "read_only": config.apps.dir.as_deref().and_then(super::read_only),
         "apps": config.apps.by_name.values().map(|a| serde_json::to_value(&**a).unwrap_or_default()).collect::<Vec<_>>(),
     })
 }
@@ -30,6 +31,7 @@ pub(crate) fn apps(config: &Config) -> Value {
 pub(crate) fn workflows(config: &Config) -> Value {
     json!({
         "dir": config.workflows.dir.as_ref().map(|d| d.display().to_string()),
+        "read_only": config.workflows.dir.as_deref().and_then(super::read_only),
         "http_allow": config.workflows.http_allow,
         "workflows": config.workflows.by_name.values().map(|w| serde_json::to_value(&**w).unwrap_or_default()).collect::<Vec<_>>(),
     })

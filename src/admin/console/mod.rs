@@ -133,9 +133,11 @@ impl Admin {
             Ok(file) => {
                 let text = routes::models_text(&file);
                 let models = routes::section_json(&text).unwrap_or(Value::Null);
+                let read_only = read_only(config_dir(self.reloader.path()));
                 (
                     200,
-                    json!({"yaml": text, "models": models, "path": self.reloader.path()}),
+                    json!({"yaml": text, "models": models, "path": self.reloader.path(),
+                           "read_only": read_only}),
                 )
             }
             Err(e) => error(
@@ -193,6 +195,9 @@ impl Admin {
                 200,
                 json!({"yaml": section, "models": models, "diff": diff, "problems": []}),
             );
+        }
+        if let Some(reason) = read_only(config_dir(&path)) {
+            return error(409, "invalid_request_error", &reason);
         }
         if let Err(e) = routes::save(&path, &new_file) {
             return error(500, "server_error", &format!("cannot write {path}: {e}"));
@@ -262,6 +267,9 @@ impl Admin {
                 &format!("Set `{section}.dir` in the config to save here."),
             );
         };
+        if let Some(reason) = read_only(&dir) {
+            return error(409, "invalid_request_error", &reason);
+        }
         if let Err(e) = flows::save(&dir, &name, &yaml) {
             return error(
                 500,
@@ -309,4 +317,29 @@ fn overview(config: &Config) -> Value {
         "providers": config.providers.iter().map(|p| json!({"name": p.name, "kind": p.vendor.kind()})).collect::<Vec<_>>(),
         "base_url": base,
     })
+}
+
+/// The directory of the config file (the save writes a file beside it and renames it).
+fn config_dir(path: &str) -> &std::path::Path {
+    std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+}
+
+/// Why the console cannot save into `dir` here (a read-only mount, systemd's
+/// `ProtectSystem=strict`, no permission), or None when it can: the console then says so
+/// instead of failing on every save.
+pub(crate) fn read_only(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path that outlives the call; access(2) only reads it.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } == 0 {
+        return None;
+    }
+    let e = std::io::Error::last_os_error();
+    Some(format!(
+        "{} is read-only here ({e}): edit the config where it is deployed (the ConfigMap, /etc/modelmux), then reload",
+        dir.display()
+    ))
 }
