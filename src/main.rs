@@ -65,8 +65,13 @@ enum Command {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,modelmux=info"));
+    // Pingora's socket transfer is driven by the gateway (server/upgrade.rs), which logs it;
+    // Pingora's own receiver would log an error for each poll that finds nothing yet.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,modelmux=info,pingora_core::server::transfer_fd=off",
+        )
+    });
     // Diagnostics on stderr, so that stdout is the access log's alone (its default place).
     tracing_subscriber::fmt()
         .with_env_filter(filter)

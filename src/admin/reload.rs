@@ -154,7 +154,9 @@ impl BackgroundService for ReloadTriggers {
 /// What the config file holds now (through any symlinks), to tell a change from a touch.
 fn fingerprint(path: &std::path::Path) -> Option<[u8; 32]> {
     use sha2::Digest;
-    std::fs::read(path).ok().map(|b| sha2::Sha256::digest(b).into())
+    std::fs::read(path)
+        .ok()
+        .map(|b| sha2::Sha256::digest(b).into())
 }
 
 /// Watches the config file's directory and sends a note whenever what the file holds changes.

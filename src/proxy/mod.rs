@@ -368,16 +368,9 @@ impl Served {
                 .inc();
             return false;
         };
-        // The whole header within the bound, however slowly it trickles in; a draining gateway
-        // waits for no further request.
-        if crate::drain::draining() {
-            return false;
-        }
-        let header = tokio::select! {
-            read = tokio::time::timeout(limits.header_timeout, session.read_request()) => read,
-            () = crate::drain::reached(crate::drain::Phase::Draining) => return false,
-        };
-        match header {
+        // The whole header within the bound, however slowly it trickles in. (A kept-alive
+        // connection's wait for its next request is the accept loop's: `listen.rs`.)
+        match tokio::time::timeout(limits.header_timeout, session.read_request()).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return false,
             Ok(Err(e)) => {
@@ -411,6 +404,11 @@ impl Served {
         let mut ctx = gateway.new_ctx(gateway.config.current());
         // A reply in flight when the drain began is its connection's last.
         gateway.serve(session, &mut ctx).await && !crate::drain::draining()
+    }
+
+    /// How long an idle kept-alive connection waits for its next request.
+    pub(crate) fn keepalive(&self) -> std::time::Duration {
+        self.0.config.current().server.clients.keepalive
     }
 
     /// Ends an answered request: the connection back when it is kept alive.

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use bytes::BytesMut;
+use pingora::apps::{HttpPersistentSettings, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
@@ -30,6 +31,9 @@ use crate::proxy::Served;
 
 /// As Pingora's: connections the kernel queues while the loop is busy.
 const BACKLOG: u32 = 65535;
+/// What the first read of a kept-alive connection's next request takes at most (the rest of
+/// the header is read into the session's own buffer).
+const NEXT_REQUEST_READ: usize = 1024;
 /// A TLS handshake that has not finished by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// After "too many open files" (EMFILE), accepting again at once would spin.
@@ -171,14 +175,39 @@ async fn serve_connection(
     // the setting carries over to each next request on the connection.
     session.set_pipelining_enabled(true);
     while served.serve_one(&mut session, &shutdown).await {
-        let Some(reused) = Served::reuse(session).await else {
+        let settings = HttpPersistentSettings::for_session(&session);
+        let Ok(Some(reusable)) = session.finish().await else {
             return;
         };
-        let (stream, settings) = reused.consume();
+        let (mut stream, pipelined) = reusable.into_parts();
+        // An idle kept-alive connection waits up to `keepalive` for its next request; only
+        // once that has begun does the header deadline run (as nginx's keepalive_timeout and
+        // client_header_timeout).
+        let start = match pipelined.filter(|p| !p.is_empty()) {
+            Some(bytes) => bytes,
+            None => match next_request(&mut stream, served.keepalive()).await {
+                Some(bytes) => bytes,
+                None => return,
+            },
+        };
         session = ServerSession::new_http1(stream);
-        if let Some(settings) = settings {
-            settings.apply_to_session(&mut session);
-        }
+        settings.apply_to_session(&mut session);
+        session.set_pipelined_prefix(start);
+    }
+}
+
+/// The first bytes of a kept-alive connection's next request, read within `idle`; None when
+/// the client closes, stays silent, or the gateway is draining.
+async fn next_request(stream: &mut Stream, idle: Duration) -> Option<BytesMut> {
+    use tokio::io::AsyncReadExt;
+    let mut start = BytesMut::with_capacity(NEXT_REQUEST_READ);
+    let read = tokio::select! {
+        read = tokio::time::timeout(idle, stream.read_buf(&mut start)) => read,
+        () = crate::drain::reached(crate::drain::Phase::Draining) => return None,
+    };
+    match read {
+        Ok(Ok(n)) if n > 0 => Some(start),
+        _ => None,
     }
 }
 

@@ -60,13 +60,27 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
         eprintln!("server.upgrade_sock: {e}");
         std::process::exit(1);
     }
-    conf.upgrade_sock = upgrade_sock.to_string_lossy().into_owned();
+    // An upgrade receives the running gateway's sockets itself (`upgrade::receive`), then
+    // hands them to Pingora's bootstrap over a socket of this process's own.
+    let handed = launch.upgrade.then(|| {
+        let received = upgrade::receive(&upgrade_sock).unwrap_or_else(|e| {
+            eprintln!("--upgrade: {e}");
+            std::process::exit(1)
+        });
+        let internal =
+            upgrade_sock.with_file_name(format!("bootstrap-{}.sock", std::process::id()));
+        conf.upgrade_sock = internal.to_string_lossy().into_owned();
+        std::thread::spawn(move || upgrade::forward(received, &internal))
+    });
     let opt = Opt {
         upgrade: launch.upgrade,
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
+    if let Some(Ok(Err(e))) = handed.map(|h| h.join()) {
+        log::error!("--upgrade: {e}");
+    }
 
     let upstreams = Upstreams::default();
     let config = Arc::new(config);

@@ -3,8 +3,12 @@
 //! clients. So the socket lives in a directory only this user (or root) can write, checked at
 //! start, and the gateway makes the hand-over itself: it connects, reads the receiver's
 //! credentials (`SO_PEERCRED`) and sends the sockets only to a process of its own user, in
-//! Pingora's format (its receiver, `serve --upgrade`, takes them). Anything else is refused,
-//! logged, and the gateway keeps serving.
+//! Pingora's format. Anything else is refused, logged, and the gateway keeps serving.
+//!
+//! The new process (`serve --upgrade`) receives them itself too: it waits on the socket, as
+//! long as the operator takes to send `SIGQUIT` (Pingora's own receiver gives up after five
+//! seconds, logging an error each second), takes the sockets only from a process of its own
+//! user, and hands them to Pingora's bootstrap over a second, private socket.
 
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
@@ -15,7 +19,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, UnixAddr};
+use nix::sys::socket::{
+    getsockopt, recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr,
+};
 use pingora::server::{Fds, ListenFds, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -123,6 +129,120 @@ fn hand_over(socket: &Path, fds: &ListenFds) -> Result<(), String> {
         "listening sockets ({}) handed to pid {pid}",
         binds.join(", ")
     );
+    Ok(())
+}
+
+/// Listening sockets received from the running gateway: Pingora's payload (their addresses)
+/// and the sockets, in the same order.
+pub(crate) struct Received {
+    payload: Vec<u8>,
+    fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// How long `serve --upgrade` waits for the running gateway's sockets.
+const RECEIVE_WAIT: Duration = Duration::from_secs(300);
+/// The most sockets one hand-over carries (as Pingora's receiver).
+const MAX_FDS: usize = 32;
+
+/// Waits on `socket` for the running gateway's listening sockets, taking them only from a
+/// process of this user.
+pub(crate) fn receive(socket: &Path) -> Result<Received, String> {
+    use std::os::fd::FromRawFd;
+    let _ = std::fs::remove_file(socket);
+    let listener = std::os::unix::net::UnixListener::bind(socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    log::info!(
+        "waiting on {} for the running gateway's sockets: send it SIGQUIT",
+        socket.display()
+    );
+    let deadline = std::time::Instant::now() + RECEIVE_WAIT;
+    let received = loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    break Err(format!(
+                        "no gateway sent its sockets within {} s",
+                        RECEIVE_WAIT.as_secs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => break Err(format!("accepting on {}: {e}", socket.display())),
+        };
+        let sender = getsockopt(&stream, sockopt::PeerCredentials);
+        match sender {
+            Ok(c) if c.uid() == euid() => {}
+            Ok(c) => {
+                log::error!(
+                    "refused sockets from pid {} (uid {}, not this gateway's {})",
+                    c.pid(),
+                    c.uid(),
+                    euid()
+                );
+                continue;
+            }
+            Err(e) => {
+                log::error!("cannot read the sender's credentials: {e}");
+                continue;
+            }
+        }
+        let _ = stream.set_nonblocking(false);
+        let mut payload = vec![0u8; 2048];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS]);
+        let mut iov = [std::io::IoSliceMut::new(&mut payload)];
+        let msg = recvmsg::<UnixAddr>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("receiving the sockets failed: {e}"))?;
+        let bytes = msg.bytes;
+        let mut fds = Vec::new();
+        for cmsg in msg.cmsgs().map_err(|e| e.to_string())? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: descriptors just received with SCM_RIGHTS belong to this process.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        payload.truncate(bytes);
+        break Ok(Received { payload, fds });
+    };
+    let _ = std::fs::remove_file(socket);
+    received
+}
+
+/// Hands received sockets on to Pingora's bootstrap, which listens on `internal` (this
+/// process's own, private) and fills its table from them. Runs beside the bootstrap; the
+/// copies here are closed once sent.
+pub(crate) fn forward(received: Received, internal: &Path) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match UnixStream::connect(internal) {
+            Ok(s) => break s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => return Err(format!("{}: {e}", internal.display())),
+        }
+    };
+    let raw: Vec<std::os::fd::RawFd> = received.fds.iter().map(|f| f.as_raw_fd()).collect();
+    sendmsg::<UnixAddr>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(&received.payload)],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("handing the sockets to the bootstrap failed: {e}"))?;
     Ok(())
 }
 

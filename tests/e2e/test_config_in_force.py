@@ -360,3 +360,69 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
         p.terminate()
         p.wait(timeout=15)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_idle_kept_alive_connections_follow_keepalive_not_the_header_deadline(mock):
+    import socket
+
+    def make(port, metrics):
+        return f"""
+server:
+  listen: ["127.0.0.1:{port}"]
+  clients: {{header_timeout: 1s, keepalive: 3s}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{m: {{targets: [{{provider: openai, model: m}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with running_gateway(make) as gw:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+            s.sendall(get)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(2)  # past the header deadline, within keepalive
+            s.sendall(get)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            started = time.time()
+            assert s.recv(4096) == b""  # closed once keepalive has passed
+            assert 2 < time.time() - started < 5
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+            s.sendall(get)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.sendall(b"GET /health HTTP/1.1\r\n")  # the next header begun, then trickled
+            started = time.time()
+            assert s.recv(4096) == b""
+            assert time.time() - started < 2.5
+
+
+def test_an_upgrade_waits_quietly_for_sigquit(mock, tmp_path):
+    """`serve --upgrade` waits as long as the operator takes (past Pingora's own five seconds)
+    without an error a second, then takes over."""
+    from conftest import Process
+    port = free_port()
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"""
+server: {{listen: ["127.0.0.1:{port}"], grace_period_seconds: 1, upgrade_sock: "{tmp_path}/run/upgrade.sock"}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{m: {{targets: [{{provider: openai, model: m}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+""")
+    old = Process(["serve", "-c", str(conf)], "old")
+    new = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        new = Process(["serve", "-c", str(conf), "--upgrade"], "new")
+        time.sleep(6.5)
+        assert new.proc.poll() is None, new.output()
+        waiting = new.output()
+        assert "waiting on" in waiting and "ERROR" not in waiting, waiting
+        old.proc.send_signal(signal.SIGQUIT)
+        old.proc.wait(timeout=15)
+        r = httpx.get(f"http://127.0.0.1:{port}/health")
+        assert r.status_code == 200
+        assert "ERROR" not in new.output(), new.output()
+    finally:
+        old.stop()
+        if new:
+            new.stop()
