@@ -51,10 +51,18 @@ fn resolve(dir: &str, base: Option<&Path>) -> PathBuf {
     }
 }
 
-/// The `*.yaml` files of a directory, by stem; a directory that does not exist yet has none.
+/// The `*.yaml` files of a directory, by stem; a directory that cannot be read is a problem
+/// (a misspelt path would otherwise look like a directory without files).
 fn yaml_files(dir: &Path, section: &str, problems: &mut Vec<Problem>) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.at(
+                format!("{section}.dir"),
+                format!("cannot read the directory {}: {e}", dir.display()),
+            );
+            return Vec::new();
+        }
     };
     let mut files: Vec<(String, String)> = entries
         .flatten()

@@ -43,6 +43,7 @@ pub fn load_str_at(
 ) -> Result<Config, Problems> {
     let mut problems = Vec::new();
     let (mut sections, expanded) = read_sections(text, env, &mut problems)?;
+    let declared = Declared::of(&sections, &problems);
     let p = &mut problems;
     let raw_server: RawServer = section(&mut sections, "server", p).unwrap_or_default();
     let raw_metrics: RawMetrics = section(&mut sections, "metrics", p).unwrap_or_default();
@@ -101,10 +102,92 @@ pub fn load_str_at(
     if problems.is_empty() {
         return Ok(config);
     }
+    let mut problems = declared.without_cascades(problems);
     for p in &mut problems {
         p.message = expanded.scrub(&p.message);
     }
     Err(Problems(problems))
+}
+
+const NO_KEYS: &str = "at least one client key is needed";
+
+/// The models and providers the file names, valid or not. A reference to one that failed to
+/// load (or to any, when its section is misspelt) is not a second problem: the root cause is
+/// reported once, at its own path.
+struct Declared {
+    models: Option<std::collections::HashSet<String>>,
+    providers: Option<std::collections::HashSet<String>>,
+    /// The file lists client keys (some may have failed to load).
+    keys: bool,
+}
+
+impl Declared {
+    /// None for a section that is missing but reported as misspelt: every name counts.
+    fn of(sections: &HashMap<String, Value>, problems: &[Problem]) -> Declared {
+        let misspelt = |section: &str| {
+            problems
+                .iter()
+                .any(|p| p.message.contains(&format!("did you mean `{section}`")))
+        };
+        let models = sections.get("models").map(|m| {
+            m.as_mapping()
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let providers = sections.get("providers").map(|p| {
+            p.as_sequence()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.get("name")?.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        Declared {
+            keys: misspelt("keys")
+                || sections
+                    .get("keys")
+                    .and_then(Value::as_sequence)
+                    .is_some_and(|k| !k.is_empty()),
+            models: if misspelt("models") {
+                None
+            } else {
+                Some(models.unwrap_or_default())
+            },
+            providers: if misspelt("providers") {
+                None
+            } else {
+                Some(providers.unwrap_or_default())
+            },
+        }
+    }
+
+    fn without_cascades(&self, problems: Vec<Problem>) -> Vec<Problem> {
+        let named = |message: &str, what: &str| {
+            message
+                .strip_prefix(&format!("no {what} named `"))
+                .and_then(|rest| rest.strip_suffix('`'))
+                .map(String::from)
+        };
+        let declared = |set: &Option<std::collections::HashSet<String>>, name: &str| {
+            set.as_ref().is_none_or(|s| s.contains(name))
+        };
+        problems
+            .into_iter()
+            .filter(|p| {
+                let cascade = named(&p.message, "model")
+                    .is_some_and(|m| declared(&self.models, &m))
+                    || named(&p.message, "provider").is_some_and(|n| declared(&self.providers, &n))
+                    || (self.keys && p.path == "keys" && p.message.starts_with(NO_KEYS));
+                !cascade
+            })
+            .collect()
+    }
 }
 
 /// The top-level mapping with `${ENV}` expanded, by section name, and what was put in;
@@ -126,14 +209,37 @@ fn read_sections(
             Some(name) if SECTIONS.contains(&name) => {
                 sections.insert(name.to_string(), v);
             }
-            Some(name) => problems.at(
-                name,
-                format!("unknown section, expected one of {}", SECTIONS.join(", ")),
-            ),
+            Some(name) => match SECTIONS.iter().find(|s| edit_distance(s, name) <= 2) {
+                Some(meant) => {
+                    problems.at(name, format!("unknown section; did you mean `{meant}`?"))
+                }
+                None => problems.at(
+                    name,
+                    format!("unknown section, expected one of {}", SECTIONS.join(", ")),
+                ),
+            },
             None => problems.at("", "section names must be strings"),
         }
     }
     Ok((sections, expanded))
+}
+
+/// Edits (insert, delete, replace a character) from one name to another.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn check_address(addr: &str, path: &str, problems: &mut Vec<Problem>) {
@@ -458,10 +564,7 @@ fn load_keys(
         keys.push(load_key(&path, raw, models, problems));
     }
     if keys.is_empty() {
-        problems.at(
-            "keys",
-            "at least one client key is needed; clients authenticate with them",
-        );
+        problems.at("keys", format!("{NO_KEYS}; clients authenticate with them"));
     }
     keys
 }

@@ -39,7 +39,8 @@ impl Expanded {
         let mut values: Vec<&(String, String)> = self.0.iter().collect();
         values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
         for (name, value) in values {
-            if !value.is_empty() && out.contains(value.as_str()) {
+            // A value this short says nothing, and would be found inside ordinary words.
+            if value.len() >= 4 && out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), &format!("${{{name}}}"));
             }
         }
@@ -173,13 +174,63 @@ fn typed<T: DeserializeOwned>(value: Value, path: &str, problems: &mut Vec<Probl
                 (false, false) if inner.starts_with('[') => format!("{path}{inner}"),
                 (false, false) => format!("{path}.{inner}"),
             };
+            let message = in_words(&e.into_inner().to_string(), &full);
             problems.push(Problem {
                 path: full,
-                message: e.into_inner().to_string(),
+                message,
             });
             None
         }
     }
+}
+
+/// Fields that take a duration (`500ms`, `30s`, `2m`).
+const DURATION_FIELDS: [&str; 14] = [
+    "connect",
+    "first_byte",
+    "idle",
+    "total",
+    "header_timeout",
+    "body_timeout",
+    "write_timeout",
+    "drain_timeout",
+    "keepalive",
+    "ttl",
+    "window",
+    "cooldown",
+    "deadline",
+    "backoff",
+];
+
+/// A serde message in the words of the config file rather than of Rust's types.
+fn in_words(message: &str, path: &str) -> String {
+    let field = path.rsplit(['.', '[']).next().unwrap_or(path);
+    if (DURATION_FIELDS.contains(&field) || field == "max_backoff")
+        && message.contains("expected a string")
+    {
+        let given = message.split('`').nth(1).unwrap_or("this");
+        return format!("`{given}` is not a duration: write one like {given}s, 500ms or 2m");
+    }
+    let mut out = message.to_string();
+    for (rust, words) in [
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected a list"),
+        ("expected struct ", "expected a mapping: "),
+        ("floating point", "the number"),
+        ("integer", "the number"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
 }
 
 pub(super) fn section<T: DeserializeOwned>(

@@ -426,3 +426,60 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
         old.stop()
         if new:
             new.stop()
+
+
+def check(path, env=None):
+    return subprocess.run([str(BIN), "check", "-c", str(path)], capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})))
+
+
+def test_check_reports_root_causes_in_the_files_words(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("""
+server: {threads: -1}
+providers:
+  - {name: openai, kind: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-test}
+modles:
+  a: {targets: [{provider: openai, model: x}]}
+keys:
+  - {name: k, key: sk-12345678, models: [a], limits: {rpm: 1.5}}
+apps: {dir: nowhere}
+workflows: {dir: workflows}
+""")
+    (tmp_path / "workflows").mkdir()
+    r = check(conf)
+    lines = r.stderr.strip().splitlines()[1:]
+    assert r.returncode == 1
+    assert lines == [
+        "modles: unknown section; did you mean `models`?",
+        "server.threads: invalid value: the number `-1`, expected a whole number (0 or more)",
+        "keys[0].limits.rpm: invalid type: the number `1.5`, expected a whole number (0 or more)",
+        f"apps.dir: cannot read the directory {tmp_path}/nowhere: No such file or directory (os error 2)",
+    ], r.stderr
+    conf.write_text("""
+providers:
+  - {name: openai, kind: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-test, timeouts: {first_byte: 30}}
+models:
+  a: {targets: [{provider: openai, model: x}], retry: {attempts: many}}
+keys: [{name: k, key: sk-12345678, models: [a]}]
+""")
+    lines = check(conf).stderr.strip().splitlines()[1:]
+    # The provider and the model are each reported once; nothing that names them is.
+    assert lines == [
+        "providers[0].timeouts.first_byte: `30` is not a duration: write one like 30s, 500ms or 2m",
+        "models.a.retry.attempts: invalid type: string \"many\", expected a whole number (0 or more)",
+    ], lines
+
+
+def test_the_readmes_configuration_reference_is_a_valid_config(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    reference = text.split("## Configuration reference", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    conf = tmp_path / "reference.yaml"
+    conf.write_text(reference)
+    for d in ("apps", "workflows"):
+        (tmp_path / d).mkdir()
+    env = {v: "sk-reference-value" for v in (
+        "OPENAI_API_KEY", "DEEPSEEK_API_KEY", "ZHIPU_KEY_ID", "ZHIPU_SECRET", "QIANFAN_CLIENT_ID",
+        "QIANFAN_CLIENT_SECRET", "DASHSCOPE_API_KEY", "MODELMUX_KEY_APP")}
+    r = check(conf, env)
+    assert r.returncode == 0, r.stdout + r.stderr

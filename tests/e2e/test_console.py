@@ -51,6 +51,8 @@ def console(mock):
         pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
     admin_port = free_port()
     with tempfile.TemporaryDirectory() as flows_dir:
+        for d in ("apps", "workflows"):
+            os.mkdir(os.path.join(flows_dir, d))
         with running_gateway(config(mock, admin_port, flows_dir)) as gw:
             gw.admin_url = f"http://127.0.0.1:{admin_port}"
             yield gw
