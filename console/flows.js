@@ -71,12 +71,32 @@ function appVariables() {
   return Object.fromEntries($$("#app-variables input").map((i) => [i.dataset.var, i.value]));
 }
 
-function previewApp() {
+/// The chat messages the form makes with the variables filled in: what the preview shows.
+function formMessages() {
   const vars = appVariables();
   const messages = [];
   if ($("#app-system").value.trim()) messages.push({role: "system", content: fillTemplate($("#app-system").value, vars)});
   messages.push({role: "user", content: fillTemplate($("#app-user").value, vars)});
-  $("#app-preview").textContent = JSON.stringify(messages, null, 2);
+  return messages;
+}
+
+function previewApp() {
+  $("#app-preview").textContent = JSON.stringify(formMessages(), null, 2);
+}
+
+/// The saved version the form shows unchanged, or null when it has been edited.
+function shownVersion(app) {
+  if (!app) return null;
+  const latest = app.versions.reduce((a, b) => (b.version > a.version ? b : a));
+  let params;
+  try {
+    params = JSON.stringify(JSON.parse($("#app-params").value || "{}"));
+  } catch {
+    return null;
+  }
+  const same = latest.model === $("#app-model").value && (latest.system || "") === $("#app-system").value
+    && latest.user === $("#app-user").value && JSON.stringify(latest.params || {}) === params;
+  return same ? latest.version : null;
 }
 
 async function saveApp() {
@@ -105,17 +125,31 @@ async function saveApp() {
   }
 }
 
+/// Runs exactly what the form shows: the saved version it shows, pinned in the call, or, with
+/// unsaved edits, the previewed messages on the form's model.
 async function tryApp() {
   const app = currentApp();
-  if (!app) return;
+  const version = shownVersion(app);
   const out = $("#app-answer");
   out.textContent = "";
-  const failed = await stream(state.overview.keys[0], `/v1/apps/${app.name}/completions`,
-    {variables: appVariables(), stream: true}, (e) => {
-      const d = e.choices?.[0]?.delta?.content;
-      if (d) out.textContent += d;
-      if (e.error) out.textContent += `\n${e.error.message}`;
-    });
+  let path, body;
+  if (app && version !== null) {
+    path = `/v1/apps/${app.name}/completions`;
+    body = {variables: appVariables(), version, stream: true};
+  } else {
+    let params = {};
+    try {
+      params = JSON.parse($("#app-params").value || "{}");
+    } catch { /* shown as a problem on save */ }
+    path = "/v1/chat/completions";
+    body = {...params, model: $("#app-model").value, messages: formMessages(), stream: true};
+    out.textContent = "(unsaved: the form as shown)\n";
+  }
+  const failed = await stream(state.overview.keys[0], path, body, (e) => {
+    const d = e.choices?.[0]?.delta?.content;
+    if (d) out.textContent += d;
+    if (e.error) out.textContent += `\n${e.error.message}`;
+  });
   if (failed) out.textContent = failed;
 }
 
@@ -165,6 +199,11 @@ let saved = [];
 async function loadWorkflows(select) {
   const data = (await api("GET", "/console/api/workflows")).data;
   saved = data.workflows || [];
+  for (const w of saved) {
+    w.workflow.layout ??= {};
+    w.workflow.edges ??= [];
+    w.workflow.inputs ??= {};
+  }
   $("#wf-pick").replaceChildren(el("option", {value: ""}, "(new workflow)"), ...saved.map((w) => el("option", {value: w.name}, w.name)));
   showWorkflow(select ?? saved[0]?.name ?? null);
   showReadOnly(data.read_only, "#wf-save", "#wf-message");
@@ -173,14 +212,14 @@ async function loadWorkflows(select) {
 function showWorkflow(name) {
   $("#wf-pick").value = name || "";
   const found = saved.find((w) => w.name === name);
-  wf = found ? JSON.parse(JSON.stringify(found)) : blankWorkflow();
+  wf = found ? JSON.parse(JSON.stringify(found.workflow)) : blankWorkflow();
   wf.layout ??= {};
   wf.edges ??= [];
   wf.inputs ??= {};
   $("#wf-name").value = wf.name;
   $("#wf-inputs").value = Object.entries(wf.inputs).map(([k, t]) => `${k}:${t}`).join(", ");
   selected = null;
-  $("#wf-yaml").textContent = "";
+  $("#wf-yaml").textContent = found?.yaml || "";
   renderRunInputs();
   renderCanvas();
   renderPanel();
@@ -330,9 +369,11 @@ function renderPanel() {
     }}, "Delete node"));
 }
 
+/// The run form for the workflow's inputs; values typed before are kept (a save re-renders it).
 function renderRunInputs() {
+  const typed = Object.fromEntries($$("#wf-run-inputs input").map((i) => [i.dataset.input, i.value]));
   $("#wf-run-inputs").replaceChildren(...Object.entries(wf.inputs || {}).map(([name, type]) =>
-    el("label", {}, `${name} (${type})`, el("input", {"data-input": name, "data-type": type}))));
+    el("label", {}, `${name} (${type})`, el("input", {"data-input": name, "data-type": type, value: typed[name] ?? ""}))));
 }
 
 async function saveWorkflow() {
@@ -351,8 +392,16 @@ async function saveWorkflow() {
   }
 }
 
+/// Runs the workflow as saved; says so when there is nothing saved to run, or when the canvas
+/// holds changes that a run would not include.
 async function runWorkflow() {
-  if (!wf.name) return;
+  const stored = saved.find((w) => w.name === wf.name);
+  if (!wf.name || !stored) {
+    $("#wf-message").textContent = "Save the workflow first: Run runs what is saved.";
+    return;
+  }
+  const unsaved = JSON.stringify(stored.workflow) !== JSON.stringify(wf);
+  $("#wf-message").textContent = unsaved ? "Running the saved version; the canvas has unsaved changes." : "";
   const inputs = {};
   for (const i of $$("#wf-run-inputs input")) {
     const t = i.dataset.type;

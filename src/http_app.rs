@@ -27,6 +27,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Bounds {
     pub(crate) header_timeout: Duration,
+    pub(crate) keepalive: Duration,
     pub(crate) max_connections: usize,
 }
 
@@ -34,6 +35,7 @@ impl From<&crate::config::ClientLimits> for Bounds {
     fn from(c: &crate::config::ClientLimits) -> Self {
         Bounds {
             header_timeout: c.header_timeout,
+            keepalive: c.keepalive,
             max_connections: c.max_connections,
         }
     }
@@ -85,12 +87,17 @@ impl<H: Handler> HttpServerApp for PlainHttp<H> {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let _slot = Slot::take(&self.busy, self.bounds.max_connections)?;
-        // No header in time (closed, garbage, or trickled): nothing to answer.
-        let header = tokio::time::timeout(self.bounds.header_timeout, http.read_request()).await;
+        // No header in time (closed, garbage, or trickled): nothing to answer. A kept-alive
+        // connection may first wait idle for `keepalive` (browsers keep the console's open).
+        let wait = match http.get_keepalive() {
+            Some(_) => self.bounds.keepalive + self.bounds.header_timeout,
+            None => self.bounds.header_timeout,
+        };
+        let header = tokio::time::timeout(wait, http.read_request()).await;
         if !matches!(header, Ok(Ok(true))) {
             return None;
         }
-        let keepalive = self.bounds.header_timeout.as_secs().max(1);
+        let keepalive = self.bounds.keepalive.as_secs().max(1);
         http.set_keepalive(if *shutdown.borrow() {
             None
         } else {

@@ -33,7 +33,12 @@ pub(crate) fn workflows(config: &Config) -> Value {
         "dir": config.workflows.dir.as_ref().map(|d| d.display().to_string()),
         "read_only": config.workflows.dir.as_deref().and_then(super::read_only),
         "http_allow": config.workflows.http_allow,
-        "workflows": config.workflows.by_name.values().map(|w| serde_json::to_value(&**w).unwrap_or_default()).collect::<Vec<_>>(),
+        // Each as the form's JSON and as the YAML file the console saves.
+        "workflows": config.workflows.by_name.values().map(|w| json!({
+            "name": w.name,
+            "workflow": serde_json::to_value(&**w).unwrap_or_default(),
+            "yaml": serde_yaml_ng::to_string(&**w).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
     })
 }
 
