@@ -1,7 +1,7 @@
 // The modelmux console: plain modules, no framework, no build step, nothing fetched from
 // elsewhere. Every text from the gateway is put in the page as text, never as HTML.
 
-import {$, $$, el, state, api, stream, showReadOnly} from "./lib.js";
+import {$, $$, el, state, api, stream, showReadOnly, chatModels} from "./lib.js";
 import {initFlows} from "./flows.js";
 
 // --- sign-in ------------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ function buildPlayground() {
     });
   }
   $("#code-copy").addEventListener("click", () => navigator.clipboard?.writeText($("#code").textContent));
-  buildPlaygroundGroups(new Set(state.overview.models.slice(0, 1).map((m) => m.name)));
+  buildPlaygroundGroups(new Set(chatModels().slice(0, 1).map((m) => m.name)));
 }
 
 function checkedModels() {
@@ -385,7 +385,7 @@ async function checkRoutes(edit, save = false) {
 /// The model checkboxes, grouped by vendor.
 function buildPlaygroundGroups(checked) {
   const groups = {};
-  for (const m of state.overview.models) (groups[m.vendor] ??= []).push(m);
+  for (const m of chatModels()) (groups[m.vendor] ??= []).push(m);
   $("#pg-models").replaceChildren(...Object.entries(groups).map(([vendor, models]) => el("div", {class: "vendor-group"},
     el("h3", {}, VENDORS[vendor] || vendor),
     models.map((m) => el("label", {}, el("input", {type: "checkbox", name: "model", value: m.name, checked: checked.has(m.name)}), m.name)))));

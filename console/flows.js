@@ -2,7 +2,7 @@
 // preview, and the workflow canvas (drag nodes from the palette, wire ports, configure in the
 // side panel, save as YAML, run with per-node events).
 
-import {$, $$, el, state, api, stream, templateVariables, fillTemplate, showReadOnly} from "./lib.js";
+import {$, $$, el, state, api, stream, templateVariables, fillTemplate, showReadOnly, chatModels} from "./lib.js";
 
 export function initFlows() {
   initApps();
@@ -18,7 +18,7 @@ function showProblems(list, problems) {
 let apps = [];
 
 async function initApps() {
-  $("#app-model").replaceChildren(...state.overview.models.map((m) => el("option", {value: m.name}, m.name)));
+  $("#app-model").replaceChildren(...chatModels().map((m) => el("option", {value: m.name}, m.name)));
   for (const id of ["#app-system", "#app-user"]) $(id).addEventListener("input", refreshAppVariables);
   $("#app-pick").addEventListener("change", () => showApp($("#app-pick").value));
   $("#app-new").addEventListener("click", () => showApp(null));
@@ -239,7 +239,7 @@ function addNode(type, x, y) {
   while (wf.nodes.some((node) => node.id === `${type}-${n}`)) n++;
   const id = `${type}-${n}`;
   const node = {id, type, ...JSON.parse(JSON.stringify(NODE_TYPES[type]))};
-  if (type === "llm") node.model = state.overview.models[0]?.name || "";
+  if (type === "llm") node.model = chatModels()[0]?.name || "";
   wf.nodes.push(node);
   wf.layout[id] = {x: Math.max(0, Math.round(x)), y: Math.max(0, Math.round(y))};
   selected = id;
@@ -341,7 +341,7 @@ function renderPanel() {
     let input;
     if (kind === "textarea") input = el("textarea", {rows: 3, "data-field": key, oninput: (ev) => set(ev.target.value)}, node[key] ?? "");
     else if (kind === "model") input = el("select", {"data-field": key, onchange: (ev) => set(ev.target.value)},
-      state.overview.models.map((m) => el("option", {value: m.name, selected: m.name === node.model}, m.name)));
+      chatModels().map((m) => el("option", {value: m.name, selected: m.name === node.model}, m.name)));
     else if (Array.isArray(kind)) input = el("select", {"data-field": key, onchange: (ev) => set(ev.target.value)},
       kind.map((o) => el("option", {value: o, selected: o === node[key]}, o)));
     else if (kind === "json") input = el("input", {"data-field": key, value: JSON.stringify(node[key] || {}),

@@ -76,3 +76,9 @@ export function showReadOnly(reason, button, message) {
   $(button).disabled = Boolean(reason);
   if (reason) $(message).textContent = `Read-only: ${reason}`;
 }
+
+/// The models that answer chat (not embeddings or images): what the playground, apps and llm
+/// nodes offer.
+export function chatModels() {
+  return state.overview.models.filter((m) => m.kind === "chat");
+}

@@ -60,6 +60,9 @@ impl<H> PlainHttp<H> {
     }
 }
 
+/// Marks a connection that has been kept alive after an answer.
+struct KeptAlive;
+
 /// One of a listener's connection slots, given back when dropped.
 struct Slot<'a>(&'a AtomicUsize);
 
@@ -87,11 +90,14 @@ impl<H: Handler> HttpServerApp for PlainHttp<H> {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let _slot = Slot::take(&self.busy, self.bounds.max_connections)?;
-        // No header in time (closed, garbage, or trickled): nothing to answer. A kept-alive
-        // connection may first wait idle for `keepalive` (browsers keep the console's open).
-        let wait = match http.get_keepalive() {
-            Some(_) => self.bounds.keepalive + self.bounds.header_timeout,
-            None => self.bounds.header_timeout,
+        // No header in time (closed, garbage, or trickled): nothing to answer. A connection
+        // kept alive after an answer (marked so below) may first wait idle for `keepalive`:
+        // browsers keep the console's open.
+        let kept_alive = http.take_connection_user_context().is_some();
+        let wait = if kept_alive {
+            self.bounds.keepalive + self.bounds.header_timeout
+        } else {
+            self.bounds.header_timeout
         };
         let header = tokio::time::timeout(wait, http.read_request()).await;
         if !matches!(header, Ok(Ok(true))) {
@@ -106,7 +112,8 @@ impl<H: Handler> HttpServerApp for PlainHttp<H> {
         if !self.handler.handle(&mut http).await {
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&http);
+        let mut settings = HttpPersistentSettings::for_session(&http);
+        settings.set_user_context(Box::new(KeptAlive));
         match http.finish().await {
             Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
             Err(_) => None,

@@ -55,7 +55,7 @@ pub(crate) static BREAKER_STATE: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec_with_registry!(
         "modelmux_breaker_state",
         "Circuit breaker state per target: 0 closed, 1 open, 2 half-open.",
-        &["provider", "model"],
+        &["provider", "vendor_model"],
         REGISTRY
     )
     .expect("metric registers once")
@@ -65,7 +65,7 @@ pub(crate) static BREAKER_TRANSITIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec_with_registry!(
         "modelmux_breaker_transitions_total",
         "Circuit breaker state changes per target, by the state entered.",
-        &["provider", "model", "to"],
+        &["provider", "vendor_model", "to"],
         REGISTRY
     )
     .expect("metric registers once")
@@ -222,7 +222,7 @@ pub(crate) static TARGET_IN_FLIGHT: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec_with_registry!(
         "modelmux_target_in_flight",
         "Requests in flight to a target (provider, vendor model).",
-        &["provider", "model"],
+        &["provider", "vendor_model"],
         REGISTRY
     )
     .expect("metric registers once")
@@ -265,6 +265,60 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*CACHE_BYTES,
         &*UPSTREAM_CONNECTIONS,
     ]
+}
+
+/// What the last admission left of a limit, or None when nothing has been admitted under it
+/// yet (an unused key has no "0 remaining").
+pub(crate) fn limit_remaining(scope: &str, name: &str, kind: &str) -> Option<i64> {
+    use prometheus::core::Collector;
+    let wanted = [("kind", kind), ("name", name), ("scope", scope)];
+    LIMIT_REMAINING.collect().iter().find_map(|family| {
+        family.get_metric().iter().find_map(|m| {
+            let labels = m.get_label();
+            let matches = wanted
+                .iter()
+                .all(|(k, v)| labels.iter().any(|l| l.name() == *k && l.value() == *v));
+            matches.then(|| m.get_gauge().get_value() as i64)
+        })
+    })
+}
+
+/// Drops the series whose labels name what the config no longer has (a target, model,
+/// provider or key removed by a reload): `known(label, value)` says whether a value is still
+/// configured. A dashboard then shows what runs, not what ran once.
+pub(crate) fn forget(known: &dyn Fn(&str, &str) -> bool) {
+    prune(&REQUESTS, known);
+    prune(&REQUEST_DURATION, known);
+    prune(&UPSTREAM_ERRORS, known);
+    prune(&TOKENS, known);
+    prune(&BREAKER_STATE, known);
+    prune(&BREAKER_TRANSITIONS, known);
+    prune(&RETRIES, known);
+    prune(&ATTEMPTS, known);
+    prune(&LIMIT_REMAINING, known);
+    prune(&COST, known);
+    prune(&TIME_TO_FIRST_TOKEN, known);
+    prune(&TIME_PER_OUTPUT_TOKEN, known);
+    prune(&TARGET_IN_FLIGHT, known);
+}
+
+fn prune<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    known: &dyn Fn(&str, &str) -> bool,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !labels.iter().all(|(name, value)| known(name, value)) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
 }
 
 /// Registers every metric so that the first scrape lists them all, even at zero.

@@ -13,12 +13,15 @@ const BUCKETS: usize = 30;
 /// Histogram bounds grow by √2 from 1 ms: bucket `i` holds durations up to 2^(i/2) ms.
 const HIST: usize = 50;
 
+/// Counts per bucket, and the longest duration seen: a quantile is never put above it (a
+/// bucket's upper bound could otherwise exceed every request, even its own timeout).
 #[derive(Clone, Copy)]
-struct Hist([u32; HIST]);
+struct Hist([u32; HIST], f32);
 
 impl Hist {
     fn add(&mut self, d: Duration) {
         let ms = d.as_secs_f64() * 1000.0;
+        self.1 = self.1.max(ms as f32);
         let i = if ms <= 1.0 {
             0
         } else {
@@ -31,9 +34,10 @@ impl Hist {
         for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
             *a += b;
         }
+        self.1 = self.1.max(other.1);
     }
 
-    /// The upper bound of the bucket holding quantile `q`, in ms.
+    /// The upper bound of the bucket holding quantile `q`, in ms, at most the longest seen.
     fn quantile(&self, q: f64) -> Option<f64> {
         let total: u32 = self.0.iter().sum();
         if total == 0 {
@@ -44,7 +48,7 @@ impl Hist {
         for (i, n) in self.0.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return Some(2f64.powf(i as f64 / 2.0));
+                return Some(2f64.powf(i as f64 / 2.0).min(f64::from(self.1)));
             }
         }
         None
@@ -66,8 +70,8 @@ impl Bucket {
         period: 0,
         requests: 0,
         errors: 0,
-        latency: Hist([0; HIST]),
-        ttft: Hist([0; HIST]),
+        latency: Hist([0; HIST], 0.0),
+        ttft: Hist([0; HIST], 0.0),
     };
 }
 
@@ -111,14 +115,18 @@ pub(crate) struct Timeline {
 
 impl Timeline {
     /// A finished request at `target` (`provider/model`).
+    /// One finished request; `failure` says why it failed, kept as the last error unless the
+    /// attempt already noted a more precise one while the request ran (so an error rate is
+    /// never shown beside "no errors").
     pub(crate) fn record(
         &self,
         target: &str,
-        failed: bool,
+        failure: Option<&str>,
         latency: Duration,
         ttft: Option<Duration>,
     ) {
-        let period = crate::clock::unix_secs() / BUCKET_SECS;
+        let now = crate::clock::unix_secs();
+        let period = now / BUCKET_SECS;
         let mut targets = self.targets.lock().expect("timeline lock");
         let series = series_of(&mut targets, target);
         let b = &mut series.buckets[(period % BUCKETS as u64) as usize];
@@ -129,10 +137,19 @@ impl Timeline {
             };
         }
         b.requests += 1;
-        b.errors += u32::from(failed);
+        b.errors += u32::from(failure.is_some());
         b.latency.add(latency);
         if let Some(t) = ttft {
             b.ttft.add(t);
+        }
+        if let Some(message) = failure {
+            let began = now.saturating_sub(latency.as_secs());
+            if series.last_error.as_ref().is_none_or(|e| e.at < began) {
+                series.last_error = Some(LastError {
+                    at: now,
+                    message: message.chars().take(500).collect(),
+                });
+            }
         }
     }
 
@@ -150,8 +167,8 @@ impl Timeline {
         let now = crate::clock::unix_secs() / BUCKET_SECS;
         let targets = self.targets.lock().expect("timeline lock");
         let series = targets.get(target);
-        let mut latency = Hist([0; HIST]);
-        let mut ttft = Hist([0; HIST]);
+        let mut latency = Hist([0; HIST], 0.0);
+        let mut ttft = Hist([0; HIST], 0.0);
         let (mut requests, mut errors) = (0, 0);
         let points = (0..BUCKETS as u64)
             .rev()
@@ -217,7 +234,7 @@ mod tests {
         for ms in [10, 12, 14, 900] {
             t.record(
                 "p/m",
-                ms == 900,
+                (ms == 900).then_some("HTTP 502"),
                 Duration::from_millis(ms),
                 Some(Duration::from_millis(5)),
             );
@@ -228,7 +245,8 @@ mod tests {
         assert_eq!(s.error_rate, 0.25);
         let p50 = s.p50_ms.unwrap();
         assert!((11.0..=16.0).contains(&p50), "{p50}");
-        assert!(s.p99_ms.unwrap() >= 900.0);
+        // The bucket's bound is 1024 ms; no request took longer than 900.
+        assert_eq!(s.p99_ms.unwrap(), 900.0);
         assert_eq!(s.series.len(), BUCKETS);
         assert_eq!(s.series.last().unwrap().requests, 4);
         assert_eq!(s.last_error.unwrap().message, "boom");

@@ -20,9 +20,14 @@ impl Gateway {
         let elapsed = ctx.start.elapsed();
         record_metrics(ctx, status, elapsed);
         if let Some(target) = ctx.target() {
-            let failed = status >= 500 || ctx.upstream_error.is_some();
+            let failure =
+                (status >= 500 || ctx.upstream_error.is_some()).then(|| match ctx.upstream_error {
+                    Some(kind) => format!("{} (HTTP {status})", kind.as_str()),
+                    None => format!("HTTP {status}"),
+                });
             let ttft = ctx.first_token.map(|t| t.duration_since(ctx.start));
-            self.timeline.record(target, failed, elapsed, ttft);
+            self.timeline
+                .record(target, failure.as_deref(), elapsed, ttft);
         }
         // What the request used: the vendor's count, or, for a stream cut before its usage
         // came, what reached the client; so hanging up early is not a way around the budget.

@@ -263,9 +263,15 @@ impl Gateway {
             Ok(()) => true,
             // Too late for a status code: a stream already reported its failure in-band.
             Err(Stop::Reply(_)) if session.response_written().is_some() => false,
-            Err(Stop::Reply(e)) => respond::write_error(session, ctx.api, &ctx.common_headers, &e)
-                .await
-                .is_ok(),
+            Err(Stop::Reply(mut e)) => {
+                // An error after a vendor was tried names it too (`x-modelmux-target`).
+                if let Some(target) = ctx.target() {
+                    e.headers.push(("x-modelmux-target", target.to_string()));
+                }
+                respond::write_error(session, ctx.api, &ctx.common_headers, &e)
+                    .await
+                    .is_ok()
+            }
             Err(Stop::Downstream(e)) => {
                 self.answer_broken_request(session, ctx, &e).await;
                 false

@@ -58,11 +58,7 @@ struct LimitStatus {
 
 fn limit_status(scope: &str, name: &str, limits: &Limits) -> LimitStatus {
     let remaining = |set: Option<u64>, kind: &str| {
-        set.map(|_| {
-            metrics::LIMIT_REMAINING
-                .with_label_values(&[scope, name, kind])
-                .get()
-        })
+        set.and_then(|_| metrics::limit_remaining(scope, name, kind))
     };
     LimitStatus {
         name: name.to_string(),

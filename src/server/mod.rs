@@ -91,6 +91,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
         .join(format!("modelmux-{}.sock", std::process::id()))
         .to_string_lossy()
         .into_owned();
+    let local_socket_path = local_socket.clone();
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         upstreams,
@@ -117,7 +118,7 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     );
     server.add_service(local);
 
-    let mut hooks: Vec<OnReload> = Vec::new();
+    let mut hooks: Vec<OnReload> = vec![Box::new(forget_removed_series)];
     if let Some(cert) = cert {
         hooks.push(Box::new(move |c: &Config| {
             if let Some(files) = &c.server.tls {
@@ -173,7 +174,32 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
             fds: listen_fds,
         }),
     });
+    // The gateway's own socket (compare) goes with it.
+    let _ = std::fs::remove_file(&local_socket_path);
     std::process::exit(0)
+}
+
+/// After a reload: the metrics series of targets, models, providers and keys that are gone.
+fn forget_removed_series(c: &Config) {
+    let targets: std::collections::HashSet<String> = c
+        .models
+        .iter()
+        .flat_map(|m| m.targets.iter())
+        .flat_map(|t| [format!("{}/{}", t.provider.name, t.model), t.model.clone()])
+        .collect();
+    let known = |label: &str, value: &str| match label {
+        // "-": not known when the request ended (refused before routing); "cache": a hit.
+        _ if value == "-" || value == "cache" => true,
+        "model" => {
+            c.model(value).is_some() || value.starts_with("app/") || value.starts_with("workflow/")
+        }
+        "provider" => c.providers.iter().any(|p| p.name == value),
+        "target" | "vendor_model" => targets.contains(value),
+        // Rate-limit gauges name a key or a model in `name`.
+        "name" => c.keys.iter().any(|k| k.name == value) || c.model(value).is_some(),
+        _ => true,
+    };
+    metrics::forget(&known);
 }
 
 /// Budget spend kept in this process's memory starts again at zero on every restart: say so

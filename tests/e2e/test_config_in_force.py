@@ -7,6 +7,7 @@ named with the variable they came from; diagnostics go to stderr."""
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def test_a_reload_reaches_the_sdks_pooled_connections(mock):
         assert moved.headers["x-modelmux-target"] == "anthropic/claude-y"
         with pytest.raises(openai.AuthenticationError):
             doomed.chat.completions.create(model="gpt-4o-mini", messages=USER)
+        # The old route's series went with it.
+        assert gw.metric("modelmux_requests_total", model="gpt-4o-mini", provider="openai",
+                         target="openai/gpt-4o-mini", status="200") is None
         # All of it on the one connection the pool kept.
         assert gw.metric("modelmux_requests_total", model="gpt-4o-mini", provider="anthropic",
                          target="anthropic/claude-y", status="200") == 1
@@ -126,30 +130,54 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     assert lines and all(l.startswith("{") for l in lines), stdout
 
 
+class offline_gateway:
+    """`modelmux serve` on the shipped offline config (mocks inside), on free ports."""
+
+    def __init__(self, tmp_path, env=None):
+        text = (ROOT / "conf" / "modelmux.yaml").read_text()
+        self.port, metrics, admin = free_port(), free_port(), free_port()
+        text = text.replace("127.0.0.1:8080", f"127.0.0.1:{self.port}")
+        text = text.replace("127.0.0.1:9091", f"127.0.0.1:{metrics}").replace("127.0.0.1:8081", f"127.0.0.1:{admin}")
+        self.conf = tmp_path / "modelmux.yaml"
+        self.conf.write_text(text)
+        for d in ("apps", "workflows"):
+            (tmp_path / d).symlink_to(ROOT / "conf" / d)
+        self.env = dict(os.environ, **(env or {}))
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([str(BIN), "serve", "-c", str(self.conf)], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{self.port}/health")
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+
 def test_the_offline_config_never_sends_a_real_key_to_a_mock(tmp_path):
     """With OPENAI_API_KEY exported (as most developers have), the README's first request
     still answers from the mock."""
-    text = (ROOT / "conf" / "modelmux.yaml").read_text()
-    port, metrics, admin = free_port(), free_port(), free_port()
-    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("127.0.0.1:9091", f"127.0.0.1:{metrics}")
-    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{admin}")
-    conf = tmp_path / "modelmux.yaml"
-    conf.write_text(text)
-    for d in ("apps", "workflows"):
-        (tmp_path / d).symlink_to(ROOT / "conf" / d)
-    env = dict(os.environ, OPENAI_API_KEY="sk-proj-a-real-developer-key", ANTHROPIC_API_KEY="sk-ant-real")
-    p = subprocess.Popen([str(BIN), "serve", "-c", str(conf)], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
+    env = {"OPENAI_API_KEY": "sk-proj-a-real-developer-key", "ANTHROPIC_API_KEY": "sk-ant-real"}
+    with offline_gateway(tmp_path, env) as g:
         for model in ("gpt-4o-mini", "claude-sonnet-4"):
-            r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+            r = httpx.post(f"http://127.0.0.1:{g.port}/v1/chat/completions",
                            headers={"authorization": "Bearer sk-modelmux-demo"},
                            json={"model": model, "messages": USER}, timeout=30)
             assert r.status_code == 200, r.text
-    finally:
-        p.terminate()
-        p.wait(timeout=15)
+
+
+def test_the_readmes_langchain_example_runs(tmp_path):
+    pytest.importorskip("langchain_openai")
+    import sys
+    text = (ROOT / "README.md").read_text()
+    example = text.split("With LangChain", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    with offline_gateway(tmp_path) as g:
+        code = example.replace("127.0.0.1:8080", f"127.0.0.1:{g.port}")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    reply, dims = r.stdout.strip().splitlines()[-2:]
+    assert reply.startswith("Mock dashscope reply") and int(dims) > 0, r.stdout
 
 
 def test_refused_credentials_are_not_retried_and_name_their_variable(mock):
@@ -170,6 +198,7 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
         assert "Provider `openai`" in message and "$CONFIG_TEST_OPENAI_KEY" in message, message
         assert "sk-wrong-but-real-looking" not in r.text
         assert mock.stats("openai")["requests"] == before + 1
+        assert r.headers["x-modelmux-target"] == "openai/gpt-4o-mini"
 
 
 def stream_events(base_url, words, delay_ms, out):
@@ -256,6 +285,8 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     p.proc.wait(timeout=20)
     assert time.time() - started < 5
     assert "draining" in p.output()
+    # Its own socket (for compare) is gone with it.
+    assert not (Path(tempfile.gettempdir()) / f"modelmux-{p.proc.pid}.sock").exists()
 
 
 def test_a_configmap_update_is_noticed(mock, tmp_path):
@@ -370,6 +401,7 @@ def test_idle_kept_alive_connections_follow_keepalive_not_the_header_deadline(mo
 server:
   listen: ["127.0.0.1:{port}"]
   clients: {{header_timeout: 1s, keepalive: 3s}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
 providers:
 {mock_providers(mock, "openai")}
 models: {{m: {{targets: [{{provider: openai, model: m}}]}}}}
@@ -377,15 +409,17 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
 """
     get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     with running_gateway(make) as gw:
-        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
-            s.sendall(get)
-            assert s.recv(4096).startswith(b"HTTP/1.1 200")
-            time.sleep(2)  # past the header deadline, within keepalive
-            s.sendall(get)
-            assert s.recv(4096).startswith(b"HTTP/1.1 200")
-            started = time.time()
-            assert s.recv(4096) == b""  # closed once keepalive has passed
-            assert 2 < time.time() - started < 5
+        # The public listener and the metrics listener (as the admin one) alike.
+        for port in (gw.port, gw.metrics_port):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(get)
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+                time.sleep(2)  # past the header deadline, within keepalive
+                s.sendall(get)
+                assert s.recv(4096).startswith(b"HTTP/1.1 200"), port
+                started = time.time()
+                assert s.recv(4096) == b""  # closed once keepalive has passed
+                assert 2 < time.time() - started < 5
         with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
             s.sendall(get)
             assert s.recv(4096).startswith(b"HTTP/1.1 200")

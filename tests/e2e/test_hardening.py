@@ -78,7 +78,7 @@ def test_two_poison_requests_do_not_take_a_model_down(gw):
     for i in range(20):
         r = client.chat.completions.create(model="solo", messages=[{"role": "user", "content": f"normal {i}"}])
         assert r.choices[0].message.content == f"Mock openai reply to: normal {i}"
-    assert gw.metric("modelmux_breaker_state", provider="primary", model="gpt-4o-mini") == 0
+    assert gw.metric("modelmux_breaker_state", provider="primary", vendor_model="gpt-4o-mini") == 0
 
 
 def test_an_open_breaker_never_leaves_a_model_without_a_target(mock):
@@ -98,7 +98,7 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
         client = gw.client()
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(model="solo", messages=POISON)
-        assert gw.metric("modelmux_breaker_state", provider="primary", model="gpt-4o-mini") == 1
+        assert gw.metric("modelmux_breaker_state", provider="primary", vendor_model="gpt-4o-mini") == 1
         for _ in range(5):
             r = client.chat.completions.create(model="solo", messages=USER)
             assert r.choices[0].message.content.startswith("Mock openai")

@@ -56,7 +56,7 @@ def ha(mock):
 
 
 def breaker_state(gw):
-    return gw.metric("modelmux_breaker_state", provider="primary", model="gpt-4o-mini")
+    return gw.metric("modelmux_breaker_state", provider="primary", vendor_model="gpt-4o-mini")
 
 
 def settle(gw, mock):
@@ -116,7 +116,7 @@ def test_breaker_opens_skips_half_opens_and_closes(ha, mock):
     assert r.choices[0].message.content.startswith("Mock openai"), "the half-open probe went to the primary"
     assert breaker_state(ha) == 0, "a successful probe closes it"
     for to in ("open", "half_open", "closed"):
-        assert ha.metric("modelmux_breaker_transitions_total", provider="primary", model="gpt-4o-mini", to=to) >= 1
+        assert ha.metric("modelmux_breaker_transitions_total", provider="primary", vendor_model="gpt-4o-mini", to=to) >= 1
     assert ha.metric("modelmux_retries_total", model="ha", kind="failover") >= 3
 
 

@@ -287,6 +287,29 @@ impl Admin {
 
 /// The public models grouped by the vendor that serves each first, the client keys to act as
 /// (names only), and each model's route for the generated YAML.
+/// What a model answers, judged from its vendor models' names (the config does not say):
+/// `embeddings`, `images` or `chat`. The playground offers only chat models.
+fn answers(m: &crate::config::PublicModel) -> &'static str {
+    const IMAGES: [&str; 7] = [
+        "dall-e",
+        "gpt-image",
+        "wanx",
+        "sd_xl",
+        "imagen",
+        "flux",
+        "-image",
+    ];
+    let named = |t: &crate::config::Target, words: &[&str]| {
+        let name = t.model.to_ascii_lowercase();
+        words.iter().any(|w| name.contains(w))
+    };
+    match m.targets.first() {
+        Some(t) if named(t, &["embed"]) => "embeddings",
+        Some(t) if named(t, &IMAGES) => "images",
+        _ => "chat",
+    }
+}
+
 fn overview(config: &Config) -> Value {
     let models: Vec<Value> = config
         .models
@@ -296,6 +319,7 @@ fn overview(config: &Config) -> Value {
             json!({
                 "name": m.name,
                 "vendor": kind,
+                "kind": answers(m),
                 "targets": m.targets.iter().map(|t| format!("{}/{}", t.provider.name, t.model)).collect::<Vec<_>>(),
                 "route": {"targets": m.targets.iter().map(|t| json!({
                     "provider": t.provider.name, "model": t.model, "weight": t.weight, "priority": t.priority,
