@@ -291,7 +291,7 @@ function renderRoutesForm(problems) {
     const rename = (v) => {
       if (!v || v === name || routes[v]) return;
       routes = Object.fromEntries(Object.entries(routes).map(([k, x]) => [k === name ? v : k, x]));
-      formEdited();
+      formEdited(true);
     };
     const targets = m.targets.map((t, i) => el("div", {class: "row"},
       el("select", {"data-path": fieldPath(name, `.targets[${i}].provider`), onchange: (ev) => { t.provider = ev.target.value; formEdited(); }},
@@ -300,15 +300,15 @@ function renderRoutesForm(problems) {
       input(fieldPath(name, `.targets[${i}].model`), t.model, (v) => { t.model = v; formEdited(); }),
       el("label", {}, "weight"), input(fieldPath(name, `.targets[${i}].weight`), t.weight, (v) => { t.weight = num(v); formEdited(); }, "small", "number"),
       el("label", {}, "priority"), input(fieldPath(name, `.targets[${i}].priority`), t.priority, (v) => { t.priority = num(v); formEdited(); }, "small", "number"),
-      el("button", {class: "quiet", type: "button", onclick: () => { m.targets.splice(i, 1); formEdited(); }}, "×")));
+      el("button", {class: "quiet", type: "button", onclick: () => { m.targets.splice(i, 1); formEdited(true); }}, "×")));
     const limits = (m.limits ??= {});
     const timeouts = (m.timeouts ??= {});
     const setOpt = (obj, k, v) => { if (v === "" || v === undefined) delete obj[k]; else obj[k] = v; formEdited(); };
     return el("div", {class: "route", "data-model": name},
       el("div", {class: "row"}, el("strong", {}, "model"), input(fieldPath(name, ""), name, rename, "model-name"),
-        el("button", {class: "quiet", type: "button", onclick: () => { delete routes[name]; formEdited(); }}, "remove")),
+        el("button", {class: "quiet", type: "button", onclick: () => { delete routes[name]; formEdited(true); }}, "remove")),
       targets,
-      el("button", {class: "quiet", type: "button", onclick: () => { m.targets.push({provider: providers[0], model: ""}); formEdited(); }}, "+ target"),
+      el("button", {class: "quiet", type: "button", onclick: () => { m.targets.push({provider: providers[0], model: ""}); formEdited(true); }}, "+ target"),
       el("div", {class: "row"},
         el("label", {}, "rpm"), input(fieldPath(name, ".limits.rpm"), limits.rpm, (v) => setOpt(limits, "rpm", num(v)), "small", "number"),
         el("label", {}, "tpm"), input(fieldPath(name, ".limits.tpm"), limits.tpm, (v) => setOpt(limits, "tpm", num(v)), "small", "number"),
@@ -317,7 +317,15 @@ function renderRoutesForm(problems) {
         el("label", {}, "cache ttl"), input(fieldPath(name, ".cache.ttl"), m.cache?.ttl, (v) => { if (v) m.cache = {...(m.cache || {}), ttl: v}; else delete m.cache; formEdited(); }, "small")),
       el("div", {class: "problem", "data-problems": name}));
   });
+  // The form is drawn anew; the field being edited keeps the focus (and its caret).
+  const active = document.activeElement?.dataset?.path;
+  const caret = document.activeElement?.selectionStart;
   $("#routes-form").replaceChildren(...blocks);
+  const again = active && $$("#routes-form [data-path]").find((f) => f.dataset.path === active);
+  if (again) {
+    again.focus();
+    if (typeof caret === "number" && again.setSelectionRange && again.type === "text") again.setSelectionRange(caret, caret);
+  }
   showProblems(problems);
 }
 
@@ -353,9 +361,11 @@ let editTimer = null;
 /// edit, may update the form (an older one arriving late would undo what was typed since).
 let checkSeq = 0;
 
-function formEdited() {
+/// A form edit: the form is drawn again only when its shape changed (a model or target added,
+/// removed or renamed); a field's new value is already on screen, so the focus stays put.
+function formEdited(structural = false) {
   checkSeq++; // an edit makes every check already under way stale
-  renderRoutesForm([]);
+  if (structural) renderRoutesForm([]);
   clearTimeout(editTimer);
   editTimer = setTimeout(() => checkRoutes({models: clean(routes)}), 100);
 }
@@ -366,10 +376,14 @@ async function checkRoutes(edit, save = false) {
   if (seq !== checkSeq) return;
   const d = r.data;
   if (d.yaml !== undefined) $("#routes-yaml").value = d.yaml;
-  if (d.models && typeof d.models === "object") routes = d.models;
   $("#routes-diff").textContent = d.diff || "";
   const problems = d.problems || d.reload?.error?.problems || [];
-  renderRoutesForm(problems);
+  if (edit.models) {
+    showProblems(problems); // the form already shows what was checked
+  } else {
+    if (d.models && typeof d.models === "object") routes = d.models;
+    renderRoutesForm(problems);
+  }
   const msg = $("#routes-message");
   if (save && r.ok) {
     msg.textContent = "Saved and reloaded.";
@@ -397,8 +411,13 @@ $("#routes-save").addEventListener("click", () => checkRoutes({yaml: $("#routes-
 $("#routes-add").addEventListener("click", () => {
   let n = 1;
   while (routes[`new-model-${n}`]) n++;
-  routes[`new-model-${n}`] = {targets: [{provider: state.overview.providers[0]?.name, model: ""}]};
-  formEdited();
+  // The new model goes first, where the buttons are, with its name ready to type.
+  routes = {[`new-model-${n}`]: {targets: [{provider: state.overview.providers[0]?.name, model: ""}]}, ...routes};
+  formEdited(true);
+  const name = $(`#routes-form [data-path="models.new-model-${n}"]`);
+  name?.scrollIntoView({block: "center"});
+  name?.focus();
+  name?.select();
 });
 
 start();

@@ -189,6 +189,25 @@ def test_a_model_added_in_the_form_is_saved_and_served(page, console):
     assert r.model == "added-in-console"
 
 
+def test_a_form_edit_keeps_the_focus_and_changes_only_its_model(page, console):
+    page.click("header [data-tab=routes]")
+    model = "[data-path='models.qwen-plus.targets[0].model']"
+    page.fill(model, "qwen-max")
+    page.press(model, "Tab")
+    expect(page.locator("#routes-message")).to_have_text("Valid.")
+    # The form was drawn again with the check's answer; the focus stayed where Tab put it.
+    focused = page.evaluate("document.activeElement.dataset.path")
+    assert focused == "models.qwen-plus.targets[0].weight", focused
+    changed = [l for l in page.inner_text("#routes-diff").splitlines() if l.startswith(("+ ", "- "))]
+    assert changed and all("qwen" in l or "targets" in l or "provider" in l or "model" in l for l in changed), changed
+    assert not any("gpt-4o-mini" in l or "price" in l for l in changed), changed
+    # A new model comes first, named, where the buttons are.
+    page.click("#routes-add")
+    first = page.locator("#routes-form .route").first
+    assert first.get_attribute("data-model").startswith("new-model-")
+    assert page.evaluate("document.activeElement.dataset.path").startswith("models.new-model-")
+
+
 def console_conf(console):
     return console.process.proc.args[-1]
 

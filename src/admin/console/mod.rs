@@ -160,7 +160,10 @@ impl Admin {
         };
         let section = match (edit.get("yaml").and_then(Value::as_str), edit.get("models")) {
             (Some(yaml), _) => yaml.to_string(),
-            (None, Some(models)) => routes::section_yaml(models),
+            (None, Some(models)) => {
+                let current = std::fs::read_to_string(self.reloader.path()).unwrap_or_default();
+                routes::section_yaml(models, &routes::models_text(&current))
+            }
             (None, None) => {
                 return error(
                     400,

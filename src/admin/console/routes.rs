@@ -168,9 +168,92 @@ pub(crate) fn section_json(section: &str) -> Result<Value, Problems> {
     Ok(obj["models"].clone())
 }
 
-/// The form's JSON as the section's YAML.
-pub(crate) fn section_yaml(models: &Value) -> String {
-    serde_yaml_ng::to_string(&json!({ "models": models })).unwrap_or_default()
+/// The form's JSON as the section's YAML. A model the form left as it was keeps its text from
+/// `current` (the file's section: its layout and comments), so a one-model edit is a one-model
+/// diff; a changed or new one is written out.
+pub(crate) fn section_yaml(models: &Value, current: &str) -> String {
+    let whole = || serde_yaml_ng::to_string(&json!({ "models": models })).unwrap_or_default();
+    let (Some(new), Some(old), Ok(old_models)) = (
+        models.as_object(),
+        entry_texts(current),
+        section_json(current),
+    ) else {
+        return whole();
+    };
+    let header = current.lines().next().unwrap_or("models:");
+    let mut out = format!("{header}\n");
+    for (name, model) in new {
+        match old.iter().find(|(n, _)| n == name) {
+            Some((_, text)) if old_models.get(name) == Some(model) => out.push_str(text),
+            _ => {
+                let entry = serde_yaml_ng::to_string(&json!({ name: model })).unwrap_or_default();
+                for line in entry.lines() {
+                    out.push_str("  ");
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each model's text in a `models:` section written as a block mapping: from its key's line
+/// to the next key's (comments before a model go with the one above). None for a section in
+/// another style, which is then written out whole.
+fn entry_texts(section: &str) -> Option<Vec<(String, String)>> {
+    /// The keys of the mapping under `models:` and where each starts.
+    #[derive(Default)]
+    struct Keys {
+        depth: usize,
+        members: usize,
+        starts: Vec<(String, usize)>,
+    }
+    impl MarkedEventReceiver for Keys {
+        fn on_event(&mut self, ev: Event, mark: Marker) {
+            let in_models = self.depth == 2;
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    if in_models {
+                        self.members += 1;
+                    }
+                    self.depth += 1;
+                }
+                Event::MappingEnd | Event::SequenceEnd => self.depth = self.depth.saturating_sub(1),
+                Event::Scalar(value, ..) if in_models => {
+                    if self.members.is_multiple_of(2) {
+                        self.starts.push((value, mark.index()));
+                    }
+                    self.members += 1;
+                }
+                Event::Alias(_) if in_models => self.members += 1,
+                _ => {}
+            }
+        }
+    }
+    let mut keys = Keys::default();
+    Parser::new_from_str(section).load(&mut keys, false).ok()?;
+    let line_start = |at: usize| section[..at].rfind('\n').map_or(0, |i| i + 1);
+    // Block style only: each key begins its own line.
+    let block = keys
+        .starts
+        .iter()
+        .all(|(_, at)| section[line_start(*at)..*at].trim().is_empty());
+    if keys.starts.is_empty() || !block {
+        return None;
+    }
+    let texts = keys.starts.iter().enumerate().map(|(i, (name, at))| {
+        let end = keys
+            .starts
+            .get(i + 1)
+            .map_or(section.len(), |(_, next)| line_start(*next));
+        let mut text = section[line_start(*at)..end].to_string();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        (name.clone(), text)
+    });
+    Some(texts.collect())
 }
 
 /// The edited file, checked whole by the config loader; its problems otherwise.
@@ -349,6 +432,24 @@ mod tests {
                     .unwrap()
                     .contains("\ncors:")
         );
+    }
+
+    #[test]
+    fn a_form_edit_rewrites_only_the_models_it_changed() {
+        let current = "models:   # routes\n  a:\n    # the main one\n    targets: [{provider: p, model: x}]\n  b: {targets: [{provider: p, model: y}]}\n";
+        let mut models = section_json(current).unwrap();
+        models["b"]["targets"][0]["model"] = json!("z");
+        let section = section_yaml(&models, current);
+        assert!(section.starts_with("models:   # routes\n  a:\n    # the main one\n    targets: [{provider: p, model: x}]\n"), "{section}");
+        assert!(
+            section.contains("  b:\n    targets:\n    - provider: p\n      model: z\n"),
+            "{section}"
+        );
+        assert_eq!(section_json(&section).unwrap(), models);
+        // A section in flow style is written out whole.
+        let flow = "models: {a: {targets: [{provider: p, model: x}]}}\n";
+        let again = section_yaml(&section_json(flow).unwrap(), flow);
+        assert_eq!(section_json(&again).unwrap(), section_json(flow).unwrap());
     }
 
     #[test]
