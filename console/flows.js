@@ -141,7 +141,7 @@ async function tryApp() {
     try {
       params = JSON.parse($("#app-params").value || "{}");
     } catch { /* shown as a problem on save */ }
-    path = "/v1/chat/completions";
+    path = undefined; // a chat completion
     body = {...params, model: $("#app-model").value, messages: formMessages(), stream: true};
     out.textContent = "(unsaved: the form as shown)\n";
   }

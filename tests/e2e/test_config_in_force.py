@@ -4,6 +4,7 @@ not the one that answered after a failover; the offline config never sends a dev
 key to a mock, and a vendor that refuses the gateway's credentials is not asked again and is
 named with the variable they came from; diagnostics go to stderr."""
 
+import json
 import os
 import signal
 import subprocess
@@ -214,57 +215,115 @@ def stream_events(base_url, words, delay_ms, out):
         out["error"] = repr(e)
 
 
+def load(base_url, stop, results):
+    """Chat requests in a loop, on a pooled connection and on fresh ones, until `stop`."""
+    with httpx.Client(base_url=base_url, timeout=20) as pooled:
+        while not stop.is_set():
+            for c in (pooled, None):
+                try:
+                    r = (c or httpx).post(base_url + "/v1/chat/completions" if c is None else "/v1/chat/completions",
+                                          headers={"authorization": f"Bearer {DEMO_KEY}"},
+                                          json={"model": "gpt-4o-mini", "messages": USER}, timeout=20)
+                    results.append(r.status_code == 200 or f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    results.append(f"{type(e).__name__}: {e}")
+            time.sleep(0.02)
+
+
 def test_an_upgrade_ends_no_stream_silently(mock, tmp_path):
-    """Across SIGQUIT with a 3 s grace period: a stream of 2 s finishes, a stream of 10 s ends
-    with the in-band error event and [DONE]; requests during the hand-over are answered; the old
-    process exits once it has nothing left."""
+    """Across SIGQUIT with a 5 s grace period, under load: a stream of 3 s finishes, a stream of
+    10 s ends with the in-band error event and [DONE]; every other request is answered; the old
+    process exits once it has nothing left, with an access line for each stream."""
+    import threading
+    from conftest import Process
     port = free_port()
     conf = tmp_path / "c.yaml"
     conf.write_text(f"""
-server: {{listen: ["127.0.0.1:{port}"], grace_period_seconds: 3, upgrade_sock: "{tmp_path}/run/upgrade.sock"}}
+server: {{listen: ["127.0.0.1:{port}"], grace_period_seconds: 5, upgrade_sock: "{tmp_path}/run/upgrade.sock"}}
 log: {{format: json}}
 providers:
 {mock_providers(mock, "openai")}
 models: {{gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}}}
 keys: [{{name: all, key: {DEMO_KEY}}}]
 """)
-    import threading
-    from conftest import Process
     old = Process(["serve", "-c", str(conf)], "old")
     new = None
+    stop, results = threading.Event(), []
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/health")
+        loaders = [threading.Thread(target=load, args=(base, stop, results)) for _ in range(3)]
         short, long_ = {}, {}
-        threads = [threading.Thread(target=stream_events, args=(base, 20, 100, short)),
+        streams = [threading.Thread(target=stream_events, args=(base, 30, 100, short)),
                    threading.Thread(target=stream_events, args=(base, 100, 100, long_))]
-        for t in threads:
+        for t in loaders + streams:
             t.start()
         new = Process(["serve", "-c", str(conf), "--upgrade"], "new")
         time.sleep(0.5)
         old.proc.send_signal(signal.SIGQUIT)
-        answered = 0
-        for _ in range(20):  # while the old one drains, the new one answers
-            r = httpx.post(base + "/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}"},
-                           json={"model": "gpt-4o-mini", "messages": USER}, timeout=10)
-            answered += r.status_code == 200
-            time.sleep(0.05)
-        for t in threads:
+        for t in streams:
             t.join(timeout=30)
-        assert answered == 20
+        old.proc.wait(timeout=15)
+        time.sleep(0.5)
+        stop.set()
+        for t in loaders:
+            t.join()
+        failures = [r for r in results if r is not True]
+        assert len(results) > 50 and failures == [], failures[:5]
         assert "error" not in short and short["events"][-1] == "[DONE]", short
         assert short["events"][-2]["choices"][0]["finish_reason"] == "stop"
         assert "error" not in long_, long_
         assert long_["events"][-1] == "[DONE]" and "shutting down" in long_["events"][-2]["error"]["message"]
-        old.proc.wait(timeout=10)
         log = old.output()
         assert "handed to pid" in log and "ending 1 request(s)" in log
-        assert log.count('"path":"/v1/chat/completions"') >= 2, log[-2000:]
+        lines = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+        assert len([l for l in lines if l["stream"]]) == 2, log[-3000:]
         assert httpx.get(base + "/health").status_code == 200
     finally:
+        stop.set()
         old.stop()
         if new:
             new.stop()
+
+
+def test_a_reload_reaches_an_http2_connection(mock, tmp_path):
+    """Each HTTP/2 stream reads the config in force when it starts, like each HTTP/1 request."""
+    from conftest import Process, make_certificates
+    _, ca, cert, key = make_certificates()
+    port, admin_port = free_port(), free_port()
+    conf = tmp_path / "c.yaml"
+    text = f"""
+server: {{listen: ["127.0.0.1:{port}"], tls: {{cert: "{cert}", key: "{key}"}}}}
+admin: {{listen: "127.0.0.1:{admin_port}", key: {ADMIN_KEY}}}
+providers:
+{mock_providers(mock, "openai")}
+models: {{gpt-4o-mini: {{targets: [{{provider: openai, model: gpt-4o-mini}}]}}}}
+keys: [{{name: all, key: {DEMO_KEY}}}, {{name: doomed, key: sk-config-doomed-key}}]
+"""
+    conf.write_text(text)
+    p = Process(["serve", "-c", str(conf)], "h2")
+    try:
+        import ssl
+        context = ssl.create_default_context(cafile=str(ca))
+        with httpx.Client(http2=True, verify=context, base_url=f"https://localhost:{port}") as c:
+            deadline = time.time() + 20
+            while True:
+                try:
+                    c.get("/health")
+                    break
+                except httpx.HTTPError:
+                    assert time.time() < deadline
+                    time.sleep(0.1)
+            call = lambda: c.post("/v1/chat/completions", headers={"authorization": "Bearer sk-config-doomed-key"},
+                                  json={"model": "gpt-4o-mini", "messages": USER})
+            first = call()
+            assert first.http_version == "HTTP/2" and first.status_code == 200
+            conf.write_text(text.replace(", {name: doomed, key: sk-config-doomed-key}", ""))
+            reload(admin_port)
+            again = call()
+            assert again.http_version == "HTTP/2" and again.status_code == 401
+    finally:
+        p.stop()
 
 
 def test_sigterm_on_an_idle_gateway_exits_at_once(mock, tmp_path):

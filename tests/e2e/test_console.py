@@ -39,8 +39,11 @@ models:
     price: {{prompt: 0.15, completion: 0.6}}
   qwen-plus:
     targets: [{{provider: dashscope, model: qwen-plus}}]
+  text-embedding-3-small:
+    targets: [{{provider: openai, model: text-embedding-3-small}}]
 keys:
   - {{name: demo, key: {DEMO_KEY}}}
+  - {{name: metered, key: sk-console-metered-key, limits: {{rpm: 60}}}}
 """
     return make
 
@@ -257,6 +260,41 @@ def test_an_app_made_in_the_console_answers_the_python_sdk(page, console):
     shot(page, "console-apps")
     r = console.client().chat.completions.create(model="app/greeter", messages=[{"role": "user", "content": "Bea"}])
     assert "Greet Bea warmly" in r.choices[0].message.content
+
+
+def test_try_it_runs_the_version_the_form_shows(page, console):
+    """A label points production at version 1; the form shows version 2, and then an unsaved
+    edit: Try it runs exactly what is shown each time."""
+    page.click("header [data-tab=apps]")
+    page.click("#app-new")
+    page.fill("#app-name", "shown")
+    page.select_option("#app-model", "gpt-4o-mini")
+    page.fill("#app-user", "first {{x}}")
+    page.click("#app-save")
+    expect(page.locator("#app-message")).to_have_text("Saved shown version 1.")
+    page.select_option("#app-label", "staging")
+    page.fill("#app-user", "second {{x}}")
+    page.click("#app-save")
+    expect(page.locator("#app-message")).to_have_text("Saved shown version 2.")
+    page.fill("#app-variables input[data-var=x]", "run")
+    page.click("#app-try")
+    expect(page.locator("#app-answer")).to_contain_text("second run")
+    page.fill("#app-user", "third {{x}}")
+    page.fill("#app-variables input[data-var=x]", "edit")
+    page.click("#app-try")
+    expect(page.locator("#app-answer")).to_contain_text("third edit")
+    expect(page.locator("#app-answer")).to_contain_text("unsaved")
+
+
+def test_the_playground_offers_chat_models_and_status_no_phantom_numbers(page, console):
+    labels = page.locator("#pg-models label").all_inner_texts()
+    assert "gpt-4o-mini" in labels and "text-embedding-3-small" not in labels, labels
+    # A limit nothing has been admitted under yet has nothing "remaining" to show.
+    r = httpx.get(console.admin_url + "/admin/status", headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()
+    metered = next(k for k in r["keys"] if k["name"] == "metered")
+    assert metered["rpm"] == 60 and metered["remaining_requests"] is None, metered
+    page.click("header [data-tab=status]")
+    expect(page.locator("#status-limits")).to_contain_text("metered")
 
 
 def test_a_workflow_dragged_wired_saved_and_run_over_http(page, console):
