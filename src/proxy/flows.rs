@@ -725,12 +725,9 @@ fn workflow(config: &Config, key: Option<usize>, name: &str) -> GwResult<Arc<Wor
         .and_then(|k| config.keys.get(k))
         .is_some_and(|k| k.may_use(&format!("workflow/{name}")));
     if !allowed {
-        return Err(GatewayError::new(
-            ErrorKind::ModelNotAllowed,
-            format!("This API key is not allowed to run the workflow `{name}`."),
-        )
-        .with_param(Some("model"))
-        .with_code("model_not_allowed"));
+        return Err(super::handlers::not_allowed(format!(
+            "This API key is not allowed to run the workflow `{name}`."
+        )));
     }
     Ok(wf)
 }

@@ -49,12 +49,9 @@ impl Gateway {
             .with_code("model_not_found")
         })?;
         if !key.may_use(&model.name) {
-            return Err(GatewayError::new(
-                ErrorKind::ModelNotAllowed,
-                format!("This API key is not allowed to use the model `{name}`."),
-            )
-            .with_param(Some("model"))
-            .with_code("model_not_allowed"));
+            return Err(not_allowed(format!(
+                "This API key is not allowed to use the model `{name}`."
+            )));
         }
         Ok(model)
     }
@@ -211,6 +208,13 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A 403 for a model (or workflow) the caller's key may not use.
+pub(super) fn not_allowed(message: String) -> GatewayError {
+    GatewayError::new(ErrorKind::ModelNotAllowed, message)
+        .with_param(Some("model"))
+        .with_code("model_not_allowed")
 }
 
 /// What a parsed request asks for, whatever its API.

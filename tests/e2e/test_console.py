@@ -286,6 +286,22 @@ def test_try_it_runs_the_version_the_form_shows(page, console):
     expect(page.locator("#app-answer")).to_contain_text("unsaved")
 
 
+def test_a_run_right_after_a_save_runs_what_was_saved(console):
+    """The console's Run goes back into the gateway on a kept-alive connection: it must get
+    the version the save just made, every time."""
+    s = httpx.Client(base_url=console.admin_url)
+    csrf = s.post("/console/login", json={"key": ADMIN_KEY}).json()["csrf"]
+    h = {"x-csrf-token": csrf}
+    for version in range(1, 6):
+        wf = {"name": "versions", "inputs": {"text": "string"}, "edges": [],
+              "nodes": [{"id": "out", "type": "template", "template": f"v{version} {{{{inputs.text}}}}"}]}
+        r = s.post("/console/api/workflows/save", json={"workflow": wf}, headers=h)
+        assert r.status_code == 200, r.text
+        r = s.post("/console/api/playground", headers=h,
+                   json={"path": "/v1/workflows/versions/run", "body": {"inputs": {"text": "x"}}})
+        assert r.json()["outputs"] == {"out": f"v{version} x"}, r.text
+
+
 def test_the_playground_offers_chat_models_and_status_no_phantom_numbers(page, console):
     labels = page.locator("#pg-models label").all_inner_texts()
     assert "gpt-4o-mini" in labels and "text-embedding-3-small" not in labels, labels
