@@ -1,6 +1,10 @@
 //! `POST /v1/messages` requests: Anthropic's wire shape as serde types, typed into the internal
 //! model. A member of the wrong type is a 400 that names it; members the gateway does not
-//! model are ignored, as Anthropic's own API ignores unknown ones.
+//! model are ignored, as Anthropic's own API ignores unknown ones. Claude Code's requests are
+//! taken as they come: system messages inside `messages` (the mid-conversation-system beta),
+//! `thinking`, `output_config`, `context_management` and `cache_control` (ignored for vendors
+//! without them), block types the gateway does not know (left out), and server tools (left
+//! out: only Anthropic runs them).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,6 +42,7 @@ struct WireMessage {
 enum WireRole {
     User,
     Assistant,
+    System,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +74,9 @@ enum Block {
     },
     Thinking {},
     RedactedThinking {},
+    /// A block type added since (documents, server tool results, …): not for other vendors.
+    #[serde(other)]
+    Other,
 }
 
 fn empty_object() -> Value {
@@ -110,6 +118,9 @@ struct WireTool {
     name: String,
     description: Option<String>,
     input_schema: Option<Value>,
+    /// A server tool's type (`web_search_20250305`, …); absent or `custom` for a client tool.
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +206,7 @@ pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
         .tools
         .unwrap_or_default()
         .into_iter()
+        .filter(|t| t.kind.as_deref().is_none_or(|k| k == "custom"))
         .map(|t| ToolDef {
             name: t.name,
             description: t.description,
@@ -239,6 +251,7 @@ fn push_message(out: &mut Vec<Message>, m: WireMessage, index: usize) -> GwResul
     let role = match m.role {
         WireRole::User => Role::User,
         WireRole::Assistant => Role::Assistant,
+        WireRole::System => Role::System,
     };
     let blocks = match m.content {
         Content::Text(s) => vec![Block::Text { text: s }],
@@ -279,7 +292,7 @@ fn push_message(out: &mut Vec<Message>, m: WireMessage, index: usize) -> GwResul
                     vec![],
                 )
             }),
-            Block::Thinking {} | Block::RedactedThinking {} => {}
+            Block::Thinking {} | Block::RedactedThinking {} | Block::Other => {}
         }
     }
     if !parts.is_empty() || !tool_calls.is_empty() {
@@ -316,6 +329,35 @@ mod tests {
         assert_eq!(r.messages[3].tool_call_id.as_deref(), Some("t1"));
         assert_eq!(r.tool_choice, Some(ToolChoice::Required));
         assert!(r.stream && r.include_usage);
+    }
+
+    #[test]
+    fn takes_claude_codes_requests() {
+        let body = br#"{"model":"m","max_tokens":32000,"stream":true,
+            "system":[{"type":"text","text":"You are Claude Code.","cache_control":{"type":"ephemeral"}}],
+            "messages":[
+              {"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]},
+              {"role":"system","content":"Agent types: general."},
+              {"role":"assistant","content":[{"type":"thinking","thinking":"hm","signature":"sig"},{"type":"text","text":"ok"}]},
+              {"role":"user","content":[{"type":"document","source":{"type":"text","data":"x"}},{"type":"text","text":"go"}]}],
+            "tools":[{"name":"Bash","input_schema":{"type":"object"}},{"type":"web_search_20250305","name":"web_search"}],
+            "metadata":{"user_id":"{\"device_id\":\"d\"}"},
+            "thinking":{"type":"adaptive"},"output_config":{"effort":"high"},
+            "context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]}}"#;
+        let (_, r) = parse_request(body).unwrap();
+        let roles: Vec<Role> = r.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::System,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(r.tools.len(), 1, "the server tool is left out");
+        assert_eq!(r.user.as_deref(), Some(r#"{"device_id":"d"}"#));
     }
 
     #[test]
