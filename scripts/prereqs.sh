@@ -55,12 +55,14 @@ ensure_python_test_env() {
 }
 
 ensure_coding_agents() {
-  # Claude Code from npm (Debian's nodejs and npm), run against the gateway by the tests.
+  # Claude Code and Codex CLI from npm (Debian's nodejs and npm), run against the gateway by
+  # the tests.
   apt_install nodejs:node npm:npm
-  local dir="$ROOT/.node" want="@anthropic-ai/claude-code@2.1.197"
+  local dir="$ROOT/.node" want="@anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0"
   if [ "$(cat "$dir/.installed" 2>/dev/null)" != "$want" ]; then
     mkdir -p "$dir"
-    npm install --silent --no-audit --no-fund --prefix "$dir" "$want"
+    # shellcheck disable=SC2086 # two package names
+    npm install --silent --no-audit --no-fund --prefix "$dir" $want
     echo "$want" > "$dir/.installed"
   fi
 }

@@ -10,10 +10,12 @@ use crate::providers::{StreamState, Usage};
 pub mod anthropic;
 pub mod models;
 pub mod openai;
+pub mod responses;
 
 use anthropic::AnthropicWriter;
 use openai::legacy::LegacyWriter;
 use openai::writer::OpenAiWriter;
+use responses::ResponsesWriter;
 
 /// The API the client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +24,14 @@ pub enum ClientApi {
     /// `POST /v1/completions`: a prompt in, `choices[].text` out.
     OpenAiLegacy,
     Anthropic,
+    /// `POST /v1/responses`: OpenAI's Responses API.
+    Responses,
 }
 
 impl ClientApi {
     pub fn error_body(self, e: &GatewayError) -> Bytes {
         match self {
-            ClientApi::OpenAi | ClientApi::OpenAiLegacy => e.body(),
+            ClientApi::OpenAi | ClientApi::OpenAiLegacy | ClientApi::Responses => e.body(),
             ClientApi::Anthropic => anthropic::error_json(e),
         }
     }
@@ -38,6 +42,7 @@ impl ClientApi {
             ClientApi::OpenAi => openai::writer::completion_json(c, public_model),
             ClientApi::OpenAiLegacy => openai::legacy::completion_json(c, public_model),
             ClientApi::Anthropic => anthropic::message_json(c, public_model),
+            ClientApi::Responses => responses::response_json(c, public_model),
         };
         (body, c.usage)
     }
@@ -48,6 +53,8 @@ pub enum StreamWriter {
     OpenAi(OpenAiWriter),
     OpenAiLegacy(LegacyWriter),
     Anthropic(AnthropicWriter),
+    /// Boxed: larger than the others, and every open stream would hold its size.
+    Responses(Box<ResponsesWriter>),
 }
 
 impl StreamWriter {
@@ -60,6 +67,9 @@ impl StreamWriter {
                 StreamWriter::OpenAiLegacy(LegacyWriter::new(public_model, include_usage))
             }
             ClientApi::Anthropic => StreamWriter::Anthropic(AnthropicWriter::new(public_model)),
+            ClientApi::Responses => {
+                StreamWriter::Responses(Box::new(ResponsesWriter::new(public_model)))
+            }
         }
     }
 
@@ -68,6 +78,7 @@ impl StreamWriter {
             StreamWriter::OpenAi(w) => w.write(d, out),
             StreamWriter::OpenAiLegacy(w) => w.write(d, out),
             StreamWriter::Anthropic(w) => w.write(d, out),
+            StreamWriter::Responses(w) => w.write(d, out),
         }
     }
 
@@ -76,6 +87,7 @@ impl StreamWriter {
             StreamWriter::OpenAi(w) => w.usage(),
             StreamWriter::OpenAiLegacy(w) => w.usage(),
             StreamWriter::Anthropic(w) => w.usage(),
+            StreamWriter::Responses(w) => w.usage(),
         }
     }
 }

@@ -148,5 +148,6 @@ fn api_name(api: ClientApi) -> &'static str {
         ClientApi::OpenAi => "openai",
         ClientApi::OpenAiLegacy => "openai_legacy",
         ClientApi::Anthropic => "anthropic",
+        ClientApi::Responses => "responses",
     }
 }

@@ -145,6 +145,36 @@ impl Gateway {
             .await
     }
 
+    /// `POST /v1/responses`: OpenAI's Responses API in front of any routed model. Responses are
+    /// not stored yet, so a `previous_response_id` is not found.
+    pub(super) async fn responses(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        let (config, key, body) = self.accept(session, ctx, ClientApi::Responses).await?;
+        let parsed = crate::api::responses::parse_request(&body)?;
+        if let Some(id) = parsed.previous_response_id {
+            return Err(GatewayError::new(
+                ErrorKind::UnknownModel,
+                format!("Previous response with id '{id}' not found."),
+            )
+            .with_param(Some("previous_response_id"))
+            .with_code("previous_response_not_found")
+            .into());
+        }
+        if !parsed.dropped_tools.is_empty() {
+            let dropped = parsed.dropped_tools.join(", ");
+            ctx.common_headers
+                .push(("x-modelmux-dropped-tools", dropped));
+        }
+        let (max_tokens, stream) = (parsed.request.max_tokens, parsed.request.stream);
+        let mut client = ClientRequest::typed(parsed.request);
+        let wants = Wants {
+            model: &parsed.model,
+            max_tokens,
+            stream,
+        };
+        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
+            .await
+    }
+
     /// Authenticates the caller and reads the body, answering in the client's API from here on.
     pub(super) async fn accept(
         &self,

@@ -9,7 +9,8 @@ use crate::api::models;
 use crate::error::{ErrorKind, GatewayError};
 use crate::traffic::auth;
 
-const KNOWN_PATHS: [&str; 9] = [
+const KNOWN_PATHS: [&str; 10] = [
+    "/v1/responses",
     "/v1/chat/completions",
     "/v1/unified",
     "/v1/compare",
@@ -90,6 +91,7 @@ impl Gateway {
             }
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
             ("POST", "/v1/messages") => self.messages(session, ctx).await,
+            ("POST", "/v1/responses") => Box::pin(self.responses(session, ctx)).await,
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
             ("POST", "/v1/images/generations") => self.images(session, ctx).await,
