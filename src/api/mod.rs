@@ -17,6 +17,17 @@ use openai::legacy::LegacyWriter;
 use openai::writer::OpenAiWriter;
 use responses::ResponsesWriter;
 
+/// An id as the vendors make them: a prefix and 24 random letters and digits (`chatcmpl-…`,
+/// `msg_…`, `resp_…`).
+pub fn random_id(prefix: &str) -> String {
+    let mut id = String::with_capacity(prefix.len() + 24);
+    id.push_str(prefix);
+    for _ in 0..24 {
+        id.push(fastrand::alphanumeric());
+    }
+    id
+}
+
 /// The API the client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientApi {

@@ -140,14 +140,7 @@ fn request_id(given: Option<&[u8]>) -> String {
         {
             String::from_utf8_lossy(id).into_owned()
         }
-        _ => {
-            let mut id = String::with_capacity(28);
-            id.push_str("req_");
-            for _ in 0..24 {
-                id.push(fastrand::alphanumeric());
-            }
-            id
-        }
+        _ => crate::api::random_id("req_"),
     }
 }
 

@@ -17,11 +17,7 @@ fn stop_reason(f: FinishReason) -> &'static str {
 }
 
 fn message_id() -> String {
-    let mut id = String::from("msg_");
-    for _ in 0..24 {
-        id.push(fastrand::alphanumeric());
-    }
-    id
+    crate::api::random_id("msg_")
 }
 
 fn tool_input(arguments: &str) -> Value {

@@ -13,12 +13,7 @@ use crate::providers::openai::wire::write_json_str;
 use crate::providers::{StreamState, Usage};
 
 pub fn completion_id() -> String {
-    let mut id = String::with_capacity(38);
-    id.push_str("chatcmpl-");
-    for _ in 0..24 {
-        id.push(fastrand::alphanumeric());
-    }
-    id
+    crate::api::random_id("chatcmpl-")
 }
 
 #[derive(Serialize)]

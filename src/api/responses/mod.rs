@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::api::random_id;
 use crate::error::{GatewayError, GwResult};
 use crate::providers::model::{
     parse_image_url, Completion, FinishReason, Message, Part, Request, ResponseFormat, Role,
@@ -251,14 +252,6 @@ fn content_part(p: &Value) -> Option<Part> {
         "input_image" => Some(Part::Image(parse_image_url(p.get("image_url")?.as_str()?))),
         _ => None,
     }
-}
-
-fn random_id(prefix: &str) -> String {
-    let mut id = String::from(prefix);
-    for _ in 0..24 {
-        id.push(fastrand::alphanumeric());
-    }
-    id
 }
 
 /// The `output` items of a reply: reasoning, the message, the function calls.

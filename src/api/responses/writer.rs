@@ -6,7 +6,8 @@
 
 use serde_json::{json, Value};
 
-use super::{call_item, message_item, random_id, response, status_of};
+use super::{call_item, message_item, response, status_of};
+use crate::api::random_id;
 use crate::providers::model::{Delta, FinishReason};
 use crate::providers::{StreamState, Usage};
 
