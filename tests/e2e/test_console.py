@@ -343,3 +343,13 @@ def test_a_workflow_dragged_wired_saved_and_run_over_http(page, console):
     page.click("#wf-run")
     expect(page.locator("#wf-log")).to_contain_text("outputs")
     expect(page.locator("[data-node=llm-1]")).to_have_class(re.compile("finished"))
+    # Saving again keeps what was typed to run; the YAML pane shows the saved file on opening.
+    page.click("#wf-save")
+    expect(page.locator("#wf-message")).to_have_text("Saved dragged.")
+    assert page.input_value("#wf-run-inputs input[data-input=text]") == "from the console"
+    page.click("#wf-new")
+    expect(page.locator("#wf-yaml")).to_have_text("")
+    page.click("#wf-run")
+    expect(page.locator("#wf-message")).to_contain_text("Save the workflow first")
+    page.select_option("#wf-pick", "dragged")
+    expect(page.locator("#wf-yaml")).to_contain_text("layout:")
