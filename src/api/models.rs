@@ -1,5 +1,6 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the public models a key may use, in OpenAI's
-//! list shape.
+//! list shape, or in Anthropic's when the request carries `anthropic-version` (its SDK and
+//! Claude Code list models that way).
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -49,4 +50,33 @@ pub fn list(config: &Config, key: &ClientKey, created: u64) -> Bytes {
 
 pub fn object(model: &PublicModel, created: u64) -> Bytes {
     Bytes::from(serde_json::to_vec(&entry(model, created)).expect("serializable"))
+}
+
+/// A model in Anthropic's shape: `created_at` is when the config went live.
+fn anthropic_entry(model: &PublicModel, created: u64) -> serde_json::Value {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(created);
+    serde_json::json!({
+        "type": "model",
+        "id": model.name,
+        "display_name": model.name,
+        "created_at": humantime::format_rfc3339_seconds(at).to_string(),
+    })
+}
+
+pub fn anthropic_list(config: &Config, key: &ClientKey, created: u64) -> Bytes {
+    let data: Vec<serde_json::Value> = config
+        .models
+        .iter()
+        .filter(|m| key.may_use(&m.name))
+        .map(|m| anthropic_entry(m, created))
+        .collect();
+    let first = data.first().map(|m| m["id"].clone());
+    let last = data.last().map(|m| m["id"].clone());
+    let list =
+        serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last});
+    Bytes::from(serde_json::to_vec(&list).expect("serializable"))
+}
+
+pub fn anthropic_object(model: &PublicModel, created: u64) -> Bytes {
+    Bytes::from(serde_json::to_vec(&anthropic_entry(model, created)).expect("serializable"))
 }

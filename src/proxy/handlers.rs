@@ -175,6 +175,35 @@ impl Gateway {
             .await
     }
 
+    /// `POST /v1/messages/count_tokens`: the prompt's tokens as the gateway estimates them (4
+    /// bytes of text a token, as for limits and budgets), whatever vendor the model routes to.
+    pub(super) async fn count_tokens(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Handled {
+        let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;
+        let (model_name, request) = anthropic::parse_request_for_count(&body)?;
+        self.allowed_model(&config, &config.keys[key], &model_name)?;
+        let text: usize = request
+            .messages
+            .iter()
+            .flat_map(|m| m.parts.iter())
+            .map(|p| match p {
+                crate::providers::model::Part::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+            + request
+                .tools
+                .iter()
+                .map(|t| t.name.len() + t.parameters.to_string().len())
+                .sum::<usize>();
+        let reply = serde_json::json!({"input_tokens": (text / 4).max(1)});
+        super::respond::write_value(session, 200, &reply, &[&ctx.common_headers]).await?;
+        Ok(())
+    }
+
     /// Authenticates the caller and reads the body, answering in the client's API from here on.
     pub(super) async fn accept(
         &self,

@@ -9,7 +9,8 @@ use crate::api::models;
 use crate::error::{ErrorKind, GatewayError};
 use crate::traffic::auth;
 
-const KNOWN_PATHS: [&str; 10] = [
+const KNOWN_PATHS: [&str; 11] = [
+    "/v1/messages/count_tokens",
     "/v1/responses",
     "/v1/chat/completions",
     "/v1/unified",
@@ -78,19 +79,30 @@ impl Gateway {
             }
             ("GET", "/v1/models") => {
                 let key = self.authenticate(&config, session, ctx)?;
-                let body = models::list(&config, key, config.loaded_at);
+                let body = if anthropic_client(session) {
+                    models::anthropic_list(&config, key, config.loaded_at)
+                } else {
+                    models::list(&config, key, config.loaded_at)
+                };
                 write_json(session, 200, body, &[&ctx.common_headers]).await?;
                 Ok(())
             }
             ("GET", p) if p.starts_with("/v1/models/") => {
                 let key = self.authenticate(&config, session, ctx)?;
                 let model = self.allowed_model(&config, key, &p["/v1/models/".len()..])?;
-                let body = models::object(model, config.loaded_at);
+                let body = if anthropic_client(session) {
+                    models::anthropic_object(model, config.loaded_at)
+                } else {
+                    models::object(model, config.loaded_at)
+                };
                 write_json(session, 200, body, &[&ctx.common_headers]).await?;
                 Ok(())
             }
             ("POST", "/v1/chat/completions") => self.chat(session, ctx).await,
             ("POST", "/v1/messages") => self.messages(session, ctx).await,
+            ("POST", "/v1/messages/count_tokens") => {
+                Box::pin(self.count_tokens(session, ctx)).await
+            }
             ("POST", "/v1/responses") => Box::pin(self.responses(session, ctx)).await,
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
@@ -160,4 +172,12 @@ fn check_header_size(session: &mut Session, limit: usize) -> Result<(), GatewayE
         ));
     }
     Ok(())
+}
+
+/// A request from Anthropic's SDK (or Claude Code): it names the API version it speaks.
+fn anthropic_client(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .contains_key("anthropic-version")
 }

@@ -105,3 +105,25 @@ def test_messages_stream_failure_is_an_error_event(gateway):
                 messages=[{"role": "user", "content": "go [[mock words=8 error_after=4]]"}]) as stream:
             for _ in stream.text_stream:
                 pass
+
+
+def test_count_tokens_estimates_for_any_vendor(gateway):
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=DEMO_KEY, max_retries=0)
+    text = "count these words " * 50
+    for model in ("claude", "qwen", "gemini"):
+        r = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": text}])
+        assert r.input_tokens == len(text) // 4
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+
+
+def test_models_are_listed_in_anthropics_shape_for_its_clients(gateway):
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=DEMO_KEY, max_retries=0)
+    models = list(client.models.list())
+    assert {"claude", "qwen", "gpt-4o-mini"} <= {m.id for m in models}
+    assert all(m.type == "model" and m.display_name == m.id and m.created_at for m in models)
+    one = client.models.retrieve("qwen")
+    assert one.id == "qwen" and one.type == "model"
+    # Without anthropic-version, the OpenAI shape as before.
+    plain = httpx.get(gateway.base_url + "/v1/models", headers={"authorization": f"Bearer {DEMO_KEY}"}).json()
+    assert plain["object"] == "list"

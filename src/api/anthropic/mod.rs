@@ -5,5 +5,5 @@
 mod request;
 mod writer;
 
-pub use request::parse_request;
+pub use request::{parse_request, parse_request_for_count};
 pub use writer::{error_json, message_json, AnthropicWriter};

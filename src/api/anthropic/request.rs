@@ -168,15 +168,28 @@ fn deserialize(body: &[u8]) -> GwResult<MessagesRequest> {
 
 /// Types an Anthropic Messages request; the public model name is returned beside it.
 pub fn parse_request(body: &[u8]) -> GwResult<(String, Request)> {
+    parse(body, true)
+}
+
+/// A `count_tokens` body: a Messages request without `max_tokens`.
+pub fn parse_request_for_count(body: &[u8]) -> GwResult<(String, Request)> {
+    parse(body, false)
+}
+
+fn parse(body: &[u8], needs_max_tokens: bool) -> GwResult<(String, Request)> {
     let wire = deserialize(body)?;
     let model = wire
         .model
         .filter(|m| !m.is_empty())
         .ok_or_else(|| required("model"))?;
-    let max_tokens = wire.max_tokens.ok_or_else(|| required("max_tokens"))?;
+    let max_tokens = match wire.max_tokens {
+        Some(n) => Some(n),
+        None if needs_max_tokens => return Err(required("max_tokens")),
+        None => None,
+    };
     let messages = wire.messages.ok_or_else(|| required("messages"))?;
     let mut req = Request {
-        max_tokens: Some(max_tokens),
+        max_tokens,
         include_usage: true,
         temperature: wire.temperature,
         top_p: wire.top_p,
