@@ -109,22 +109,46 @@ impl Gateway {
 
     /// `POST /v1/embeddings`: as it is to OpenAI-speaking vendors, in batches to the others.
     pub(super) async fn embeddings(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
-        let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
-        let body = redacted_job_body(&config, body, |b| ChatRequest::parse_embeddings(b))?;
-        let request = ChatRequest::parse_embeddings(&body)?;
-        let mut client = ClientRequest::job(&request, RequestKind::Embeddings);
-        let wants = Wants::of(&request);
-        self.forward(session, ctx, (&config, key), &body, wants, &mut client)
-            .await
+        self.job(session, ctx, RequestKind::Embeddings, |b| {
+            ChatRequest::parse_embeddings(b)
+        })
+        .await
     }
 
     /// `POST /v1/images/generations`: as it is to OpenAI-speaking vendors; a submitted and
     /// polled task (DashScope), or one call per image batch to the others.
     pub(super) async fn images(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
+        self.job(session, ctx, RequestKind::Images, |b| {
+            ChatRequest::parse_images(b)
+        })
+        .await
+    }
+
+    /// An embeddings or image request, parsed once; a route with `redact_pii` has its texts
+    /// redacted in the body, which is parsed again and is what every vendor then gets.
+    async fn job(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        kind: RequestKind,
+        parse: impl for<'b> Fn(&'b [u8]) -> GwResult<ChatRequest<'b>>,
+    ) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::OpenAi).await?;
-        let body = redacted_job_body(&config, body, |b| ChatRequest::parse_images(b))?;
-        let request = ChatRequest::parse_images(&body)?;
-        let mut client = ClientRequest::job(&request, RequestKind::Images);
+        let request = parse(&body)?;
+        let redacts = config.model(&request.model).is_some_and(|m| m.redact_pii);
+        let redacted = match redacts {
+            true => rewrite_job_body(&body, crate::traffic::redact::redact)?.map(Bytes::from),
+            false => None,
+        };
+        let Some(body) = redacted else {
+            let mut client = ClientRequest::job(&request, kind);
+            let wants = Wants::of(&request);
+            return self
+                .forward(session, ctx, (&config, key), &body, wants, &mut client)
+                .await;
+        };
+        let request = parse(&body)?;
+        let mut client = ClientRequest::job(&request, kind);
         let wants = Wants::of(&request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
@@ -295,23 +319,6 @@ impl<'a> Wants<'a> {
             stream: request.stream,
         }
     }
-}
-
-/// An embeddings or image body whose route has `redact_pii`, with its texts redacted (the
-/// body, re-parsed, is what every vendor then gets); any other body as it is.
-fn redacted_job_body(
-    config: &Config,
-    body: Bytes,
-    parse: impl for<'b> Fn(&'b [u8]) -> GwResult<ChatRequest<'b>>,
-) -> GwResult<Bytes> {
-    let redact = {
-        let request = parse(&body)?;
-        config.model(&request.model).is_some_and(|m| m.redact_pii)
-    };
-    if !redact {
-        return Ok(body);
-    }
-    Ok(rewrite_job_body(&body, crate::traffic::redact::redact)?.map_or(body, Bytes::from))
 }
 
 /// What the access log says of the request.
