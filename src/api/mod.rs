@@ -28,6 +28,16 @@ pub fn random_id(prefix: &str) -> String {
     id
 }
 
+/// One server-sent event with its `event:` line (Anthropic's and the Responses API's streams
+/// name every event; their SDKs drop events without one).
+pub fn named_event(out: &mut Vec<u8>, name: &str, data: &serde_json::Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    serde_json::to_writer(&mut *out, data).expect("json serializes");
+    out.extend_from_slice(b"\n\n");
+}
+
 /// The API the client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientApi {

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::api::named_event as event;
 use crate::error::GatewayError;
 use crate::providers::model::{Completion, Delta, FinishReason};
 use crate::providers::{StreamState, Usage};
@@ -88,14 +89,6 @@ pub struct AnthropicWriter {
     stop_reason: Option<&'static str>,
     usage: Option<Usage>,
     state: StreamState,
-}
-
-fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    serde_json::to_writer(&mut *out, data).expect("json serializes");
-    out.extend_from_slice(b"\n\n");
 }
 
 impl AnthropicWriter {

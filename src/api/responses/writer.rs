@@ -60,11 +60,7 @@ impl ResponsesWriter {
         data["type"] = json!(kind);
         data["sequence_number"] = json!(self.sequence);
         self.sequence += 1;
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        serde_json::to_writer(&mut *out, &data).expect("json serializes");
-        out.extend_from_slice(b"\n\n");
+        crate::api::named_event(out, kind, &data);
     }
 
     fn snapshot(&self, status: &str) -> Value {
