@@ -16,52 +16,60 @@ use crate::config::{self, Problems};
 /// The most lines a section (old or new) may have: the diff and the check stay small.
 const MAX_SECTION_LINES: usize = 20_000;
 
-/// Finds the top-level `models` entry in a parser's events: the byte where its key starts and
-/// the byte where the event after its value starts (the next key, or the end of the root).
-#[derive(Default)]
-struct ModelsEntry {
+/// The keys of the mappings at one nesting level (1: the file's top level; 2: the entries of a
+/// top-level mapping, as `models:`'s in a section), each with the byte where it starts, from a
+/// parser's events; and where the root node ends. A key that is not a scalar has no name.
+struct KeysAt {
+    level: usize,
     depth: usize,
-    /// Root mapping members seen so far (keys and values, in turn).
+    /// Members seen at `level` (keys and values, in turn).
     members: usize,
-    start: Option<usize>,
-    end: Option<usize>,
+    keys: Vec<(String, usize)>,
+    root_end: Option<usize>,
 }
 
-impl ModelsEntry {
-    /// A node has started at the root mapping's level.
-    fn root_member(&mut self, key: Option<&str>, at: usize) {
-        let is_key = self.members.is_multiple_of(2);
+impl KeysAt {
+    fn of(text: &str, level: usize) -> Result<KeysAt, String> {
+        let mut keys = KeysAt {
+            level,
+            depth: 0,
+            members: 0,
+            keys: Vec::new(),
+            root_end: None,
+        };
+        Parser::new_from_str(text)
+            .load(&mut keys, false)
+            .map_err(|e| format!("not valid YAML: {e}"))?;
+        Ok(keys)
+    }
+
+    /// A node has started at `level`: every other one is a key.
+    fn member(&mut self, name: Option<String>, at: usize) {
+        if self.members.is_multiple_of(2) {
+            self.keys.push((name.unwrap_or_default(), at));
+        }
         self.members += 1;
-        if !is_key {
-            return;
-        }
-        match (self.start, key) {
-            (Some(_), _) if self.end.is_none() => self.end = Some(at),
-            (None, Some("models")) => self.start = Some(at),
-            _ => {}
-        }
     }
 }
 
-impl MarkedEventReceiver for ModelsEntry {
+impl MarkedEventReceiver for KeysAt {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        let here = self.depth == self.level;
         match ev {
             Event::MappingStart(..) | Event::SequenceStart(..) => {
-                if self.depth == 1 {
-                    self.root_member(None, mark.index());
+                if here {
+                    self.member(None, mark.index());
                 }
                 self.depth += 1;
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.depth = self.depth.saturating_sub(1);
-                if self.depth == 0 && self.start.is_some() && self.end.is_none() {
-                    self.end = Some(mark.index());
+                if self.depth == 0 {
+                    self.root_end = Some(mark.index());
                 }
             }
-            Event::Scalar(value, ..) if self.depth == 1 => {
-                self.root_member(Some(&value), mark.index())
-            }
-            Event::Alias(_) if self.depth == 1 => self.root_member(None, mark.index()),
+            Event::Scalar(value, ..) if here => self.member(Some(value), mark.index()),
+            Event::Alias(_) if here => self.member(None, mark.index()),
             _ => {}
         }
     }
@@ -70,14 +78,13 @@ impl MarkedEventReceiver for ModelsEntry {
 /// Where the top-level `models:` entry is in the file: [start, end) in bytes, trailing blank
 /// and comment lines left to what follows. None when the file has none.
 fn models_span(file: &str) -> Result<Option<(usize, usize)>, String> {
-    let mut entry = ModelsEntry::default();
-    Parser::new_from_str(file)
-        .load(&mut entry, false)
-        .map_err(|e| format!("not valid YAML: {e}"))?;
-    let Some(start) = entry.start else {
+    let top = KeysAt::of(file, 1)?;
+    let Some(i) = top.keys.iter().position(|(name, _)| name == "models") else {
         return Ok(None);
     };
-    let mut end = entry.end.unwrap_or(file.len()).min(file.len());
+    let start = top.keys[i].1;
+    let next = top.keys.get(i + 1).map(|(_, at)| *at).or(top.root_end);
+    let mut end = next.unwrap_or(file.len()).min(file.len());
     // Trailing blank and comment lines belong to what follows. Only whole lines that are
     // nothing else are given back, so a splice leaves at most comments behind.
     loop {
@@ -202,49 +209,19 @@ pub(crate) fn section_yaml(models: &Value, current: &str) -> String {
 /// to the next key's (comments before a model go with the one above). None for a section in
 /// another style, which is then written out whole.
 fn entry_texts(section: &str) -> Option<Vec<(String, String)>> {
-    /// The keys of the mapping under `models:` and where each starts.
-    #[derive(Default)]
-    struct Keys {
-        depth: usize,
-        members: usize,
-        starts: Vec<(String, usize)>,
-    }
-    impl MarkedEventReceiver for Keys {
-        fn on_event(&mut self, ev: Event, mark: Marker) {
-            let in_models = self.depth == 2;
-            match ev {
-                Event::MappingStart(..) | Event::SequenceStart(..) => {
-                    if in_models {
-                        self.members += 1;
-                    }
-                    self.depth += 1;
-                }
-                Event::MappingEnd | Event::SequenceEnd => self.depth = self.depth.saturating_sub(1),
-                Event::Scalar(value, ..) if in_models => {
-                    if self.members.is_multiple_of(2) {
-                        self.starts.push((value, mark.index()));
-                    }
-                    self.members += 1;
-                }
-                Event::Alias(_) if in_models => self.members += 1,
-                _ => {}
-            }
-        }
-    }
-    let mut keys = Keys::default();
-    Parser::new_from_str(section).load(&mut keys, false).ok()?;
+    let keys = KeysAt::of(section, 2).ok()?;
     let line_start = |at: usize| section[..at].rfind('\n').map_or(0, |i| i + 1);
     // Block style only: each key begins its own line.
     let block = keys
-        .starts
+        .keys
         .iter()
         .all(|(_, at)| section[line_start(*at)..*at].trim().is_empty());
-    if keys.starts.is_empty() || !block {
+    if keys.keys.is_empty() || !block {
         return None;
     }
-    let texts = keys.starts.iter().enumerate().map(|(i, (name, at))| {
+    let texts = keys.keys.iter().enumerate().map(|(i, (name, at))| {
         let end = keys
-            .starts
+            .keys
             .get(i + 1)
             .map_or(section.len(), |(_, next)| line_start(*next));
         let mut text = section[line_start(*at)..end].to_string();
