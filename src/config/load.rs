@@ -1,6 +1,6 @@
 //! From YAML text to a [`Config`]: one loader per section, every problem collected.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ pub fn load_str_at(
     base: Option<&std::path::Path>,
 ) -> Result<Config, Problems> {
     let mut problems = Vec::new();
-    let (mut sections, expanded) = read_sections(text, env, &mut problems)?;
-    let declared = Declared::of(&sections, &problems);
+    let (mut sections, expanded, misspelt) = read_sections(text, env, &mut problems)?;
+    let declared = Declared::of(&sections, &misspelt);
     let p = &mut problems;
     let raw_server: RawServer = section(&mut sections, "server", p).unwrap_or_default();
     let raw_metrics: RawMetrics = section(&mut sections, "metrics", p).unwrap_or_default();
@@ -68,9 +68,10 @@ pub fn load_str_at(
         check_address(addr, "metrics.listen", p);
     }
     let providers = super::providers::load_providers(raw_providers, &expanded, p);
-    let (models, model_index) = load_models(raw_models, &providers, p);
-    let keys = load_keys(raw_keys, &model_index, p);
-    let model_exists = |m: &str| model_index.contains_key(m);
+    let (models, model_index) = load_models(raw_models, &providers, &declared, p);
+    // For reporting problems: a model that is declared but failed to load was reported.
+    let model_exists = |m: &str| model_index.contains_key(m) || declared.model(m);
+    let keys = load_keys(raw_keys, &model_exists, declared.keys, p);
     let apps = flows::load_apps(raw_apps, base, &model_exists, p);
     let workflows = flows::load_workflows(raw_workflows, base, &model_exists, p);
     flows::check_unified(&unified, &model_exists, p);
@@ -102,91 +103,68 @@ pub fn load_str_at(
     if problems.is_empty() {
         return Ok(config);
     }
-    let mut problems = declared.without_cascades(problems);
     for p in &mut problems {
         p.message = expanded.scrub(&p.message);
     }
     Err(Problems(problems))
 }
 
-const NO_KEYS: &str = "at least one client key is needed";
-
-/// The models and providers the file names, valid or not. A reference to one that failed to
-/// load (or to any, when its section is misspelt) is not a second problem: the root cause is
-/// reported once, at its own path.
+/// The models and providers the file names, valid or not, and whether it lists keys: a
+/// reference to one that failed to load (or to any, when its section is misspelt) is not a
+/// second problem, the root cause is reported once, at its own path.
 struct Declared {
-    models: Option<std::collections::HashSet<String>>,
-    providers: Option<std::collections::HashSet<String>>,
-    /// The file lists client keys (some may have failed to load).
+    /// None: every name counts (the section is missing but reported as misspelt).
+    models: Option<HashSet<String>>,
+    providers: Option<HashSet<String>>,
     keys: bool,
 }
 
 impl Declared {
-    /// None for a section that is missing but reported as misspelt: every name counts.
-    fn of(sections: &HashMap<String, Value>, problems: &[Problem]) -> Declared {
-        let misspelt = |section: &str| {
-            problems
-                .iter()
-                .any(|p| p.message.contains(&format!("did you mean `{section}`")))
+    fn of(sections: &HashMap<String, Value>, misspelt: &[&str]) -> Declared {
+        let names = |section: &str, of: &dyn Fn(&Value) -> Vec<String>| {
+            (!misspelt.contains(&section)).then(|| {
+                sections
+                    .get(section)
+                    .map(of)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect()
+            })
         };
-        let models = sections.get("models").map(|m| {
-            m.as_mapping()
+        let model_names = |v: &Value| -> Vec<String> {
+            v.as_mapping()
                 .map(|m| {
                     m.keys()
                         .filter_map(|k| k.as_str().map(String::from))
                         .collect()
                 })
                 .unwrap_or_default()
-        });
-        let providers = sections.get("providers").map(|p| {
-            p.as_sequence()
+        };
+        let provider_names = |v: &Value| -> Vec<String> {
+            v.as_sequence()
                 .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|i| i.get("name")?.as_str().map(String::from))
-                        .collect()
+                    let name = |i: &Value| i.get("name")?.as_str().map(String::from);
+                    items.iter().filter_map(name).collect()
                 })
                 .unwrap_or_default()
-        });
+        };
         Declared {
-            keys: misspelt("keys")
+            models: names("models", &model_names),
+            providers: names("providers", &provider_names),
+            keys: misspelt.contains(&"keys")
                 || sections
                     .get("keys")
                     .and_then(Value::as_sequence)
                     .is_some_and(|k| !k.is_empty()),
-            models: if misspelt("models") {
-                None
-            } else {
-                Some(models.unwrap_or_default())
-            },
-            providers: if misspelt("providers") {
-                None
-            } else {
-                Some(providers.unwrap_or_default())
-            },
         }
     }
 
-    fn without_cascades(&self, problems: Vec<Problem>) -> Vec<Problem> {
-        let named = |message: &str, what: &str| {
-            message
-                .strip_prefix(&format!("no {what} named `"))
-                .and_then(|rest| rest.strip_suffix('`'))
-                .map(String::from)
-        };
-        let declared = |set: &Option<std::collections::HashSet<String>>, name: &str| {
-            set.as_ref().is_none_or(|s| s.contains(name))
-        };
-        problems
-            .into_iter()
-            .filter(|p| {
-                let cascade = named(&p.message, "model")
-                    .is_some_and(|m| declared(&self.models, &m))
-                    || named(&p.message, "provider").is_some_and(|n| declared(&self.providers, &n))
-                    || (self.keys && p.path == "keys" && p.message.starts_with(NO_KEYS));
-                !cascade
-            })
-            .collect()
+    fn model(&self, name: &str) -> bool {
+        self.models.as_ref().is_none_or(|s| s.contains(name))
+    }
+
+    fn provider(&self, name: &str) -> bool {
+        self.providers.as_ref().is_none_or(|s| s.contains(name))
     }
 }
 
@@ -196,7 +174,7 @@ fn read_sections(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Problem>,
-) -> Result<(HashMap<String, Value>, Expanded), Problems> {
+) -> Result<(HashMap<String, Value>, Expanded, Vec<&'static str>), Problems> {
     let mut root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| Problems::one(format!("invalid YAML: {e}")))?;
     let expanded = expand_env(&mut root, env, problems);
@@ -204,6 +182,7 @@ fn read_sections(
         return Err(Problems::one("the config must be a YAML mapping"));
     };
     let mut sections = HashMap::new();
+    let mut misspelt = Vec::new();
     for (k, v) in map {
         match k.as_str() {
             Some(name) if SECTIONS.contains(&name) => {
@@ -211,6 +190,7 @@ fn read_sections(
             }
             Some(name) => match SECTIONS.iter().find(|s| edit_distance(s, name) <= 2) {
                 Some(meant) => {
+                    misspelt.push(*meant);
                     problems.at(name, format!("unknown section; did you mean `{meant}`?"))
                 }
                 None => problems.at(
@@ -221,7 +201,7 @@ fn read_sections(
             None => problems.at("", "section names must be strings"),
         }
     }
-    Ok((sections, expanded))
+    Ok((sections, expanded, misspelt))
 }
 
 /// Edits (insert, delete, replace a character) from one name to another.
@@ -418,6 +398,7 @@ type ModelIndex = HashMap<String, usize>;
 fn load_models(
     raw: Vec<(String, String, RawModel)>,
     providers: &[Arc<Provider>],
+    declared: &Declared,
     problems: &mut Vec<Problem>,
 ) -> (Vec<PublicModel>, ModelIndex) {
     let by_name: HashMap<&str, &Arc<Provider>> =
@@ -426,7 +407,7 @@ fn load_models(
     let mut index = HashMap::new();
     for (path, name, raw) in raw {
         index.insert(name.clone(), models.len());
-        models.push(load_model(&path, name, raw, &by_name, problems));
+        models.push(load_model(&path, name, raw, &by_name, declared, problems));
     }
     (models, index)
 }
@@ -436,6 +417,7 @@ fn load_model(
     name: String,
     raw: RawModel,
     providers: &HashMap<&str, &Arc<Provider>>,
+    declared: &Declared,
     problems: &mut Vec<Problem>,
 ) -> PublicModel {
     if raw.targets.is_empty() {
@@ -448,10 +430,13 @@ fn load_model(
     for (i, t) in raw.targets.into_iter().enumerate() {
         let tpath = format!("{path}.targets[{i}]");
         let Some(provider) = providers.get(t.provider.as_str()) else {
-            problems.at(
-                format!("{tpath}.provider"),
-                format!("no provider named `{}`", t.provider),
-            );
+            // A provider that is declared but failed to load was reported at its own path.
+            if !declared.provider(&t.provider) {
+                problems.at(
+                    format!("{tpath}.provider"),
+                    format!("no provider named `{}`", t.provider),
+                );
+            }
             continue;
         };
         if t.model.trim().is_empty() {
@@ -544,9 +529,12 @@ fn load_timeout_overrides(
     }
 }
 
+/// `model_exists`: whether a model may be named (for problems); `listed`: whether the file
+/// lists keys, some of which may have failed to load (and were reported).
 fn load_keys(
     raw: Vec<(String, RawKey)>,
-    models: &ModelIndex,
+    model_exists: &dyn Fn(&str) -> bool,
+    listed: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<ClientKey> {
     let mut keys: Vec<ClientKey> = Vec::new();
@@ -561,10 +549,13 @@ fn load_keys(
                 format!("duplicate key name `{}`", raw.name),
             );
         }
-        keys.push(load_key(&path, raw, models, problems));
+        keys.push(load_key(&path, raw, model_exists, problems));
     }
-    if keys.is_empty() {
-        problems.at("keys", format!("{NO_KEYS}; clients authenticate with them"));
+    if keys.is_empty() && !listed {
+        problems.at(
+            "keys",
+            "at least one client key is needed; clients authenticate with them",
+        );
     }
     keys
 }
@@ -572,7 +563,7 @@ fn load_keys(
 fn load_key(
     path: &str,
     raw: RawKey,
-    models: &ModelIndex,
+    model_exists: &dyn Fn(&str) -> bool,
     problems: &mut Vec<Problem>,
 ) -> ClientKey {
     if raw.key.len() < 8 {
@@ -586,7 +577,7 @@ fn load_key(
     } else {
         for (i, m) in raw.models.iter().enumerate() {
             // Workflows are named by `workflow/<name>`, checked when they run.
-            if !models.contains_key(m) && !m.starts_with(WORKFLOW_PREFIX) {
+            if !model_exists(m) && !m.starts_with(WORKFLOW_PREFIX) {
                 problems.at(
                     format!("{path}.models[{i}]"),
                     format!("no model named `{m}`"),
