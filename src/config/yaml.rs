@@ -20,12 +20,17 @@ const UNEXPANDED_SECTION: &str = "models";
 /// Environment values put into the config, so that messages can leave them out, and which
 /// variables each expanded field came from (a rejected credential's error names them).
 #[derive(Default)]
-pub(super) struct Expanded(Vec<(String, String)>, Vec<(String, String)>);
+pub(super) struct Expanded {
+    /// (variable, value) of every reference expanded.
+    values: Vec<(String, String)>,
+    /// (field path, variable) of every reference.
+    sources: Vec<(String, String)>,
+}
 
 impl Expanded {
     /// The variables the field at `path` (e.g. `providers[0].api_key`) was made from.
     pub(super) fn variables_of(&self, path: &str) -> Vec<String> {
-        self.1
+        self.sources
             .iter()
             .filter(|(p, _)| p == path)
             .map(|(_, name)| name.clone())
@@ -36,7 +41,7 @@ impl Expanded {
     pub(super) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         // Longest first, so that a value containing another is replaced whole.
-        let mut values: Vec<&(String, String)> = self.0.iter().collect();
+        let mut values: Vec<&(String, String)> = self.values.iter().collect();
         values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
         for (name, value) in values {
             // A value this short says nothing, and would be found inside ordinary words.
@@ -82,9 +87,9 @@ fn expand_value(
             let mut lookup = |name: &str| {
                 let v = env(name);
                 if let Some(v) = &v {
-                    expanded.0.push((name.to_string(), v.clone()));
+                    expanded.values.push((name.to_string(), v.clone()));
                 }
-                expanded.1.push((path.clone(), name.to_string()));
+                expanded.sources.push((path.clone(), name.to_string()));
                 v
             };
             match expand_str(s, &mut lookup) {

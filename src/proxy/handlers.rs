@@ -158,13 +158,8 @@ impl Gateway {
     pub(super) async fn messages(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;
         let (model_name, request) = anthropic::parse_request(&body)?;
-        let (max_tokens, stream) = (request.max_tokens, request.stream);
+        let wants = Wants::typed(&model_name, &request);
         let mut client = ClientRequest::typed(request);
-        let wants = Wants {
-            model: &model_name,
-            max_tokens,
-            stream,
-        };
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
@@ -188,19 +183,14 @@ impl Gateway {
             ctx.common_headers
                 .push(("x-modelmux-dropped-tools", dropped));
         }
-        let (max_tokens, stream) = (parsed.request.max_tokens, parsed.request.stream);
+        let wants = Wants::typed(&parsed.model, &parsed.request);
         let mut client = ClientRequest::typed(parsed.request);
-        let wants = Wants {
-            model: &parsed.model,
-            max_tokens,
-            stream,
-        };
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
 
-    /// `POST /v1/messages/count_tokens`: the prompt's tokens as the gateway estimates them (4
-    /// bytes of text a token, as for limits and budgets), whatever vendor the model routes to.
+    /// `POST /v1/messages/count_tokens`: the prompt's tokens as the gateway estimates them (its
+    /// text and tool definitions at 4 bytes a token), whatever vendor the model routes to.
     pub(super) async fn count_tokens(
         &self,
         session: &mut Session,
@@ -308,6 +298,15 @@ struct Wants<'a> {
 }
 
 impl<'a> Wants<'a> {
+    /// What a request typed from another client API (Anthropic's, the Responses API) asks for.
+    fn typed(model: &'a str, r: &crate::providers::model::Request) -> Self {
+        Wants {
+            model,
+            max_tokens: r.max_tokens,
+            stream: r.stream,
+        }
+    }
+
     /// What an OpenAI body (chat, legacy completions, embeddings) asks for; `n` choices are
     /// `n` completions, charged before they are asked for.
     fn of(request: &'a ChatRequest) -> Self {
