@@ -42,8 +42,7 @@ pub fn load_str_at(
     base: Option<&std::path::Path>,
 ) -> Result<Config, Problems> {
     let mut problems = Vec::new();
-    let (mut sections, expanded, misspelt) = read_sections(text, env, &mut problems)?;
-    let declared = Declared::of(&sections, &misspelt);
+    let (mut sections, expanded, declared) = read_sections(text, env, &mut problems)?;
     let p = &mut problems;
     let raw_server: RawServer = section(&mut sections, "server", p).unwrap_or_default();
     let raw_metrics: RawMetrics = section(&mut sections, "metrics", p).unwrap_or_default();
@@ -168,13 +167,13 @@ impl Declared {
     }
 }
 
-/// The top-level mapping with `${ENV}` expanded, by section name, and what was put in;
-/// unknown sections reported.
+/// The top-level mapping with `${ENV}` expanded, by section name, what was put in, and the
+/// names it declares; unknown sections reported.
 fn read_sections(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Problem>,
-) -> Result<(HashMap<String, Value>, Expanded, Vec<&'static str>), Problems> {
+) -> Result<(HashMap<String, Value>, Expanded, Declared), Problems> {
     let mut root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| Problems::one(format!("invalid YAML: {e}")))?;
     let expanded = expand_env(&mut root, env, problems);
@@ -201,7 +200,8 @@ fn read_sections(
             None => problems.at("", "section names must be strings"),
         }
     }
-    Ok((sections, expanded, misspelt))
+    let declared = Declared::of(&sections, &misspelt);
+    Ok((sections, expanded, declared))
 }
 
 /// Edits (insert, delete, replace a character) from one name to another.
