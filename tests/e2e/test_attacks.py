@@ -541,6 +541,11 @@ def test_pipelined_requests_are_answered_in_order(gw):
 
 def test_requests_without_one_host_or_with_bare_lf_are_refused(gw):
     assert raw_exchange(gw.port, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+    # Each refusal is an OpenAI-shaped error.
+    for request in (b"GET /health HTTP/1.1\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                    b"GET /health HTTP/1.1\nHost: x\n\n"):
+        body = raw_exchange(gw.port, request).split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body)["error"]["type"] == "invalid_request_error", body
     assert raw_exchange(gw.port, b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").startswith(b"HTTP/1.1 400")
     assert raw_exchange(gw.port, b"GET /health HTTP/1.1\nHost: x\n\n").startswith(b"HTTP/1.1 400")
     assert raw_exchange(gw.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
