@@ -303,6 +303,7 @@ def test_a_run_right_after_a_save_runs_what_was_saved(console):
 
 
 def test_the_playground_offers_chat_models_and_status_no_phantom_numbers(page, console):
+    page.wait_for_selector("#pg-models label", state="attached")  # drawn once the overview has loaded
     labels = page.locator("#pg-models label").all_inner_texts()
     assert "gpt-4o-mini" in labels and "text-embedding-3-small" not in labels, labels
     # A limit nothing has been admitted under yet has nothing "remaining" to show.
