@@ -30,6 +30,7 @@ pub(crate) mod mock;
 pub mod providers;
 pub(crate) mod proxy;
 pub(crate) mod random;
+pub(crate) mod response_store;
 pub mod server;
 pub(crate) mod timeline;
 pub(crate) mod traffic;

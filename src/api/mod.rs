@@ -1,6 +1,8 @@
 //! What clients speak: each client API parses its requests into the internal model and renders
 //! replies, stream events and errors back in its own shape.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::error::GatewayError;
@@ -15,7 +17,7 @@ pub mod responses;
 use anthropic::AnthropicWriter;
 use openai::legacy::LegacyWriter;
 use openai::writer::OpenAiWriter;
-use responses::ResponsesWriter;
+use responses::{ResponsesWriter, Turn};
 
 /// An id as the vendors make them: a prefix and 24 random letters and digits (`chatcmpl-…`,
 /// `msg_…`, `resp_…`).
@@ -57,13 +59,19 @@ impl ClientApi {
         }
     }
 
-    /// A complete reply in this API, and its usage.
-    pub fn render_completion(self, public_model: &str, c: &Completion) -> (Bytes, Option<Usage>) {
+    /// A complete reply in this API, and its usage. `turn`: what a Responses API request
+    /// asked to be repeated in its reply.
+    pub fn render_completion(
+        self,
+        public_model: &str,
+        turn: Option<&Turn>,
+        c: &Completion,
+    ) -> (Bytes, Option<Usage>) {
         let body = match self {
             ClientApi::OpenAi => openai::writer::completion_json(c, public_model),
             ClientApi::OpenAiLegacy => openai::legacy::completion_json(c, public_model),
             ClientApi::Anthropic => anthropic::message_json(c, public_model),
-            ClientApi::Responses => responses::response_json(c, public_model),
+            ClientApi::Responses => responses::response_json(c, public_model, turn),
         };
         (body, c.usage)
     }
@@ -79,7 +87,12 @@ pub enum StreamWriter {
 }
 
 impl StreamWriter {
-    pub fn new(api: ClientApi, public_model: &str, include_usage: bool) -> StreamWriter {
+    pub fn new(
+        api: ClientApi,
+        public_model: &str,
+        include_usage: bool,
+        turn: Option<&Arc<Turn>>,
+    ) -> StreamWriter {
         match api {
             ClientApi::OpenAi => {
                 StreamWriter::OpenAi(OpenAiWriter::new(public_model, include_usage))
@@ -89,7 +102,7 @@ impl StreamWriter {
             }
             ClientApi::Anthropic => StreamWriter::Anthropic(AnthropicWriter::new(public_model)),
             ClientApi::Responses => {
-                StreamWriter::Responses(Box::new(ResponsesWriter::new(public_model)))
+                StreamWriter::Responses(Box::new(ResponsesWriter::new(public_model, turn.cloned())))
             }
         }
     }
@@ -111,18 +124,27 @@ impl StreamWriter {
             StreamWriter::Responses(w) => w.usage(),
         }
     }
+
+    /// The Responses API's finished Response object (other APIs have none).
+    pub fn completed_response(&self) -> Option<&serde_json::Value> {
+        match self {
+            StreamWriter::Responses(w) => w.completed(),
+            _ => None,
+        }
+    }
 }
 
 /// A whole reply replayed as a stream, for vendors that answer a stream request with one JSON
-/// body (Qianfan v1 does when it has nothing to stream).
+/// body (Qianfan v1 does when it has nothing to stream); the writer, finished.
 pub fn replay_as_stream(
     api: ClientApi,
     public_model: &str,
     include_usage: bool,
+    turn: Option<&Arc<Turn>>,
     c: &Completion,
     out: &mut Vec<u8>,
-) -> Option<Usage> {
-    let mut sink = StreamWriter::new(api, public_model, include_usage);
+) -> StreamWriter {
+    let mut sink = StreamWriter::new(api, public_model, include_usage, turn);
     if let Some(ch) = c.choices.first() {
         if let Some(r) = &ch.reasoning {
             sink.write(Delta::Reasoning(r.clone()), out);
@@ -153,5 +175,5 @@ pub fn replay_as_stream(
         sink.write(Delta::Usage(u), out);
     }
     sink.write(Delta::Done, out);
-    sink.usage()
+    sink
 }

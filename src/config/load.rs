@@ -11,7 +11,7 @@ use super::raw::*;
 use super::yaml::{duration, expand_env, list_section, map_section, section, Expanded};
 use super::*;
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server",
     "metrics",
     "mock",
@@ -24,6 +24,7 @@ const SECTIONS: [&str; 15] = [
     "admin",
     "log",
     "cache",
+    "responses",
     "apps",
     "workflows",
     "unified",
@@ -56,6 +57,7 @@ pub fn load_str_at(
     let raw_admin: Option<RawAdmin> = section(&mut sections, "admin", p);
     let raw_log: RawLog = section(&mut sections, "log", p).unwrap_or_default();
     let raw_cache: RawCache = section(&mut sections, "cache", p).unwrap_or_default();
+    let raw_responses: RawResponses = section(&mut sections, "responses", p).unwrap_or_default();
     let raw_apps: flows::RawApps = section(&mut sections, "apps", p).unwrap_or_default();
     let raw_workflows: flows::RawWorkflows =
         section(&mut sections, "workflows", p).unwrap_or_default();
@@ -87,6 +89,7 @@ pub fn load_str_at(
         keys,
         breaker: load_breaker(raw_breaker, p),
         cache: load_cache(raw_cache, &raw_limits, p),
+        responses: load_responses(raw_responses, &raw_limits, p),
         limits_backend: load_limits_backend(raw_limits, p),
         cors,
         admin: raw_admin.map(|a| load_admin(a, p)),
@@ -339,6 +342,36 @@ fn load_cache(
                 CacheBackend::Memory { max_bytes: 0 }
             }
         },
+    }
+}
+
+/// The stored responses' Redis is their own `redis_url`, or the limits' one.
+fn load_responses(
+    raw: RawResponses,
+    limits: &RawLimitsSection,
+    problems: &mut Vec<Problem>,
+) -> ResponsesStoreSettings {
+    let d = ResponsesStoreSettings::default();
+    let redis_url = match raw.backend {
+        RawCacheBackend::Memory => None,
+        RawCacheBackend::Redis => match raw.redis_url.or_else(|| limits.redis_url.clone()) {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(Secret::new(url))
+            }
+            _ => {
+                problems.at(
+                    "responses.redis_url",
+                    "a redis:// URL is required with backend: redis (or limits.redis_url)",
+                );
+                None
+            }
+        },
+    };
+    ResponsesStoreSettings {
+        redis_url,
+        prefix: raw.prefix.unwrap_or(d.prefix),
+        ttl: duration(&raw.ttl, "responses.ttl", d.ttl, problems),
+        max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
     }
 }
 

@@ -108,6 +108,7 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
     pub cache: CacheBackend,
+    pub responses: ResponsesStoreSettings,
     pub apps: Apps,
     pub workflows: Workflows,
     /// The unified request's capability map: type → provider name → public model.
@@ -157,6 +158,29 @@ pub enum LogFormat {
     Text,
     /// No access log.
     Off,
+}
+
+/// Where the Responses API keeps stored responses (`responses:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsesStoreSettings {
+    /// Redis, shared by every replica; None keeps them in this process.
+    pub redis_url: Option<Secret>,
+    pub prefix: String,
+    /// How long a response can be continued or fetched.
+    pub ttl: Duration,
+    /// The cap on what this process keeps (in memory, or while Redis is away).
+    pub max_bytes: u64,
+}
+
+impl Default for ResponsesStoreSettings {
+    fn default() -> Self {
+        ResponsesStoreSettings {
+            redis_url: None,
+            prefix: "modelmux-responses".into(),
+            ttl: Duration::from_secs(24 * 3600),
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// The access log: one line per request, to stdout or a file.

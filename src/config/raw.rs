@@ -65,6 +65,17 @@ pub(super) struct RawLog {
     pub(super) path: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResponses {
+    #[serde(default)]
+    pub(super) backend: RawCacheBackend,
+    pub(super) redis_url: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) ttl: Option<String>,
+    pub(super) max_bytes: Option<u64>,
+}
+
 /// Bounds on what one client connection may hold.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

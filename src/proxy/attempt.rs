@@ -352,6 +352,7 @@ impl Gateway {
                 provider,
                 public_model,
                 request.include_usage(),
+                ctx.turn.as_ref(),
                 handling(ctx, request, provider),
             );
             return self.relay_stream(session, ctx, exchange, relay).await;
@@ -361,7 +362,8 @@ impl Gateway {
             .await
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         self.upstreams.release(exchange);
-        answer_whole(session, ctx, request, provider, public_model, &body).await
+        self.answer_whole(session, ctx, request, provider, public_model, &body)
+            .await
     }
 
     /// A vendor's non-2xx answer as the client's error. Only a connection whose error body was
@@ -431,6 +433,11 @@ impl Gateway {
             // Kept as it arrives, so a client that leaves early is still charged what it used.
             ctx.usage = relay.usage();
             ctx.received_tokens = relay.received_tokens();
+            if let Some(response) = relay.completed_response() {
+                // Stored before the event that ends the reply is written: a client can go on
+                // from it the moment it has read it.
+                self.store_response(ctx, response.clone()).await;
+            }
             if !out.is_empty() {
                 ctx.first_token.get_or_insert_with(Instant::now);
                 session.write_response_body(Bytes::from(out), false).await?;
@@ -476,69 +483,82 @@ fn record(breaker: &Breaker, ctx: &RequestCtx, outcome: &Outcome, first_try: boo
 /// A vendor's whole (non-streamed) answer, in the client's API. A stream request answered
 /// with one JSON body (an error in a 200 from Qianfan v1, or a vendor that had nothing to
 /// stream) still gets a real status for an error, and a reply replayed as a stream.
-async fn answer_whole(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    request: &ClientRequest<'_>,
-    provider: &Provider,
-    public_model: &str,
-    body: &[u8],
-) -> Handled {
-    if request.kind().is_job() {
-        let (reply, usage) = match request.kind() {
-            RequestKind::Embeddings => openai::decode_embeddings_raw(public_model, body),
-            _ => openai::check_images_raw(body),
+impl Gateway {
+    async fn answer_whole(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        request: &ClientRequest<'_>,
+        provider: &Provider,
+        public_model: &str,
+        body: &[u8],
+    ) -> Handled {
+        if request.kind().is_job() {
+            let (reply, usage) = match request.kind() {
+                RequestKind::Embeddings => openai::decode_embeddings_raw(public_model, body),
+                _ => openai::check_images_raw(body),
+            }
+            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            ctx.usage = usage;
+            if ctx.capture {
+                ctx.captured = Some(Cached::Body(String::from_utf8_lossy(&reply).into_owned()));
+            }
+            ctx.first_byte = Some(Instant::now());
+            write_json(session, 200, reply, &ctx.success_headers()).await?;
+            return Ok(());
         }
+        if request.stream() {
+            let completion = providers::decode_chat(provider, body)
+                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            let usage = self
+                .write_as_stream(session, ctx, public_model, request, &completion)
+                .await?;
+            ctx.usage = usage;
+            return Ok(());
+        }
+        let (reply, usage, completion) = relay::render_reply(
+            ctx.api,
+            provider,
+            public_model,
+            ctx.turn.as_deref(),
+            body,
+            handling(ctx, request, provider),
+        )
         .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
-        if ctx.capture {
-            ctx.captured = Some(Cached::Body(String::from_utf8_lossy(&reply).into_owned()));
+        ctx.captured = completion.map(Cached::Completion);
+        if ctx.logged_prompt.is_some() {
+            ctx.logged_reply = Some(reply.clone());
         }
+        self.keep_response(ctx, &reply).await;
         ctx.first_byte = Some(Instant::now());
+        ctx.first_token = ctx.first_byte;
         write_json(session, 200, reply, &ctx.success_headers()).await?;
-        return Ok(());
+        Ok(())
     }
-    if request.stream() {
-        let completion = providers::decode_chat(provider, body)
-            .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-        let usage = write_as_stream(session, ctx, public_model, request, &completion).await?;
-        ctx.usage = usage;
-        return Ok(());
-    }
-    let (reply, usage, completion) = relay::render_reply(
-        ctx.api,
-        provider,
-        public_model,
-        body,
-        handling(ctx, request, provider),
-    )
-    .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-    ctx.usage = usage;
-    ctx.captured = completion.map(Cached::Completion);
-    if ctx.logged_prompt.is_some() {
-        ctx.logged_reply = Some(reply.clone());
-    }
-    ctx.first_byte = Some(Instant::now());
-    ctx.first_token = ctx.first_byte;
-    write_json(session, 200, reply, &ctx.success_headers()).await?;
-    Ok(())
-}
 
-/// A whole reply written as a stream in the client's API; its usage.
-pub(super) async fn write_as_stream(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    public_model: &str,
-    request: &ClientRequest<'_>,
-    c: &Completion,
-) -> Result<Option<Usage>, Stop> {
-    let mut out = Vec::new();
-    let usage = api::replay_as_stream(ctx.api, public_model, request.include_usage(), c, &mut out);
-    write_stream_header(session, &ctx.success_headers()).await?;
-    ctx.first_byte = Some(Instant::now());
-    ctx.first_token = ctx.first_byte;
-    session.write_response_body(Bytes::from(out), true).await?;
-    Ok(usage)
+    /// A whole reply written as a stream in the client's API; its usage.
+    pub(super) async fn write_as_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        public_model: &str,
+        request: &ClientRequest<'_>,
+        c: &Completion,
+    ) -> Result<Option<Usage>, Stop> {
+        let mut out = Vec::new();
+        let include_usage = request.include_usage();
+        let turn = ctx.turn.as_ref();
+        let writer = api::replay_as_stream(ctx.api, public_model, include_usage, turn, c, &mut out);
+        if let Some(response) = writer.completed_response() {
+            self.store_response(ctx, response.clone()).await;
+        }
+        write_stream_header(session, &ctx.success_headers()).await?;
+        ctx.first_byte = Some(Instant::now());
+        ctx.first_token = ctx.first_byte;
+        session.write_response_body(Bytes::from(out), true).await?;
+        Ok(writer.usage())
+    }
 }
 
 /// A session keeps its target (A/B splits): `x-session-id`, or the request's `user`.

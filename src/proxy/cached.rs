@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 
-use super::attempt::write_as_stream;
 use super::respond::write_json;
 use super::{Gateway, RequestCtx, Session, Stop};
 use crate::api::ClientApi;
@@ -141,10 +140,14 @@ impl Gateway {
         ctx.provider = Some("cache".into());
         match cached {
             Cached::Completion(c) if request.stream() => {
-                write_as_stream(session, ctx, &model.name, request, c).await?;
+                self.write_as_stream(session, ctx, &model.name, request, c)
+                    .await?;
             }
             Cached::Completion(c) => {
-                let (body, _) = ctx.api.render_completion(&model.name, c);
+                let (body, _) = ctx
+                    .api
+                    .render_completion(&model.name, ctx.turn.as_deref(), c);
+                self.keep_response(ctx, &body).await;
                 ctx.first_byte = Some(Instant::now());
                 ctx.first_token = ctx.first_byte;
                 write_json(session, 200, body, &ctx.success_headers()).await?;

@@ -381,6 +381,7 @@ impl Gateway {
                 ClientApi::OpenAi,
                 &public,
                 include_usage,
+                None,
                 &completion,
                 &mut out,
             );
@@ -388,7 +389,7 @@ impl Gateway {
             session.write_response_body(Bytes::from(out), true).await?;
             return Ok(());
         }
-        let (body, _) = ClientApi::OpenAi.render_completion(&public, &completion);
+        let (body, _) = ClientApi::OpenAi.render_completion(&public, None, &completion);
         write_json(session, 200, body, &ctx.success_headers()).await?;
         Ok(())
     }

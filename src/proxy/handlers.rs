@@ -12,6 +12,7 @@ use crate::config::{ClientKey, Config, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::openai::ChatRequest;
 use crate::providers::{rewrite_job_body, ClientRequest, RequestKind, Usage};
+use crate::response_store::Stored;
 use crate::traffic::auth;
 
 impl Gateway {
@@ -164,26 +165,39 @@ impl Gateway {
             .await
     }
 
-    /// `POST /v1/responses`: OpenAI's Responses API in front of any routed model. Responses are
-    /// not stored yet, so a `previous_response_id` is not found.
+    /// `POST /v1/responses`: OpenAI's Responses API in front of any routed model. A stored
+    /// response named by `previous_response_id` is continued: its conversation goes before the
+    /// input, to whatever vendor answers (none of them holds it).
     pub(super) async fn responses(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Responses).await?;
-        let parsed = crate::api::responses::parse_request(&body)?;
-        if let Some(id) = parsed.previous_response_id {
-            return Err(GatewayError::new(
-                ErrorKind::UnknownModel,
-                format!("Previous response with id '{id}' not found."),
-            )
-            .with_param(Some("previous_response_id"))
-            .with_code("previous_response_not_found")
-            .into());
+        let mut parsed = crate::api::responses::parse_request(&body)?;
+        let owner = &config.keys[key].name;
+        let mut items = match &parsed.previous_response_id {
+            Some(id) => self.stored_conversation(id, owner).await?,
+            None => Vec::new(),
+        };
+        parsed.continue_from(&items)?;
+        let context_bytes = items.iter().map(|i| i.to_string().len()).sum();
+        if parsed.store {
+            let mut input = std::mem::take(&mut parsed.items);
+            crate::api::responses::items_as_stored(&mut input);
+            items.extend(input);
+            ctx.keep = Some(Box::new(Stored {
+                owner: owner.clone(),
+                response: serde_json::Value::Null,
+                items,
+            }));
         }
+        ctx.turn = Some(parsed.turn.clone());
         if !parsed.dropped_tools.is_empty() {
             let dropped = parsed.dropped_tools.join(", ");
             ctx.common_headers
                 .push(("x-modelmux-dropped-tools", dropped));
         }
-        let wants = Wants::typed(&parsed.model, &parsed.request);
+        let wants = Wants {
+            context_bytes,
+            ..Wants::typed(&parsed.model, &parsed.request)
+        };
         let mut client = ClientRequest::typed(parsed.request);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
@@ -247,7 +261,8 @@ impl Gateway {
         let key = &config.keys[key];
         let model = self.allowed_model(config, key, wants.model)?;
         note_request(ctx, model, body, wants.stream);
-        Box::pin(self.admit(ctx, key, model, body.len(), wants.max_tokens)).await?;
+        let prompt_bytes = body.len() + wants.context_bytes;
+        Box::pin(self.admit(ctx, key, model, prompt_bytes, wants.max_tokens)).await?;
         self.complete(session, ctx, request, model).await
     }
 
@@ -259,11 +274,11 @@ impl Gateway {
         ctx: &mut RequestCtx,
         key: &ClientKey,
         model: &PublicModel,
-        body_len: usize,
+        prompt_bytes: usize,
         max_tokens: Option<u64>,
     ) -> GwResult<()> {
         ctx.model = Some(model.name.clone());
-        ctx.prompt_estimate = body_len as u64 / 4;
+        ctx.prompt_estimate = prompt_bytes as u64 / 4;
         let estimate = Usage::new(ctx.prompt_estimate, max_tokens.unwrap_or(0));
         let price = model.price.as_ref();
         let reservation = self.budgets.reserve(key, &estimate, price).await?;
@@ -295,6 +310,8 @@ struct Wants<'a> {
     model: &'a str,
     max_tokens: Option<u64>,
     stream: bool,
+    /// A stored conversation sent before the body's own input.
+    context_bytes: usize,
 }
 
 impl<'a> Wants<'a> {
@@ -304,6 +321,7 @@ impl<'a> Wants<'a> {
             model,
             max_tokens: r.max_tokens,
             stream: r.stream,
+            context_bytes: 0,
         }
     }
 
@@ -316,6 +334,7 @@ impl<'a> Wants<'a> {
                 .max_tokens()
                 .map(|m| m.saturating_mul(request.choices())),
             stream: request.stream,
+            context_bytes: 0,
         }
     }
 }

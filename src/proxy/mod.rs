@@ -16,6 +16,7 @@ use pingora::protocols::http::ServerSession as Session;
 use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
+use crate::api::responses::Turn;
 use crate::api::ClientApi;
 use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig, LogFormat};
 use crate::error::{ErrorKind, GatewayError};
@@ -23,6 +24,7 @@ use crate::metrics;
 use crate::providers::jwt::JwtTokens;
 use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
+use crate::response_store::{ResponseStore, Stored};
 use crate::traffic::breaker::Breakers;
 use crate::traffic::budget::{Budgets, Reservation};
 use crate::traffic::cache::{Cache, Cached};
@@ -44,6 +46,7 @@ mod handlers;
 mod jobs;
 pub(crate) mod relay;
 mod respond;
+mod responses;
 mod router;
 mod status;
 pub(crate) mod upstream;
@@ -61,6 +64,8 @@ pub(crate) struct Gateway {
     budgets: Budgets,
     store: Arc<Store>,
     cache: Cache,
+    /// The Responses API's stored responses.
+    responses: ResponseStore,
     /// None when the access log could not be opened (logged at start).
     access_log: Option<AccessLog>,
     /// This process's own socket, for side-by-side compare.
@@ -96,6 +101,10 @@ pub(crate) struct RequestCtx {
     /// The client's `x-request-id`, or one made up; sent to the vendor and back.
     request_id: String,
     client_ip: Option<IpAddr>,
+    /// A Responses API request: what its reply repeats, and (when it is to be stored) the
+    /// record its finished Response object completes.
+    turn: Option<Arc<Turn>>,
+    keep: Option<Box<Stored>>,
     /// Each attempt's outcome label, in order.
     attempts: Vec<&'static str>,
     vendor_model: Option<String>,
@@ -170,9 +179,14 @@ impl Gateway {
         let store = Arc::new(Store::new(&config.limits_backend, shared.clone()));
         let cache_redis = match &config.cache {
             // The same Redis as the limits: one connection and one health state for both.
-            CacheBackend::Redis { url, .. } if Some(url) == limits_redis => shared,
+            CacheBackend::Redis { url, .. } if Some(url) == limits_redis => shared.clone(),
             CacheBackend::Redis { url, .. } => SharedRedis::open(url),
             CacheBackend::Memory { .. } => None,
+        };
+        let responses_redis = match &config.responses.redis_url {
+            Some(url) if Some(url) == limits_redis => shared,
+            Some(url) => SharedRedis::open(url),
+            None => None,
         };
         Gateway {
             config: Arc::new(LiveConfig::new(config.clone())),
@@ -185,6 +199,7 @@ impl Gateway {
             budgets: Budgets::new(store.clone()),
             store,
             cache: Cache::new(&config.cache, cache_redis),
+            responses: ResponseStore::new(&config.responses, responses_redis),
             access_log: (config.log.format != LogFormat::Off)
                 .then(|| {
                     AccessLog::open(&config.log)
@@ -238,6 +253,8 @@ impl Gateway {
             cache_status: None,
             capture: false,
             captured: None,
+            turn: None,
+            keep: None,
         }
     }
 

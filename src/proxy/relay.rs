@@ -2,8 +2,11 @@
 //! vendor's own events passed through (only `model` rewritten); every other pairing goes
 //! vendor decoder -> deltas -> the client API's writer.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::api::responses::Turn;
 use crate::api::{ClientApi, StreamWriter};
 use crate::config::Provider;
 use crate::error::{GatewayError, GwResult};
@@ -56,6 +59,7 @@ impl Relay {
         provider: &Provider,
         public_model: &str,
         include_usage: bool,
+        turn: Option<&Arc<Turn>>,
         how: Handling,
     ) -> Relay {
         let capture = how == Handling::Capture;
@@ -64,7 +68,7 @@ impl Relay {
         } else {
             Inner::Translate {
                 source: providers::stream_decoder(provider),
-                sink: StreamWriter::new(api, public_model, include_usage),
+                sink: StreamWriter::new(api, public_model, include_usage, turn),
                 state: StreamState::Open,
                 received: 0,
                 captured: capture.then(CompletionBuilder::default),
@@ -163,6 +167,14 @@ impl Relay {
             Inner::Translate { sink, .. } => sink.usage(),
         }
     }
+
+    /// The Responses API's finished Response object, once the stream ended with one.
+    pub(crate) fn completed_response(&self) -> Option<&serde_json::Value> {
+        match &self.0 {
+            Inner::Translate { sink, .. } => sink.completed_response(),
+            Inner::PassThrough(_) => None,
+        }
+    }
 }
 
 /// A complete non-streaming reply in the client's API, its usage, and when captured the decoded
@@ -171,6 +183,7 @@ pub(crate) fn render_reply(
     api: ClientApi,
     provider: &Provider,
     public_model: &str,
+    turn: Option<&Turn>,
     body: &[u8],
     how: Handling,
 ) -> GwResult<(Bytes, Option<Usage>, Option<Completion>)> {
@@ -180,6 +193,6 @@ pub(crate) fn render_reply(
         return Ok((reply, usage, None));
     }
     let c = providers::decode_chat(provider, body)?;
-    let (reply, usage) = api.render_completion(public_model, &c);
+    let (reply, usage) = api.render_completion(public_model, turn, &c);
     Ok((reply, usage, capture.then_some(c)))
 }

@@ -104,6 +104,10 @@ impl Gateway {
                 Box::pin(self.count_tokens(session, ctx)).await
             }
             ("POST", "/v1/responses") => Box::pin(self.responses(session, ctx)).await,
+            (_, p) if p.starts_with("/v1/responses/") => {
+                let rest = &p["/v1/responses/".len()..];
+                Box::pin(self.stored_response(session, ctx, rest)).await
+            }
             ("POST", "/v1/completions") => self.completions(session, ctx).await,
             ("POST", "/v1/embeddings") => self.embeddings(session, ctx).await,
             ("POST", "/v1/images/generations") => self.images(session, ctx).await,

@@ -1,12 +1,18 @@
 """OpenAI's Responses API in front of every vendor kind, with the official `openai` SDK:
 `responses.create`, `responses.stream` (the whole event lifecycle, in order, numbered from 0),
-a function tool round trip, hosted tools left out and named, and usage exact."""
+a function tool round trip, hosted tools left out and named, and usage exact; stored responses
+continued with `previous_response_id` on every vendor kind and across them, fetched, listed and
+deleted by their own key only, stored before the reply ends, and shared by replicas through
+Redis."""
+
+import json
 
 import httpx
 import openai
 import pytest
 
-from conftest import DEMO_KEY
+from conftest import DEMO_KEY, LIMITED_KEY, free_port, running_gateway
+from test_fail_open import start_redis
 
 # Public models of the session gateway, one per vendor kind, and the mock that answers.
 MODELS = {"gpt-4o-mini": "openai", "claude": "anthropic", "qwen": "dashscope", "qwen-plus": "dashscope",
@@ -69,3 +75,129 @@ def test_an_unknown_previous_response_is_a_404(gateway):
     with pytest.raises(openai.NotFoundError) as e:
         gateway.client().responses.create(model="qwen", input="hi", previous_response_id="resp_nope")
     assert e.value.body["code"] == "previous_response_not_found"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_tool_round_trip_continued_by_previous_response_id(gateway, mock, model):
+    c = gateway.client()
+    first = c.responses.create(model=model, input="What is the weather in Paris?", tools=TOOLS,
+                               instructions="Use the tools.")
+    call = next(o for o in first.output if o.type == "function_call")
+    second = c.responses.create(model=model, previous_response_id=first.id, tools=TOOLS,
+                                input=[{"type": "function_call_output", "call_id": call.call_id,
+                                        "output": "sunny, 21 C"}])
+    expected = '{"content":"sunny, 21 C"}' if MODELS[model] == "gemini" else "sunny, 21 C"
+    assert second.output_text == f"The tool returned: {expected}"
+    assert second.previous_response_id == first.id and second.store is True
+    # The vendor got the whole conversation: the first question went again, with the call.
+    seen = mock.last(MODELS[model])
+    assert "What is the weather in Paris?" in seen["texts"], seen
+    third = c.responses.create(model=model, previous_response_id=second.id, input="Thanks!")
+    assert third.output_text == f"Mock {MODELS[model]} reply to: Thanks!"
+    texts = mock.last(MODELS[model])["texts"]
+    assert "What is the weather in Paris?" in texts and f"The tool returned: {expected}" in texts
+
+
+def test_a_conversation_moves_between_vendor_kinds(gateway, mock):
+    c = gateway.client()
+    r = c.responses.create(model="claude", input="My name is Ada.")
+    for model in ["gemini", "qwen", "ernie", "gpt-4o-mini"]:
+        r = c.responses.create(model=model, previous_response_id=r.id, input=f"Hello {model}")
+        texts = mock.last(MODELS[model])["texts"]
+        assert texts[0] == "My name is Ada." and texts[-1] == f"Hello {model}", texts
+        assert "Mock anthropic reply to: My name is Ada." in texts
+
+
+def test_a_streamed_response_is_stored_before_its_last_event_is_read(gateway):
+    """The moment `response.completed` arrives, another connection can fetch and continue it."""
+    headers = {"authorization": f"Bearer {DEMO_KEY}"}
+    body = {"model": "qwen", "input": "Stream and store", "stream": True}
+    with httpx.Client(base_url=gateway.base_url, headers=headers, timeout=30) as other, \
+            httpx.stream("POST", gateway.base_url + "/v1/responses", headers=headers, json=body,
+                          timeout=30) as s:
+        for line in s.iter_lines():
+            if line.startswith("data: ") and '"response.completed"' in line:
+                done = json.loads(line[6:])["response"]
+                got = other.get(f"/v1/responses/{done['id']}")
+                assert got.status_code == 200, got.text
+                assert got.json()["output"] == done["output"] and got.json()["status"] == "completed"
+                nxt = other.post("/v1/responses", json={"model": "gemini", "input": "and then?",
+                                                        "previous_response_id": done["id"]})
+                assert nxt.status_code == 200, nxt.text
+                break
+        else:
+            pytest.fail("no response.completed event")
+
+
+def test_stored_responses_are_fetched_listed_and_deleted_by_their_own_key_only(gateway):
+    mine = gateway.client()
+    theirs = gateway.client(key=LIMITED_KEY)
+    first = mine.responses.create(model="gpt-4o-mini", input="one", metadata={"ticket": "7"})
+    second = mine.responses.create(model="gpt-4o-mini", input=[
+        {"role": "user", "content": [{"type": "input_text", "text": "two"}]}], previous_response_id=first.id)
+    got = mine.responses.retrieve(second.id)
+    assert got.id == second.id and got.output_text == second.output_text and got.usage == second.usage
+    assert first.metadata == {"ticket": "7"}
+    items = mine.responses.input_items.list(second.id)
+    # Newest first: this turn's input, the first reply, the first input.
+    assert [i.type for i in items.data] == ["message", "message", "message"]
+    assert [i.role for i in items.data] == ["user", "assistant", "user"]
+    assert items.data[0].content[0].text == "two" and items.data[2].content[0].text == "one"
+    assert all(i.id for i in items.data)
+    asc = mine.responses.input_items.list(second.id, order="asc", limit=1)
+    assert asc.data[0].content[0].text == "one" and asc.has_more
+    for call in (lambda: theirs.responses.retrieve(second.id),
+                 lambda: theirs.responses.input_items.list(second.id),
+                 lambda: theirs.responses.delete(second.id),
+                 lambda: theirs.responses.create(model="gpt-4o-mini", input="x", previous_response_id=second.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    mine.responses.delete(second.id)
+    with pytest.raises(openai.NotFoundError):
+        mine.responses.retrieve(second.id)
+    with pytest.raises(openai.NotFoundError):
+        mine.responses.delete(second.id)
+    assert mine.responses.retrieve(first.id).id == first.id
+
+
+def test_store_false_keeps_nothing(gateway):
+    c = gateway.client()
+    r = c.responses.create(model="qwen", input="forget me", store=False)
+    assert r.store is False
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.create(model="qwen", input="x", previous_response_id=r.id)
+
+
+def test_replicas_share_stored_responses_through_redis(mock):
+    port = free_port()
+    redis = start_redis(port)
+
+    def config(p, metrics):
+        return f"""
+server: {{listen: ["127.0.0.1:{p}"], threads: 2}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
+responses: {{backend: redis, redis_url: "redis://127.0.0.1:{port}", ttl: 1h}}
+providers:
+  - {{name: anthropic, kind: anthropic, base_url: "{mock.url("anthropic")}", api_key: sk-ant-mock}}
+  - {{name: gemini, kind: gemini, base_url: "{mock.url("gemini")}/v1beta", api_key: mock-gemini-key}}
+models:
+  claude: {{targets: [{{provider: anthropic, model: claude-x}}]}}
+  gemini: {{targets: [{{provider: gemini, model: gemini-2.0-flash}}]}}
+keys: [{{name: all, key: {DEMO_KEY}}}]
+"""
+    try:
+        with running_gateway(config) as a, running_gateway(config) as b:
+            first = a.client().responses.create(model="claude", input="Remember 42.")
+            second = b.client().responses.create(model="gemini", input="What was it?",
+                                                 previous_response_id=first.id)
+            assert second.output_text == "Mock gemini reply to: What was it?"
+            assert "Remember 42." in mock.last("gemini")["texts"]
+            assert b.client().responses.retrieve(first.id).output_text == first.output_text
+            a.client().responses.delete(first.id)
+            with pytest.raises(openai.NotFoundError):
+                b.client().responses.retrieve(first.id)
+    finally:
+        redis.kill()
+        redis.wait()

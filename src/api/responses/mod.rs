@@ -5,6 +5,8 @@
 //! Hosted tools (`web_search`, `file_search`, MCP and `namespace` tools) run only at OpenAI;
 //! for the other vendors they are left out, and named in `x-modelmux-dropped-tools`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -37,6 +39,10 @@ struct ResponsesRequest {
     user: Option<String>,
     text: Option<Value>,
     previous_response_id: Option<String>,
+    store: Option<bool>,
+    metadata: Option<Value>,
+    reasoning: Option<Value>,
+    truncation: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -50,9 +56,69 @@ enum Input {
 pub struct Parsed {
     pub model: String,
     pub request: Request,
+    /// The input as items (a string input is one user message), to store with the response.
+    pub items: Vec<Value>,
     /// Hosted tools other vendors cannot run, by type.
     pub dropped_tools: Vec<String>,
     pub previous_response_id: Option<String>,
+    /// Whether the response is to be stored (OpenAI's default: yes).
+    pub store: bool,
+    pub turn: Arc<Turn>,
+}
+
+/// What a request asked that every Response object of its reply repeats (`instructions`,
+/// `tools`, `store`, `metadata`…), as OpenAI's do.
+#[derive(Debug, Default)]
+pub struct Turn {
+    echo: Map<String, Value>,
+}
+
+impl Parsed {
+    /// Continues a stored conversation: its items go before this request's input (after the
+    /// instructions, which are this request's own: OpenAI does not carry them over).
+    pub fn continue_from(&mut self, history: &[Value]) -> GwResult<()> {
+        let mut earlier = Vec::new();
+        for (i, item) in history.iter().enumerate() {
+            push_item(&mut earlier, item, i)?;
+        }
+        let at = usize::from(
+            self.request
+                .messages
+                .first()
+                .is_some_and(|m| m.role == Role::System),
+        );
+        self.request.messages.splice(at..at, earlier);
+        Ok(())
+    }
+}
+
+/// The input items as stored, in the shape `input_items` lists them: each with its type and
+/// an id, a message's text as a content part.
+pub fn items_as_stored(items: &mut [Value]) {
+    for item in items {
+        if let Value::Object(m) = item {
+            if !m.contains_key("type") && m.contains_key("role") {
+                m.insert("type".into(), json!("message"));
+            }
+            if let Some(Value::String(text)) = m.get("content") {
+                let kind = match m.get("role").and_then(Value::as_str) {
+                    Some("assistant") => "output_text",
+                    _ => "input_text",
+                };
+                let part = json!([{"type": kind, "text": text}]);
+                m.insert("content".into(), part);
+            }
+            if !m.contains_key("id") {
+                let prefix = match m.get("type").and_then(Value::as_str) {
+                    Some("function_call") => "fc_",
+                    Some("function_call_output") => "fco_",
+                    Some("reasoning") => "rs_",
+                    _ => "msg_",
+                };
+                m.insert("id".into(), json!(random_id(prefix)));
+            }
+        }
+    }
 }
 
 fn bad(param: &str, message: impl Into<String>) -> GatewayError {
@@ -74,6 +140,36 @@ pub fn parse_request(body: &[u8]) -> GwResult<Parsed> {
         .model
         .filter(|m| !m.is_empty())
         .ok_or_else(|| bad("model", "Missing required parameter: 'model'."))?;
+    let store = wire.store.unwrap_or(true);
+    let mut echo = Map::new();
+    let mut keep = |k: &str, v: Option<Value>| {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            echo.insert(k.into(), v);
+        }
+    };
+    keep("instructions", wire.instructions.clone().map(Value::String));
+    keep("tools", Some(Value::Array(wire.tools.clone())));
+    keep("tool_choice", wire.tool_choice.clone());
+    keep(
+        "parallel_tool_calls",
+        wire.parallel_tool_calls.map(Value::Bool),
+    );
+    keep(
+        "max_output_tokens",
+        wire.max_output_tokens.map(|m| json!(m)),
+    );
+    keep("temperature", wire.temperature.map(|t| json!(t)));
+    keep("top_p", wire.top_p.map(|t| json!(t)));
+    keep("user", wire.user.clone().map(Value::String));
+    keep("text", wire.text.clone());
+    keep(
+        "previous_response_id",
+        wire.previous_response_id.clone().map(Value::String),
+    );
+    keep("store", Some(Value::Bool(store)));
+    keep("metadata", wire.metadata);
+    keep("reasoning", wire.reasoning);
+    keep("truncation", wire.truncation);
     let mut req = Request {
         max_tokens: wire.max_output_tokens,
         temperature: wire.temperature,
@@ -88,14 +184,14 @@ pub fn parse_request(body: &[u8]) -> GwResult<Parsed> {
         req.messages
             .push(message(Role::System, vec![Part::Text(i)]));
     }
-    match wire.input {
-        Some(Input::Text(t)) => req.messages.push(message(Role::User, vec![Part::Text(t)])),
-        Some(Input::Items(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                push_item(&mut req.messages, item, i)?;
-            }
-        }
+    let items = match wire.input {
+        Some(Input::Text(t)) => vec![json!({"type": "message", "role": "user",
+                                            "content": [{"type": "input_text", "text": t}]})],
+        Some(Input::Items(items)) => items,
         None => return Err(bad("input", "Missing required parameter: 'input'.")),
+    };
+    for (i, item) in items.iter().enumerate() {
+        push_item(&mut req.messages, item, i)?;
     }
     if !req.messages.iter().any(|m| m.role != Role::System) {
         return Err(bad("input", "'input' must hold at least one message."));
@@ -154,8 +250,11 @@ pub fn parse_request(body: &[u8]) -> GwResult<Parsed> {
     Ok(Parsed {
         model,
         request: req,
+        items,
         dropped_tools,
         previous_response_id: wire.previous_response_id,
+        store,
+        turn: Arc::new(Turn { echo }),
     })
 }
 
@@ -293,6 +392,7 @@ fn call_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str)
 fn response(
     id: &str,
     model: &str,
+    turn: Option<&Turn>,
     status: &str,
     finish: Option<FinishReason>,
     output: Vec<Value>,
@@ -319,6 +419,12 @@ fn response(
     r.insert("store".into(), json!(false));
     r.insert("text".into(), json!({"format": {"type": "text"}}));
     r.insert("metadata".into(), json!({}));
+    r.insert("previous_response_id".into(), Value::Null);
+    r.insert("reasoning".into(), json!({"effort": null, "summary": null}));
+    r.insert("truncation".into(), json!("disabled"));
+    for (k, v) in turn.map(|t| &t.echo).into_iter().flatten() {
+        r.insert(k.clone(), v.clone());
+    }
     r.insert(
         "usage".into(),
         usage.map_or(Value::Null, |u| {
@@ -339,12 +445,13 @@ fn status_of(finish: FinishReason) -> &'static str {
 }
 
 /// A whole reply as a Response object.
-pub fn response_json(c: &Completion, public_model: &str) -> Bytes {
+pub fn response_json(c: &Completion, public_model: &str, turn: Option<&Turn>) -> Bytes {
     let finish = c.choices.first().map(|ch| ch.finish);
     let status = finish.map_or("completed", status_of);
     let body = response(
         &random_id("resp_"),
         public_model,
+        turn,
         status,
         finish,
         output_items(c),
@@ -402,7 +509,7 @@ mod tests {
             }],
             usage: Some(crate::providers::Usage::new(3, 2)),
         };
-        let v: Value = serde_json::from_slice(&response_json(&c, "pub")).unwrap();
+        let v: Value = serde_json::from_slice(&response_json(&c, "pub", None)).unwrap();
         assert_eq!(v["object"], "response");
         assert_eq!(v["status"], "completed");
         assert_eq!(v["output"][0]["content"][0]["text"], "hello");

@@ -4,9 +4,11 @@
 //! silent end). Each event is `event: <type>` with a `data` object that repeats its type and
 //! carries `sequence_number`, counting from 0. There is no `[DONE]`.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
-use super::{call_item, message_item, response, status_of};
+use super::{call_item, message_item, response, status_of, Turn};
 use crate::api::random_id;
 use crate::providers::model::{Delta, FinishReason};
 use crate::providers::{StreamState, Usage};
@@ -34,13 +36,18 @@ pub struct ResponsesWriter {
     finish: Option<FinishReason>,
     usage: Option<Usage>,
     state: StreamState,
+    turn: Option<Arc<Turn>>,
+    /// The Response object `response.completed` (or `.incomplete`) carried.
+    completed: Option<Value>,
 }
 
 impl ResponsesWriter {
-    pub fn new(public_model: &str) -> Self {
+    pub fn new(public_model: &str, turn: Option<Arc<Turn>>) -> Self {
         ResponsesWriter {
             id: random_id("resp_"),
             model: public_model.to_string(),
+            turn,
+            completed: None,
             sequence: 0,
             started: false,
             output: Vec::new(),
@@ -56,6 +63,11 @@ impl ResponsesWriter {
         self.usage
     }
 
+    /// The finished Response object, once the stream ended with one.
+    pub fn completed(&self) -> Option<&Value> {
+        self.completed.as_ref()
+    }
+
     fn event(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
         data["type"] = json!(kind);
         data["sequence_number"] = json!(self.sequence);
@@ -67,6 +79,7 @@ impl ResponsesWriter {
         response(
             &self.id,
             &self.model,
+            self.turn.as_deref(),
             status,
             self.finish,
             self.output.clone(),
@@ -215,7 +228,8 @@ impl ResponsesWriter {
                 } else {
                     "response.incomplete"
                 };
-                self.event(out, kind, json!({"response": done}));
+                self.event(out, kind, json!({"response": &done}));
+                self.completed = Some(done);
                 self.state = StreamState::Done;
             }
             Delta::Error(e) => {
@@ -247,7 +261,7 @@ mod tests {
 
     #[test]
     fn text_then_a_call_make_the_whole_lifecycle_in_order() {
-        let mut w = ResponsesWriter::new("pub");
+        let mut w = ResponsesWriter::new("pub", None);
         let mut out = Vec::new();
         for d in [
             Delta::Text("Hel".into()),
@@ -302,7 +316,7 @@ mod tests {
 
     #[test]
     fn an_error_mid_stream_ends_it_with_response_failed() {
-        let mut w = ResponsesWriter::new("pub");
+        let mut w = ResponsesWriter::new("pub", None);
         let mut out = Vec::new();
         w.write(Delta::Text("x".into()), &mut out);
         let e = crate::error::GatewayError::new(crate::error::ErrorKind::UpstreamError, "boom");
