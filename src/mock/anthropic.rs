@@ -78,6 +78,20 @@ fn block_text(
                         *tool_result = Some(t.clone());
                         texts.push(t);
                     }
+                    // An earlier turn's thinking goes back with its signature, as Anthropic
+                    // requires for a tool-use turn with thinking on.
+                    Some("thinking") => {
+                        if b.get("thinking").and_then(Value::as_str).is_none()
+                            || b.get("signature").and_then(Value::as_str).is_none()
+                        {
+                            return Err("thinking blocks need `thinking` and `signature`".into());
+                        }
+                    }
+                    Some("redacted_thinking") => {
+                        if b.get("data").and_then(Value::as_str).is_none() {
+                            return Err("redacted_thinking blocks need `data`".into());
+                        }
+                    }
                     Some(other) => return Err(format!("unknown content block type `{other}`")),
                     None => return Err("content blocks need a `type`".into()),
                 }
@@ -120,8 +134,18 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
         }
         Some(_) => return Err("system: must be a string or a list of text blocks".into()),
     }
+    // System turns inside `messages` are a beta Claude Code turns on.
+    let system_turns = req
+        .header("anthropic-beta")
+        .is_some_and(|b| b.contains("mid-conversation-system"));
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        if role == "system" && system_turns {
+            if let Some(t) = m.get("content").and_then(Value::as_str) {
+                conv.texts.push(t.to_string());
+            }
+            continue;
+        }
         if role != "user" && role != "assistant" {
             return Err(format!(
                 "messages.{i}.role: Input should be 'user' or 'assistant'"
@@ -148,6 +172,13 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or("tools.name: Field required")?;
+            // Server tools (`web_search_20250305`…) run at Anthropic: no schema, never called here.
+            if t.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k != "custom")
+            {
+                continue;
+            }
             let schema = t
                 .get("input_schema")
                 .cloned()

@@ -175,6 +175,19 @@ pub struct ClientRequest<'a> {
     raw: Option<&'a ChatRequest<'a>>,
     typed: Option<Request>,
     kind: RequestKind,
+    /// An Anthropic Messages body, for Anthropic targets to get as it is.
+    native: Option<Native<'a>>,
+}
+
+/// A body in Anthropic's own API, and the `anthropic-beta` header that came with it.
+pub struct Native<'a> {
+    pub body: &'a [u8],
+    pub beta: Option<String>,
+}
+
+/// Whether a provider takes Anthropic's Messages API.
+pub fn speaks_anthropic(provider: &Provider) -> bool {
+    matches!(provider.vendor, crate::config::Vendor::Anthropic)
 }
 
 /// Which OpenAI endpoint a client request came to; OpenAI-speaking vendors get it on the same.
@@ -201,6 +214,7 @@ impl<'a> ClientRequest<'a> {
             raw: Some(raw),
             typed: None,
             kind: RequestKind::Chat,
+            native: None,
         }
     }
 
@@ -209,6 +223,15 @@ impl<'a> ClientRequest<'a> {
             raw: None,
             typed: Some(request),
             kind: RequestKind::Chat,
+            native: None,
+        }
+    }
+
+    /// An Anthropic Messages request: typed for every vendor, and its own body for Anthropic.
+    pub fn anthropic(request: Request, native: Native<'a>) -> Self {
+        ClientRequest {
+            native: Some(native),
+            ..ClientRequest::typed(request)
         }
     }
 
@@ -220,6 +243,7 @@ impl<'a> ClientRequest<'a> {
             raw: Some(raw),
             typed: None,
             kind,
+            native: None,
         }
     }
 
@@ -256,6 +280,7 @@ impl<'a> ClientRequest<'a> {
             raw: Some(raw),
             typed: Some(typed),
             kind: RequestKind::Legacy,
+            native: None,
         })
     }
 
@@ -287,10 +312,12 @@ impl<'a> ClientRequest<'a> {
         }
     }
 
-    /// Whether `provider` gets the client's own OpenAI body (and so answers in the client's
-    /// own dialect): it speaks OpenAI and the body was not rewritten.
+    /// Whether `provider` gets the client's own body (and so answers in the client's own
+    /// API): it speaks the client's API (OpenAI's, or Anthropic's) and the body was not
+    /// rewritten.
     pub fn goes_as_is_to(&self, provider: &Provider) -> bool {
-        self.raw.is_some() && speaks_openai(provider)
+        (self.raw.is_some() && speaks_openai(provider))
+            || (self.native.is_some() && speaks_anthropic(provider))
     }
 
     /// Rewrites every text part (personal-data redaction). The raw body is dropped: the
@@ -303,6 +330,7 @@ impl<'a> ClientRequest<'a> {
         }
         self.as_typed()?;
         self.raw = None;
+        self.native = None;
         let typed = self.typed.as_mut().expect("typed above");
         for m in &mut typed.messages {
             for p in &mut m.parts {
@@ -368,6 +396,9 @@ pub fn encode_chat(
             RequestKind::Images => "/images/generations",
         };
         return Ok(openai::encode_raw(raw, target, path));
+    }
+    if let (true, Some(native)) = (speaks_anthropic(target.provider), &request.native) {
+        return anthropic::encode_native(native.body, target, native.beta.as_deref());
     }
     (dialect(&target.provider.vendor).encode)(request.as_typed()?, target)
 }

@@ -160,7 +160,14 @@ impl Gateway {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;
         let (model_name, request) = anthropic::parse_request(&body)?;
         let wants = Wants::typed(&model_name, &request);
-        let mut client = ClientRequest::typed(request);
+        let beta = session
+            .req_header()
+            .headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let native = crate::providers::Native { body: &body, beta };
+        let mut client = ClientRequest::anthropic(request, native);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }

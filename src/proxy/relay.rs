@@ -1,6 +1,7 @@
-//! Joins a vendor's reply to the client's API: OpenAI clients of OpenAI-kind vendors get the
-//! vendor's own events passed through (only `model` rewritten); every other pairing goes
-//! vendor decoder -> deltas -> the client API's writer.
+//! Joins a vendor's reply to the client's API: OpenAI clients of OpenAI-kind vendors, and
+//! Anthropic clients of Anthropic targets, get the vendor's own events passed through (only
+//! `model` rewritten); every other pairing goes vendor decoder -> deltas -> the client API's
+//! writer.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::api::responses::Turn;
 use crate::api::{ClientApi, StreamWriter};
 use crate::config::Provider;
 use crate::error::{GatewayError, GwResult};
+use crate::providers::anthropic::NativeStream;
 use crate::providers::model::{Completion, CompletionBuilder, Delta};
 use crate::providers::openai::{self, OpenAiStream};
 use crate::providers::{self, StreamState, Usage, VendorStream};
@@ -17,7 +19,8 @@ use crate::providers::{self, StreamState, Usage, VendorStream};
 /// How a vendor's answer reaches the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Handling {
-    /// The vendor speaks the client's OpenAI dialect: its bytes go through, `model` aside.
+    /// The vendor speaks the client's API (OpenAI's or Anthropic's): its bytes go through,
+    /// `model` aside.
     PassThrough,
     /// Decoded into deltas and written in the client's API.
     Translate,
@@ -30,6 +33,7 @@ pub(crate) struct Relay(Inner);
 
 enum Inner {
     PassThrough(OpenAiStream),
+    Native(Box<NativeStream>),
     Translate {
         source: Box<dyn VendorStream>,
         sink: StreamWriter,
@@ -63,23 +67,28 @@ impl Relay {
         how: Handling,
     ) -> Relay {
         let capture = how == Handling::Capture;
-        Relay(if how == Handling::PassThrough {
-            Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
-        } else {
-            Inner::Translate {
-                source: providers::stream_decoder(provider),
-                sink: StreamWriter::new(api, public_model, include_usage, turn),
-                state: StreamState::Open,
-                received: 0,
-                captured: capture.then(CompletionBuilder::default),
-            }
-        })
+        Relay(
+            if how == Handling::PassThrough && api == ClientApi::Anthropic {
+                Inner::Native(Box::new(NativeStream::new(public_model)))
+            } else if how == Handling::PassThrough {
+                Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
+            } else {
+                Inner::Translate {
+                    source: providers::stream_decoder(provider),
+                    sink: StreamWriter::new(api, public_model, include_usage, turn),
+                    state: StreamState::Open,
+                    received: 0,
+                    captured: capture.then(CompletionBuilder::default),
+                }
+            },
+        )
     }
 
     /// Converts upstream bytes, appending the client's events to `out`.
     pub(crate) fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
         match &mut self.0 {
             Inner::PassThrough(p) => p.push(chunk, out),
+            Inner::Native(n) => n.push(chunk, out),
             Inner::Translate {
                 source,
                 sink,
@@ -104,6 +113,7 @@ impl Relay {
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
         match &mut self.0 {
             Inner::PassThrough(p) => p.finish(out),
+            Inner::Native(n) => n.finish(out),
             Inner::Translate {
                 source,
                 sink,
@@ -134,6 +144,7 @@ impl Relay {
                 out.extend_from_slice(&e.sse_event());
                 StreamState::Failed
             }
+            Inner::Native(n) => n.fail(e, out),
             Inner::Translate { sink, state, .. } => {
                 *state = sink.write(Delta::Error(e), out);
                 *state
@@ -157,6 +168,7 @@ impl Relay {
     pub(crate) fn received_tokens(&self) -> u64 {
         match &self.0 {
             Inner::PassThrough(p) => p.content_events(),
+            Inner::Native(n) => n.received_tokens(),
             Inner::Translate { received, .. } => *received,
         }
     }
@@ -164,6 +176,7 @@ impl Relay {
     pub(crate) fn usage(&self) -> Option<Usage> {
         match &self.0 {
             Inner::PassThrough(p) => p.usage(),
+            Inner::Native(n) => n.usage(),
             Inner::Translate { sink, .. } => sink.usage(),
         }
     }
@@ -172,7 +185,7 @@ impl Relay {
     pub(crate) fn completed_response(&self) -> Option<&serde_json::Value> {
         match &self.0 {
             Inner::Translate { sink, .. } => sink.completed_response(),
-            Inner::PassThrough(_) => None,
+            Inner::PassThrough(_) | Inner::Native(_) => None,
         }
     }
 }
@@ -189,7 +202,10 @@ pub(crate) fn render_reply(
 ) -> GwResult<(Bytes, Option<Usage>, Option<Completion>)> {
     let capture = how == Handling::Capture;
     if how == Handling::PassThrough {
-        let (reply, usage) = openai::decode_raw(public_model, body)?;
+        let (reply, usage) = match api {
+            ClientApi::Anthropic => providers::anthropic::decode_native(public_model, body)?,
+            _ => openai::decode_raw(public_model, body)?,
+        };
         return Ok((reply, usage, None));
     }
     let c = providers::decode_chat(provider, body)?;

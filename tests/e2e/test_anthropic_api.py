@@ -127,3 +127,67 @@ def test_models_are_listed_in_anthropics_shape_for_its_clients(gateway):
     # Without anthropic-version, the OpenAI shape as before.
     plain = httpx.get(gateway.base_url + "/v1/models", headers={"authorization": f"Bearer {DEMO_KEY}"}).json()
     assert plain["object"] == "list"
+
+
+# What Claude Code sends (2.1): system turns inside `messages`, thinking blocks with signatures,
+# cache_control on blocks, adaptive thinking, output_config, context_management, and members
+# the gateway has never heard of.
+CLAUDE_CODE_BODY = {
+    "model": "claude", "max_tokens": 512, "stream": False,
+    "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "List the files",
+                                      "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should call ls.", "signature": "EqQBCkYIBxgCKkD=="},
+            {"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "a.txt"}]},
+        {"role": "system", "content": "The user switched to plan mode."},
+        {"role": "user", "content": [{"type": "text", "text": "And now?"}]}],
+    "tools": [{"name": "Bash", "input_schema": {"type": "object"}}, {"type": "web_search_20250305", "name": "web_search"}],
+    "thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "metadata": {"user_id": "{\"device_id\":\"d1\",\"session_id\":\"s1\"}"},
+    "a_member_from_next_year": {"x": [1, 2]},
+}
+
+
+BETAS = "interleaved-thinking-2025-05-14,context-management-2025-06-27,mid-conversation-system-2026-04-07"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_claude_codes_body_reaches_anthropic_untouched_but_for_the_model(gateway, mock, stream):
+    import json
+    body = dict(CLAUDE_CODE_BODY, stream=stream)
+    sent = json.dumps(body, separators=(",", ":")).encode()
+    r = httpx.post(gateway.base_url + "/v1/messages?beta=true", content=sent, timeout=30,
+                   headers={"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01",
+                            "anthropic-beta": BETAS, "content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    seen = mock.last("anthropic")
+    expected = json.dumps(dict(body, model="claude-sonnet-4-20250514"), separators=(",", ":")).encode()
+    import hashlib
+    assert seen["body_sha256"] == hashlib.sha256(expected).hexdigest(), "the body was rewritten"
+    assert seen["headers"]["anthropic-beta"] == BETAS
+    if stream:
+        events = [l[7:] for l in r.text.splitlines() if l.startswith("event: ")]
+        assert events[0] == "message_start" and events[-1] == "message_stop", events
+        start = json.loads(r.text.split("data: ", 1)[1].split("\n", 1)[0])
+        assert start["message"]["model"] == "claude"
+    else:
+        # The mock calls the one tool it can (web_search runs at Anthropic, not here).
+        assert r.json()["model"] == "claude" and r.json()["content"][0]["name"] == "Bash"
+
+
+def test_claude_codes_body_on_other_vendors_drops_what_they_cannot_take(gateway, mock):
+    import json
+    body = CLAUDE_CODE_BODY | {"model": "qwen"}
+    body["messages"][-1]["content"].append({"type": "brand_new_block", "payload": 1})
+    r = httpx.post(gateway.base_url + "/v1/messages?beta=true", json=body, timeout=30,
+                   headers={"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01", "anthropic-beta": BETAS})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "qwen" and r.json()["content"][0]["name"] == "Bash"
+    seen = mock.last("dashscope")
+    assert "anthropic-beta" not in seen["headers"]
+    assert "The user switched to plan mode." in seen["texts"]
+    assert seen["tools"] == ["Bash"]

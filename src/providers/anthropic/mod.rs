@@ -16,6 +16,10 @@ use super::{
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::sse::Event;
 
+mod native;
+
+pub use native::{decode_native, encode_native, NativeStream};
+
 pub const API_VERSION: &str = "2023-06-01";
 
 /// Request members Anthropic takes that OpenAI's API has no name for; passed through as given.
