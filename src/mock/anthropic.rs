@@ -1,4 +1,5 @@
-//! Mock of Anthropic's Messages API (`POST /v1/messages`), streaming with named events.
+//! Mock of Anthropic's Messages API (`POST /v1/messages`), streaming with named events, and its
+//! token count (`POST /v1/messages/count_tokens`).
 
 use serde_json::{json, Value};
 
@@ -6,7 +7,8 @@ use super::conversation::{Conversation, Finish, LastTurn, Reply, Tool, ToolChoic
 use super::{keys, ChatCall, Dialect, MockRequest, Outcome, Routed};
 
 pub(crate) fn route(req: &MockRequest) -> Routed {
-    if (req.method.as_str(), req.path.as_str()) != ("POST", "/v1/messages") {
+    let counting = req.path == "/v1/messages/count_tokens";
+    if req.method != "POST" || (req.path != "/v1/messages" && !counting) {
         return Routed::Done(error(
             404,
             &format!("Not found: {} {}", req.method, req.path),
@@ -21,7 +23,15 @@ pub(crate) fn route(req: &MockRequest) -> Routed {
     if req.header("anthropic-version").is_none() {
         return Routed::Done(error(400, "anthropic-version: header is required", None));
     }
-    match parse(req) {
+    match parse(req, !counting) {
+        Ok(conversation) if counting => {
+            let tokens: u64 = conversation
+                .texts
+                .iter()
+                .map(|t| super::conversation::count_tokens(t))
+                .sum();
+            Routed::Done(Outcome::json(200, json!({"input_tokens": tokens.max(1)})))
+        }
         Ok(conversation) => Routed::Chat(ChatCall {
             dialect: Dialect::Anthropic,
             conversation,
@@ -103,22 +113,23 @@ fn block_text(
     }
 }
 
-fn parse(req: &MockRequest) -> Result<Conversation, String> {
+/// A Messages body; `max_tokens` is required of a message, not of a token count.
+fn parse(req: &MockRequest, needs_max_tokens: bool) -> Result<Conversation, String> {
     let body = req.json().map_err(|e| format!("invalid JSON: {e}"))?;
     let model = body
         .get("model")
         .and_then(Value::as_str)
         .ok_or("model: Field required")?;
-    let max_tokens = body
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .ok_or("max_tokens: Field required")?;
+    let max_tokens = body.get("max_tokens").and_then(Value::as_u64);
+    if needs_max_tokens && max_tokens.is_none() {
+        return Err("max_tokens: Field required".into());
+    }
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
         .ok_or("messages: Field required")?;
     let mut conv = Conversation::new(model);
-    conv.max_tokens = Some(max_tokens);
+    conv.max_tokens = max_tokens;
     match body.get("system") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => conv.texts.push(s.clone()),

@@ -160,12 +160,7 @@ impl Gateway {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;
         let (model_name, request) = anthropic::parse_request(&body)?;
         let wants = Wants::typed(&model_name, &request);
-        let beta = session
-            .req_header()
-            .headers
-            .get("anthropic-beta")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let beta = header_text(session, "anthropic-beta");
         let native = crate::providers::Native { body: &body, beta };
         let mut client = ClientRequest::anthropic(request, native);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
@@ -210,8 +205,9 @@ impl Gateway {
             .await
     }
 
-    /// `POST /v1/messages/count_tokens`: the prompt's tokens as the gateway estimates them (its
-    /// text and tool definitions at 4 bytes a token), whatever vendor the model routes to.
+    /// `POST /v1/messages/count_tokens`: Anthropic's own count when the model's first target is
+    /// Anthropic; otherwise (or when that count fails) the gateway's estimate: the text and
+    /// tool definitions at 4 bytes a token.
     pub(super) async fn count_tokens(
         &self,
         session: &mut Session,
@@ -219,7 +215,16 @@ impl Gateway {
     ) -> Handled {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Anthropic).await?;
         let (model_name, request) = anthropic::parse_request_for_count(&body)?;
-        self.allowed_model(&config, &config.keys[key], &model_name)?;
+        let model = self.allowed_model(&config, &config.keys[key], &model_name)?;
+        let first = model.targets.iter().min_by_key(|t| t.priority);
+        if let Some(target) = first.filter(|t| crate::providers::speaks_anthropic(&t.provider)) {
+            let beta = header_text(session, "anthropic-beta");
+            if let Some(tokens) = self.vendor_token_count(target, &body, beta).await {
+                let reply = serde_json::json!({"input_tokens": tokens});
+                super::respond::write_value(session, 200, &reply, &[&ctx.common_headers]).await?;
+                return Ok(());
+            }
+        }
         let text: usize = request
             .messages
             .iter()
@@ -302,6 +307,55 @@ impl Gateway {
                 Err(e)
             }
         }
+    }
+}
+
+fn header_text(session: &Session, name: &str) -> Option<String> {
+    let value = session.req_header().headers.get(name)?;
+    value.to_str().ok().map(str::to_string)
+}
+
+impl Gateway {
+    /// An Anthropic target's own count of a Messages body's input tokens; None when it could
+    /// not be had (the caller estimates instead).
+    async fn vendor_token_count(
+        &self,
+        target: &crate::config::Target,
+        body: &[u8],
+        beta: Option<String>,
+    ) -> Option<u64> {
+        let provider = &target.provider;
+        let vendor = crate::providers::VendorTarget {
+            provider,
+            vendor_model: &target.model,
+            access_token: None,
+        };
+        let mut request =
+            crate::providers::anthropic::encode_native(body, &vendor, beta.as_deref()).ok()?;
+        request.path_and_query.push_str("/count_tokens");
+        let sent = self.upstreams.send(
+            &provider.endpoint,
+            &provider.timeouts,
+            provider.ca.as_ref(),
+            "POST",
+            &request,
+        );
+        let mut exchange = Box::pin(sent)
+            .await
+            .inspect_err(|e| log::info!("count_tokens at {}: {}", provider.name, e.message))
+            .ok()?;
+        let status = exchange.status();
+        let reply = exchange.read_all(64 * 1024).await.ok()?;
+        self.upstreams.release(exchange);
+        if !(200..300).contains(&status) {
+            log::info!(
+                "count_tokens at {} answered {status}; estimated instead",
+                provider.name
+            );
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&reply).ok()?;
+        v.get("input_tokens")?.as_u64()
     }
 }
 

@@ -107,12 +107,20 @@ def test_messages_stream_failure_is_an_error_event(gateway):
                 pass
 
 
-def test_count_tokens_estimates_for_any_vendor(gateway):
+def test_count_tokens_asks_anthropic_and_estimates_for_other_vendors(gateway, mock):
     client = anthropic.Anthropic(base_url=gateway.base_url, api_key=DEMO_KEY, max_retries=0)
     text = "count these words " * 50
-    for model in ("claude", "qwen", "gemini"):
+    for model in ("qwen", "gemini"):
         r = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": text}])
         assert r.input_tokens == len(text) // 4
+    # Anthropic counts for its own models (the mock: a token a word, 150 here).
+    r = client.messages.count_tokens(model="claude", messages=[{"role": "user", "content": text}],
+                                     extra_headers={"anthropic-beta": "token-counting-2024-11-01"})
+    assert r.input_tokens == 150
+    seen = mock.last("anthropic")
+    assert seen["path"] == "/v1/messages/count_tokens"
+    assert seen["headers"]["anthropic-beta"] == "token-counting-2024-11-01"
+
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
 
