@@ -35,6 +35,7 @@ fn provider(vendor: Vendor) -> Provider {
         ca: None,
         result_hosts: Default::default(),
         credentials_from: Vec::new(),
+        responses_api: false,
     }
 }
 

@@ -291,6 +291,9 @@ pub struct Provider {
     /// The environment variables its credentials came from, named when the vendor rejects
     /// them (never their values).
     pub credentials_from: Vec<String>,
+    /// It serves OpenAI's Responses API (`/responses`): Responses API clients' bodies go to it
+    /// as they are. OpenAI does; an `openai_compatible` server says so with `responses_api`.
+    pub responses_api: bool,
 }
 
 /// Hosts a vendor's result URLs may point at: the provider's own, and exact names or

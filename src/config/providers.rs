@@ -109,6 +109,17 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
             Vec::new()
         }
     };
+    let responses_api = match (raw.responses_api, raw.kind) {
+        (None, kind) => kind == ProviderKind::OpenAi,
+        (Some(on), ProviderKind::OpenAi | ProviderKind::OpenAiCompatible) => on,
+        (Some(_), _) => {
+            problems.at(
+                at("responses_api"),
+                "only openai and openai_compatible providers can serve the Responses API",
+            );
+            false
+        }
+    };
     if problems.len() != before {
         return None;
     }
@@ -131,6 +142,7 @@ fn load_provider(path: &str, raw: RawProvider, problems: &mut Vec<Problem>) -> O
             patterns: result_hosts,
         },
         credentials_from: Vec::new(),
+        responses_api,
     })
 }
 

@@ -140,6 +140,8 @@ pub(super) struct RawProvider {
     pub(super) auth: Option<RawAuth>,
     /// DashScope: the hosts its image results may be fetched from (`*.suffix` patterns).
     pub(super) result_hosts: Option<Vec<String>>,
+    /// The server has OpenAI's `/responses` (OpenAI: yes; `openai_compatible`: say so).
+    pub(super) responses_api: Option<bool>,
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
 }

@@ -27,6 +27,7 @@ pub(crate) mod gemini;
 pub(crate) mod media;
 pub(crate) mod openai;
 pub(crate) mod qianfan;
+pub(crate) mod responses;
 
 use conversation::{reply_to, split_directive, Conversation, Fault, Reply};
 
@@ -87,6 +88,8 @@ pub(crate) enum Dialect {
     DashScope,
     QianfanV1,
     Gemini,
+    /// OpenAI's Responses API (`/v1/responses`), stateful.
+    Responses,
 }
 
 /// A request as the mock sees it.
@@ -196,6 +199,7 @@ pub(crate) struct MockState {
     ids: AtomicU64,
     pub(crate) qianfan: qianfan::TokenStore,
     pub(crate) tasks: dashscope::Tasks,
+    pub(crate) responses: responses::Stored,
 }
 
 impl MockState {
@@ -208,6 +212,7 @@ impl MockState {
             ids: AtomicU64::new(1),
             qianfan: qianfan::TokenStore::default(),
             tasks: dashscope::Tasks::default(),
+            responses: responses::Stored::default(),
         }
     }
 
@@ -417,8 +422,14 @@ impl MockApp {
         if let conversation::LastTurn::User(text) = &conv.last {
             conv.last = conversation::LastTurn::User(split_directive(text).1);
         }
+        if call.dialect == Dialect::Responses {
+            if let Err(not_found) = responses::continued(&self.state.responses, &mut conv) {
+                return not_found;
+            }
+        }
         let reply: Reply = reply_to(&conv, vendor.name(), fault, format!("call_mock{id}"));
         match call.dialect {
+            Dialect::Responses => responses::respond(&conv, &reply, id, &self.state.responses),
             Dialect::OpenAi => openai::respond(&conv, &reply, id),
             Dialect::OpenAiLegacy => openai::respond_legacy(&conv, &reply, id),
             Dialect::Anthropic => anthropic::respond(&conv, &reply, id),
@@ -509,7 +520,9 @@ fn error_outcome(
     retry_after: Option<u64>,
 ) -> Outcome {
     match dialect {
-        Dialect::OpenAi | Dialect::OpenAiLegacy => openai::error(status, message, retry_after),
+        Dialect::OpenAi | Dialect::OpenAiLegacy | Dialect::Responses => {
+            openai::error(status, message, retry_after)
+        }
         Dialect::Anthropic => anthropic::error(status, message, retry_after),
         Dialect::DashScope => dashscope::error(status, message, retry_after),
         Dialect::QianfanV1 => qianfan::error_for_status(status, message),

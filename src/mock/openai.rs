@@ -11,6 +11,7 @@ pub(crate) fn route(req: &MockRequest) -> Routed {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/api/paas/v4/chat/completions") => signed_chat(req),
         ("POST", "/v1/completions") => legacy(req),
+        ("POST", "/v1/responses") => super::responses::route(req),
         ("POST", "/v1/embeddings") => embeddings(req),
         ("POST", "/v1/images/generations") => images(req),
         ("GET", p) if p.starts_with("/v1/files/image-") => Routed::Done(Outcome::Raw {

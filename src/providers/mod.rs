@@ -179,10 +179,33 @@ pub struct ClientRequest<'a> {
     native: Option<Native<'a>>,
 }
 
-/// A body in Anthropic's own API, and the `anthropic-beta` header that came with it.
+/// A body in a client API some vendors speak themselves (Anthropic's Messages, OpenAI's
+/// Responses), for those vendors to get as it is.
 pub struct Native<'a> {
+    pub api: NativeApi,
     pub body: &'a [u8],
+    /// Anthropic's `anthropic-beta` header, when the client sent one.
     pub beta: Option<String>,
+    /// A Responses API request continuing a stored response goes as it is only to the provider
+    /// that holds that response (the others get the whole conversation, typed).
+    pub held_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeApi {
+    Anthropic,
+    Responses,
+}
+
+impl Native<'_> {
+    fn goes_to(&self, provider: &Provider) -> bool {
+        match self.api {
+            NativeApi::Anthropic => speaks_anthropic(provider),
+            NativeApi::Responses => {
+                provider.responses_api && self.held_by.as_ref().is_none_or(|h| *h == provider.name)
+            }
+        }
+    }
 }
 
 /// Whether a provider takes Anthropic's Messages API.
@@ -227,8 +250,9 @@ impl<'a> ClientRequest<'a> {
         }
     }
 
-    /// An Anthropic Messages request: typed for every vendor, and its own body for Anthropic.
-    pub fn anthropic(request: Request, native: Native<'a>) -> Self {
+    /// An Anthropic Messages or Responses API request: typed for every vendor, and its own body
+    /// for the vendors that speak its API.
+    pub fn native(request: Request, native: Native<'a>) -> Self {
         ClientRequest {
             native: Some(native),
             ..ClientRequest::typed(request)
@@ -317,7 +341,7 @@ impl<'a> ClientRequest<'a> {
     /// rewritten.
     pub fn goes_as_is_to(&self, provider: &Provider) -> bool {
         (self.raw.is_some() && speaks_openai(provider))
-            || (self.native.is_some() && speaks_anthropic(provider))
+            || self.native.as_ref().is_some_and(|n| n.goes_to(provider))
     }
 
     /// Rewrites every text part (personal-data redaction). The raw body is dropped: the
@@ -397,8 +421,17 @@ pub fn encode_chat(
         };
         return Ok(openai::encode_raw(raw, target, path));
     }
-    if let (true, Some(native)) = (speaks_anthropic(target.provider), &request.native) {
-        return anthropic::encode_native(native.body, target, native.beta.as_deref());
+    if let Some(native) = request
+        .native
+        .as_ref()
+        .filter(|n| n.goes_to(target.provider))
+    {
+        return match native.api {
+            NativeApi::Anthropic => {
+                anthropic::encode_native(native.body, target, native.beta.as_deref())
+            }
+            NativeApi::Responses => openai::encode_responses(native.body, target),
+        };
     }
     (dialect(&target.provider.vendor).encode)(request.as_typed()?, target)
 }
@@ -602,6 +635,7 @@ pub mod testing {
                 patterns: vec!["*.aliyuncs.com".into()],
             },
             credentials_from: Vec::new(),
+            responses_api: false,
         }
     }
 

@@ -324,6 +324,18 @@ impl Gateway {
         upstream_request
             .headers
             .push(("x-request-id", ctx.request_id.clone()));
+        let native = request.goes_as_is_to(provider);
+        if let Some(record) = ctx.keep.as_mut() {
+            // A response the vendor stores itself can be continued there as it is.
+            record.held_by = native.then(|| provider.name.clone());
+        }
+        let dropped = ctx.turn.as_ref().map_or(&[][..], |t| &t.dropped_tools[..]);
+        if !native && !dropped.is_empty() {
+            let header = "x-modelmux-dropped-tools";
+            if ctx.common_headers.iter().all(|(k, _)| *k != header) {
+                ctx.common_headers.push((header, dropped.join(", ")));
+            }
+        }
         // A client that hangs up while the vendor thinks cancels the vendor's request. Watching
         // costs a syscall, so only replies slower than a few milliseconds are watched.
         let watch = async {

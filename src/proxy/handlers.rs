@@ -161,8 +161,13 @@ impl Gateway {
         let (model_name, request) = anthropic::parse_request(&body)?;
         let wants = Wants::typed(&model_name, &request);
         let beta = header_text(session, "anthropic-beta");
-        let native = crate::providers::Native { body: &body, beta };
-        let mut client = ClientRequest::anthropic(request, native);
+        let native = crate::providers::Native {
+            api: crate::providers::NativeApi::Anthropic,
+            body: &body,
+            beta,
+            held_by: None,
+        };
+        let mut client = ClientRequest::native(request, native);
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }
@@ -174,9 +179,9 @@ impl Gateway {
         let (config, key, body) = self.accept(session, ctx, ClientApi::Responses).await?;
         let mut parsed = crate::api::responses::parse_request(&body)?;
         let owner = &config.keys[key].name;
-        let mut items = match &parsed.previous_response_id {
+        let (mut items, held_by) = match &parsed.previous_response_id {
             Some(id) => self.stored_conversation(id, owner).await?,
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         parsed.continue_from(&items)?;
         let context_bytes = items.iter().map(|i| i.to_string().len()).sum();
@@ -188,19 +193,31 @@ impl Gateway {
                 owner: owner.clone(),
                 response: serde_json::Value::Null,
                 items,
+                held_by: None,
             }));
         }
         ctx.turn = Some(parsed.turn.clone());
-        if !parsed.dropped_tools.is_empty() {
-            let dropped = parsed.dropped_tools.join(", ");
-            ctx.common_headers
-                .push(("x-modelmux-dropped-tools", dropped));
-        }
         let wants = Wants {
             context_bytes,
             ..Wants::typed(&parsed.model, &parsed.request)
         };
-        let mut client = ClientRequest::typed(parsed.request);
+        // Its own body goes to vendors that serve the Responses API, unless it continues a
+        // response only the gateway holds (then every vendor gets the whole conversation), or
+        // its answer is to be cached (the cache keeps answers decoded).
+        let native = crate::providers::Native {
+            api: crate::providers::NativeApi::Responses,
+            body: &body,
+            beta: None,
+            held_by,
+        };
+        let cached = config
+            .model(&parsed.model)
+            .is_some_and(|m| m.cache.is_some());
+        let continues_here = parsed.previous_response_id.is_some() && native.held_by.is_none();
+        let mut client = match cached || continues_here {
+            true => ClientRequest::typed(parsed.request),
+            false => ClientRequest::native(parsed.request, native),
+        };
         self.forward(session, ctx, (&config, key), &body, wants, &mut client)
             .await
     }

@@ -13,7 +13,7 @@ use crate::config::Provider;
 use crate::error::{GatewayError, GwResult};
 use crate::providers::anthropic::NativeStream;
 use crate::providers::model::{Completion, CompletionBuilder, Delta};
-use crate::providers::openai::{self, OpenAiStream};
+use crate::providers::openai::{self, OpenAiStream, ResponsesStream};
 use crate::providers::{self, StreamState, Usage, VendorStream};
 
 /// How a vendor's answer reaches the client.
@@ -34,6 +34,7 @@ pub(crate) struct Relay(Inner);
 enum Inner {
     PassThrough(OpenAiStream),
     Native(Box<NativeStream>),
+    Responses(Box<ResponsesStream>),
     Translate {
         source: Box<dyn VendorStream>,
         sink: StreamWriter,
@@ -67,21 +68,24 @@ impl Relay {
         how: Handling,
     ) -> Relay {
         let capture = how == Handling::Capture;
-        Relay(
-            if how == Handling::PassThrough && api == ClientApi::Anthropic {
+        Relay(match (how, api) {
+            (Handling::PassThrough, ClientApi::Anthropic) => {
                 Inner::Native(Box::new(NativeStream::new(public_model)))
-            } else if how == Handling::PassThrough {
+            }
+            (Handling::PassThrough, ClientApi::Responses) => {
+                Inner::Responses(Box::new(ResponsesStream::new(public_model)))
+            }
+            (Handling::PassThrough, _) => {
                 Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
-            } else {
-                Inner::Translate {
-                    source: providers::stream_decoder(provider),
-                    sink: StreamWriter::new(api, public_model, include_usage, turn),
-                    state: StreamState::Open,
-                    received: 0,
-                    captured: capture.then(CompletionBuilder::default),
-                }
+            }
+            _ => Inner::Translate {
+                source: providers::stream_decoder(provider),
+                sink: StreamWriter::new(api, public_model, include_usage, turn),
+                state: StreamState::Open,
+                received: 0,
+                captured: capture.then(CompletionBuilder::default),
             },
-        )
+        })
     }
 
     /// Converts upstream bytes, appending the client's events to `out`.
@@ -89,6 +93,7 @@ impl Relay {
         match &mut self.0 {
             Inner::PassThrough(p) => p.push(chunk, out),
             Inner::Native(n) => n.push(chunk, out),
+            Inner::Responses(r) => r.push(chunk, out),
             Inner::Translate {
                 source,
                 sink,
@@ -114,6 +119,7 @@ impl Relay {
         match &mut self.0 {
             Inner::PassThrough(p) => p.finish(out),
             Inner::Native(n) => n.finish(out),
+            Inner::Responses(r) => r.finish(out),
             Inner::Translate {
                 source,
                 sink,
@@ -145,6 +151,7 @@ impl Relay {
                 StreamState::Failed
             }
             Inner::Native(n) => n.fail(e, out),
+            Inner::Responses(r) => r.fail(e, out),
             Inner::Translate { sink, state, .. } => {
                 *state = sink.write(Delta::Error(e), out);
                 *state
@@ -169,6 +176,7 @@ impl Relay {
         match &self.0 {
             Inner::PassThrough(p) => p.content_events(),
             Inner::Native(n) => n.received_tokens(),
+            Inner::Responses(r) => r.content_events(),
             Inner::Translate { received, .. } => *received,
         }
     }
@@ -177,6 +185,7 @@ impl Relay {
         match &self.0 {
             Inner::PassThrough(p) => p.usage(),
             Inner::Native(n) => n.usage(),
+            Inner::Responses(r) => r.usage(),
             Inner::Translate { sink, .. } => sink.usage(),
         }
     }
@@ -185,6 +194,7 @@ impl Relay {
     pub(crate) fn completed_response(&self) -> Option<&serde_json::Value> {
         match &self.0 {
             Inner::Translate { sink, .. } => sink.completed_response(),
+            Inner::Responses(r) => r.completed(),
             Inner::PassThrough(_) | Inner::Native(_) => None,
         }
     }
@@ -204,6 +214,7 @@ pub(crate) fn render_reply(
     if how == Handling::PassThrough {
         let (reply, usage) = match api {
             ClientApi::Anthropic => providers::anthropic::decode_native(public_model, body)?,
+            ClientApi::Responses => openai::decode_responses(public_model, body)?,
             _ => openai::decode_raw(public_model, body)?,
         };
         return Ok((reply, usage, None));

@@ -49,14 +49,18 @@ impl Gateway {
         }
     }
 
-    /// The conversation a request continues, when it names a stored response its key created.
+    /// The conversation a request continues, when it names a stored response its key created,
+    /// and the provider that holds that response too (if one does).
     pub(super) async fn stored_conversation(
         &self,
         id: &str,
         owner: &str,
-    ) -> Result<Vec<Value>, GatewayError> {
+    ) -> Result<(Vec<Value>, Option<String>), GatewayError> {
         match self.responses.get(id, owner).await {
-            Some(stored) => Ok(stored.conversation()),
+            Some(stored) => {
+                let held_by = stored.held_by.clone();
+                Ok((stored.conversation(), held_by))
+            }
             None => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!("Previous response with id '{id}' not found."),

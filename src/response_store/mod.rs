@@ -50,6 +50,10 @@ pub struct Stored {
     pub owner: String,
     pub response: Value,
     pub items: Vec<Value>,
+    /// The provider that stored it too, when the client's body went to it as it was (OpenAI's
+    /// Responses API): a continuation can go there as it is.
+    #[serde(default)]
+    pub held_by: Option<String>,
 }
 
 impl Stored {
@@ -146,6 +150,7 @@ mod tests {
             owner: owner.into(),
             response: json!({"id": "resp_1", "output": [{"type": "message", "role": "assistant"}]}),
             items: vec![json!({"type": "message", "role": "user"})],
+            held_by: None,
         }
     }
 

@@ -89,13 +89,18 @@ def test_a_tool_round_trip_continued_by_previous_response_id(gateway, mock, mode
     expected = '{"content":"sunny, 21 C"}' if MODELS[model] == "gemini" else "sunny, 21 C"
     assert second.output_text == f"The tool returned: {expected}"
     assert second.previous_response_id == first.id and second.store is True
-    # The vendor got the whole conversation: the first question went again, with the call.
     seen = mock.last(MODELS[model])
-    assert "What is the weather in Paris?" in seen["texts"], seen
+    if MODELS[model] == "openai":
+        # OpenAI holds the response itself: the body went there as it was, with the id.
+        assert seen["path"] == "/v1/responses" and seen["texts"] == ["sunny, 21 C"], seen
+    else:
+        # Any other vendor got the whole conversation: the first question again, with the call.
+        assert "What is the weather in Paris?" in seen["texts"], seen
     third = c.responses.create(model=model, previous_response_id=second.id, input="Thanks!")
     assert third.output_text == f"Mock {MODELS[model]} reply to: Thanks!"
-    texts = mock.last(MODELS[model])["texts"]
-    assert "What is the weather in Paris?" in texts and f"The tool returned: {expected}" in texts
+    if MODELS[model] != "openai":
+        texts = mock.last(MODELS[model])["texts"]
+        assert "What is the weather in Paris?" in texts and f"The tool returned: {expected}" in texts
 
 
 def test_a_conversation_moves_between_vendor_kinds(gateway, mock):
@@ -201,3 +206,52 @@ keys: [{{name: all, key: {DEMO_KEY}}}]
     finally:
         redis.kill()
         redis.wait()
+
+
+def test_openai_gets_the_clients_own_body_and_its_events_come_back_as_sent(gateway, mock):
+    """To a vendor serving the Responses API the body goes as it is (hosted tools, reasoning
+    items, members the gateway has never heard of), only `model` replaced; the events come back
+    with only `model` put back."""
+    import hashlib
+    body = {"model": "gpt-4o-mini", "stream": True, "store": True, "instructions": "Be brief.",
+            "input": [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA=="},
+                      {"role": "user", "content": [{"type": "input_text", "text": "Search the web"}]}],
+            "tools": [{"type": "web_search"}], "include": ["reasoning.encrypted_content"],
+            "reasoning": {"effort": "low", "summary": "auto"}, "prompt_cache_key": "k1",
+            "a_member_from_next_year": {"x": 1}}
+    sent = json.dumps(body, separators=(",", ":")).encode()
+    r = httpx.post(gateway.base_url + "/v1/responses", content=sent, timeout=30,
+                   headers={"authorization": f"Bearer {DEMO_KEY}", "content-type": "application/json"})
+    assert r.status_code == 200 and "x-modelmux-dropped-tools" not in r.headers
+    seen = mock.last("openai")
+    expected = json.dumps(dict(body, model="gpt-4o-mini-2024-07-18"), separators=(",", ":")).encode()
+    assert seen["path"] == "/v1/responses" and seen["body_sha256"] == hashlib.sha256(expected).hexdigest()
+    events = [json.loads(l[6:]) for l in r.text.splitlines() if l.startswith("data: ")]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] == "response.completed"
+    models = {e["response"]["model"] for e in events if "response" in e}
+    assert models == {"gpt-4o-mini"}, models
+    done = events[-1]["response"]
+    assert done["reasoning"] == {"effort": "low", "summary": "auto"} and done["id"].startswith("resp_mock")
+    # Stored by the gateway too: fetched, and continued on another vendor with the whole history.
+    assert gateway.client().responses.retrieve(done["id"]).output_text == "Mock openai reply to: Search the web"
+    nxt = gateway.client().responses.create(model="claude", previous_response_id=done["id"], input="More")
+    assert nxt.output_text == "Mock anthropic reply to: More"
+    texts = mock.last("anthropic")["texts"]
+    assert texts[-3:] == ["Search the web", "Mock openai reply to: Search the web", "More"], texts
+    # Back to OpenAI: it does not hold the Anthropic turn, so it gets the whole conversation as chat.
+    back = gateway.client().responses.create(model="gpt-4o-mini", previous_response_id=nxt.id, input="And?")
+    assert back.output_text == "Mock openai reply to: And?"
+    seen = mock.last("openai")
+    assert seen["path"] == "/v1/chat/completions" and "Mock anthropic reply to: More" in seen["texts"]
+
+
+def test_a_response_openai_holds_is_continued_there_by_id(gateway, mock):
+    c = gateway.client()
+    first = c.responses.create(model="gpt-4o-mini", input="Remember 7")
+    assert first.model == "gpt-4o-mini" and first.id.startswith("resp_mock")
+    second = c.responses.create(model="gpt-4o-mini", input="What was it?", previous_response_id=first.id)
+    assert second.output_text == "Mock openai reply to: What was it?"
+    assert mock.last("openai")["texts"] == ["What was it?"], "sent as it was, OpenAI holds the rest"
+    with pytest.raises(openai.NotFoundError):
+        c.responses.create(model="gpt-4o-mini", input="x", previous_response_id="resp_mock_unknown")

@@ -58,8 +58,6 @@ pub struct Parsed {
     pub request: Request,
     /// The input as items (a string input is one user message), to store with the response.
     pub items: Vec<Value>,
-    /// Hosted tools other vendors cannot run, by type.
-    pub dropped_tools: Vec<String>,
     pub previous_response_id: Option<String>,
     /// Whether the response is to be stored (OpenAI's default: yes).
     pub store: bool,
@@ -71,6 +69,9 @@ pub struct Parsed {
 #[derive(Debug, Default)]
 pub struct Turn {
     echo: Map<String, Value>,
+    /// Hosted tools only vendors serving the Responses API can run, by type: left out for the
+    /// others.
+    pub dropped_tools: Vec<String>,
 }
 
 impl Parsed {
@@ -251,10 +252,12 @@ pub fn parse_request(body: &[u8]) -> GwResult<Parsed> {
         model,
         request: req,
         items,
-        dropped_tools,
         previous_response_id: wire.previous_response_id,
         store,
-        turn: Arc::new(Turn { echo }),
+        turn: Arc::new(Turn {
+            echo,
+            dropped_tools,
+        }),
     })
 }
 
@@ -490,7 +493,7 @@ mod tests {
         assert_eq!(p.request.messages[3].tool_calls[0].id, "c1");
         assert_eq!(p.request.messages[4].tool_call_id.as_deref(), Some("c1"));
         assert_eq!(p.request.tools.len(), 1);
-        assert_eq!(p.dropped_tools, ["web_search", "namespace"]);
+        assert_eq!(p.turn.dropped_tools, ["web_search", "namespace"]);
         assert!(p.request.stream);
     }
 

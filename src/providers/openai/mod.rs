@@ -12,11 +12,13 @@ use super::model::{
     ToolChoice,
 };
 use super::{error_from_status, Dialect, UpstreamRequest, Usage, VendorTarget};
+mod responses;
 mod stream;
 mod typed;
 pub mod wire;
 
 use crate::error::{ErrorKind, GatewayError, GwResult};
+pub use responses::{decode_responses, encode_responses, ResponsesStream};
 pub use stream::{ChunkDecoder, OpenAiStream};
 pub use wire::ChatRequest;
 use wire::{write_json_str, JsonType, RawObject};
