@@ -165,8 +165,38 @@ function messages() {
   return m;
 }
 
-/// The body the playground sends: a compare over the checked models, streamed.
+const API_PATHS = {responses: "/v1/responses", messages: "/v1/messages"};
+
+/// The parameters in the chosen API's names (as the generated code has them): what an API has
+/// no name for is left out.
+function apiParams(api) {
+  const out = {};
+  for (const [k, v] of Object.entries(params())) {
+    if (api === "responses" && (k === "stop" || k === "seed")) continue;
+    if (api === "messages" && k === "seed") continue;
+    const name = api === "responses" && k === "max_tokens" ? "max_output_tokens"
+      : api === "messages" && k === "stop" ? "stop_sequences" : k;
+    out[name] = v;
+  }
+  return out;
+}
+
+/// One model's body in the Responses API or Anthropic's Messages API, streamed.
+function apiBody(api, model) {
+  const system = $("#pg-system").value.trim();
+  const prompt = $("#pg-prompt").value;
+  if (api === "responses") {
+    return {model, ...(system ? {instructions: system} : {}), input: prompt, ...apiParams(api), stream: true};
+  }
+  return {model, max_tokens: params().max_tokens ?? 1024, ...(system ? {system} : {}),
+    messages: [{role: "user", content: prompt}], ...apiParams(api), stream: true};
+}
+
+/// The body the playground sends: in chat, a compare over the checked models; in the other
+/// APIs, one request per model (shown for the first).
 function requestBody() {
+  const api = $("#pg-api").value;
+  if (api !== "chat") return apiBody(api, checkedModels()[0] ?? "");
   return {models: checkedModels(), messages: messages(), ...params(), stream: true};
 }
 
@@ -208,7 +238,7 @@ async function refreshCode() {
   const routes = Object.fromEntries(state.overview.models.filter((m) => models.includes(m.name)).map((m) => [m.name, m.route]));
   const seq = ++codeSeq;
   const r = await api("POST", "/console/api/code", {base_url: state.overview.base_url, models, system: $("#pg-system").value.trim() || null,
-    prompt: $("#pg-prompt").value, params: params(), stream: false, routes});
+    prompt: $("#pg-prompt").value, params: params(), stream: false, routes, api: $("#pg-api").value});
   if (r.ok && seq === codeSeq) {
     lastCode = r.data;
     showCode();
@@ -220,21 +250,55 @@ function showCode() {
 }
 
 async function send() {
-  const body = requestBody();
-  if (!body.models.length) return;
+  const models = checkedModels();
+  if (!models.length) return;
+  const api = $("#pg-api").value;
   const cards = {};
   const price = Object.fromEntries(state.overview.models.map((m) => [m.name, m.price]));
-  $("#pg-answers").replaceChildren(...body.models.map((m) => {
+  $("#pg-answers").replaceChildren(...models.map((m) => {
     cards[m] = {text: el("div", {class: "text"}), stats: el("div", {class: "stats"}, "waiting…")};
-    return el("div", {class: "answer", "data-model": m}, el("h3", {}, m), cards[m].text, cards[m].stats);
+    return el("div", {class: "answer", "data-model": m, "data-api": api}, el("h3", {}, m), cards[m].text, cards[m].stats);
   }));
   $("#pg-send").disabled = true;
   try {
-    const failed = await stream($("#pg-key").value, null, body, (e) => onEvent(e, cards, price));
-    if (failed) for (const c of Object.values(cards)) c.stats.textContent = failed;
+    if (api === "chat") {
+      const failed = await stream($("#pg-key").value, null, requestBody(), (e) => onEvent(e, cards, price));
+      if (failed) for (const c of Object.values(cards)) c.stats.textContent = failed;
+    } else {
+      await Promise.all(models.map((m) => sendOne(api, m, cards[m], price[m])));
+    }
   } finally {
     $("#pg-send").disabled = false;
   }
+}
+
+/// One model's streamed answer in the Responses API or Anthropic's Messages API, timed here.
+async function sendOne(api, model, card, price) {
+  const start = performance.now();
+  let first = null;
+  const u = {};
+  const answer = card.text.parentElement;
+  const fail = (message) => { answer.classList.add("failed"); card.stats.textContent = message; };
+  const onText = (t) => { first ??= performance.now(); card.text.append(t); };
+  const failed = await stream($("#pg-key").value, API_PATHS[api], apiBody(api, model), (e) => {
+    if (e.type === "response.output_text.delta") onText(e.delta);
+    else if (e.type === "content_block_delta" && e.delta?.type === "text_delta") onText(e.delta.text);
+    else if (e.type === "message_start") u.prompt_tokens = e.message?.usage?.input_tokens;
+    else if (e.type === "message_delta") u.completion_tokens = e.usage?.output_tokens;
+    else if (e.type === "response.completed" || e.type === "response.incomplete") {
+      u.prompt_tokens = e.response?.usage?.input_tokens;
+      u.completion_tokens = e.response?.usage?.output_tokens;
+    } else if (e.type === "response.failed" || e.type === "error") {
+      u.error = e.response?.error?.message || e.error?.message || "error";
+    }
+  });
+  if (failed || u.error) return fail(failed || u.error);
+  answer.classList.add("done");
+  const cost = price && u.prompt_tokens !== undefined
+    ? ` · $${((u.prompt_tokens * price.prompt + u.completion_tokens * price.completion) / 1e6).toFixed(6)}` : "";
+  const ttft = first === null ? "–" : Math.round(first - start);
+  card.stats.textContent = `first token ${ttft} ms · ${Math.round(performance.now() - start)} ms · ${u.prompt_tokens ?? "?"} prompt + ${u.completion_tokens ?? "?"} completion tokens${cost}`;
+  card.stats.dataset.tokens = u.completion_tokens ?? "";
 }
 
 function onEvent(e, cards, price) {

@@ -1,6 +1,8 @@
 //! Code for a request built in the console's playground (or given to `modelmux codegen` as
-//! JSON): curl, Python and Node with the official `openai` SDKs pointed at the gateway, and the
-//! YAML route. The client key is read from an environment variable, never written out.
+//! JSON), in the client API it chose (Chat Completions, the Responses API, Anthropic's
+//! Messages): curl, Python and Node with the official SDKs (`openai`, `anthropic`) pointed at
+//! the gateway, and the YAML route. The client key is read from an environment variable, never
+//! written out.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -28,7 +30,26 @@ pub struct Spec {
     /// Each model's `models:` entry, for the YAML route (the console fills it from the config).
     #[serde(default)]
     pub routes: Map<String, Value>,
+    /// The client API the code speaks.
+    #[serde(default)]
+    pub api: Api,
 }
+
+/// The client APIs the playground speaks.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `POST /v1/chat/completions` (`/v1/compare` for several models).
+    #[default]
+    Chat,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/messages`, Anthropic's.
+    Messages,
+}
+
+/// `max_tokens` for Anthropic's Messages API, which requires one, when the form sets none.
+const MESSAGES_MAX_TOKENS: u64 = 1024;
 
 fn default_base() -> String {
     "http://127.0.0.1:8080".into()
@@ -66,14 +87,73 @@ impl Spec {
             [one] => body.insert("model".into(), json!(one)),
             many => body.insert("models".into(), json!(many)),
         };
-        body.insert("messages".into(), self.messages());
+        let mut rest = self.api_body();
+        body.append(&mut rest);
+        Value::Object(body)
+    }
+
+    /// The parameters in the chosen API's names: the Responses API calls `max_tokens`
+    /// `max_output_tokens`, Messages calls `stop` `stop_sequences`; what an API has no name for
+    /// (`seed` outside chat, `stop` in the Responses API) is left out.
+    fn api_params(&self) -> Map<String, Value> {
+        let mut out = Map::new();
         for (k, v) in &self.params {
-            body.insert(k.clone(), v.clone());
+            let name = match (self.api, k.as_str()) {
+                (Api::Chat, _) => k.as_str(),
+                (Api::Responses, "max_tokens") => "max_output_tokens",
+                (Api::Responses, "stop" | "seed") | (Api::Messages, "seed") => continue,
+                (Api::Messages, "stop") => "stop_sequences",
+                (_, other) => other,
+            };
+            out.insert(name.to_string(), v.clone());
+        }
+        out
+    }
+
+    /// The body without `model`: the conversation, the parameters, `stream`.
+    fn api_body(&self) -> Map<String, Value> {
+        let mut body = Map::new();
+        let system = self.system.as_deref().filter(|s| !s.is_empty());
+        match self.api {
+            Api::Chat => {
+                body.insert("messages".into(), self.messages());
+            }
+            Api::Responses => {
+                if let Some(s) = system {
+                    body.insert("instructions".into(), json!(s));
+                }
+                body.insert("input".into(), json!(self.prompt));
+            }
+            Api::Messages => {
+                let max = self.params.get("max_tokens").cloned();
+                body.insert(
+                    "max_tokens".into(),
+                    max.unwrap_or(json!(MESSAGES_MAX_TOKENS)),
+                );
+                if let Some(s) = system {
+                    body.insert("system".into(), json!(s));
+                }
+                let user = json!([{"role": "user", "content": self.prompt}]);
+                body.insert("messages".into(), user);
+            }
+        }
+        for (k, v) in self.api_params() {
+            body.entry(k).or_insert(v);
         }
         if self.stream {
             body.insert("stream".into(), json!(true));
         }
-        Value::Object(body)
+        body
+    }
+
+    /// The API's path on the gateway.
+    fn path(&self) -> &'static str {
+        match self.api {
+            Api::Chat if self.models.len() > 1 => "/v1/compare",
+            Api::Chat => "/v1/chat/completions",
+            Api::Responses => "/v1/responses",
+            Api::Messages => "/v1/messages",
+        }
     }
 }
 
@@ -107,20 +187,45 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// One curl command per model: compare (several models at once) speaks chat only.
 fn curl(spec: &Spec) -> String {
-    let path = if spec.models.len() > 1 {
-        "/v1/compare"
-    } else {
-        "/v1/chat/completions"
+    let bodies: Vec<Value> = match spec.api {
+        Api::Chat => vec![spec.body()],
+        _ => spec
+            .models
+            .iter()
+            .map(|m| {
+                let mut body = Map::new();
+                body.insert("model".into(), json!(m));
+                body.append(&mut spec.api_body());
+                Value::Object(body)
+            })
+            .collect(),
     };
-    let body = serde_json::to_string_pretty(&spec.body()).expect("json serializes");
     let stream = if spec.stream { "-N " } else { "" };
-    format!(
-        "curl {stream}{url} \\\n  -H \"Authorization: Bearer ${env}\" \\\n  -H \"Content-Type: application/json\" \\\n  -d {body}\n",
-        url = shell_quote(&format!("{}{path}", spec.base_url.trim_end_matches('/'))),
-        env = spec.key_env,
-        body = shell_quote(&body),
-    )
+    let auth = match spec.api {
+        Api::Messages => format!(
+            "-H \"x-api-key: ${}\" \\\n  -H \"anthropic-version: 2023-06-01\"",
+            spec.key_env
+        ),
+        _ => format!("-H \"Authorization: Bearer ${}\"", spec.key_env),
+    };
+    let url = shell_quote(&format!(
+        "{}{}",
+        spec.base_url.trim_end_matches('/'),
+        spec.path()
+    ));
+    bodies
+        .iter()
+        .map(|body| {
+            let body = serde_json::to_string_pretty(body).expect("json serializes");
+            format!(
+                "curl {stream}{url} \\\n  {auth} \\\n  -H \"Content-Type: application/json\" \\\n  -d {}\n",
+                shell_quote(&body)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A JSON value as a Python literal.
@@ -156,67 +261,90 @@ fn python_identifier(name: &str) -> bool {
         && !PYTHON_KEYWORDS.contains(&name)
 }
 
-fn python(spec: &Spec) -> String {
-    let mut args = vec![
-        "model=model".to_string(),
-        format!("messages={}", py(&spec.messages())),
+/// Whether the Python SDK's `create` has a keyword argument of this name. Anthropic's has
+/// dropped the sampling parameters (`temperature`, `top_p`), which then go in `extra_body`;
+/// OpenAI's takes any name the API documents, and unknown ones are the caller's to know.
+fn python_sdk_takes(api: Api, name: &str) -> bool {
+    const MESSAGES: [&str; 7] = [
+        "max_tokens",
+        "system",
+        "messages",
+        "stop_sequences",
+        "stream",
+        "metadata",
+        "thinking",
     ];
-    // Names are written only when they are identifiers; any other goes in `extra_body`, as a
-    // quoted key. Values are always literals (`py`).
-    let (named, other): (Vec<_>, Vec<_>) =
-        spec.params.iter().partition(|(k, _)| python_identifier(k));
+    api != Api::Messages || MESSAGES.contains(&name)
+}
+
+fn python(spec: &Spec) -> String {
+    let mut args = vec!["model=model".to_string()];
+    // Names are written only when they are identifiers the SDK takes; any other goes in
+    // `extra_body`, as a quoted key. Values are always literals (`py`).
+    let (named, other): (Vec<_>, Vec<_>) = spec
+        .api_body()
+        .into_iter()
+        .partition(|(k, _)| python_identifier(k) && python_sdk_takes(spec.api, k));
     for (k, v) in named {
-        args.push(format!("{k}={}", py(v)));
+        args.push(format!("{k}={}", py(&v)));
     }
     if !other.is_empty() {
-        let extra: Map<String, Value> = other
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let extra: Map<String, Value> = other.into_iter().collect();
         args.push(format!("extra_body={}", py(&Value::Object(extra))));
     }
-    if spec.stream {
-        args.push("stream=True".into());
-    }
+    let (import, client, method) = match spec.api {
+        Api::Chat => ("from openai import OpenAI", "OpenAI", "chat.completions"),
+        Api::Responses => ("from openai import OpenAI", "OpenAI", "responses"),
+        Api::Messages => ("from anthropic import Anthropic", "Anthropic", "messages"),
+    };
     let call = format!(
-        "    response = client.chat.completions.create(\n        {},\n    )\n",
+        "    response = client.{method}.create(\n        {},\n    )\n",
         args.join(",\n        ")
     );
-    let print = if spec.stream {
-        "    for chunk in response:\n        if chunk.choices:\n            print(chunk.choices[0].delta.content or \"\", end=\"\", flush=True)\n    print()\n"
-    } else {
-        "    print(response.choices[0].message.content)\n"
+    let print = match (spec.api, spec.stream) {
+        (Api::Chat, true) => "    for chunk in response:\n        if chunk.choices:\n            print(chunk.choices[0].delta.content or \"\", end=\"\", flush=True)\n    print()\n",
+        (Api::Chat, false) => "    print(response.choices[0].message.content)\n",
+        (Api::Responses, true) => "    for event in response:\n        if event.type == \"response.output_text.delta\":\n            print(event.delta, end=\"\", flush=True)\n    print()\n",
+        (Api::Responses, false) => "    print(response.output_text)\n",
+        (Api::Messages, true) => "    for event in response:\n        if event.type == \"content_block_delta\" and event.delta.type == \"text_delta\":\n            print(event.delta.text, end=\"\", flush=True)\n    print()\n",
+        (Api::Messages, false) => "    print(\"\".join(block.text for block in response.content if block.type == \"text\"))\n",
+    };
+    // Anthropic's SDK adds `/v1` itself.
+    let base = match spec.api {
+        Api::Messages => spec.base_url.trim_end_matches('/').to_string(),
+        _ => format!("{}/v1", spec.base_url.trim_end_matches('/')),
     };
     format!(
-        "import os\n\nfrom openai import OpenAI\n\nclient = OpenAI(base_url={base}, api_key=os.environ[{env}])\n\nfor model in {models}:\n    print(f\"--- {{model}}\")\n{call}{print}",
-        base = json!(format!("{}/v1", spec.base_url.trim_end_matches('/'))),
+        "import os\n\n{import}\n\nclient = {client}(base_url={base}, api_key=os.environ[{env}])\n\nfor model in {models}:\n    print(f\"--- {{model}}\")\n{call}{print}",
+        base = json!(base),
         env = json!(spec.key_env),
         models = py(&json!(spec.models)),
     )
 }
 
 fn node(spec: &Spec) -> String {
-    let mut body = Map::new();
-    body.insert("messages".into(), spec.messages());
-    for (k, v) in &spec.params {
-        body.insert(k.clone(), v.clone());
-    }
-    if spec.stream {
-        body.insert("stream".into(), json!(true));
-    }
+    let body = spec.api_body();
     // The body is a JSON literal (valid JavaScript) spread into the call beside the model, so
     // nothing the form holds is ever written as code.
     let body = serde_json::to_string_pretty(&Value::Object(body))
         .expect("json serializes")
         .replace('\n', "\n  ");
-    let print = if spec.stream {
-        "  for await (const chunk of response) {\n    process.stdout.write(chunk.choices[0]?.delta?.content ?? \"\");\n  }\n  console.log();\n"
-    } else {
-        "  console.log(response.choices[0].message.content);\n"
+    let print = match (spec.api, spec.stream) {
+        (Api::Chat, true) => "  for await (const chunk of response) {\n    process.stdout.write(chunk.choices[0]?.delta?.content ?? \"\");\n  }\n  console.log();\n",
+        (Api::Chat, false) => "  console.log(response.choices[0].message.content);\n",
+        (Api::Responses, true) => "  for await (const event of response) {\n    if (event.type === \"response.output_text.delta\") process.stdout.write(event.delta);\n  }\n  console.log();\n",
+        (Api::Responses, false) => "  console.log(response.output_text);\n",
+        (Api::Messages, true) => "  for await (const event of response) {\n    if (event.type === \"content_block_delta\" && event.delta.type === \"text_delta\") process.stdout.write(event.delta.text);\n  }\n  console.log();\n",
+        (Api::Messages, false) => "  console.log(response.content.filter((b) => b.type === \"text\").map((b) => b.text).join(\"\"));\n",
+    };
+    let (class, package, method, base) = match spec.api {
+        Api::Chat => ("OpenAI", "openai", "chat.completions", "/v1"),
+        Api::Responses => ("OpenAI", "openai", "responses", "/v1"),
+        Api::Messages => ("Anthropic", "@anthropic-ai/sdk", "messages", ""),
     };
     format!(
-        "import OpenAI from \"openai\";\n\nconst client = new OpenAI({{\n  baseURL: {base},\n  apiKey: process.env.{env},\n}});\n\nfor (const model of {models}) {{\n  console.log(`--- ${{model}}`);\n  const response = await client.chat.completions.create({{ model, ...{body} }});\n{print}}}\n",
-        base = json!(format!("{}/v1", spec.base_url.trim_end_matches('/'))),
+        "import {class} from \"{package}\";\n\nconst client = new {class}({{\n  baseURL: {base},\n  apiKey: process.env.{env},\n}});\n\nfor (const model of {models}) {{\n  console.log(`--- ${{model}}`);\n  const response = await client.{method}.create({{ model, ...{body} }});\n{print}}}\n",
+        base = json!(format!("{}{base}", spec.base_url.trim_end_matches('/'))),
         env = spec.key_env,
         models = json!(spec.models),
     )
@@ -310,6 +438,48 @@ mod tests {
             ..spec(&["a"], false)
         })
         .is_err());
+    }
+
+    #[test]
+    fn each_api_gets_its_path_body_names_and_sdk() {
+        let mut s = spec(&["a", "b"], false);
+        s.api = Api::Responses;
+        let code = generate(&s).unwrap();
+        assert_eq!(
+            code.curl.matches("/v1/responses'").count(),
+            2,
+            "{}",
+            code.curl
+        );
+        assert!(code.curl.contains("\"max_output_tokens\": 64") && !code.curl.contains("\"stop\""));
+        assert!(
+            code.python.contains("client.responses.create(")
+                && code.python.contains("instructions=\"Be brief.\"")
+        );
+        assert!(code.python.contains("print(response.output_text)"));
+        assert!(code.node.contains("client.responses.create({ model, ...{"));
+        s.api = Api::Messages;
+        s.stream = true;
+        let code = generate(&s).unwrap();
+        assert!(
+            code.curl.contains("x-api-key: $MODELMUX_API_KEY")
+                && code.curl.contains("/v1/messages'")
+        );
+        assert!(
+            code.curl.contains("\"stop_sequences\"") && code.curl.contains("\"max_tokens\": 64")
+        );
+        assert!(code.python.contains("from anthropic import Anthropic"));
+        assert!(code.python.contains("base_url=\"http://127.0.0.1:8080\","));
+        assert!(
+            code.python.contains("client.messages.create(")
+                && code.python.contains("system=\"Be brief.\"")
+        );
+        assert!(code.python.contains("content_block_delta"));
+        assert!(
+            code.node
+                .contains("import Anthropic from \"@anthropic-ai/sdk\"")
+                && code.node.contains("new Anthropic({")
+        );
     }
 
     #[test]

@@ -139,9 +139,39 @@ def test_parameters_switch_off_and_the_dashscope_body_is_shown(page):
     expect(page.locator("#pg-request")).to_contain_text('"seed": 42')
 
 
+@pytest.mark.parametrize("api", ["responses", "messages"])
+def test_the_api_switch_streams_each_model_in_that_api_and_its_code_runs(page, api, tmp_path):
+    page.click("header [data-tab=playground]")
+    page.select_option("#pg-api", api)
+    page.check("#pg-models input[value='gpt-4o-mini']")
+    page.check("#pg-models input[value='qwen-plus']")
+    page.fill("#pg-prompt", f"hello over {api}")
+    request = page.inner_text("#pg-request")
+    assert ('"input"' in request) if api == "responses" else ('"max_tokens"' in request and '"messages"' in request)
+    page.click("#pg-send")
+    for model, vendor in [("gpt-4o-mini", "openai"), ("qwen-plus", "dashscope")]:
+        page.wait_for_selector(f".answer.done[data-model='{model}'][data-api='{api}']", timeout=15000)
+        card = page.locator(f".answer[data-model='{model}']")
+        assert card.locator(".text").inner_text() == f"Mock {vendor} reply to: hello over {api}"
+        stats = card.locator(".stats").inner_text()
+        assert "completion tokens" in stats and "? prompt" not in stats, stats
+    assert "$" in page.locator(".answer[data-model='gpt-4o-mini'] .stats").inner_text()
+    code_for(page, "python")
+    expect(page.locator("#code")).to_contain_text(f"client.{api}.create(")
+    expect(page.locator("#code")).to_contain_text(f"hello over {api}")
+    python = page.inner_text("#code")
+    script = tmp_path / "snippet.py"
+    script.write_text(python)
+    out = subprocess.run([sys.executable, str(script)], env=dict(os.environ, MODELMUX_API_KEY=DEMO_KEY),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"Mock openai reply to: hello over {api}" in out.stdout
+    assert f"Mock dashscope reply to: hello over {api}" in out.stdout
+
+
 def code_for(page, lang):
     page.click(f".code-tabs [data-lang={lang}]")
-    marker = {"python": "from openai import OpenAI", "curl": "curl ", "node": "import OpenAI", "yaml": "models",
+    marker = {"python": "import os", "curl": "curl ", "node": "import ", "yaml": "models",
               "unified": "/v1/unified"}
     expect(page.locator("#code")).to_contain_text(marker[lang])
     return page.inner_text("#code")

@@ -87,6 +87,8 @@ impl Admin {
             {
                 path.as_str()
             }
+            // The same request in another client API, for the playground's API switch.
+            Some(path) if path == "/v1/responses" || path == "/v1/messages" => path.as_str(),
             Some(_) => {
                 return error(400, "invalid_request_error", "Not a path the console runs.").into()
             }
