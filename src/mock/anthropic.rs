@@ -212,8 +212,34 @@ fn parse(req: &MockRequest, needs_max_tokens: bool) -> Result<Conversation, Stri
         _ => ToolChoice::Auto,
     };
     conv.stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    match body.pointer("/thinking/type").and_then(Value::as_str) {
+        Some("enabled") => {
+            let budget = body
+                .pointer("/thinking/budget_tokens")
+                .and_then(Value::as_u64);
+            let budget = budget.ok_or("thinking.budget_tokens: Field required")?;
+            if budget < 1024 || conv.max_tokens.is_some_and(|m| m <= budget) {
+                return Err(
+                    "thinking.budget_tokens: must be at least 1024 and less than max_tokens".into(),
+                );
+            }
+            if body
+                .get("temperature")
+                .is_some_and(|t| t.as_f64() != Some(1.0))
+            {
+                return Err("temperature may only be set to 1 when thinking is enabled".into());
+            }
+            conv.thinking = Some(format!("enabled budget_tokens={budget}"));
+            conv.thinks = true;
+        }
+        Some(other) => conv.thinking = Some(other.to_string()),
+        None => {}
+    }
     Ok(conv)
 }
+
+/// The signature the mock puts on its thinking blocks.
+const MOCK_SIGNATURE: &str = "bW9jay1zaWduYXR1cmU=";
 
 fn stop_reason(f: Finish) -> &'static str {
     match f {
@@ -231,11 +257,17 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let msg_id = format!("msg_mock{id}");
     let tool_id = format!("toolu_mock{id}");
     if !conv.stream {
-        let content = match &reply.tool_call {
+        let mut content = match &reply.tool_call {
             Some(call) => json!([{"type": "tool_use", "id": tool_id, "name": call.name,
                 "input": serde_json::from_str::<Value>(&call.arguments).unwrap_or(json!({}))}]),
             None => json!([{"type": "text", "text": reply.text()}]),
         };
+        if let (Some(r), Value::Array(blocks)) = (&reply.reasoning, &mut content) {
+            blocks.insert(
+                0,
+                json!({"type": "thinking", "thinking": r, "signature": MOCK_SIGNATURE}),
+            );
+        }
         return Outcome::json(
             200,
             json!({"id": msg_id, "type": "message", "role": "assistant", "model": conv.model,
@@ -250,6 +282,7 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
             "content": [], "model": conv.model, "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": 1}}}),
     )];
+    let text_index = usize::from(reply.reasoning.is_some() && reply.tool_call.is_none());
     match &reply.tool_call {
         Some(call) => {
             events.push(event("content_block_start", json!({"type": "content_block_start", "index": 0,
@@ -268,16 +301,38 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
             }
         }
         None => {
+            if let Some(r) = &reply.reasoning {
+                // Thoughts first, in a block of their own, signed.
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                ));
+                events.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": r}}),
+                ));
+                events.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "signature_delta", "signature": MOCK_SIGNATURE}}),
+                ));
+                events.push(event(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ));
+            }
             events.push(event(
                 "content_block_start",
-                json!({"type": "content_block_start", "index": 0,
+                json!({"type": "content_block_start", "index": text_index,
                 "content_block": {"type": "text", "text": ""}}),
             ));
             events.push(event("ping", json!({"type": "ping"})));
             for piece in reply.pieces() {
                 events.push(event(
                     "content_block_delta",
-                    json!({"type": "content_block_delta", "index": 0,
+                    json!({"type": "content_block_delta", "index": text_index,
                     "delta": {"type": "text_delta", "text": piece}}),
                 ));
             }
@@ -285,7 +340,7 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     }
     events.push(event(
         "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": text_index}),
     ));
     events.push(event(
         "message_delta",

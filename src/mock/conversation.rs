@@ -169,6 +169,10 @@ pub(crate) struct Conversation {
     pub(crate) images: usize,
     /// Vendor-specific request options the reply depends on (DashScope's `parameters`).
     pub(crate) options: Value,
+    /// The thinking control the request carried, as the vendor names it (recorded for tests),
+    /// and whether it asks for the model's thoughts in the reply.
+    pub(crate) thinking: Option<String>,
+    pub(crate) thinks: bool,
 }
 
 impl Conversation {
@@ -184,6 +188,8 @@ impl Conversation {
             max_tokens: None,
             images: 0,
             options: Value::Null,
+            thinking: None,
+            thinks: false,
         }
     }
 
@@ -214,6 +220,8 @@ pub(crate) struct ToolCall {
 pub(crate) struct Reply {
     /// The words of the text reply; streamed one per event, joined with spaces.
     pub(crate) words: Vec<String>,
+    /// What the model thought first, when the request asked for thoughts (text replies only).
+    pub(crate) reasoning: Option<String>,
     pub(crate) tool_call: Option<ToolCall>,
     pub(crate) finish: Finish,
     pub(crate) prompt_tokens: u64,
@@ -278,6 +286,7 @@ pub(crate) fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id
         let completion_tokens = (arguments.len() as u64).div_ceil(4).max(1);
         return Reply {
             words: Vec::new(),
+            reasoning: None,
             tool_call: Some(ToolCall {
                 id: call_id,
                 name: tool.name.clone(),
@@ -313,6 +322,7 @@ pub(crate) fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id
     let completion_tokens = words.len() as u64;
     Reply {
         words,
+        reasoning: conv.thinks.then(|| "Mock thinking it over.".to_string()),
         tool_call: None,
         finish,
         prompt_tokens,

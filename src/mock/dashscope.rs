@@ -128,6 +128,14 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
     conv.max_tokens = params.get("max_tokens").and_then(Value::as_u64);
     conv.stream = req.header("x-dashscope-sse") == Some("enable");
     conv.include_usage = true;
+    if let Some(on) = params.get("enable_thinking").and_then(Value::as_bool) {
+        let budget = params.get("thinking_budget").and_then(Value::as_u64);
+        conv.thinking = Some(match budget {
+            Some(b) => format!("enable_thinking={on} thinking_budget={b}"),
+            None => format!("enable_thinking={on}"),
+        });
+        conv.thinks = on;
+    }
     conv.options = params;
     Ok(conv)
 }
@@ -168,6 +176,9 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     if !conv.stream {
         let output = if as_message {
             let mut message = json!({"role": "assistant", "content": reply.text()});
+            if let Some(r) = &reply.reasoning {
+                message["reasoning_content"] = json!(r);
+            }
             if let Some(call) = &reply.tool_call {
                 message["content"] = json!("");
                 message["tool_calls"] = tool_calls(&call.arguments, true);
@@ -218,6 +229,10 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
             reply.completion_tokens,
         );
     } else {
+        if let Some(r) = &reply.reasoning {
+            let thought = json!({"role": "assistant", "content": "", "reasoning_content": r});
+            push(0, thought, "null", 1);
+        }
         let pieces = reply.pieces();
         for (i, piece) in pieces.iter().enumerate() {
             so_far.push_str(piece);

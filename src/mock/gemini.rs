@@ -166,6 +166,10 @@ fn parse(req: &MockRequest, model: &str) -> Result<Conversation, String> {
         }
     }
     conv.include_usage = true;
+    if let Some(t) = body.pointer("/generationConfig/thinkingConfig") {
+        conv.thinking = Some(t.to_string());
+        conv.thinks = t.get("includeThoughts").and_then(Value::as_bool) == Some(true);
+    }
     Ok(conv)
 }
 
@@ -192,8 +196,15 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let function_part = reply.tool_call.as_ref().map(|c| {
         json!([{"functionCall": {"name": c.name, "args": serde_json::from_str::<Value>(&c.arguments).unwrap_or(json!({}))}}])
     });
+    let thought = reply
+        .reasoning
+        .as_ref()
+        .map(|r| json!({"text": r, "thought": true}));
     if !conv.stream {
-        let parts = function_part.unwrap_or_else(|| json!([{"text": reply.text()}]));
+        let mut parts = function_part.unwrap_or_else(|| json!([{"text": reply.text()}]));
+        if let (Some(t), Value::Array(p)) = (&thought, &mut parts) {
+            p.insert(0, t.clone());
+        }
         return Outcome::json(
             200,
             json!({"candidates": [candidate(parts, Some(finish_str(reply.finish)))],
@@ -206,6 +217,10 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
         Some(parts) => chunks.push(json!({"candidates": [candidate(parts, Some("STOP"))],
             "usageMetadata": usage(reply.completion_tokens), "modelVersion": conv.model, "responseId": response_id})),
         None => {
+            if let Some(t) = thought {
+                chunks.push(json!({"candidates": [candidate(json!([t]), None)],
+                    "usageMetadata": usage(0), "modelVersion": conv.model, "responseId": response_id}));
+            }
             let pieces = reply.pieces();
             let last = pieces.len().saturating_sub(1);
             for (i, piece) in pieces.iter().enumerate() {

@@ -551,6 +551,7 @@ fn record(vstate: &VendorState, req: &MockRequest, conv: Option<&Conversation>) 
         rec["stream"] = json!(c.stream);
         rec["include_usage"] = json!(c.include_usage);
         rec["max_tokens"] = json!(c.max_tokens);
+        rec["thinking"] = json!(c.thinking);
         rec["tools"] = json!(c.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>());
         rec["images"] = json!(c.images);
         rec["texts"] = json!(c

@@ -279,6 +279,10 @@ fn parse(req: &MockRequest) -> Result<Conversation, String> {
     }
     conv.tools = tools(body.get("tools"))?;
     conv.tool_choice = tool_choice(body.get("tool_choice"));
+    conv.thinking = body
+        .get("reasoning_effort")
+        .and_then(Value::as_str)
+        .map(|e| format!("reasoning_effort={e}"));
     conv.stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     conv.include_usage = body
         .pointer("/stream_options/include_usage")

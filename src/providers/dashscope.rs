@@ -149,6 +149,16 @@ fn parameters(req: &Request) -> GwResult<Map<String, Value>> {
     if let Some(p) = req.presence_penalty {
         params.insert("presence_penalty".into(), json!(p));
     }
+    // Qwen's thinking switch and budget (the client's own `enable_thinking` wins).
+    if let Some(e) = req.reasoning {
+        params.insert(
+            "enable_thinking".into(),
+            json!(e != super::model::Effort::Off),
+        );
+        if let Some(budget) = e.budget() {
+            params.insert("thinking_budget".into(), json!(budget));
+        }
+    }
     if !req.tools.is_empty() {
         params.insert(
             "tools".into(),

@@ -110,7 +110,7 @@ struct GenerationConfig<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     response_schema: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    thinking_config: Option<&'a Value>,
+    thinking_config: Option<Value>,
 }
 
 impl GenerationConfig<'_> {
@@ -482,7 +482,12 @@ fn generation_config(req: &Request) -> GenerationConfig<'_> {
         frequency_penalty: req.frequency_penalty,
         response_mime_type,
         response_schema,
-        thinking_config: req.extra("thinking_config"),
+        thinking_config: req.extra("thinking_config").cloned().or_else(|| {
+            // A budget (0: off), and the thoughts' summaries in the reply.
+            let e = req.reasoning?;
+            let budget = e.budget().unwrap_or(0);
+            Some(json!({"thinkingBudget": budget, "includeThoughts": e != super::model::Effort::Off}))
+        }),
     }
 }
 

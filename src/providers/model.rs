@@ -128,7 +128,69 @@ pub struct Request {
     pub logprobs: bool,
     pub stream: bool,
     pub include_usage: bool,
+    /// How hard the model is to think, when the client said so explicitly (OpenAI's
+    /// `reasoning_effort`, the Responses API's `reasoning.effort`, Anthropic's `thinking` with a
+    /// budget): each vendor's thinking control where it has one.
+    pub reasoning: Option<Effort>,
     pub extra: Vec<(String, Value)>,
+}
+
+/// A reasoning effort, in OpenAI's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    /// Thinking off.
+    Off,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl Effort {
+    /// OpenAI's name (`none`, `minimal`, `low`, `medium`, `high`; `xhigh` is taken as high).
+    pub fn parse(name: &str) -> Option<Effort> {
+        Some(match name {
+            "none" => Effort::Off,
+            "minimal" => Effort::Minimal,
+            "low" => Effort::Low,
+            "medium" => Effort::Medium,
+            "high" | "xhigh" => Effort::High,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Effort::Off => "none",
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+        }
+    }
+
+    /// A thinking budget in tokens, for vendors that take one (None: thinking off). Anthropic's
+    /// least is 1,024.
+    pub fn budget(self) -> Option<u64> {
+        match self {
+            Effort::Off => None,
+            Effort::Minimal => Some(1024),
+            Effort::Low => Some(2048),
+            Effort::Medium => Some(8192),
+            Effort::High => Some(24576),
+        }
+    }
+
+    /// The effort a thinking budget asks for.
+    pub fn of_budget(tokens: u64) -> Effort {
+        match tokens {
+            0 => Effort::Off,
+            1..=1024 => Effort::Minimal,
+            1025..=2048 => Effort::Low,
+            2049..=8192 => Effort::Medium,
+            _ => Effort::High,
+        }
+    }
 }
 
 impl Request {

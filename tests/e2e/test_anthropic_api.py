@@ -199,3 +199,24 @@ def test_claude_codes_body_on_other_vendors_drops_what_they_cannot_take(gateway,
     assert "anthropic-beta" not in seen["headers"]
     assert "The user switched to plan mode." in seen["texts"]
     assert seen["tools"] == ["Bash"]
+
+
+def test_explicit_thinking_reaches_other_vendors_and_comes_back_as_a_thinking_block(gateway, mock):
+    m = claude(gateway).messages.create(model="qwen", max_tokens=200, thinking={"type": "enabled", "budget_tokens": 2048},
+                                        messages=[{"role": "user", "content": "Think"}])
+    assert mock.last("dashscope")["thinking"] == "enable_thinking=true thinking_budget=2048"
+    assert [b.type for b in m.content] == ["thinking", "text"]
+    assert m.content[0].thinking == "Mock thinking it over." and m.content[1].text == "Mock dashscope reply to: Think"
+    # Adaptive thinking leaves the choice to the model: other vendors get no control at all.
+    claude(gateway).messages.create(model="qwen", max_tokens=200, thinking={"type": "adaptive"},
+                                    messages=[{"role": "user", "content": "Think"}])
+    assert mock.last("dashscope")["thinking"] is None
+
+
+def test_a_chat_clients_reasoning_effort_becomes_anthropics_budget(gateway, mock):
+    r = gateway.client().chat.completions.create(model="claude", reasoning_effort="high", max_tokens=100,
+                                                 temperature=0.3, messages=[{"role": "user", "content": "Think hard"}])
+    # The budget fits under max_tokens (raised to fit), and temperature is left out, as Anthropic requires.
+    assert mock.last("anthropic")["thinking"] == "enabled budget_tokens=24576"
+    assert r.choices[0].message.content == "Mock anthropic reply to: Think hard"
+    assert r.choices[0].message.model_extra.get("reasoning_content") == "Mock thinking it over."

@@ -255,3 +255,35 @@ def test_a_response_openai_holds_is_continued_there_by_id(gateway, mock):
     assert mock.last("openai")["texts"] == ["What was it?"], "sent as it was, OpenAI holds the rest"
     with pytest.raises(openai.NotFoundError):
         c.responses.create(model="gpt-4o-mini", input="x", previous_response_id="resp_mock_unknown")
+
+
+# Each vendor's thinking control for reasoning.effort "medium" (8,192 tokens where a budget is taken).
+THINKING = {"claude": "enabled budget_tokens=8192", "qwen": "enable_thinking=true thinking_budget=8192",
+            "gemini": '{"thinkingBudget":8192,"includeThoughts":true}'}
+
+
+@pytest.mark.parametrize("model", THINKING)
+def test_reasoning_effort_becomes_each_vendors_thinking_and_comes_back_as_a_summary(gateway, mock, model):
+    c = gateway.client()
+    r = c.responses.create(model=model, input="Think first", reasoning={"effort": "medium", "summary": "auto"},
+                           max_output_tokens=100, temperature=0.5)
+    assert mock.last(MODELS[model])["thinking"] == THINKING[model]
+    assert [o.type for o in r.output] == ["reasoning", "message"]
+    assert r.output[0].summary[0].text == "Mock thinking it over."
+    assert r.output_text == f"Mock {MODELS[model]} reply to: Think first"
+    assert r.reasoning.effort == "medium"
+    with c.responses.stream(model=model, input="Think first", reasoning={"effort": "medium"}) as s:
+        events = list(s)
+        final = s.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[2:6] == ["response.output_item.added", "response.reasoning_summary_part.added",
+                          "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done"], kinds
+    assert kinds.index("response.reasoning_summary_part.done") < kinds.index("response.output_text.delta")
+    assert final.output[0].summary[0].text == "Mock thinking it over." and final.output[1].type == "message"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def test_reasoning_effort_none_switches_thinking_off(gateway, mock):
+    r = gateway.client().responses.create(model="qwen", input="Quick", reasoning={"effort": "none"})
+    assert mock.last("dashscope")["thinking"] == "enable_thinking=false"
+    assert [o.type for o in r.output] == ["message"]

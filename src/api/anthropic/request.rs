@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::{GatewayError, GwResult};
 use crate::providers::model::{
-    parse_image_url, Image, Message, Part, Request, Role, ToolCall, ToolChoice, ToolDef,
+    parse_image_url, Effort, Image, Message, Part, Request, Role, ToolCall, ToolChoice, ToolDef,
 };
 use crate::providers::openai::wire::invalid_json;
 
@@ -29,6 +29,20 @@ struct MessagesRequest {
     tools: Option<Vec<WireTool>>,
     tool_choice: Option<WireToolChoice>,
     metadata: Option<Metadata>,
+    thinking: Option<Thinking>,
+}
+
+/// Anthropic's thinking switch. Only an explicit one is mapped to other vendors' controls:
+/// `adaptive` leaves the choice to the model, so they get none.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Thinking {
+    Enabled {
+        budget_tokens: u64,
+    },
+    Disabled,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +210,11 @@ fn parse(body: &[u8], needs_max_tokens: bool) -> GwResult<(String, Request)> {
         stop: wire.stop_sequences.unwrap_or_default(),
         stream: wire.stream.unwrap_or(false),
         user: wire.metadata.and_then(|m| m.user_id),
+        reasoning: match wire.thinking {
+            Some(Thinking::Enabled { budget_tokens }) => Some(Effort::of_budget(budget_tokens)),
+            Some(Thinking::Disabled) => Some(Effort::Off),
+            Some(Thinking::Other) | None => None,
+        },
         ..Request::default()
     };
     let system = wire.system.map(TextBlocks::into_text).unwrap_or_default();

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 use crate::api::random_id;
 use crate::error::{GatewayError, GwResult};
 use crate::providers::model::{
-    parse_image_url, Completion, FinishReason, Message, Part, Request, ResponseFormat, Role,
-    ToolCall, ToolChoice, ToolDef,
+    parse_image_url, Completion, Effort, FinishReason, Message, Part, Request, ResponseFormat,
+    Role, ToolCall, ToolChoice, ToolDef,
 };
 use crate::providers::openai::wire::invalid_json;
 
@@ -169,9 +169,14 @@ pub fn parse_request(body: &[u8]) -> GwResult<Parsed> {
     );
     keep("store", Some(Value::Bool(store)));
     keep("metadata", wire.metadata);
-    keep("reasoning", wire.reasoning);
+    keep("reasoning", wire.reasoning.clone());
     keep("truncation", wire.truncation);
+    let effort = wire
+        .reasoning
+        .as_ref()
+        .and_then(|r| r.get("effort")?.as_str());
     let mut req = Request {
+        reasoning: effort.and_then(Effort::parse),
         max_tokens: wire.max_output_tokens,
         temperature: wire.temperature,
         top_p: wire.top_p,

@@ -32,6 +32,8 @@ pub struct ResponsesWriter {
     output: Vec<Value>,
     /// The message being streamed: its item id and text so far.
     text: Option<(String, String)>,
+    /// The reasoning being streamed (as a summary): its item id and text so far.
+    reasoning: Option<(String, String)>,
     calls: Vec<OpenCall>,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
@@ -48,6 +50,7 @@ impl ResponsesWriter {
             model: public_model.to_string(),
             turn,
             completed: None,
+            reasoning: None,
             sequence: 0,
             started: false,
             output: Vec::new(),
@@ -100,7 +103,72 @@ impl ResponsesWriter {
 
     /// The next output item's index (items done and those still open).
     fn next_index(&self) -> usize {
-        self.output.len() + usize::from(self.text.is_some()) + self.calls.len()
+        self.output.len()
+            + usize::from(self.text.is_some())
+            + usize::from(self.reasoning.is_some())
+            + self.calls.len()
+    }
+
+    /// Thoughts stream as a reasoning item's summary text.
+    fn reasoning_delta(&mut self, t: String, out: &mut Vec<u8>) {
+        if self.reasoning.is_none() {
+            self.close_text(out);
+            self.close_calls(out);
+            let item_id = random_id("rs_");
+            let at = self.next_index();
+            let item = json!({"type": "reasoning", "id": item_id, "summary": []});
+            self.event(
+                out,
+                "response.output_item.added",
+                json!({"output_index": at, "item": item}),
+            );
+            let part = json!({"type": "summary_text", "text": ""});
+            self.event(
+                out,
+                "response.reasoning_summary_part.added",
+                json!({"item_id": item_id, "output_index": at, "summary_index": 0, "part": part}),
+            );
+            self.reasoning = Some((item_id, String::new()));
+        }
+        let at = self.output.len();
+        let item_id = self
+            .reasoning
+            .as_ref()
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default();
+        self.event(
+            out,
+            "response.reasoning_summary_text.delta",
+            json!({"item_id": item_id, "output_index": at, "summary_index": 0, "delta": t}),
+        );
+        if let Some((_, text)) = self.reasoning.as_mut() {
+            text.push_str(&t);
+        }
+    }
+
+    fn close_reasoning(&mut self, out: &mut Vec<u8>) {
+        let Some((item_id, text)) = self.reasoning.take() else {
+            return;
+        };
+        let (id, at) = (item_id.as_str(), self.output.len());
+        self.event(
+            out,
+            "response.reasoning_summary_text.done",
+            json!({"item_id": id, "output_index": at, "summary_index": 0, "text": text}),
+        );
+        let part = json!({"type": "summary_text", "text": text});
+        self.event(
+            out,
+            "response.reasoning_summary_part.done",
+            json!({"item_id": id, "output_index": at, "summary_index": 0, "part": part}),
+        );
+        let item = json!({"type": "reasoning", "id": id, "summary": [part]});
+        self.event(
+            out,
+            "response.output_item.done",
+            json!({"output_index": at, "item": item}),
+        );
+        self.output.push(item);
     }
 
     fn close_text(&mut self, out: &mut Vec<u8>) {
@@ -153,8 +221,10 @@ impl ResponsesWriter {
         }
         self.start(out);
         match d {
+            Delta::Reasoning(t) if !t.is_empty() => self.reasoning_delta(t, out),
             Delta::Text(t) if !t.is_empty() => {
                 if self.text.is_none() {
+                    self.close_reasoning(out);
                     self.close_calls(out);
                     let item_id = random_id("msg_");
                     let at = self.next_index();
@@ -184,6 +254,7 @@ impl ResponsesWriter {
                 }
             }
             Delta::ToolStart { index, id, name } => {
+                self.close_reasoning(out);
                 self.close_text(out);
                 let item_id = random_id("fc_");
                 let at = self.next_index();
@@ -219,6 +290,7 @@ impl ResponsesWriter {
             Delta::Finish(f) => self.finish = Some(f),
             Delta::Usage(u) => self.usage = Some(u),
             Delta::Done => {
+                self.close_reasoning(out);
                 self.close_text(out);
                 self.close_calls(out);
                 let status = self.finish.map_or("completed", status_of);
@@ -233,6 +305,7 @@ impl ResponsesWriter {
                 self.state = StreamState::Done;
             }
             Delta::Error(e) => {
+                self.close_reasoning(out);
                 self.close_text(out);
                 self.close_calls(out);
                 let mut failed = self.snapshot("failed");
@@ -240,7 +313,7 @@ impl ResponsesWriter {
                 self.event(out, "response.failed", json!({"response": failed}));
                 self.state = StreamState::Failed;
             }
-            // Reasoning is not streamed as summaries yet; an empty text adds nothing.
+            // An empty piece adds nothing.
             Delta::Text(_) | Delta::Reasoning(_) => {}
         }
         self.state

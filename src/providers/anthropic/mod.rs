@@ -84,6 +84,9 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         body.insert("metadata".into(), json!({"user_id": user}));
     }
     req.copy_extras(PASSED_EXTRAS, &mut body);
+    if !body.contains_key("thinking") {
+        thinking(req, &mut body);
+    }
     if req.stream {
         body.insert("stream".into(), json!(true));
     }
@@ -99,6 +102,27 @@ pub fn encode(req: &Request, target: &VendorTarget) -> GwResult<UpstreamRequest>
         headers,
         body: Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("json serializes")),
     })
+}
+
+/// An effort as Anthropic's thinking switch: a budget below `max_tokens` (raised to fit it, as
+/// Anthropic requires), and no sampling parameters (Anthropic refuses them with thinking on).
+fn thinking(req: &Request, body: &mut Map<String, Value>) {
+    let Some(effort) = req.reasoning else { return };
+    let Some(budget) = effort.budget() else {
+        body.insert("thinking".into(), json!({"type": "disabled"}));
+        return;
+    };
+    body.insert(
+        "thinking".into(),
+        json!({"type": "enabled", "budget_tokens": budget}),
+    );
+    let max = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(0);
+    if max <= budget {
+        body.insert("max_tokens".into(), json!(budget + max.max(1024)));
+    }
+    body.remove("temperature");
+    body.remove("top_p");
+    body.remove("top_k");
 }
 
 /// The conversation as Anthropic messages: user and assistant turns alternating, tool calls

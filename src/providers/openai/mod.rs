@@ -185,6 +185,10 @@ pub fn encode(req: &Request, target: &VendorTarget) -> UpstreamRequest {
     if let Some(u) = &req.user {
         put("user", json!(u));
     }
+    // OpenAI's own reasoning models take an effort; other OpenAI-speaking servers differ.
+    if let (Some(e), crate::config::Vendor::OpenAi) = (req.reasoning, &target.provider.vendor) {
+        put("reasoning_effort", json!(e.name()));
+    }
     if req.stream {
         put("stream", json!(true));
         put("stream_options", json!({"include_usage": true}));

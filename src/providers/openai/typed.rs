@@ -206,6 +206,9 @@ impl Request {
             logprobs: member::<bool>(obj, "logprobs")?.unwrap_or(false),
             stream: chat.stream,
             include_usage: chat.include_usage,
+            reasoning: member::<String>(obj, "reasoning_effort")?
+                .as_deref()
+                .and_then(Effort::parse),
             extra,
         })
     }
