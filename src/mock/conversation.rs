@@ -229,6 +229,11 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// Of the completion tokens, those spent thinking.
+    pub(crate) fn reasoning_tokens(&self) -> u64 {
+        self.reasoning.as_deref().map_or(0, count_tokens)
+    }
+
     pub(crate) fn text(&self) -> String {
         self.words.join(" ")
     }
@@ -319,10 +324,12 @@ pub(crate) fn reply_to(conv: &Conversation, vendor: &str, fault: &Fault, call_id
             finish = Finish::Length;
         }
     }
-    let completion_tokens = words.len() as u64;
+    let reasoning = conv.thinks.then(|| "Mock thinking it over.".to_string());
+    // Thinking is output too: every vendor counts it in the output tokens.
+    let completion_tokens = words.len() as u64 + reasoning.as_deref().map_or(0, count_tokens);
     Reply {
         words,
-        reasoning: conv.thinks.then(|| "Mock thinking it over.".to_string()),
+        reasoning,
         tool_call: None,
         finish,
         prompt_tokens,

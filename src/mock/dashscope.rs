@@ -148,8 +148,14 @@ fn finish_str(f: Finish) -> &'static str {
     }
 }
 
-fn usage(input: u64, output: u64) -> Value {
-    json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output})
+/// DashScope's usage; `reasoning` of the output tokens were thinking (reported when any).
+fn usage(input: u64, output: u64, reasoning: u64) -> Value {
+    let mut u =
+        json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output});
+    if reasoning > 0 {
+        u["output_tokens_details"] = json!({"reasoning_tokens": reasoning});
+    }
+    u
 }
 
 /// Whether the request asked for `result_format: message` (the gateway always should).
@@ -189,18 +195,26 @@ pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
         };
         return Outcome::json(
             200,
-            json!({"output": output, "usage": usage(reply.prompt_tokens, reply.completion_tokens), "request_id": request_id}),
+            json!({"output": output, "usage": usage(reply.prompt_tokens, reply.completion_tokens, reply.reasoning_tokens()), "request_id": request_id}),
         );
     }
     let incremental = params
         .get("incremental_output")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    // The last event carries the whole count, thinking included.
+    let reasoning_so_far = |output: u64| {
+        if output == reply.completion_tokens {
+            reply.reasoning_tokens()
+        } else {
+            0
+        }
+    };
     let mut events = Vec::new();
     let mut so_far = String::new();
     let mut push = |n: usize, message: Value, finish: &str, output_tokens: u64| {
         let data = json!({"output": {"choices": [{"message": message, "finish_reason": finish}]},
-            "usage": usage(reply.prompt_tokens, output_tokens), "request_id": request_id});
+            "usage": usage(reply.prompt_tokens, output_tokens, reasoning_so_far(output_tokens)), "request_id": request_id});
         events.push(format!(
             "id:{}\nevent:result\n:HTTP_STATUS/200\ndata:{data}\n\n",
             n + 1

@@ -182,9 +182,16 @@ fn finish_str(f: Finish) -> &'static str {
 
 pub(crate) fn respond(conv: &Conversation, reply: &Reply, id: u64) -> Outcome {
     let response_id = format!("mock-{id}");
-    let usage = |candidates: u64| {
-        json!({"promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": candidates,
-               "totalTokenCount": reply.prompt_tokens + candidates})
+    // Gemini counts thoughts apart from the candidates' tokens.
+    let thoughts = reply.reasoning_tokens();
+    let usage = |output: u64| {
+        let candidates = output.saturating_sub(thoughts);
+        let mut u = json!({"promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": candidates,
+               "totalTokenCount": reply.prompt_tokens + candidates + thoughts});
+        if thoughts > 0 {
+            u["thoughtsTokenCount"] = json!(thoughts);
+        }
+        u
     };
     let candidate = |parts: Value, finish: Option<&str>| {
         let mut c = json!({"content": {"role": "model", "parts": parts}, "index": 0});

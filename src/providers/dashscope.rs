@@ -293,11 +293,29 @@ struct DashScopeUsage {
     input_tokens: u64,
     #[serde(default)]
     output_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<CachedTokens>,
+    #[serde(default)]
+    output_tokens_details: Option<ReasoningTokens>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct CachedTokens {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct ReasoningTokens {
+    #[serde(default)]
+    reasoning_tokens: u64,
 }
 
 impl From<DashScopeUsage> for Usage {
     fn from(u: DashScopeUsage) -> Usage {
-        Usage::new(u.input_tokens, u.output_tokens)
+        let cached = u.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
+        let reasoning = u.output_tokens_details.map_or(0, |d| d.reasoning_tokens);
+        Usage::new(u.input_tokens, u.output_tokens).with_details(cached, reasoning)
     }
 }
 
@@ -1094,11 +1112,7 @@ mod tests {
                 Delta::Text("lo 世界".into()),
                 Delta::Text(String::new()),
                 Delta::Finish(FinishReason::Stop),
-                Delta::Usage(Usage {
-                    prompt_tokens: 10,
-                    completion_tokens: 4,
-                    total_tokens: 14
-                }),
+                Delta::Usage(Usage::new(10, 4)),
                 Delta::Done,
             ]
         );

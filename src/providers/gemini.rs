@@ -583,6 +583,8 @@ struct GeminiUsage {
     candidates_token_count: u64,
     #[serde(default)]
     thoughts_token_count: u64,
+    #[serde(default)]
+    cached_content_token_count: u64,
 }
 
 impl From<GeminiUsage> for Usage {
@@ -591,6 +593,7 @@ impl From<GeminiUsage> for Usage {
             u.prompt_token_count,
             u.candidates_token_count + u.thoughts_token_count,
         )
+        .with_details(u.cached_content_token_count, u.thoughts_token_count)
     }
 }
 
@@ -966,11 +969,7 @@ mod tests {
                 Delta::Text("Hel".into()),
                 Delta::Text("lo".into()),
                 Delta::Finish(FinishReason::Stop),
-                Delta::Usage(Usage {
-                    prompt_tokens: 4,
-                    completion_tokens: 2,
-                    total_tokens: 6
-                }),
+                Delta::Usage(Usage::new(4, 2)),
                 Delta::Done,
             ]
         );

@@ -56,11 +56,18 @@ pub fn speaks_openai(provider: &Provider) -> bool {
     std::ptr::eq(dialect(&provider.vendor), &openai::DIALECT)
 }
 
+/// Tokens a request used, in OpenAI's terms (and JSON shape: the cached and reasoning counts
+/// are `prompt_tokens_details.cached_tokens` and `completion_tokens_details.reasoning_tokens`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WireUsage", into = "WireUsage")]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Of the prompt tokens, those the vendor read from its prompt cache.
+    pub cached_tokens: u64,
+    /// Of the completion tokens, those spent thinking.
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -69,6 +76,70 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+        }
+    }
+
+    pub fn with_details(mut self, cached_tokens: u64, reasoning_tokens: u64) -> Usage {
+        self.cached_tokens = cached_tokens;
+        self.reasoning_tokens = reasoning_tokens;
+        self
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct CachedDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct ReasoningDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<CachedDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningDetails>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(w: WireUsage) -> Usage {
+        Usage {
+            prompt_tokens: w.prompt_tokens,
+            completion_tokens: w.completion_tokens,
+            total_tokens: w.total_tokens,
+            cached_tokens: w.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            reasoning_tokens: w
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
+        }
+    }
+}
+
+impl From<Usage> for WireUsage {
+    fn from(u: Usage) -> WireUsage {
+        WireUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+            prompt_tokens_details: (u.cached_tokens > 0).then_some(CachedDetails {
+                cached_tokens: u.cached_tokens,
+            }),
+            completion_tokens_details: (u.reasoning_tokens > 0).then_some(ReasoningDetails {
+                reasoning_tokens: u.reasoning_tokens,
+            }),
         }
     }
 }
@@ -602,6 +673,28 @@ pub fn redact_credentials(provider: &Provider, text: &str) -> String {
 }
 
 #[cfg(test)]
+#[cfg(test)]
+mod usage_tests {
+    use super::Usage;
+
+    #[test]
+    fn usage_reads_and_writes_openais_shape_with_its_details() {
+        let u: Usage = serde_json::from_str(
+            r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,
+                "prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(u, Usage::new(10, 5).with_details(4, 3));
+        let back: Usage = serde_json::from_value(serde_json::to_value(u).unwrap()).unwrap();
+        assert_eq!(back, u);
+        let plain = serde_json::to_string(&Usage::new(1, 2)).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#
+        );
+    }
+}
+
 pub mod testing {
     //! Helpers for the vendor modules' tests.
 

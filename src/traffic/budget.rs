@@ -150,11 +150,7 @@ mod tests {
 
     #[test]
     fn cost_uses_prices_per_million_tokens() {
-        let u = Usage {
-            prompt_tokens: 1_000_000,
-            completion_tokens: 500_000,
-            total_tokens: 1_500_000,
-        };
+        let u = Usage::new(1_000_000, 500_000);
         let p = Price {
             prompt: 2.5,
             completion: 10.0,

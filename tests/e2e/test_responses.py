@@ -272,6 +272,9 @@ def test_reasoning_effort_becomes_each_vendors_thinking_and_comes_back_as_a_summ
     assert r.output[0].summary[0].text == "Mock thinking it over."
     assert r.output_text == f"Mock {MODELS[model]} reply to: Think first"
     assert r.reasoning.effort == "medium"
+    # Thinking is output: 6 words and 4 tokens of thought; the vendors that count it apart say so.
+    assert r.usage.output_tokens == 10
+    assert r.usage.output_tokens_details.reasoning_tokens == (0 if model == "claude" else 4)
     with c.responses.stream(model=model, input="Think first", reasoning={"effort": "medium"}) as s:
         events = list(s)
         final = s.get_final_response()

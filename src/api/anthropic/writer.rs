@@ -46,7 +46,7 @@ pub fn message_json(c: &Completion, public_model: &str) -> Bytes {
         "content": content,
         "stop_reason": stop_reason(choice.map_or(FinishReason::Stop, |c| c.finish)),
         "stop_sequence": null,
-        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
+        "usage": usage_json(&usage),
     });
     Bytes::from(serde_json::to_vec(&body).expect("json serializes"))
 }
@@ -205,7 +205,7 @@ impl AnthropicWriter {
                     "message_delta",
                     &json!({"type": "message_delta",
                     "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-                    "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens}}),
+                    "usage": usage_json(&u)}),
                 );
                 event(out, "message_stop", &json!({"type": "message_stop"}));
                 self.state = StreamState::Done;
@@ -225,6 +225,12 @@ impl AnthropicWriter {
             self.state = StreamState::Failed;
         }
     }
+}
+
+/// Usage in Anthropic's terms: cached prompt tokens are counted apart from `input_tokens`.
+fn usage_json(u: &Usage) -> Value {
+    json!({"input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens),
+           "cache_read_input_tokens": u.cached_tokens, "output_tokens": u.completion_tokens})
 }
 
 #[cfg(test)]
@@ -248,11 +254,7 @@ mod tests {
                 arguments: "{}".into(),
             },
             Delta::Finish(FinishReason::ToolCalls),
-            Delta::Usage(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 4,
-                total_tokens: 7,
-            }),
+            Delta::Usage(Usage::new(3, 4)),
             Delta::Done,
         ] {
             w.write(d, &mut out);

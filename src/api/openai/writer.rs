@@ -259,11 +259,7 @@ mod tests {
                 arguments: "{\"a\":".into(),
             },
             Delta::Finish(FinishReason::ToolCalls),
-            Delta::Usage(Usage {
-                prompt_tokens: 1,
-                completion_tokens: 2,
-                total_tokens: 3,
-            }),
+            Delta::Usage(Usage::new(1, 2)),
             Delta::Done,
         ] {
             w.write(d, &mut out);

@@ -436,8 +436,8 @@ fn response(
     r.insert(
         "usage".into(),
         usage.map_or(Value::Null, |u| {
-            json!({"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
-                   "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            json!({"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+                   "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
                    "total_tokens": u.total_tokens})
         }),
     );

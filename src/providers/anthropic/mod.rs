@@ -275,6 +275,11 @@ struct AnthropicUsage {
 }
 
 impl AnthropicUsage {
+    fn usage(self) -> Usage {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        Usage::new(self.prompt(), self.output_tokens).with_details(cached, 0)
+    }
+
     /// OpenAI's prompt_tokens include cached tokens; Anthropic counts them apart.
     fn prompt(&self) -> u64 {
         self.input_tokens
@@ -309,7 +314,7 @@ pub fn decode(body: &[u8]) -> GwResult<Completion> {
             tool_calls,
             finish,
         }],
-        usage: r.usage.map(|u| Usage::new(u.prompt(), u.output_tokens)),
+        usage: r.usage.map(AnthropicUsage::usage),
     })
 }
 
@@ -413,6 +418,7 @@ pub struct AnthropicEvents {
     next_tool: usize,
     prompt_tokens: u64,
     completion_tokens: u64,
+    cached_tokens: u64,
     finished: bool,
     ended: bool,
 }
@@ -428,6 +434,7 @@ impl AnthropicEvents {
                 if let Some(u) = message.usage {
                     self.prompt_tokens = u.prompt();
                     self.completion_tokens = u.output_tokens;
+                    self.cached_tokens = u.cache_read_input_tokens.unwrap_or(0);
                 }
             }
             AnthropicEvent::ContentBlockStart {
@@ -464,10 +471,8 @@ impl AnthropicEvents {
                 if !self.finished {
                     emit(Delta::Finish(FinishReason::Stop));
                 }
-                emit(Delta::Usage(Usage::new(
-                    self.prompt_tokens,
-                    self.completion_tokens,
-                )));
+                let usage = Usage::new(self.prompt_tokens, self.completion_tokens);
+                emit(Delta::Usage(usage.with_details(self.cached_tokens, 0)));
                 self.ended = true;
                 emit(Delta::Done);
             }
@@ -611,11 +616,8 @@ mod tests {
         assert_eq!(ch.finish, FinishReason::ToolCalls);
         assert_eq!(
             c.usage.unwrap(),
-            Usage {
-                prompt_tokens: 12,
-                completion_tokens: 5,
-                total_tokens: 17
-            }
+            Usage::new(12, 5).with_details(2, 0),
+            "cache reads are counted apart too"
         );
         assert!(decode(b"<html>").is_err());
     }

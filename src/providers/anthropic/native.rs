@@ -60,7 +60,7 @@ pub fn decode_native(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option
     write_json_str(public_model, &mut model);
     let mut out = Vec::with_capacity(body.len() + 16);
     obj.write_with(&[("model", &model)], &[], &mut out);
-    let usage = typed.usage.map(|u| Usage::new(u.prompt(), u.output_tokens));
+    let usage = typed.usage.map(super::AnthropicUsage::usage);
     Ok((Bytes::from(out), usage))
 }
 
@@ -196,7 +196,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         assert!(text.contains("\"model\":\"claude\""), "{text}");
         assert!(text.contains("\"signature\":\"sig==\""), "{text}");
         assert_eq!(text.matches("event: ").count(), 5);
-        assert_eq!(s.usage(), Some(Usage::new(15, 7)));
+        assert_eq!(s.usage(), Some(Usage::new(15, 7).with_details(5, 0)));
     }
 
     #[test]

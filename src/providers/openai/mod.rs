@@ -405,11 +405,7 @@ mod tests {
                     arguments: "{\"a\":1}".into()
                 },
                 Delta::Finish(FinishReason::ToolCalls),
-                Delta::Usage(Usage {
-                    prompt_tokens: 9,
-                    completion_tokens: 4,
-                    total_tokens: 13
-                }),
+                Delta::Usage(Usage::new(9, 4)),
                 Delta::Done,
             ]
         );

@@ -26,8 +26,12 @@ pub fn encode_responses(body: &[u8], target: &VendorTarget) -> GwResult<Upstream
 /// The usage of a Response object, in the gateway's terms.
 fn usage_of(response: &Value) -> Option<Usage> {
     let u = response.get("usage")?;
-    let tokens = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage::new(tokens("input_tokens"), tokens("output_tokens")))
+    let tokens = |at: &str| u.pointer(at).and_then(Value::as_u64).unwrap_or(0);
+    let usage = Usage::new(tokens("/input_tokens"), tokens("/output_tokens"));
+    Some(usage.with_details(
+        tokens("/input_tokens_details/cached_tokens"),
+        tokens("/output_tokens_details/reasoning_tokens"),
+    ))
 }
 
 /// A whole Response object with the public model put back, and its usage; anything that is

@@ -677,11 +677,7 @@ mod tests {
                 Delta::Text("Hel".into()),
                 Delta::Text("lo".into()),
                 Delta::Finish(FinishReason::Stop),
-                Delta::Usage(Usage {
-                    prompt_tokens: 7,
-                    completion_tokens: 2,
-                    total_tokens: 9
-                }),
+                Delta::Usage(Usage::new(7, 2)),
                 Delta::Done,
             ]
         );
