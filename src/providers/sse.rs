@@ -129,6 +129,78 @@ fn parse_event(raw: &[u8]) -> Result<Option<Event>, SseError> {
     Ok(Some(ev))
 }
 
+/// One event of a stream passed through in the client's own API (Anthropic's to Anthropic
+/// clients, the Responses API's to its clients).
+pub trait PassEvent {
+    /// Writes the event as the client is to get it; where the stream is after it.
+    fn pass(&mut self, e: &Event, out: &mut Vec<u8>) -> crate::providers::StreamState;
+    /// Writes the API's error event, for a stream the gateway must end.
+    fn fail(&mut self, e: crate::error::GatewayError, out: &mut Vec<u8>);
+}
+
+/// SSE framing around a [`PassEvent`], and the ending every passed-through stream shares: a
+/// broken frame, or a body that ends before the API's last event, ends it with the API's
+/// error event, never silently.
+pub struct PassStream<P> {
+    splitter: SseSplitter,
+    pub events: P,
+    state: crate::providers::StreamState,
+}
+
+impl<P: PassEvent> PassStream<P> {
+    pub fn new(events: P) -> Self {
+        PassStream {
+            splitter: SseSplitter::new(),
+            events,
+            state: crate::providers::StreamState::Open,
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.state == crate::providers::StreamState::Open
+    }
+
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> crate::providers::StreamState {
+        if !self.open() {
+            return self.state;
+        }
+        let mut events = Vec::new();
+        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+            return self.fail(crate::providers::malformed_event(), out);
+        }
+        for e in &events {
+            if !self.open() {
+                break;
+            }
+            self.state = self.events.pass(e, out);
+        }
+        self.state
+    }
+
+    /// The vendor's body ended.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> crate::providers::StreamState {
+        if self.open() {
+            if let Ok(Some(e)) = self.splitter.finish() {
+                self.state = self.events.pass(&e, out);
+            }
+        }
+        if self.open() {
+            return self.fail(crate::providers::truncated_stream(), out);
+        }
+        self.state
+    }
+
+    pub fn fail(
+        &mut self,
+        e: crate::error::GatewayError,
+        out: &mut Vec<u8>,
+    ) -> crate::providers::StreamState {
+        self.events.fail(e, out);
+        self.state = crate::providers::StreamState::Failed;
+        self.state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

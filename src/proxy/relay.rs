@@ -70,10 +70,10 @@ impl Relay {
         let capture = how == Handling::Capture;
         Relay(match (how, api) {
             (Handling::PassThrough, ClientApi::Anthropic) => {
-                Inner::Native(Box::new(NativeStream::new(public_model)))
+                Inner::Native(Box::new(providers::anthropic::native_stream(public_model)))
             }
             (Handling::PassThrough, ClientApi::Responses) => {
-                Inner::Responses(Box::new(ResponsesStream::new(public_model)))
+                Inner::Responses(Box::new(openai::responses_stream(public_model)))
             }
             (Handling::PassThrough, _) => {
                 Inner::PassThrough(OpenAiStream::new(public_model, include_usage))
@@ -175,8 +175,8 @@ impl Relay {
     pub(crate) fn received_tokens(&self) -> u64 {
         match &self.0 {
             Inner::PassThrough(p) => p.content_events(),
-            Inner::Native(n) => n.received_tokens(),
-            Inner::Responses(r) => r.content_events(),
+            Inner::Native(n) => n.events.received_tokens(),
+            Inner::Responses(r) => r.events.content_events(),
             Inner::Translate { received, .. } => *received,
         }
     }
@@ -184,8 +184,8 @@ impl Relay {
     pub(crate) fn usage(&self) -> Option<Usage> {
         match &self.0 {
             Inner::PassThrough(p) => p.usage(),
-            Inner::Native(n) => n.usage(),
-            Inner::Responses(r) => r.usage(),
+            Inner::Native(n) => n.events.usage(),
+            Inner::Responses(r) => r.events.usage(),
             Inner::Translate { sink, .. } => sink.usage(),
         }
     }
@@ -194,7 +194,7 @@ impl Relay {
     pub(crate) fn completed_response(&self) -> Option<&serde_json::Value> {
         match &self.0 {
             Inner::Translate { sink, .. } => sink.completed_response(),
-            Inner::Responses(r) => r.completed(),
+            Inner::Responses(r) => r.events.completed(),
             Inner::PassThrough(_) | Inner::Native(_) => None,
         }
     }

@@ -18,7 +18,7 @@ use crate::providers::sse::Event;
 
 mod native;
 
-pub use native::{decode_native, encode_native, NativeStream};
+pub use native::{decode_native, encode_native, native_stream, NativeStream};
 
 pub const API_VERSION: &str = "2023-06-01";
 

@@ -12,7 +12,7 @@ use super::{AnthropicEvents, AnthropicResponse, API_VERSION};
 use crate::error::GwResult;
 use crate::providers::model::Delta;
 use crate::providers::openai::wire::{write_json_str, RawObject};
-use crate::providers::sse::SseSplitter;
+use crate::providers::sse::{Event, PassEvent, PassStream};
 use crate::providers::{EventDecoder, StreamState, UpstreamRequest, Usage, VendorTarget};
 
 /// The client's body for the vendor: `model` replaced, every other member as the client wrote
@@ -66,28 +66,26 @@ pub fn decode_native(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option
 
 /// Anthropic's events passed on one by one, `message_start`'s model put back; the same events
 /// decoded alongside for the usage and for how the stream ended.
-pub struct NativeStream {
-    splitter: SseSplitter,
+pub type NativeStream = PassStream<AnthropicPass>;
+
+pub fn native_stream(public_model: &str) -> NativeStream {
+    PassStream::new(AnthropicPass {
+        decoder: AnthropicEvents::default(),
+        public_model: public_model.to_string(),
+        usage: None,
+        received: 0,
+    })
+}
+
+pub struct AnthropicPass {
     decoder: AnthropicEvents,
     public_model: String,
     usage: Option<Usage>,
     /// Tokens of text, thinking and tool input passed on, estimated at 4 bytes a token.
     received: u64,
-    state: StreamState,
 }
 
-impl NativeStream {
-    pub fn new(public_model: &str) -> Self {
-        NativeStream {
-            splitter: SseSplitter::new(),
-            decoder: AnthropicEvents::default(),
-            public_model: public_model.to_string(),
-            usage: None,
-            received: 0,
-            state: StreamState::Open,
-        }
-    }
-
+impl AnthropicPass {
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
@@ -95,47 +93,17 @@ impl NativeStream {
     pub fn received_tokens(&self) -> u64 {
         self.received
     }
+}
 
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
-        if self.state != StreamState::Open {
-            return self.state;
-        }
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return self.fail(crate::providers::malformed_event(), out);
-        }
-        for e in &events {
-            if self.state != StreamState::Open {
-                break;
-            }
-            self.pass(e, out);
-        }
-        self.state
-    }
-
-    /// The vendor's body ended: a stream that did not reach `message_stop` ends with an error.
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
-        if self.state == StreamState::Open {
-            if let Ok(Some(e)) = self.splitter.finish() {
-                self.pass(&e, out);
-            }
-        }
-        if self.state == StreamState::Open {
-            return self.fail(crate::providers::truncated_stream(), out);
-        }
-        self.state
-    }
-
+impl PassEvent for AnthropicPass {
     /// Ends the stream with Anthropic's `error` event.
-    pub fn fail(&mut self, e: crate::error::GatewayError, out: &mut Vec<u8>) -> StreamState {
+    fn fail(&mut self, e: crate::error::GatewayError, out: &mut Vec<u8>) {
         let body = crate::api::anthropic::error_json(&e);
         let data: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         crate::api::named_event(out, "error", &data);
-        self.state = StreamState::Failed;
-        self.state
     }
 
-    fn pass(&mut self, e: &crate::providers::sse::Event, out: &mut Vec<u8>) {
+    fn pass(&mut self, e: &Event, out: &mut Vec<u8>) -> StreamState {
         let mut state = StreamState::Open;
         let mut failure = None;
         let (usage, received) = (&mut self.usage, &mut self.received);
@@ -152,23 +120,22 @@ impl NativeStream {
             // The vendor's own error event goes through; an event that is not JSON does not.
             if name != "error" {
                 self.fail(failure, out);
-                return;
             }
-            state = StreamState::Failed;
+            return StreamState::Failed;
         }
         if name == "message_start" {
             if let Ok(mut data) = serde_json::from_str::<Value>(&e.data) {
                 data["message"]["model"] = Value::String(self.public_model.clone());
                 crate::api::named_event(out, name, &data);
+                return state;
             }
-        } else {
-            out.extend_from_slice(b"event: ");
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\ndata: ");
-            out.extend_from_slice(e.data.as_bytes());
-            out.extend_from_slice(b"\n\n");
         }
-        self.state = state;
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(e.data.as_bytes());
+        out.extend_from_slice(b"\n\n");
+        state
     }
 }
 
@@ -184,7 +151,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
     #[test]
     fn events_go_through_with_the_public_model_and_usage_is_read() {
-        let mut s = NativeStream::new("claude");
+        let mut s = native_stream("claude");
         let mut out = Vec::new();
         // Split at every byte: framing holds across reads.
         let mut state = StreamState::Open;
@@ -196,12 +163,12 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         assert!(text.contains("\"model\":\"claude\""), "{text}");
         assert!(text.contains("\"signature\":\"sig==\""), "{text}");
         assert_eq!(text.matches("event: ").count(), 5);
-        assert_eq!(s.usage(), Some(Usage::new(15, 7).with_details(5, 0)));
+        assert_eq!(s.events.usage(), Some(Usage::new(15, 7).with_details(5, 0)));
     }
 
     #[test]
     fn a_stream_cut_short_ends_with_an_error_event() {
-        let mut s = NativeStream::new("claude");
+        let mut s = native_stream("claude");
         let mut out = Vec::new();
         s.push(&EVENTS.as_bytes()[..200], &mut out);
         assert_eq!(s.finish(&mut out), StreamState::Failed);

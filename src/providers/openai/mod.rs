@@ -18,7 +18,7 @@ mod typed;
 pub mod wire;
 
 use crate::error::{ErrorKind, GatewayError, GwResult};
-pub use responses::{decode_responses, encode_responses, ResponsesStream};
+pub use responses::{decode_responses, encode_responses, responses_stream, ResponsesStream};
 pub use stream::{ChunkDecoder, OpenAiStream};
 pub use wire::ChatRequest;
 use wire::{write_json_str, JsonType, RawObject};

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::wire::{write_json_str, RawObject};
 use crate::error::GwResult;
-use crate::providers::sse::{Event, SseSplitter};
+use crate::providers::sse::{Event, PassEvent, PassStream};
 use crate::providers::{StreamState, UpstreamRequest, Usage, VendorTarget};
 
 /// The client's body with `model` replaced, to `/responses`.
@@ -51,28 +51,26 @@ pub fn decode_responses(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Opt
 /// The Responses API's events passed on one by one; those that carry the Response object
 /// get the public model put back. The finished Response is kept (to store it) and its usage
 /// read.
-pub struct ResponsesStream {
-    splitter: SseSplitter,
+pub type ResponsesStream = PassStream<ResponsesPass>;
+
+pub fn responses_stream(public_model: &str) -> ResponsesStream {
+    PassStream::new(ResponsesPass {
+        public_model: public_model.to_string(),
+        usage: None,
+        completed: None,
+        deltas: 0,
+    })
+}
+
+pub struct ResponsesPass {
     public_model: String,
     usage: Option<Usage>,
     completed: Option<Value>,
     /// Text and argument deltas passed on.
     deltas: u64,
-    state: StreamState,
 }
 
-impl ResponsesStream {
-    pub fn new(public_model: &str) -> Self {
-        ResponsesStream {
-            splitter: SseSplitter::new(),
-            public_model: public_model.to_string(),
-            usage: None,
-            completed: None,
-            deltas: 0,
-            state: StreamState::Open,
-        }
-    }
-
+impl ResponsesPass {
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
@@ -85,74 +83,46 @@ impl ResponsesStream {
     pub fn content_events(&self) -> u64 {
         self.deltas
     }
+}
 
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> StreamState {
-        if self.state != StreamState::Open {
-            return self.state;
-        }
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return self.fail(crate::providers::malformed_event(), out);
-        }
-        for e in &events {
-            if self.state != StreamState::Open {
-                break;
-            }
-            self.pass(e, out);
-        }
-        self.state
-    }
-
-    /// The vendor's body ended: a stream without its final event ends with `response.failed`.
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> StreamState {
-        if self.state == StreamState::Open {
-            if let Ok(Some(e)) = self.splitter.finish() {
-                self.pass(&e, out);
-            }
-        }
-        if self.state == StreamState::Open {
-            return self.fail(crate::providers::truncated_stream(), out);
-        }
-        self.state
-    }
-
+impl PassEvent for ResponsesPass {
     /// Ends the stream with `response.failed`.
-    pub fn fail(&mut self, e: crate::error::GatewayError, out: &mut Vec<u8>) -> StreamState {
+    fn fail(&mut self, e: crate::error::GatewayError, out: &mut Vec<u8>) {
         let failed = serde_json::json!({"type": "response.failed", "response": {
             "object": "response", "status": "failed", "model": self.public_model,
             "error": {"code": e.kind.as_str(), "message": e.message}}});
         crate::api::named_event(out, "response.failed", &failed);
-        self.state = StreamState::Failed;
-        self.state
     }
 
-    fn pass(&mut self, e: &Event, out: &mut Vec<u8>) {
+    fn pass(&mut self, e: &Event, out: &mut Vec<u8>) -> StreamState {
         let Ok(mut data) = serde_json::from_str::<Value>(&e.data) else {
             self.fail(crate::providers::malformed_event(), out);
-            return;
+            return StreamState::Failed;
         };
         let kind = data
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        match kind.as_str() {
+        let state = match kind.as_str() {
             "response.output_text.delta" | "response.function_call_arguments.delta" => {
-                self.deltas += 1
+                self.deltas += 1;
+                StreamState::Open
             }
-            "response.completed" | "response.incomplete" => self.state = StreamState::Done,
-            "response.failed" | "error" => self.state = StreamState::Failed,
-            _ => {}
-        }
+            "response.completed" | "response.incomplete" => StreamState::Done,
+            "response.failed" | "error" => StreamState::Failed,
+            _ => StreamState::Open,
+        };
         if let Some(response) = data.get_mut("response").filter(|r| r.is_object()) {
             response["model"] = Value::String(self.public_model.clone());
-            if self.state == StreamState::Done {
+            if state == StreamState::Done {
                 self.usage = usage_of(response);
                 self.completed = Some(response.clone());
             }
         }
         let name = e.event.as_deref().unwrap_or(&kind);
         crate::api::named_event(out, name, &data);
+        state
     }
 }
 
@@ -165,7 +135,7 @@ mod tests {
         let events = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-x\",\"output\":[]}}\n\n\
 event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"hi\"}\n\n\
 event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-x\",\"output\":[{\"type\":\"reasoning\",\"encrypted_content\":\"e==\"}],\"usage\":{\"input_tokens\":4,\"output_tokens\":2}}}\n\n";
-        let mut s = ResponsesStream::new("pub");
+        let mut s = responses_stream("pub");
         let mut out = Vec::new();
         let mut state = StreamState::Open;
         for piece in events.as_bytes().chunks(5) {
@@ -175,14 +145,14 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_num
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("\"model\":\"pub\"").count(), 2);
         assert!(!text.contains("gpt-x") && text.contains("\"encrypted_content\":\"e==\""));
-        assert_eq!(s.usage(), Some(Usage::new(4, 2)));
-        assert_eq!(s.completed().unwrap()["id"], "resp_1");
-        assert_eq!(s.content_events(), 1);
+        assert_eq!(s.events.usage(), Some(Usage::new(4, 2)));
+        assert_eq!(s.events.completed().unwrap()["id"], "resp_1");
+        assert_eq!(s.events.content_events(), 1);
     }
 
     #[test]
     fn a_cut_stream_ends_failed_and_a_whole_reply_is_checked() {
-        let mut s = ResponsesStream::new("pub");
+        let mut s = responses_stream("pub");
         let mut out = Vec::new();
         s.push(
             b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n",
