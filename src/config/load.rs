@@ -327,21 +327,35 @@ fn load_cache(
         RawCacheBackend::Memory => CacheBackend::Memory {
             max_bytes: raw.max_bytes.unwrap_or(64 * 1024 * 1024),
         },
-        RawCacheBackend::Redis => match raw.redis_url.or_else(|| limits.redis_url.clone()) {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                CacheBackend::Redis {
-                    url: Secret::new(url),
-                    prefix: raw.prefix.unwrap_or_else(|| "modelmux-cache".into()),
-                }
-            }
-            _ => {
-                problems.at(
-                    "cache.redis_url",
-                    "a redis:// URL is required with backend: redis (or limits.redis_url)",
-                );
-                CacheBackend::Memory { max_bytes: 0 }
-            }
+        RawCacheBackend::Redis => match shared_redis(raw.redis_url, limits, "cache", problems) {
+            Some(url) => CacheBackend::Redis {
+                url,
+                prefix: raw.prefix.unwrap_or_else(|| "modelmux-cache".into()),
+            },
+            None => CacheBackend::Memory { max_bytes: 0 },
         },
+    }
+}
+
+/// A section's Redis: its own `redis_url`, or the limits' one; a problem when neither is a
+/// redis:// URL.
+fn shared_redis(
+    own: Option<String>,
+    limits: &RawLimitsSection,
+    section: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Secret> {
+    match own.or_else(|| limits.redis_url.clone()) {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(Secret::new(url))
+        }
+        _ => {
+            problems.at(
+                format!("{section}.redis_url"),
+                "a redis:// URL is required with backend: redis (or limits.redis_url)",
+            );
+            None
+        }
     }
 }
 
@@ -354,18 +368,7 @@ fn load_responses(
     let d = ResponsesStoreSettings::default();
     let redis_url = match raw.backend {
         RawCacheBackend::Memory => None,
-        RawCacheBackend::Redis => match raw.redis_url.or_else(|| limits.redis_url.clone()) {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Some(Secret::new(url))
-            }
-            _ => {
-                problems.at(
-                    "responses.redis_url",
-                    "a redis:// URL is required with backend: redis (or limits.redis_url)",
-                );
-                None
-            }
-        },
+        RawCacheBackend::Redis => shared_redis(raw.redis_url, limits, "responses", problems),
     };
     ResponsesStoreSettings {
         redis_url,

@@ -653,6 +653,32 @@ keys:
     }
 
     #[test]
+    fn stored_responses_use_their_own_or_the_limits_redis() {
+        let env = |_: &str| None;
+        let keys = "keys: [{name: k, key: sk-12345678}]";
+        let c = load_str(&format!("responses: {{ttl: 2h}}\n{keys}"), &env).unwrap();
+        assert_eq!(
+            (c.responses.redis_url, c.responses.ttl),
+            (None, Duration::from_secs(7200))
+        );
+        let shared = format!("limits: {{backend: redis, redis_url: \"redis://10.0.0.1:6379\"}}\nresponses: {{backend: redis}}\n{keys}");
+        let c = load_str(&shared, &env).unwrap();
+        assert_eq!(
+            c.responses.redis_url.unwrap().expose(),
+            "redis://10.0.0.1:6379"
+        );
+        let missing =
+            load_str(&format!("responses: {{backend: redis}}\n{keys}"), &env).unwrap_err();
+        assert!(
+            missing.to_string().contains("responses.redis_url"),
+            "{missing}"
+        );
+        let wrong_kind = "providers: [{name: a, kind: anthropic, base_url: \"http://x\", api_key: k, responses_api: true}]";
+        let e = load_str(&format!("{wrong_kind}\n{keys}"), &env).unwrap_err();
+        assert!(e.to_string().contains("responses_api"), "{e}");
+    }
+
+    #[test]
     fn traffic_sections_load() {
         let conf = r#"
 providers: [{name: p, kind: openai_compatible, base_url: "http://127.0.0.1:1"}]
