@@ -239,6 +239,15 @@ pub(crate) static REQUEST_SIZE: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static LOG_ROWS_DROPPED: Lazy<prometheus::IntCounter> = Lazy::new(|| {
+    prometheus::register_int_counter_with_registry!(
+        "modelmux_log_rows_dropped_total",
+        "Request log rows dropped: the writer's queue was full, or the log store failed a write.",
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Every metric family the gateway exports (a family shows in a scrape once it has a sample).
 fn families() -> Vec<&'static dyn prometheus::core::Collector> {
     vec![
@@ -264,6 +273,7 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*CACHE,
         &*CACHE_BYTES,
         &*UPSTREAM_CONNECTIONS,
+        &*LOG_ROWS_DROPPED,
     ]
 }
 

@@ -1,4 +1,5 @@
-//! The admin JSON API: `POST /admin/reload`, `GET /admin/status`, `GET /admin/config`.
+//! The admin JSON API: `POST /admin/reload`, `GET /admin/status`, `GET /admin/config`, and the
+//! request log store's `GET /admin/logs`, `GET /admin/logs/{request_id}`, `GET /admin/usage`.
 
 use serde_json::{json, Value};
 
@@ -32,20 +33,129 @@ impl Admin {
         }
     }
 
-    pub(super) async fn api(&self, method: &str, path: &str) -> (u16, Value) {
+    pub(super) async fn api(&self, method: &str, path: &str, query: &str) -> (u16, Value) {
         match (method, path) {
+            ("GET", "/admin/logs") => self.logs(query_log(query)).await,
+            ("GET", p) if p.starts_with("/admin/logs/") => {
+                let q = crate::log_store::LogQuery {
+                    request_id: Some(p["/admin/logs/".len()..].to_string()),
+                    limit: Some(1),
+                    ..Default::default()
+                };
+                match self.logs(q).await {
+                    (200, v) => match v["data"].get(0) {
+                        Some(row) => (200, row.clone()),
+                        None => error(
+                            404,
+                            "invalid_request_error",
+                            "No logged request with that id.",
+                        ),
+                    },
+                    other => other,
+                }
+            }
+            ("GET", "/admin/usage") => self.usage(query_usage(query)).await,
             ("POST", "/admin/reload") => self.reload().await,
             ("GET", "/admin/status") => (
                 200,
                 serde_json::to_value(self.gateway.status()).unwrap_or(Value::Null),
             ),
             ("GET", "/admin/config") => (200, effective_config(&self.gateway.config())),
-            (_, "/admin/reload" | "/admin/status" | "/admin/config") => {
-                error(405, "invalid_request_error", "Method not allowed.")
-            }
+            (
+                _,
+                "/admin/reload" | "/admin/status" | "/admin/config" | "/admin/logs"
+                | "/admin/usage",
+            ) => error(405, "invalid_request_error", "Method not allowed."),
             _ => error(404, "invalid_request_error", "Unknown admin path."),
         }
     }
+}
+
+impl Admin {
+    fn store(&self) -> Result<&crate::log_store::LogStore, (u16, Value)> {
+        self.gateway.log_store().ok_or_else(|| {
+            error(404, "invalid_request_error", "No log store: logs are off, or the store could not be opened (see the gateway's log).")
+        })
+    }
+
+    /// A page of logged requests, newest first, and the cursor for the next one.
+    async fn logs(&self, q: crate::log_store::LogQuery) -> (u16, Value) {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let limit = q.limit.unwrap_or(crate::log_store::DEFAULT_PAGE);
+        match store.logs(q).await {
+            Ok(rows) => {
+                let next = (rows.len() >= limit)
+                    .then(|| rows.last().map(|(id, _)| *id))
+                    .flatten();
+                let data: Vec<&crate::log_store::LogRow> = rows.iter().map(|(_, r)| r).collect();
+                (200, json!({"object": "list", "data": data, "next": next}))
+            }
+            Err(e) => error(
+                503,
+                "server_error",
+                &format!("The log store did not answer: {e}"),
+            ),
+        }
+    }
+
+    async fn usage(&self, q: crate::log_store::UsageQuery) -> (u16, Value) {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        match store.usage(q).await {
+            Ok(rows) => (200, json!({"object": "list", "data": rows})),
+            Err(e) if e.starts_with("cannot group") => error(400, "invalid_request_error", &e),
+            Err(e) => error(
+                503,
+                "server_error",
+                &format!("The log store did not answer: {e}"),
+            ),
+        }
+    }
+}
+
+/// A query string's pairs, percent-decoded (`+` is a space).
+fn pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn query_log(query: &str) -> crate::log_store::LogQuery {
+    let mut q = crate::log_store::LogQuery::default();
+    for (k, v) in pairs(query) {
+        match k.as_str() {
+            "key" => q.key = Some(v),
+            "model" => q.model = Some(v),
+            "provider" => q.provider = Some(v),
+            "status" => q.status = Some(v),
+            "error" => q.error = Some(v),
+            "request_id" => q.request_id = Some(v),
+            "since" => q.since = v.parse().ok(),
+            "until" => q.until = v.parse().ok(),
+            "before" => q.before = v.parse().ok(),
+            "limit" => q.limit = v.parse().ok(),
+            _ => {}
+        }
+    }
+    q
+}
+
+fn query_usage(query: &str) -> crate::log_store::UsageQuery {
+    let mut q = crate::log_store::UsageQuery::default();
+    for (k, v) in pairs(query) {
+        match k.as_str() {
+            "group" => q.group = Some(v),
+            "since" => q.since = v.parse().ok(),
+            "until" => q.until = v.parse().ok(),
+            _ => {}
+        }
+    }
+    q
 }
 
 const MASKED: &str = "***";

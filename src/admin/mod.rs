@@ -191,7 +191,8 @@ impl Admin {
             Err(http_app::BodyError::Read(_)) => return Reply::Written(false),
         };
         if path.starts_with("/admin/") {
-            return self.api(&method, &path).await.into();
+            let query = http.req_header().uri.query().unwrap_or("").to_string();
+            return self.api(&method, &path, &query).await.into();
         }
         if let ("POST", "/console/logout", Caller::Session { token, .. }) =
             (method.as_str(), path.as_str(), &caller)

@@ -8,10 +8,12 @@ use serde_yaml_ng::Value;
 
 use super::problems::{Problem, Problems, Report};
 use super::raw::*;
-use super::yaml::{duration, expand_env, list_section, map_section, section, Expanded};
+use super::yaml::{
+    duration, duration_within, expand_env, list_section, map_section, section, Expanded,
+};
 use super::*;
 
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "server",
     "metrics",
     "mock",
@@ -25,6 +27,7 @@ const SECTIONS: [&str; 16] = [
     "log",
     "cache",
     "responses",
+    "logs",
     "apps",
     "workflows",
     "unified",
@@ -58,6 +61,7 @@ pub fn load_str_at(
     let raw_log: RawLog = section(&mut sections, "log", p).unwrap_or_default();
     let raw_cache: RawCache = section(&mut sections, "cache", p).unwrap_or_default();
     let raw_responses: RawResponses = section(&mut sections, "responses", p).unwrap_or_default();
+    let raw_logs: RawLogs = section(&mut sections, "logs", p).unwrap_or_default();
     let raw_apps: flows::RawApps = section(&mut sections, "apps", p).unwrap_or_default();
     let raw_workflows: flows::RawWorkflows =
         section(&mut sections, "workflows", p).unwrap_or_default();
@@ -90,6 +94,7 @@ pub fn load_str_at(
         breaker: load_breaker(raw_breaker, p),
         cache: load_cache(raw_cache, &raw_limits, p),
         responses: load_responses(raw_responses, &raw_limits, p),
+        logs: load_logs(raw_logs, base, p),
         limits_backend: load_limits_backend(raw_limits, p),
         cors,
         admin: raw_admin.map(|a| load_admin(a, p)),
@@ -357,6 +362,40 @@ fn shared_redis(
             None
         }
     }
+}
+
+/// The log store: a SQLite file (relative to the config file's directory; by default beside
+/// it, named after it: `modelmux.yaml` logs to `modelmux.logs.db`), or none.
+fn load_logs(
+    raw: RawLogs,
+    base: Option<&std::path::Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<LogStoreSettings> {
+    if raw.backend == RawLogBackend::Off {
+        return None;
+    }
+    // Empty: beside the config file, named after it (`load_file` knows its name).
+    let path = std::path::PathBuf::from(raw.path.as_deref().unwrap_or(""));
+    let path = match base {
+        Some(dir) if path.is_relative() && !path.as_os_str().is_empty() => dir.join(path),
+        _ => path,
+    };
+    let queue = raw.queue.unwrap_or(10_000);
+    if queue == 0 {
+        problems.at("logs.queue", "must be at least 1");
+    }
+    let day = Duration::from_secs(24 * 3600);
+    Some(LogStoreSettings {
+        path,
+        queue: queue.max(1),
+        retention: duration_within(
+            &raw.retention,
+            "logs.retention",
+            7 * day,
+            (400 * day, "400 days"),
+            problems,
+        ),
+    })
 }
 
 /// The stored responses' Redis is their own `redis_url`, or the limits' one.

@@ -109,6 +109,8 @@ pub struct Config {
     pub log: LogSettings,
     pub cache: CacheBackend,
     pub responses: ResponsesStoreSettings,
+    /// None: requests are not logged to a store.
+    pub logs: Option<LogStoreSettings>,
     pub apps: Apps,
     pub workflows: Workflows,
     /// The unified request's capability map: type → provider name → public model.
@@ -158,6 +160,17 @@ pub enum LogFormat {
     Text,
     /// No access log.
     Off,
+}
+
+/// The request log store (`logs:`): the embedded SQLite file, or none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogStoreSettings {
+    /// The SQLite file; empty until the config file's name gives the default.
+    pub path: std::path::PathBuf,
+    /// Rows waiting for the writer at most; more are dropped (and counted).
+    pub queue: usize,
+    /// How long a row is kept.
+    pub retention: Duration,
 }
 
 /// Where the Responses API keeps stored responses (`responses:`).
@@ -477,7 +490,15 @@ pub fn load_file(path: &str) -> Result<Config, Problems> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Problems::one(format!("cannot read {path}: {e}")))?;
     let base = std::path::Path::new(path).parent();
-    load_str_at(&text, &|name| std::env::var(name).ok(), base)
+    let mut config = load_str_at(&text, &|name| std::env::var(name).ok(), base)?;
+    if let Some(logs) = config
+        .logs
+        .as_mut()
+        .filter(|l| l.path.as_os_str().is_empty())
+    {
+        logs.path = std::path::Path::new(path).with_extension("logs.db");
+    }
+    Ok(config)
 }
 
 /// A key id and secret from which the gateway signs short-lived HS256 tokens.
@@ -650,6 +671,39 @@ keys:
         ] {
             assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_log_store_sits_beside_the_config_and_keeps_rows_up_to_400_days() {
+        let env = |_: &str| None;
+        let keys = "keys: [{name: k, key: sk-12345678}]";
+        let base = std::path::Path::new("/etc/mm");
+        let c = load_str_at(
+            &format!("logs: {{path: l.db, retention: 30d}}\n{keys}"),
+            &env,
+            Some(base),
+        )
+        .unwrap();
+        let logs = c.logs.unwrap();
+        assert_eq!(
+            (logs.path.to_str(), logs.retention),
+            (Some("/etc/mm/l.db"), Duration::from_secs(30 * 86400))
+        );
+        let c = load_str_at(keys, &env, Some(base)).unwrap();
+        assert!(
+            c.logs.unwrap().path.as_os_str().is_empty(),
+            "named after the file by load_file"
+        );
+        assert!(load_str(&format!("logs: {{backend: off}}\n{keys}"), &env)
+            .unwrap()
+            .logs
+            .is_none());
+        let e = load_str(&format!("logs: {{retention: 500d}}\n{keys}"), &env).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("logs.retention: must be at most 400 days"),
+            "{e}"
+        );
     }
 
     #[test]

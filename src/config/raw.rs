@@ -67,6 +67,24 @@ pub(super) struct RawLog {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawLogs {
+    #[serde(default)]
+    pub(super) backend: RawLogBackend,
+    pub(super) path: Option<String>,
+    pub(super) queue: Option<usize>,
+    pub(super) retention: Option<String>,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawLogBackend {
+    #[default]
+    Sqlite,
+    Off,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawResponses {
     #[serde(default)]
     pub(super) backend: RawCacheBackend,

@@ -190,7 +190,7 @@ fn typed<T: DeserializeOwned>(value: Value, path: &str, problems: &mut Vec<Probl
 }
 
 /// Fields that take a duration (`500ms`, `30s`, `2m`).
-const DURATION_FIELDS: [&str; 14] = [
+const DURATION_FIELDS: [&str; 15] = [
     "connect",
     "first_byte",
     "idle",
@@ -205,6 +205,7 @@ const DURATION_FIELDS: [&str; 14] = [
     "cooldown",
     "deadline",
     "backoff",
+    "retention",
 ];
 
 /// A serde message in the words of the config file rather than of Rust's types.
@@ -324,12 +325,23 @@ pub(super) fn duration(
     dflt: Duration,
     problems: &mut Vec<Problem>,
 ) -> Duration {
+    duration_within(value, path, dflt, (MAX_DURATION, "7 days"), problems)
+}
+
+/// As [`duration`], up to `max` (named as a person would say it).
+pub(super) fn duration_within(
+    value: &Option<String>,
+    path: &str,
+    dflt: Duration,
+    (max, named): (Duration, &str),
+    problems: &mut Vec<Problem>,
+) -> Duration {
     let Some(text) = value else { return dflt };
     match humantime::parse_duration(text) {
-        Ok(d) if d > MAX_DURATION => {
+        Ok(d) if d > max => {
             problems.push(Problem {
                 path: path.into(),
-                message: "must be at most 7 days".into(),
+                message: format!("must be at most {named}"),
             });
             dflt
         }

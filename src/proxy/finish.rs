@@ -55,9 +55,55 @@ impl Gateway {
                 .with_label_values(&[label(&ctx.model), label(&ctx.provider)])
                 .inc_by(cost);
         }
-        if let Some(log) = &self.access_log {
-            log.write(&access_line(session, ctx, status, elapsed, used, cost));
+        if self.access_log.is_none() && self.log_store.is_none() {
+            return;
         }
+        let line = access_line(session, ctx, status, elapsed, used, cost);
+        if let Some(log) = &self.access_log {
+            log.write(&line);
+        }
+        if let Some(store) = &self.log_store {
+            store.push(log_row(&line, ctx, used));
+        }
+    }
+}
+
+/// The log store's row: the access line's facts, and the token details.
+fn log_row(line: &Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_store::LogRow {
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    crate::log_store::LogRow {
+        request_id: line.request_id.to_string(),
+        time_ms: crate::clock::unix_millis(),
+        key: owned(line.key),
+        client_ip: line.client_ip.clone(),
+        api: line.api.to_string(),
+        method: line.method.to_string(),
+        path: line.path.to_string(),
+        model: owned(line.model),
+        provider: owned(line.provider),
+        vendor_model: owned(line.vendor_model),
+        attempts: line.attempts.iter().map(|a| a.to_string()).collect(),
+        status: line.status,
+        // What failed: the upstream error, or the last attempt's failure.
+        error: ctx
+            .upstream_error
+            .map(|k| k.as_str().to_string())
+            .or_else(|| {
+                let last = line.attempts.last().filter(|a| **a != "ok")?;
+                Some(last.to_string())
+            }),
+        stream: line.stream,
+        cache: owned(line.cache),
+        ttfb_ms: line.ttfb_ms,
+        ttft_ms: line.ttft_ms,
+        duration_ms: line.duration_ms,
+        prompt_tokens: used.map(|u| u.prompt_tokens),
+        cached_tokens: used.map(|u| u.cached_tokens),
+        completion_tokens: used.map(|u| u.completion_tokens),
+        reasoning_tokens: used.map(|u| u.reasoning_tokens),
+        cost: line.cost,
+        bytes_in: line.bytes_in as u64,
+        bytes_out: line.bytes_out as u64,
     }
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct Gateway {
     cache: Cache,
     /// The Responses API's stored responses.
     responses: ResponseStore,
+    /// The request log store, when one is configured and could be opened.
+    log_store: Option<crate::log_store::LogStore>,
     /// None when the access log could not be opened (logged at start).
     access_log: Option<AccessLog>,
     /// This process's own socket, for side-by-side compare.
@@ -200,6 +202,10 @@ impl Gateway {
             store,
             cache: Cache::new(&config.cache, cache_redis),
             responses: ResponseStore::new(&config.responses, responses_redis),
+            log_store: config
+                .logs
+                .as_ref()
+                .and_then(crate::log_store::LogStore::open),
             access_log: (config.log.format != LogFormat::Off)
                 .then(|| {
                     AccessLog::open(&config.log)
@@ -217,6 +223,11 @@ impl Gateway {
     /// The config snapshot in force.
     pub(crate) fn config(&self) -> Arc<Config> {
         self.config.current()
+    }
+
+    /// The request log store, when there is one.
+    pub(crate) fn log_store(&self) -> Option<&crate::log_store::LogStore> {
+        self.log_store.as_ref()
     }
 
     /// The live config, for whoever reloads it.
