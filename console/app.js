@@ -3,6 +3,7 @@
 
 import {$, $$, el, state, api, stream, showReadOnly, chatModels} from "./lib.js";
 import {initFlows} from "./flows.js";
+import {initLogs} from "./logs.js";
 
 // --- sign-in ------------------------------------------------------------------------------------
 
@@ -41,6 +42,7 @@ async function showApp() {
   state.overview = (await api("GET", "/console/api/overview")).data;
   buildPlayground();
   initFlows();
+  initLogs();
   refreshStatus();
   setInterval(refreshStatus, 2000);
   loadRoutes();

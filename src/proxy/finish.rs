@@ -62,7 +62,8 @@ impl Gateway {
         if let Some(log) = &self.access_log {
             log.write(&line);
         }
-        if let Some(store) = &self.log_store {
+        // Health checks are not requests anyone asks about.
+        if let Some(store) = self.log_store.as_ref().filter(|_| line.path != "/health") {
             store.push(log_row(&line, ctx, used));
         }
     }
