@@ -239,6 +239,16 @@ pub(crate) static REQUEST_SIZE: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static BUDGET_USED: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec_with_registry!(
+        "modelmux_budget_used_ratio",
+        "How much of its budget for the period a client key has used (0 to 1), as of its last request.",
+        &["key"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 pub(crate) static LOG_ROWS_DROPPED: Lazy<prometheus::IntCounter> = Lazy::new(|| {
     prometheus::register_int_counter_with_registry!(
         "modelmux_log_rows_dropped_total",
@@ -274,6 +284,7 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*CACHE_BYTES,
         &*UPSTREAM_CONNECTIONS,
         &*LOG_ROWS_DROPPED,
+        &*BUDGET_USED,
     ]
 }
 

@@ -92,7 +92,20 @@ impl Budgets {
             ttl,
             force: false,
         };
-        let (added, _, _) = self.store.spend(&slot, change).await;
+        let (added, tokens_before, cost_before) = self.store.spend(&slot, change).await;
+        // How much of the budget the period has used, this reservation included (for alerts).
+        let used = [
+            budget.tokens.map(|cap| {
+                (tokens_before as f64 + estimate.total_tokens as f64) / cap.max(1) as f64
+            }),
+            budget
+                .cost
+                .map(|cap| (cost_before + cost) / cap.max(f64::MIN_POSITIVE)),
+        ];
+        let ratio = used.into_iter().flatten().fold(0.0, f64::max);
+        metrics::BUDGET_USED
+            .with_label_values(&[&key.name])
+            .set(ratio.min(1.0));
         if !added {
             metrics::REJECTIONS.with_label_values(&["budget"]).inc();
             return Err(GatewayError::new(

@@ -210,6 +210,8 @@ def test_hanging_up_early_still_spends_the_budget(local_gw):
                     break
         time.sleep(0.2)  # the gateway settles the cut stream
     assert refused_at is not None and refused_at <= 3, f"refused at request {refused_at}"
+    # The alert rules watch how much of its budget a key has used.
+    assert local_gw.metric("modelmux_budget_used_ratio", key="budget") == 1.0
 
 
 def test_concurrent_requests_cannot_overshoot_the_budget(local_gw):

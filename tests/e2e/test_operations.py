@@ -246,6 +246,19 @@ def test_metrics_pass_promtool_and_measure_time_to_first_token(ops):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_the_alert_rules_pass_promtool_and_watch_metrics_the_gateway_exports():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: scripts/test installs the Debian package prometheus")
+    rules = ROOT / "deploy/prometheus"
+    for args in (["check", "rules", "alerts.yaml"], ["test", "rules", "alerts_test.yaml"]):
+        r = subprocess.run([promtool, *args], cwd=rules, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    exported = set(re.findall(r'"(modelmux_[a-z_]+)"', (ROOT / "src/metrics.rs").read_text()))
+    used = {re.sub(r"_bucket$", "", m) for m in re.findall(r"modelmux_[a-z_]+", (rules / "alerts.yaml").read_text())}
+    assert used <= exported, used - exported
+
+
 def test_vendor_connections_are_reused_for_whole_and_streamed_replies(ops):
     def connections():
         text = httpx.get(f"http://127.0.0.1:{ops.metrics_port}/metrics").text
