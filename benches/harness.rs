@@ -92,9 +92,15 @@ fn start_nginx(dir: &Path) -> Proc {
 
 /// The gateway with the bench config; `BENCH_GATEWAY_<NAME>` variables reach it as `<NAME>`.
 fn start_gateway(bin: &str, dir: &Path) -> Proc {
+    start_gateway_with(bin, dir, &[])
+}
+
+/// The gateway with extra environment (what the config's `${BENCH_…}` references read).
+fn start_gateway_with(bin: &str, dir: &Path, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "-c", gateway_config(dir).to_str().unwrap()])
-        .env("RUST_LOG", "error");
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied());
     for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("BENCH_GATEWAY_")) {
         cmd.env(k.trim_start_matches("BENCH_GATEWAY_"), v);
     }
@@ -251,6 +257,8 @@ metrics:
   listen: "127.0.0.1:{GATEWAY_METRICS}"
 log:
   format: ${{BENCH_ACCESS_LOG:-json}}
+logs:
+  backend: ${{BENCH_LOG_STORE:-sqlite}}
 providers:
   - name: openai
     kind: openai
@@ -955,9 +963,23 @@ async fn main() {
         ));
     }
 
+    // (8) Pass-through again with the request log store off: what logging each request costs
+    // (its row built and queued; the writer thread's inserts on the other core).
+    drop(gateway);
+    let unlogged = start_gateway_with(bin, &dir, &[("BENCH_LOG_STORE", "off")]);
+    let cpu0 = cpu_seconds(unlogged.pid());
+    let g = drive(closed(Target::gateway("pass", hello, false), s.connections)).await;
+    let per_req = per_request(cpu_seconds(unlogged.pid()) - cpu0, &g);
+    rows.push(row(
+        "1 pass-through, log store off",
+        "modelmux",
+        &g,
+        format!("{per_req:.0} µs CPU/req (the log store is on in every other row)"),
+    ));
+    drop(unlogged);
+
     // (7) Many concurrent slow streams (one chunk a second) held open: memory and CPU per
     // stream, each system freshly started so that no earlier run's freed memory is reused.
-    drop(gateway);
     let slow_content = "slow [[mock words=30 chunk_delay_ms=1000]]";
     let mut slow = Vec::new();
     if nginx.is_some() {
