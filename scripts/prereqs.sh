@@ -35,6 +35,13 @@ ensure_test_services() {
   # the console is tested in Debian's Chromium, driven by Playwright (no browser download).
   apt_install redis-server:redis-server openssl:openssl prometheus:promtool systemd:systemd-analyze \
     chromium:chromium
+  # The shared log store is tested against a real PostgreSQL server, started by the tests as
+  # the `postgres` user (Debian's package keeps its programs off PATH).
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    echo "installing postgresql" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
 }
 
 ensure_python_test_env() {

@@ -384,9 +384,29 @@ fn load_logs(
     if queue == 0 {
         problems.at("logs.queue", "must be at least 1");
     }
+    let postgres = match (raw.backend, raw.url) {
+        (RawLogBackend::Postgres, Some(url))
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+        {
+            Some(Secret::new(url))
+        }
+        (RawLogBackend::Postgres, _) => {
+            problems.at(
+                "logs.url",
+                "a postgres:// URL is required with backend: postgres",
+            );
+            None
+        }
+        (_, Some(_)) => {
+            problems.at("logs.url", "only backend: postgres takes a url");
+            None
+        }
+        (_, None) => None,
+    };
     let day = Duration::from_secs(24 * 3600);
     Some(LogStoreSettings {
         path,
+        postgres,
         queue: queue.max(1),
         retention: duration_within(
             &raw.retention,

@@ -167,6 +167,8 @@ pub enum LogFormat {
 pub struct LogStoreSettings {
     /// The SQLite file; empty until the config file's name gives the default.
     pub path: std::path::PathBuf,
+    /// PostgreSQL instead, shared by replicas (the URL can hold a password).
+    pub postgres: Option<Secret>,
     /// Rows waiting for the writer at most; more are dropped (and counted).
     pub queue: usize,
     /// How long a row is kept.
@@ -704,6 +706,11 @@ keys:
                 .contains("logs.retention: must be at most 400 days"),
             "{e}"
         );
+        let e = load_str(&format!("logs: {{backend: postgres}}\n{keys}"), &env).unwrap_err();
+        assert!(e.to_string().contains("logs.url"), "{e}");
+        let pg = "logs: {backend: postgres, url: \"postgres://u:hunter2@db/m\"}";
+        let c = load_str(&format!("{pg}\n{keys}"), &env).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"), "the URL is a secret");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub(super) struct RawLogs {
     #[serde(default)]
     pub(super) backend: RawLogBackend,
     pub(super) path: Option<String>,
+    pub(super) url: Option<String>,
     pub(super) queue: Option<usize>,
     pub(super) retention: Option<String>,
 }
@@ -80,6 +81,7 @@ pub(super) struct RawLogs {
 pub(super) enum RawLogBackend {
     #[default]
     Sqlite,
+    Postgres,
     Off,
 }
 

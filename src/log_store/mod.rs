@@ -6,17 +6,18 @@
 //! takes them in batches and inserts each batch in one transaction; it also deletes rows past
 //! their retention, a small batch at a time, so the store stays within bounds.
 //!
-//! `sqlite.rs` is the embedded store (a file, WAL, one writer and readers beside it). A shared
-//! store for replicas (PostgreSQL) goes behind the same two traits.
+//! `sqlite.rs` is the embedded store (a file, WAL, one writer and readers beside it);
+//! `postgres.rs` the shared one every replica writes (a partition per day).
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::metrics;
 
+mod postgres;
 mod sqlite;
 
 /// Rows a batch holds at most, and how long the writer waits to fill one.
@@ -115,7 +116,38 @@ pub(crate) trait LogReader: Send {
 
 pub(crate) struct LogStore {
     queue: SyncSender<LogRow>,
-    reader: Arc<Mutex<Box<dyn LogReader>>>,
+    /// Questions for the reader thread, each with where its answer goes.
+    questions: Mutex<SyncSender<Question>>,
+}
+
+/// A question for the reader thread. The stores' clients block, so they are asked from a
+/// thread of their own, never from the async runtime (PostgreSQL's client runs a runtime of its
+/// own inside, which may not start within another).
+enum Question {
+    Logs(
+        LogQuery,
+        tokio::sync::oneshot::Sender<Result<Vec<(i64, LogRow)>, String>>,
+    ),
+    Usage(
+        UsageQuery,
+        tokio::sync::oneshot::Sender<Result<Vec<UsageRow>, String>>,
+    ),
+}
+
+/// Questions waiting for the reader at most; more are answered "busy" at once.
+const QUESTIONS: usize = 64;
+
+fn answer_questions(reader: Box<dyn LogReader>, questions: Receiver<Question>) {
+    for q in questions {
+        match q {
+            Question::Logs(q, answer) => {
+                let _ = answer.send(reader.logs(&q));
+            }
+            Question::Usage(q, answer) => {
+                let _ = answer.send(reader.usage(&q));
+            }
+        }
+    }
 }
 
 /// The most rows a page returns, and how many unless asked.
@@ -126,16 +158,22 @@ impl LogStore {
     /// The store the settings ask for, or None (logged) when it cannot be opened: the gateway
     /// serves on without it.
     pub(crate) fn open(settings: &crate::config::LogStoreSettings) -> Option<LogStore> {
-        let path = match settings.path.as_os_str().is_empty() {
-            true => std::path::Path::new("modelmux.logs.db"),
-            false => settings.path.as_path(),
+        let opened = match &settings.postgres {
+            Some(url) => postgres::open(url.expose()).map_err(|e| (e, "PostgreSQL".to_string())),
+            None => {
+                let path = match settings.path.as_os_str().is_empty() {
+                    true => std::path::Path::new("modelmux.logs.db"),
+                    false => settings.path.as_path(),
+                };
+                sqlite::open(path).map_err(|e| (e, path.display().to_string()))
+            }
         };
-        let (writer, reader) = match sqlite::open(path) {
+        let (writer, reader) = match opened {
             Ok(pair) => pair,
-            Err(e) => {
+            Err((e, at)) => {
+                // The URL is never printed: it can hold a password.
                 log::warn!(
-                    "the log store at {} cannot be opened ({e}); requests are not logged to it",
-                    path.display()
+                    "the log store ({at}) cannot be opened ({e}); requests are not logged to it"
                 );
                 return None;
             }
@@ -146,10 +184,34 @@ impl LogStore {
             .name("log-writer".into())
             .spawn(move || write_rows(writer, rows, retention))
             .ok()?;
+        let (questions, asked) = sync_channel(QUESTIONS);
+        std::thread::Builder::new()
+            .name("log-reader".into())
+            .spawn(move || answer_questions(reader, asked))
+            .ok()?;
         Some(LogStore {
             queue,
-            reader: Arc::new(Mutex::new(reader)),
+            questions: Mutex::new(questions),
         })
+    }
+
+    /// Asks the reader thread; "busy" when too many questions wait.
+    async fn ask<T>(
+        &self,
+        question: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, String>>) -> Question,
+    ) -> Result<T, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let sent = self
+            .questions
+            .lock()
+            .map_err(|_| "poisoned".to_string())?
+            .try_send(question(answer));
+        if sent.is_err() {
+            return Err("the log store is busy; try again".into());
+        }
+        answered
+            .await
+            .map_err(|_| "the log store's reader stopped".to_string())?
     }
 
     /// Hands a row to the writer without waiting; a full queue drops it (counted).
@@ -163,21 +225,11 @@ impl LogStore {
     }
 
     pub(crate) async fn logs(&self, q: LogQuery) -> Result<Vec<(i64, LogRow)>, String> {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            reader.lock().map_err(|_| "poisoned".to_string())?.logs(&q)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        self.ask(|answer| Question::Logs(q, answer)).await
     }
 
     pub(crate) async fn usage(&self, q: UsageQuery) -> Result<Vec<UsageRow>, String> {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            reader.lock().map_err(|_| "poisoned".to_string())?.usage(&q)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        self.ask(|answer| Question::Usage(q, answer)).await
     }
 }
 

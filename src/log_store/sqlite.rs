@@ -34,7 +34,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The writer's connection and the readers'.
-type Connections = (Box<dyn LogWriter>, Box<dyn LogReader>);
+pub(super) type Connections = (Box<dyn LogWriter>, Box<dyn LogReader>);
 
 pub(super) fn open(path: &Path) -> Result<Connections, String> {
     let writer = connect(path).map_err(|e| e.to_string())?;
