@@ -86,6 +86,33 @@ pub struct UsageQuery {
     pub until: Option<i64>,
 }
 
+impl UsageQuery {
+    /// The column (SQL) the totals are grouped by; `day` is the store's own expression for a
+    /// row's UTC date.
+    pub(crate) fn column(&self, day: &'static str) -> Result<&'static str, String> {
+        Ok(match self.group.as_deref() {
+            None | Some("day") => day,
+            Some("key") => "key",
+            Some("model") => "model",
+            Some("provider") => "provider",
+            Some(other) => {
+                return Err(format!(
+                    "cannot group by `{other}`: day, key, model or provider"
+                ))
+            }
+        })
+    }
+
+    /// The rows it totals, as a log filter.
+    pub(crate) fn range(&self) -> LogQuery {
+        LogQuery {
+            since: self.since,
+            until: self.until,
+            ..LogQuery::default()
+        }
+    }
+}
+
 #[derive(Debug, Serialize, PartialEq)]
 pub struct UsageRow {
     pub group: Option<String>,

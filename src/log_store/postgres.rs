@@ -214,6 +214,19 @@ fn filter(q: &LogQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
 }
 
 impl Reader {
+    fn query(
+        &self,
+        sql: &str,
+        values: &[Box<dyn ToSql + Sync + Send>],
+    ) -> Result<Vec<postgres::Row>, String> {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
+        self.client()?
+            .query(sql, &params)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The connection, made again when the server went away.
     fn client(&self) -> Result<std::sync::MutexGuard<'_, Client>, String> {
         let mut client = self.client.lock().map_err(|_| "poisoned".to_string())?;
         if client.is_closed() {
@@ -229,12 +242,7 @@ impl LogReader for Reader {
         let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         let sql =
             format!("SELECT id, row_json FROM requests {clause} ORDER BY id DESC LIMIT {limit}");
-        let params: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
-        let rows = self
-            .client()?
-            .query(&sql, &params)
-            .map_err(|e| e.to_string())?;
+        let rows = self.query(&sql, &values)?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -245,25 +253,9 @@ impl LogReader for Reader {
     }
 
     fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, String> {
-        let group = match q.group.as_deref() {
-            None | Some("day") => {
-                "to_char(to_timestamp(time_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-            }
-            Some("key") => "key",
-            Some("model") => "model",
-            Some("provider") => "provider",
-            Some(other) => {
-                return Err(format!(
-                    "cannot group by `{other}`: day, key, model or provider"
-                ))
-            }
-        };
-        let range = LogQuery {
-            since: q.since,
-            until: q.until,
-            ..LogQuery::default()
-        };
-        let (clause, values) = filter(&range);
+        let group =
+            q.column("to_char(to_timestamp(time_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")?;
+        let (clause, values) = filter(&q.range());
         let sql = format!(
             "SELECT {group}, COUNT(*), COUNT(*) FILTER (WHERE status >= 400),
                COALESCE(SUM(prompt_tokens), 0)::BIGINT, COALESCE(SUM(cached_tokens), 0)::BIGINT,
@@ -271,12 +263,7 @@ impl LogReader for Reader {
                COALESCE(SUM(cost), 0)::DOUBLE PRECISION, COUNT(*) FILTER (WHERE cost IS NULL AND status < 400)
              FROM requests {clause} GROUP BY 1 ORDER BY 1"
         );
-        let params: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
-        let rows = self
-            .client()?
-            .query(&sql, &params)
-            .map_err(|e| e.to_string())?;
+        let rows = self.query(&sql, &values)?;
         Ok(rows
             .iter()
             .map(|r| UsageRow {
