@@ -102,13 +102,15 @@ impl Admin {
     }
 
     async fn usage(&self, q: crate::log_store::UsageQuery) -> (u16, Value) {
+        if let Err(e) = q.column("") {
+            return error(400, "invalid_request_error", &e);
+        }
         let store = match self.store() {
             Ok(s) => s,
             Err(e) => return e,
         };
         match store.usage(q).await {
             Ok(rows) => (200, json!({"object": "list", "data": rows})),
-            Err(e) if e.starts_with("cannot group") => error(400, "invalid_request_error", &e),
             Err(e) => error(
                 503,
                 "server_error",

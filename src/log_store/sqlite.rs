@@ -155,23 +155,8 @@ impl LogReader for Reader {
     }
 
     fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, String> {
-        let group = match q.group.as_deref() {
-            None | Some("day") => "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')",
-            Some("key") => "key",
-            Some("model") => "model",
-            Some("provider") => "provider",
-            Some(other) => {
-                return Err(format!(
-                    "cannot group by `{other}`: day, key, model or provider"
-                ))
-            }
-        };
-        let range = LogQuery {
-            since: q.since,
-            until: q.until,
-            ..LogQuery::default()
-        };
-        let (clause, values) = filter(&range);
+        let group = q.column("strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')")?;
+        let (clause, values) = filter(&q.range());
         let sql = format!(
             "SELECT {group}, COUNT(*), SUM(status >= 400),
                COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0),

@@ -448,7 +448,7 @@ impl Gateway {
             if let Some(response) = relay.completed_response() {
                 // Stored before the event that ends the reply is written: a client can go on
                 // from it the moment it has read it.
-                self.store_response(ctx, response.clone()).await;
+                self.store_response(ctx, response).await;
             }
             if !out.is_empty() {
                 ctx.first_token.get_or_insert_with(Instant::now);
@@ -563,7 +563,7 @@ impl Gateway {
         let turn = ctx.turn.as_ref();
         let writer = api::replay_as_stream(ctx.api, public_model, include_usage, turn, c, &mut out);
         if let Some(response) = writer.completed_response() {
-            self.store_response(ctx, response.clone()).await;
+            self.store_response(ctx, response).await;
         }
         write_stream_header(session, &ctx.success_headers()).await?;
         ctx.first_byte = Some(Instant::now());

@@ -24,8 +24,9 @@ fn not_found(id: &str) -> GatewayError {
 
 impl Gateway {
     /// Completes a reply's record with its finished Response object and keeps it, when the
-    /// request asked for it to be stored.
-    pub(super) async fn store_response(&self, ctx: &mut RequestCtx, response: Value) {
+    /// request asked for it to be stored. The response is copied only then: `store: false`
+    /// costs nothing.
+    pub(super) async fn store_response(&self, ctx: &mut RequestCtx, response: &Value) {
         let Some(mut record) = ctx.keep.take() else {
             return;
         };
@@ -36,7 +37,7 @@ impl Gateway {
         else {
             return;
         };
-        record.response = response;
+        record.response = response.clone();
         self.responses.put(&id, &record).await;
     }
 
@@ -44,7 +45,7 @@ impl Gateway {
     pub(super) async fn keep_response(&self, ctx: &mut RequestCtx, body: &Bytes) {
         if ctx.keep.is_some() {
             if let Ok(response) = serde_json::from_slice(body) {
-                self.store_response(ctx, response).await;
+                self.store_response(ctx, &response).await;
             }
         }
     }
