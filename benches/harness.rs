@@ -4,6 +4,7 @@
 //!     cargo bench --bench harness            # full run, about 2 minutes
 //!     cargo bench --bench harness -- --quick # shorter runs, 1,000 slow streams
 //!     cargo bench --bench harness -- --quick --ab path/to/other/modelmux  # this build vs another
+//!     cargo bench --bench harness -- --instructions [LABEL]  # instructions per request, by callgrind
 //!
 //! The load generator is this file: HTTP/1.1 keep-alive over tokio, closed-loop (N connections
 //! back to back) or open-loop at a fixed rate (latency measured from the scheduled send time,
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[path = "harness/instructions.rs"]
+mod instructions;
 
 const MOCK_BASE: u16 = 19800;
 const OPENAI_MOCK: u16 = MOCK_BASE + 1;
@@ -244,14 +248,19 @@ fn raise_fd_limit() {
 }
 
 fn gateway_config(dir: &Path) -> PathBuf {
-    let path = dir.join("modelmux-bench.yaml");
+    gateway_config_at(dir, "modelmux-bench.yaml", 2)
+}
+
+/// The bench config, written as `name` in `dir`, with `threads` worker threads.
+fn gateway_config_at(dir: &Path, name: &str, threads: usize) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(
         &path,
         format!(
             r#"
 server:
   listen: ["127.0.0.1:{GATEWAY}"]
-  threads: 2
+  threads: {threads}
   clients: {{max_connections: 50000}}
 metrics:
   listen: "127.0.0.1:{GATEWAY_METRICS}"
@@ -751,6 +760,12 @@ async fn main() {
     }
     if nginx.is_some() {
         wait_port(NGINX_OPENAI);
+    }
+    if let Some(at) = args.iter().position(|a| a == "--instructions") {
+        drop(nginx);
+        let only = args.get(at + 1).filter(|a| !a.starts_with("--"));
+        instructions::run(bin, &dir, only.map(String::as_str)).await;
+        return;
     }
     if let Some(at) = args.iter().position(|a| a == "--ab") {
         let other = args
