@@ -102,7 +102,7 @@ impl Admin {
     }
 
     async fn usage(&self, q: crate::log_store::UsageQuery) -> (u16, Value) {
-        if let Err(e) = q.column("") {
+        if let Err(e) = q.columns() {
             return error(400, "invalid_request_error", &e);
         }
         let store = match self.store() {
@@ -152,6 +152,7 @@ fn query_usage(query: &str) -> crate::log_store::UsageQuery {
     for (k, v) in pairs(query) {
         match k.as_str() {
             "group" => q.group = Some(v),
+            "stack" => q.stack = Some(v),
             "since" => q.since = v.parse().ok(),
             "until" => q.until = v.parse().ok(),
             _ => {}

@@ -80,6 +80,8 @@ pub fn load_str_at(
     let apps = flows::load_apps(raw_apps, base, &model_exists, p);
     let workflows = flows::load_workflows(raw_workflows, base, &model_exists, p);
     flows::check_unified(&unified, &model_exists, p);
+    let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    let logs = load_logs(raw_logs, base, &key_names, p);
     let config = Config {
         server,
         metrics_listen: raw_metrics.listen,
@@ -94,7 +96,7 @@ pub fn load_str_at(
         breaker: load_breaker(raw_breaker, p),
         cache: load_cache(raw_cache, &raw_limits, p),
         responses: load_responses(raw_responses, &raw_limits, p),
-        logs: load_logs(raw_logs, base, p),
+        logs,
         limits_backend: load_limits_backend(raw_limits, p),
         cors,
         admin: raw_admin.map(|a| load_admin(a, p)),
@@ -369,6 +371,7 @@ fn shared_redis(
 fn load_logs(
     raw: RawLogs,
     base: Option<&std::path::Path>,
+    key_names: &[&str],
     problems: &mut Vec<Problem>,
 ) -> Option<LogStoreSettings> {
     if raw.backend == RawLogBackend::Off {
@@ -404,17 +407,39 @@ fn load_logs(
         (_, None) => None,
     };
     let day = Duration::from_secs(24 * 3600);
+    let (raw_days, rollup_days, at) = match raw.retention {
+        None => (None, None, "logs.retention"),
+        Some(RawRetention::Raw(d)) => (Some(d), None, "logs.retention"),
+        Some(RawRetention::Both { raw, rollups }) => (raw, rollups, "logs.retention.raw"),
+    };
+    let retention = crate::log_store::Retention {
+        raw: duration_within(&raw_days, at, 7 * day, (400 * day, "400 days"), problems),
+        rollups: duration_within(
+            &rollup_days,
+            "logs.retention.rollups",
+            400 * day,
+            (3660 * day, "10 years"),
+            problems,
+        ),
+    };
+    if retention.rollups < retention.raw {
+        problems.at("logs.retention.rollups", "must be at least as long as raw");
+    }
+    for key in raw.bodies.keys.iter().filter(|k| *k != "*") {
+        if !key_names.contains(&key.as_str()) {
+            problems.at("logs.bodies.keys", format!("no key named `{key}`"));
+        }
+    }
     Some(LogStoreSettings {
         path,
         postgres,
         queue: queue.max(1),
-        retention: duration_within(
-            &raw.retention,
-            "logs.retention",
-            7 * day,
-            (400 * day, "400 days"),
-            problems,
-        ),
+        retention,
+        bodies: crate::config::LogBodies {
+            models: raw.bodies.models,
+            keys: raw.bodies.keys,
+            max_bytes: raw.bodies.max_bytes.unwrap_or(32 * 1024),
+        },
     })
 }
 

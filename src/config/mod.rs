@@ -171,8 +171,28 @@ pub struct LogStoreSettings {
     pub postgres: Option<Secret>,
     /// Rows waiting for the writer at most; more are dropped (and counted).
     pub queue: usize,
-    /// How long a row is kept.
-    pub retention: Duration,
+    /// How long rows, and their daily rollups, are kept.
+    pub retention: crate::log_store::Retention,
+    /// Whose request and response bodies are kept with their rows.
+    pub bodies: LogBodies,
+}
+
+/// `logs.bodies`: the models and keys (by name, `*` for all) whose bodies are logged, each
+/// body cut to `max_bytes`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogBodies {
+    pub models: Vec<String>,
+    pub keys: Vec<String>,
+    pub max_bytes: usize,
+}
+
+impl LogBodies {
+    pub fn wanted(&self, model: Option<&str>, key: Option<&str>) -> bool {
+        let listed = |names: &[String], name: Option<&str>| {
+            names.iter().any(|n| n == "*" || Some(n.as_str()) == name)
+        };
+        listed(&self.models, model) || listed(&self.keys, key)
+    }
 }
 
 /// Where the Responses API keeps stored responses (`responses:`).
@@ -688,8 +708,29 @@ keys:
         .unwrap();
         let logs = c.logs.unwrap();
         assert_eq!(
-            (logs.path.to_str(), logs.retention),
-            (Some("/etc/mm/l.db"), Duration::from_secs(30 * 86400))
+            (
+                logs.path.to_str(),
+                logs.retention.raw,
+                logs.retention.rollups
+            ),
+            (
+                Some("/etc/mm/l.db"),
+                Duration::from_secs(30 * 86400),
+                Duration::from_secs(400 * 86400)
+            )
+        );
+        let c = load_str(
+            &format!("logs: {{retention: {{raw: 2d, rollups: 90d}}}}\n{keys}"),
+            &env,
+        )
+        .unwrap();
+        let r = c.logs.unwrap().retention;
+        assert_eq!(
+            (r.raw, r.rollups),
+            (
+                Duration::from_secs(2 * 86400),
+                Duration::from_secs(90 * 86400)
+            )
         );
         let c = load_str_at(keys, &env, Some(base)).unwrap();
         assert!(

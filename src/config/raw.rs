@@ -73,7 +73,30 @@ pub(super) struct RawLogs {
     pub(super) path: Option<String>,
     pub(super) url: Option<String>,
     pub(super) queue: Option<usize>,
-    pub(super) retention: Option<String>,
+    pub(super) retention: Option<RawRetention>,
+    #[serde(default)]
+    pub(super) bodies: RawLogBodies,
+}
+
+/// `retention: 7d` (the rows), or `{raw: 7d, rollups: 400d}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawRetention {
+    Raw(String),
+    Both {
+        raw: Option<String>,
+        rollups: Option<String>,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogBodies {
+    #[serde(default)]
+    pub(super) models: Vec<String>,
+    #[serde(default)]
+    pub(super) keys: Vec<String>,
+    pub(super) max_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default, PartialEq, Eq)]

@@ -3,12 +3,18 @@
 //!
 //! Rows leave the request path through a bounded queue and never wait on the store: a full
 //! queue drops the row and counts it (`modelmux_log_rows_dropped_total`). A writer thread
-//! takes them in batches and inserts each batch in one transaction; it also deletes rows past
-//! their retention, a small batch at a time, so the store stays within bounds.
+//! takes them in batches and inserts each batch in one transaction, with the batch's totals
+//! added to the rollups (per UTC day, key, model and provider) that usage is read from and
+//! that are kept longer than rows. It also deletes what is past its retention, a small batch
+//! at a time between writes, so the store stays within bounds and no write waits long.
+//!
+//! Everything a row holds is a column of its own (no JSON copy to encode on every insert);
+//! a columnar sink (ClickHouse) would be one more `LogWriter`.
 //!
 //! `sqlite.rs` is the embedded store (a file, WAL, one writer and readers beside it);
 //! `postgres.rs` the shared one every replica writes (a partition per day).
 
+use std::borrow::Cow;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,11 +29,25 @@ mod sqlite;
 /// Rows a batch holds at most, and how long the writer waits to fill one.
 const BATCH: usize = 512;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
-/// How often rows past their retention are looked for, and how many go per statement.
+/// How often rows past their retention are looked for (then deleted one short statement at a
+/// time, between two batches of writes, while there is more).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-pub(crate) const PURGE_BATCH: usize = 5_000;
+const DAY_MS: i64 = 86_400_000;
 
-/// One request, as logged.
+/// One attempt at a target: which, how it ended, how long it took.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    /// `ok`, or the failure's kind.
+    pub outcome: Cow<'static, str>,
+    /// The vendor's HTTP status, when it answered with an error.
+    pub status: Option<u16>,
+    pub duration_ms: f64,
+}
+
+/// One request, as logged. The embedded store keeps it positionally (MessagePack arrays):
+/// fields are only ever added, at the end, with `#[serde(default)]`, and none is skipped.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogRow {
     pub request_id: String,
@@ -41,8 +61,8 @@ pub struct LogRow {
     pub model: Option<String>,
     pub provider: Option<String>,
     pub vendor_model: Option<String>,
-    /// Each attempt's outcome, in order.
-    pub attempts: Vec<String>,
+    /// Each attempt, in order.
+    pub attempts: Vec<Attempt>,
     pub status: u16,
     /// The upstream error kind, when one ended the request or an attempt.
     pub error: Option<String>,
@@ -53,12 +73,160 @@ pub struct LogRow {
     pub duration_ms: f64,
     pub prompt_tokens: Option<u64>,
     pub cached_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
     /// None for a model without a price: unpriced, never $0.
     pub cost: Option<f64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Only where `logs.bodies` asks for them: redacted as the vendor saw them, capped.
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// Unix milliseconds' UTC day as `YYYY-MM-DD`.
+pub(crate) fn day_text(ms: i64) -> String {
+    let (y, m, d) = crate::clock::civil(ms.div_euclid(DAY_MS));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Upper bounds (ms) of the rollups' latency buckets; one more bucket holds the rest. A day's
+/// p99 is read off them, as Prometheus reads a histogram's.
+pub(crate) const LATENCY_BOUNDS_MS: [f64; 10] = [
+    100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 120000.0,
+];
+pub(crate) const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// What a rollup adds up for one day, key, model and provider.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub completion_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost: f64,
+    pub unpriced: u64,
+    pub duration_ms: f64,
+    pub latency: [u64; LATENCY_BUCKETS],
+}
+
+/// A rollup's identity: UTC day, key, model, provider (empty for none).
+pub(crate) type RollupKey = (String, String, String, String);
+
+/// A batch's totals per rollup, in order: replicas add to shared rollups in the same order,
+/// so their transactions never wait on each other in a cycle. A batch has a handful of
+/// rollups, so they are looked for in a list (the day's text made once per day, not per row).
+pub(crate) fn rollups(rows: &[LogRow]) -> Vec<(RollupKey, Totals)> {
+    let mut out: Vec<(RollupKey, Totals)> = Vec::new();
+    let mut day: Option<(i64, String)> = None;
+    fn name(s: &Option<String>) -> &str {
+        s.as_deref().unwrap_or("")
+    }
+    for r in rows {
+        let d = r.time_ms.div_euclid(DAY_MS);
+        if day.as_ref().is_none_or(|(n, _)| *n != d) {
+            day = Some((d, day_text(r.time_ms)));
+        }
+        let today = day.as_ref().map_or("", |(_, t)| t.as_str());
+        let (key, model, provider) = (name(&r.key), name(&r.model), name(&r.provider));
+        let at = match out
+            .iter()
+            .position(|((dd, k, m, p), _)| dd == today && k == key && m == model && p == provider)
+        {
+            Some(i) => i,
+            None => {
+                let id = (today.into(), key.into(), model.into(), provider.into());
+                out.push((id, Totals::default()));
+                out.len() - 1
+            }
+        };
+        let t = &mut out[at].1;
+        t.requests += 1;
+        t.errors += u64::from(r.status >= 400);
+        t.prompt_tokens += r.prompt_tokens.unwrap_or(0);
+        t.cached_tokens += r.cached_tokens.unwrap_or(0);
+        t.cache_write_tokens += r.cache_write_tokens.unwrap_or(0);
+        t.completion_tokens += r.completion_tokens.unwrap_or(0);
+        t.reasoning_tokens += r.reasoning_tokens.unwrap_or(0);
+        t.cost += r.cost.unwrap_or(0.0);
+        t.unpriced += u64::from(r.cost.is_none() && r.status < 400);
+        t.duration_ms += r.duration_ms;
+        let bucket = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|b| r.duration_ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS - 1);
+        t.latency[bucket] += 1;
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The rollup table's columns that are added up, in `Totals`' order (the latency buckets are
+/// `lat_0`…).
+pub(crate) const TOTAL_COLUMNS: [&str; 10] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cost",
+    "unpriced",
+    "duration_ms",
+];
+
+/// The rollup-add statement both stores run (`?`/`$n` placeholders made by `placeholder`).
+pub(crate) fn rollup_upsert(placeholder: impl Fn(usize) -> String) -> String {
+    let keys = ["day", "key", "model", "provider"];
+    let totals: Vec<String> = TOTAL_COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .chain((0..LATENCY_BUCKETS).map(|i| format!("lat_{i}")))
+        .collect();
+    let all: Vec<&str> = keys
+        .iter()
+        .copied()
+        .chain(totals.iter().map(String::as_str))
+        .collect();
+    let values: Vec<String> = (1..=all.len()).map(&placeholder).collect();
+    let adds: Vec<String> = totals
+        .iter()
+        .map(|c| format!("{c} = rollups.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO rollups ({}) VALUES ({}) ON CONFLICT (day, key, model, provider) DO UPDATE SET {}",
+        all.join(", "),
+        values.join(", "),
+        adds.join(", ")
+    )
+}
+
+/// The rollup table, in either store's SQL (`int`, `real`: its integer and float types).
+pub(crate) fn rollup_schema(int: &str, real: &str) -> String {
+    let mut columns: Vec<String> = TOTAL_COLUMNS
+        .iter()
+        .map(|c| {
+            let t = if matches!(*c, "cost" | "duration_ms") {
+                real
+            } else {
+                int
+            };
+            format!("{c} {t} NOT NULL DEFAULT 0")
+        })
+        .collect();
+    columns.extend((0..LATENCY_BUCKETS).map(|i| format!("lat_{i} {int} NOT NULL DEFAULT 0")));
+    format!(
+        "CREATE TABLE IF NOT EXISTS rollups (
+           day TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+           {},
+           PRIMARY KEY (day, key, model, provider));",
+        columns.join(",\n           ")
+    )
 }
 
 /// What `GET /admin/logs` filters by. `before` is the cursor: a row's position in the store.
@@ -78,20 +246,21 @@ pub struct LogQuery {
     pub limit: Option<usize>,
 }
 
-/// Totals by a grouping (`day`, `key`, `model`, `provider`) over a time range.
+/// Totals by a grouping (`day`, `key`, `model`, `provider`), each group split again by
+/// `stack` when given (a chart's stacked series), over a range of UTC days.
 #[derive(Debug, Default, Deserialize)]
 pub struct UsageQuery {
     pub group: Option<String>,
+    pub stack: Option<String>,
+    /// Unix milliseconds: the days they fall on, inclusive, and the day before `until`'s.
     pub since: Option<i64>,
     pub until: Option<i64>,
 }
 
 impl UsageQuery {
-    /// The column (SQL) the totals are grouped by; `day` is the store's own expression for a
-    /// row's UTC date.
-    pub(crate) fn column(&self, day: &'static str) -> Result<&'static str, String> {
-        Ok(match self.group.as_deref() {
-            None | Some("day") => day,
+    fn grouping(name: Option<&str>) -> Result<&'static str, String> {
+        Ok(match name {
+            None | Some("day") => "day",
             Some("key") => "key",
             Some("model") => "model",
             Some("provider") => "provider",
@@ -103,35 +272,120 @@ impl UsageQuery {
         })
     }
 
-    /// The rows it totals, as a log filter.
-    pub(crate) fn range(&self) -> LogQuery {
-        LogQuery {
-            since: self.since,
-            until: self.until,
-            ..LogQuery::default()
-        }
+    /// The rollup columns the totals are grouped by, and split by (when asked).
+    pub(crate) fn columns(&self) -> Result<(&'static str, Option<&'static str>), String> {
+        let stack = match self.stack.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(Self::grouping(Some(s))?),
+        };
+        Ok((Self::grouping(self.group.as_deref())?, stack))
+    }
+
+    /// The first and last UTC day (`YYYY-MM-DD`) asked for.
+    pub(crate) fn days(&self) -> (Option<String>, Option<String>) {
+        (
+            self.since.map(day_text),
+            self.until.map(|u| day_text(u - 1)),
+        )
     }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct UsageRow {
     pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
     pub requests: u64,
     pub errors: u64,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
     pub completion_tokens: u64,
     pub reasoning_tokens: u64,
     /// The priced requests' cost, and how many requests had no price.
     pub cost: f64,
     pub unpriced: u64,
+    pub mean_ms: f64,
+    /// The latency bucket bound 99% of the requests finished within (the last bound when
+    /// more than 1% took longer still).
+    pub p99_ms: f64,
+}
+
+impl UsageRow {
+    /// A group's row from its summed rollup columns (`TOTAL_COLUMNS`, then the buckets).
+    pub(crate) fn new(group: String, stack: Option<String>, sums: &[f64]) -> UsageRow {
+        let n = |i: usize| sums.get(i).copied().unwrap_or(0.0).max(0.0) as u64;
+        let requests = n(0);
+        let latency: Vec<u64> = (0..LATENCY_BUCKETS)
+            .map(|i| n(TOTAL_COLUMNS.len() + i))
+            .collect();
+        let want = (requests as f64 * 0.99).ceil() as u64;
+        let mut seen = 0;
+        let mut p99_ms = LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1];
+        for (bound, count) in LATENCY_BOUNDS_MS.iter().zip(&latency) {
+            seen += count;
+            if seen >= want {
+                p99_ms = *bound;
+                break;
+            }
+        }
+        let blank = |s: String| (!s.is_empty()).then_some(s);
+        UsageRow {
+            group: blank(group),
+            stack: stack.and_then(blank),
+            requests,
+            errors: n(1),
+            prompt_tokens: n(2),
+            cached_tokens: n(3),
+            cache_write_tokens: n(4),
+            completion_tokens: n(5),
+            reasoning_tokens: n(6),
+            cost: sums.get(7).copied().unwrap_or(0.0),
+            unpriced: n(8),
+            mean_ms: if requests > 0 {
+                sums.get(9).copied().unwrap_or(0.0) / requests as f64
+            } else {
+                0.0
+            },
+            p99_ms: if requests > 0 { p99_ms } else { 0.0 },
+        }
+    }
+}
+
+/// The usage question in SQL over the rollups: `GROUP BY` the grouping (and stack), the
+/// range's days as parameters 1 and 2 (`?1`/`$1` made by `placeholder`; an absent bound is
+/// NULL and ignored), every total summed as a float.
+pub(crate) fn usage_sql(
+    q: &UsageQuery,
+    placeholder: impl Fn(usize) -> String,
+    real: &str,
+) -> Result<String, String> {
+    let (group, stack) = q.columns()?;
+    let sums: Vec<String> = TOTAL_COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .chain((0..LATENCY_BUCKETS).map(|i| format!("lat_{i}")))
+        .map(|c| format!("CAST(SUM({c}) AS {real})"))
+        .collect();
+    let (from, to) = (placeholder(1), placeholder(2));
+    Ok(format!(
+        "SELECT {group}, {}, {} FROM rollups
+         WHERE ({from} IS NULL OR day >= {from}) AND ({to} IS NULL OR day <= {to})
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        stack.unwrap_or("''"),
+        sums.join(", ")
+    ))
 }
 
 /// Where the writer puts rows.
 pub(crate) trait LogWriter: Send {
+    /// The rows, and their totals added to the rollups, in one transaction.
     fn insert(&mut self, rows: &[LogRow]) -> Result<(), String>;
-    /// Deletes at most `max` rows older than `before_ms`; how many went.
-    fn purge(&mut self, before_ms: i64, max: usize) -> Result<usize, String>;
+    /// Deletes some of the rows older than `before_ms` (a short statement); whether older rows
+    /// remain.
+    fn purge(&mut self, before_ms: i64) -> Result<bool, String>;
+    /// Deletes the rollups of days before `before_day` (`YYYY-MM-DD`).
+    fn purge_rollups(&mut self, before_day: &str) -> Result<(), String>;
 }
 
 /// What the admin API asks of the store.
@@ -260,27 +514,42 @@ impl LogStore {
     }
 }
 
-/// The writer thread: batches of rows in, one transaction each; old rows out now and then.
-/// A failing store loses the batch (counted) and is warned about once until it works again.
-fn write_rows(mut writer: Box<dyn LogWriter>, rows: Receiver<LogRow>, retention: Duration) {
+/// How long rows and rollups are kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub raw: Duration,
+    pub rollups: Duration,
+}
+
+/// The writer thread: batches of rows in, one transaction each; between batches, what is past
+/// its retention out, one small statement at a time, until nothing is left to delete (then
+/// again after `PURGE_EVERY`). A failing store loses the batch (counted) and is warned about
+/// once until it works again.
+fn write_rows(mut writer: Box<dyn LogWriter>, rows: Receiver<LogRow>, retention: Retention) {
     let mut failing = false;
-    let mut last_purge = Instant::now();
+    // The first look for old rows is at once: a store that was down for days is cut back.
+    let mut next_purge = Instant::now();
+    let mut purging = false;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let first = match rows.recv_timeout(PURGE_EVERY) {
-            Ok(row) => Some(row),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+        let wait = if purging {
+            Duration::ZERO
+        } else {
+            next_purge.saturating_duration_since(Instant::now())
         };
-        batch.extend(first);
-        let deadline = Instant::now() + BATCH_WAIT;
-        while batch.len() < BATCH {
-            match rows.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(row) => batch.push(row),
-                Err(_) => break,
-            }
+        match rows.recv_timeout(wait) {
+            Ok(row) => batch.push(row),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
         if !batch.is_empty() {
+            let deadline = Instant::now() + BATCH_WAIT;
+            while batch.len() < BATCH {
+                match rows.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(row) => batch.push(row),
+                    Err(_) => break,
+                }
+            }
             match writer.insert(&batch) {
                 Ok(()) if failing => {
                     failing = false;
@@ -297,14 +566,16 @@ fn write_rows(mut writer: Box<dyn LogWriter>, rows: Receiver<LogRow>, retention:
             }
             batch.clear();
         }
-        if last_purge.elapsed() >= PURGE_EVERY {
-            last_purge = Instant::now();
-            let before = crate::clock::unix_millis() - retention.as_millis() as i64;
-            // Small statements, one after another: no long lock on the store.
-            while let Ok(n) = writer.purge(before, PURGE_BATCH) {
-                if n < PURGE_BATCH {
-                    break;
-                }
+        if purging || Instant::now() >= next_purge {
+            let now = crate::clock::unix_millis();
+            if !purging {
+                let _ = writer.purge_rollups(&day_text(now - retention.rollups.as_millis() as i64));
+            }
+            let before = now - retention.raw.as_millis() as i64;
+            // One small statement, then writes again: no long lock on the store.
+            purging = writer.purge(before).unwrap_or(false);
+            if !purging {
+                next_purge = Instant::now() + PURGE_EVERY;
             }
         }
     }

@@ -68,6 +68,9 @@ pub struct Usage {
     pub cached_tokens: u64,
     /// Of the completion tokens, those spent thinking.
     pub reasoning_tokens: u64,
+    /// Of the prompt tokens, those the vendor wrote to its prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, billed above the input price). Not in OpenAI's shape.
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -78,7 +81,13 @@ impl Usage {
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             cached_tokens: 0,
             reasoning_tokens: 0,
+            cache_write_tokens: 0,
         }
+    }
+
+    pub fn with_cache_write(mut self, tokens: u64) -> Usage {
+        self.cache_write_tokens = tokens;
+        self
     }
 
     pub fn with_details(mut self, cached_tokens: u64, reasoning_tokens: u64) -> Usage {
@@ -124,6 +133,7 @@ impl From<WireUsage> for Usage {
             reasoning_tokens: w
                 .completion_tokens_details
                 .map_or(0, |d| d.reasoning_tokens),
+            cache_write_tokens: 0,
         }
     }
 }

@@ -37,7 +37,7 @@ pub(crate) struct Line<'a> {
     pub(crate) provider: Option<&'a str>,
     pub(crate) vendor_model: Option<&'a str>,
     /// Each attempt's outcome, in order: `ok`, or the failure's kind.
-    pub(crate) attempts: &'a [&'static str],
+    pub(crate) attempts: Outcomes<'a>,
     pub(crate) status: u16,
     pub(crate) stream: bool,
     pub(crate) ttfb_ms: Option<f64>,
@@ -54,6 +54,16 @@ pub(crate) struct Line<'a> {
     pub(crate) prompt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reply: Option<String>,
+}
+
+/// The attempts as the access log gives them: their outcomes.
+#[derive(Clone, Copy)]
+pub(crate) struct Outcomes<'a>(pub(crate) &'a [crate::log_store::Attempt]);
+
+impl Serialize for Outcomes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|a| &*a.outcome))
+    }
 }
 
 impl AccessLog {
@@ -133,10 +143,11 @@ fn text_line(l: &Line) -> String {
         l.vendor_model.unwrap_or(dash),
         l.duration_ms,
         l.ttft_ms.map_or(dash.to_string(), |t| format!("{t:.1}ms")),
-        if l.attempts.is_empty() {
+        if l.attempts.0.is_empty() {
             dash.to_string()
         } else {
-            l.attempts.join(",")
+            let outcomes: Vec<&str> = l.attempts.0.iter().map(|a| &*a.outcome).collect();
+            outcomes.join(",")
         },
         l.prompt_tokens.map_or(dash.to_string(), |t| t.to_string()),
         l.completion_tokens

@@ -50,6 +50,14 @@ impl Outcome {
         }
     }
 
+    /// The status the vendor's error came with (none when it answered, or never did).
+    fn vendor_status(&self) -> Option<u16> {
+        match self {
+            Outcome::Rejected(e) | Outcome::TargetFailed(e) => e.status,
+            Outcome::Answered | Outcome::ClientGone(_) => None,
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Outcome::Answered | Outcome::Rejected(_) => "ok",
@@ -139,7 +147,13 @@ impl Gateway {
                 .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
                 .await;
             let outcome = Outcome::of(result);
-            ctx.attempts.push(outcome.label());
+            ctx.attempts.push(crate::log_store::Attempt {
+                provider: provider.name.clone(),
+                model: target.model.clone(),
+                outcome: outcome.label().into(),
+                status: outcome.vendor_status(),
+                duration_ms: began.elapsed().as_secs_f64() * 1000.0,
+            });
             metrics::ATTEMPTS
                 .with_label_values(&[&provider.name, outcome.label()])
                 .inc();

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::access_log::Line;
+use super::access_log::{Line, Outcomes};
 use super::{Gateway, RequestCtx, Session};
 use crate::api::ClientApi;
 use crate::metrics;
@@ -83,15 +83,15 @@ fn log_row(line: &Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_sto
         model: owned(line.model),
         provider: owned(line.provider),
         vendor_model: owned(line.vendor_model),
-        attempts: line.attempts.iter().map(|a| a.to_string()).collect(),
+        attempts: ctx.attempts.clone(),
         status: line.status,
         // What failed: the upstream error, or the last attempt's failure.
         error: ctx
             .upstream_error
             .map(|k| k.as_str().to_string())
             .or_else(|| {
-                let last = line.attempts.last().filter(|a| **a != "ok")?;
-                Some(last.to_string())
+                let last = ctx.attempts.last().filter(|a| a.outcome != "ok")?;
+                Some(last.outcome.to_string())
             }),
         stream: line.stream,
         cache: owned(line.cache),
@@ -100,12 +100,52 @@ fn log_row(line: &Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_sto
         duration_ms: line.duration_ms,
         prompt_tokens: used.map(|u| u.prompt_tokens),
         cached_tokens: used.map(|u| u.cached_tokens),
+        cache_write_tokens: used.map(|u| u.cache_write_tokens),
         completion_tokens: used.map(|u| u.completion_tokens),
         reasoning_tokens: used.map(|u| u.reasoning_tokens),
         cost: line.cost,
         bytes_in: line.bytes_in as u64,
         bytes_out: line.bytes_out as u64,
+        request_body: stored_body(ctx, &ctx.logged_prompt),
+        response_body: stored_body(ctx, &ctx.logged_reply),
     }
+}
+
+/// Whether the model logs bodies to the access log (`log_bodies: true`).
+fn logs_bodies(ctx: &RequestCtx) -> bool {
+    ctx.model
+        .as_deref()
+        .and_then(|m| ctx.config.model(m))
+        .is_some_and(|m| m.log_bodies)
+}
+
+/// A body for the log store, where `logs.bodies` asks for it: redacted for models with
+/// `redact_pii` (as their vendors saw it), cut to `logs.bodies.max_bytes`.
+fn stored_body(ctx: &RequestCtx, body: &Option<bytes::Bytes>) -> Option<String> {
+    let body = body.as_ref()?;
+    let bodies = &ctx.config.logs.as_ref()?.bodies;
+    let model = ctx.model.as_deref().and_then(|m| ctx.config.model(m));
+    let key = ctx
+        .key
+        .and_then(|i| ctx.config.keys.get(i))
+        .map(|k| k.name.as_str());
+    if !bodies.wanted(model.map(|m| m.name.as_str()), key) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut text = match model.is_some_and(|m| m.redact_pii) {
+        true => crate::traffic::redact::redact(&text).into_owned(),
+        false => text.into_owned(),
+    };
+    if text.len() > bodies.max_bytes {
+        let mut cut = bodies.max_bytes;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("…[truncated]");
+    }
+    Some(text)
 }
 
 fn label(name: &Option<String>) -> &str {
@@ -173,7 +213,7 @@ fn access_line<'a>(
         model: ctx.model.as_deref(),
         provider: ctx.provider.as_deref(),
         vendor_model: ctx.vendor_model.as_deref(),
-        attempts: &ctx.attempts,
+        attempts: Outcomes(&ctx.attempts),
         status,
         stream: ctx.stream,
         ttfb_ms: ms_since(ctx.start, ctx.first_byte),
@@ -185,8 +225,8 @@ fn access_line<'a>(
         bytes_in: ctx.bytes_in,
         bytes_out: session.body_bytes_sent(),
         cache: ctx.cache_status,
-        prompt: text(&ctx.logged_prompt),
-        reply: text(&ctx.logged_reply),
+        prompt: logs_bodies(ctx).then(|| text(&ctx.logged_prompt)).flatten(),
+        reply: logs_bodies(ctx).then(|| text(&ctx.logged_reply)).flatten(),
     }
 }
 

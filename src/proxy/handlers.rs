@@ -289,7 +289,7 @@ impl Gateway {
     ) -> Handled {
         let key = &config.keys[key];
         let model = self.allowed_model(config, key, wants.model)?;
-        note_request(ctx, model, body, wants.stream);
+        note_request(ctx, model, &key.name, body, wants.stream);
         let prompt_bytes = body.len() + wants.context_bytes;
         Box::pin(self.admit(ctx, key, model, prompt_bytes, wants.max_tokens)).await?;
         self.complete(session, ctx, request, model).await
@@ -417,11 +417,17 @@ impl<'a> Wants<'a> {
     }
 }
 
-/// What the access log says of the request.
-fn note_request(ctx: &mut RequestCtx, model: &PublicModel, body: &Bytes, stream: bool) {
+/// What the logs say of the request: its size, and its body where the model's `log_bodies`
+/// (the access log) or `logs.bodies` (the log store) asks for it.
+fn note_request(ctx: &mut RequestCtx, model: &PublicModel, key: &str, body: &Bytes, stream: bool) {
     ctx.bytes_in = body.len();
     ctx.stream = stream;
-    if model.log_bodies {
+    let to_store = ctx
+        .config
+        .logs
+        .as_ref()
+        .is_some_and(|l| l.bodies.wanted(Some(&model.name), Some(key)));
+    if model.log_bodies || to_store {
         ctx.logged_prompt = Some(body.clone());
     }
 }

@@ -107,8 +107,8 @@ pub(crate) struct RequestCtx {
     /// record its finished Response object completes.
     turn: Option<Arc<Turn>>,
     keep: Option<Box<Stored>>,
-    /// Each attempt's outcome label, in order.
-    attempts: Vec<&'static str>,
+    /// Each attempt: target, outcome, status, duration.
+    attempts: Vec<crate::log_store::Attempt>,
     vendor_model: Option<String>,
     /// `x-modelmux-target`: the provider and vendor model that answered.
     target_header: [(&'static str, String); 1],

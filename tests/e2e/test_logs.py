@@ -75,7 +75,10 @@ def test_each_request_is_a_row_with_its_tokens_cost_and_attempts(logged):
         ("demo", "gpt-4o-mini", "openai", "openai", 200)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (reply.usage.prompt_tokens, reply.usage.completion_tokens)
     assert row["cost"] == pytest.approx((reply.usage.prompt_tokens * 0.15 + reply.usage.completion_tokens * 0.6) / 1e6)
-    assert row["attempts"] == ["ok"] and row["path"] == "/v1/chat/completions"
+    [attempt] = row["attempts"]
+    assert (attempt["provider"], attempt["model"], attempt["outcome"]) == ("openai", "gpt-4o-mini", "ok")
+    assert 0 < attempt["duration_ms"] <= row["duration_ms"] and row["path"] == "/v1/chat/completions"
+    assert row["request_body"] is None, "bodies only where logs.bodies asks"
     assert Path(logged.conf).with_suffix(".logs.db").exists(), "the file beside the config, named after it"
 
 
@@ -117,6 +120,11 @@ def test_pages_follow_the_cursor_and_usage_adds_up(logged):
     assert usage["demo"]["cost"] == pytest.approx(sum(r["cost"] or 0 for r in rows))
     by_day = admin(logged, "/admin/usage").json()["data"]
     assert by_day[-1]["group"] == time.strftime("%Y-%m-%d", time.gmtime())
+    assert by_day[-1]["p99_ms"] >= by_day[-1]["mean_ms"] > 0
+    stacked = admin(logged, "/admin/usage", group="day", stack="model").json()["data"]
+    today = {u["stack"]: u for u in stacked if u["group"] == by_day[-1]["group"]}
+    assert sum(u["requests"] for u in today.values()) == by_day[-1]["requests"]
+    assert today["gpt-4o-mini"]["cost"] == pytest.approx(sum(r["cost"] or 0 for r in rows))
     assert admin(logged, "/admin/usage", group="nonsense").status_code == 400
     assert httpx.get(f"http://127.0.0.1:{logged.admin_port}/admin/logs").status_code == 401
 
@@ -199,7 +207,7 @@ def test_replicas_share_one_postgres_store_with_a_partition_a_day(mock):
             parts = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-At", "-c",
                                     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relkind = 'r'"],
                                    capture_output=True, text=True, check=True).stdout.split()
-            assert parts == ["requests_" + time.strftime("%Y%m%d", time.gmtime())], parts
+            assert parts == ["requests_v2_" + time.strftime("%Y%m%d", time.gmtime())], parts
             # The store goes away: no request fails; it comes back: rows are written again.
             stop_postgres(pg, data)
             for _ in range(5):
@@ -235,3 +243,26 @@ def restart_postgres(port, data):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.5)
     return proc, data
+
+
+def test_bodies_are_kept_only_where_asked_redacted_and_capped(mock):
+    admin_port = free_port()
+    logs = "logs: {bodies: {keys: [other], max_bytes: 300}}"
+    make = config(mock, admin_port, logs)
+    def with_redaction(port, metrics):
+        return make(port, metrics).replace(
+            "    price: {prompt: 0.15, completion: 0.6}\n",
+            "    price: {prompt: 0.15, completion: 0.6}\n    redact_pii: true\n", 1)
+    with running_gateway(with_redaction) as g:
+        g.admin_port = admin_port
+        say = "mail bob.smith@example.com " + "pad " * 200
+        other = g.client(key=OTHER_KEY).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": say}])
+        mine = g.client().chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": say}])
+        kept = until_logged(g, other.headers["x-request-id"])
+        assert "bob.smith" not in kept["request_body"] and "gpt-4o-mini" in kept["request_body"]
+        assert kept["request_body"].endswith("…[truncated]") and len(kept["request_body"].encode()) <= 300 + 20
+        assert "Mock openai reply" in kept["response_body"]
+        assert "bob.smith" not in kept["response_body"], "the vendor saw the redacted text, and so does the log"
+        assert until_logged(g, mine.headers["x-request-id"])["request_body"] is None

@@ -277,7 +277,9 @@ struct AnthropicUsage {
 impl AnthropicUsage {
     fn usage(self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
-        Usage::new(self.prompt(), self.output_tokens).with_details(cached, 0)
+        Usage::new(self.prompt(), self.output_tokens)
+            .with_details(cached, 0)
+            .with_cache_write(self.cache_creation_input_tokens.unwrap_or(0))
     }
 
     /// OpenAI's prompt_tokens include cached tokens; Anthropic counts them apart.
@@ -419,6 +421,7 @@ pub struct AnthropicEvents {
     prompt_tokens: u64,
     completion_tokens: u64,
     cached_tokens: u64,
+    cache_write_tokens: u64,
     finished: bool,
     ended: bool,
 }
@@ -435,6 +438,7 @@ impl AnthropicEvents {
                     self.prompt_tokens = u.prompt();
                     self.completion_tokens = u.output_tokens;
                     self.cached_tokens = u.cache_read_input_tokens.unwrap_or(0);
+                    self.cache_write_tokens = u.cache_creation_input_tokens.unwrap_or(0);
                 }
             }
             AnthropicEvent::ContentBlockStart {
@@ -472,7 +476,11 @@ impl AnthropicEvents {
                     emit(Delta::Finish(FinishReason::Stop));
                 }
                 let usage = Usage::new(self.prompt_tokens, self.completion_tokens);
-                emit(Delta::Usage(usage.with_details(self.cached_tokens, 0)));
+                emit(Delta::Usage(
+                    usage
+                        .with_details(self.cached_tokens, 0)
+                        .with_cache_write(self.cache_write_tokens),
+                ));
                 self.ended = true;
                 emit(Delta::Done);
             }
