@@ -40,39 +40,84 @@ async function loadLogs(more = false) {
   else body.replaceChildren(...rows);
 }
 
+// A request's attempts on a timeline: each bar as long as the attempt took, of the whole.
+function timeline(row) {
+  const total = Math.max(row.duration_ms, 1e-3);
+  return row.attempts.map((a, i) => {
+    const bar = el("span", {class: "bar-fill"});
+    bar.style.width = `${Math.min(100, (100 * a.duration_ms) / total)}%`;
+    const what = `attempt ${i + 1}: ${a.outcome}${a.status ? ` (HTTP ${a.status})` : ""}`;
+    return el("li", {class: a.outcome === "ok" ? "ok" : "bad"},
+      el("span", {}, `${what} · ${a.provider}/${a.model} · ${num(a.duration_ms, 1)} ms`),
+      el("span", {class: "bar"}, bar));
+  });
+}
+
 function showDetail(row) {
-  const attempts = row.attempts.map((a, i) => el("li", {class: a === "ok" ? "ok" : "bad"}, `attempt ${i + 1}: ${a}`));
+  const bodies = [["request", row.request_body], ["response", row.response_body]]
+    .filter(([, b]) => b).flatMap(([name, b]) => [el("h3", {}, `${name} body`), el("pre", {class: "body"}, b)]);
   $("#logs-detail").replaceChildren(
     el("h2", {}, row.request_id),
     el("p", {}, `${row.method} ${row.path} · ${row.api} · ${row.stream ? "stream" : "whole"} · status ${row.status}`),
     el("p", {}, `first byte ${num(row.ttfb_ms)} ms · first token ${num(row.ttft_ms)} ms · total ${num(row.duration_ms)} ms`),
-    el("p", {}, `tokens: ${num(row.prompt_tokens)} prompt (${num(row.cached_tokens)} cached), ${num(row.completion_tokens)} completion (${num(row.reasoning_tokens)} reasoning) · ${cost(row.cost)}`),
-    el("ol", {class: "attempts"}, attempts),
+    el("p", {}, `tokens: ${num(row.prompt_tokens)} prompt (${num(row.cached_tokens)} cached, ${num(row.cache_write_tokens)} written to cache), ${num(row.completion_tokens)} completion (${num(row.reasoning_tokens)} reasoning) · ${cost(row.cost)}`),
+    el("ol", {class: "attempts"}, timeline(row)),
+    ...bodies,
     el("pre", {}, JSON.stringify(row, null, 2)));
 }
 
 // --- usage ----------------------------------------------------------------------------------------
 
+// What each metric reads off a usage row, and whether it adds up across a stack.
+const METRICS = {
+  requests: {value: (u) => u.requests, adds: true, text: (u) => `${u.requests} requests, ${u.errors} errors`},
+  tokens: {value: (u) => u.prompt_tokens + u.completion_tokens, adds: true, text: (u) => `${u.prompt_tokens + u.completion_tokens} tokens`},
+  cost: {value: (u) => u.cost, adds: true, text: (u) => `$${u.cost.toFixed(6)}${u.unpriced ? ` + ${u.unpriced} unpriced` : ""}`},
+  errors: {value: (u) => (u.requests ? (100 * u.errors) / u.requests : 0), adds: false, text: (u) => `${(u.requests ? (100 * u.errors) / u.requests : 0).toFixed(1)}% errors`},
+  p99: {value: (u) => u.p99_ms, adds: false, text: (u) => `p99 ≤ ${u.p99_ms} ms, mean ${u.mean_ms.toFixed(0)} ms`},
+};
+
+const colour = (i) => `hsl(${(i * 67) % 360} 55% 55%)`;
+
 async function loadUsage() {
   const group = $("#usage-group").value;
-  const r = await api("GET", `/admin/usage?group=${encodeURIComponent(group)}`);
+  const metric = METRICS[$("#usage-metric").value];
+  // A rate or a percentile does not add up: those are drawn for the whole group.
+  const stack = metric.adds ? $("#usage-stack").value : "";
+  const r = await api("GET", `/admin/usage?group=${encodeURIComponent(group)}&stack=${encodeURIComponent(stack)}`);
   const root = $("#usage-chart");
   if (!r.ok) return root.replaceChildren(el("p", {class: "error"}, r.data?.error?.message || "No usage."));
-  const rows = r.data.data;
-  const metric = $("#usage-metric").value;
-  const value = (u) => (metric === "cost" ? u.cost : metric === "tokens" ? u.prompt_tokens + u.completion_tokens : u.requests);
-  const max = Math.max(1e-12, ...rows.map(value));
-  // Widths are set through the CSSOM: the console's CSP allows no inline style attribute.
-  const fill = (u) => {
-    const f = el("span", {class: "bar-fill"});
-    f.style.width = `${(100 * value(u)) / max}%`;
+  // Each group's rows (one per stacked series), in the order the store gave them.
+  const groups = new Map();
+  for (const u of r.data.data) {
+    const g = u.group ?? "";
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g).push(u);
+  }
+  const series = [...new Set(r.data.data.map((u) => u.stack ?? "(none)"))];
+  const total = (rows) => rows.reduce((t, u) => t + metric.value(u), 0);
+  const max = Math.max(1e-12, ...[...groups.values()].map(total));
+  // Widths and colours are set through the CSSOM: the console's CSP allows no inline style.
+  const segment = (u) => {
+    const f = el("span", {class: "bar-fill", title: `${u.stack ?? ""} ${metric.text(u)}`, "data-stack": u.stack ?? ""});
+    f.style.width = `${(100 * metric.value(u)) / max}%`;
+    if (stack) f.style.background = colour(series.indexOf(u.stack ?? "(none)"));
     return f;
   };
-  root.replaceChildren(...rows.map((u) => el("div", {class: "bar-row", "data-group": u.group ?? ""},
-    el("span", {class: "bar-label"}, u.group ?? "(no model)"),
-    el("span", {class: "bar"}, fill(u)),
-    el("span", {class: "bar-value"}, metric === "cost" ? `$${u.cost.toFixed(6)}${u.unpriced ? ` + ${u.unpriced} unpriced` : ""}`
-      : metric === "tokens" ? `${value(u)} tokens` : `${u.requests} requests, ${u.errors} errors`))));
+  const summed = (rows) => rows.reduce((t, u) => {
+    for (const k of ["requests", "errors", "prompt_tokens", "completion_tokens", "cost", "unpriced"]) t[k] += u[k];
+    return t;
+  }, {requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0, cost: 0, unpriced: 0, p99_ms: rows[0].p99_ms, mean_ms: rows[0].mean_ms});
+  const bars = [...groups.entries()].map(([g, rows]) => el("div", {class: "bar-row", "data-group": g},
+    el("span", {class: "bar-label"}, g || "(none)"),
+    el("span", {class: "bar stacked"}, ...rows.map(segment)),
+    el("span", {class: "bar-value"}, metric.text(summed(rows)))));
+  const legend = stack ? [el("p", {class: "legend"}, ...series.map((s, i) => {
+    const swatch = el("span", {class: "swatch"});
+    swatch.style.background = colour(i);
+    return el("span", {}, swatch, s);
+  }))] : [];
+  root.replaceChildren(...legend, ...bars);
 }
 
 export function initLogs() {
@@ -82,7 +127,7 @@ export function initLogs() {
     clearInterval(liveTimer);
     if (ev.target.checked) liveTimer = setInterval(() => loadLogs(), 2000);
   });
-  for (const s of ["#usage-group", "#usage-metric"]) $(s).addEventListener("change", loadUsage);
+  for (const s of ["#usage-group", "#usage-metric", "#usage-stack"]) $(s).addEventListener("change", loadUsage);
   for (const tab of ["logs", "usage"]) {
     document.querySelector(`header [data-tab=${tab}]`).addEventListener("click", tab === "logs" ? () => loadLogs() : loadUsage);
   }

@@ -17,6 +17,7 @@ use crate::proxy::Gateway;
 
 mod api;
 mod console;
+mod csv;
 mod lockout;
 pub(crate) mod reload;
 mod sessions;
@@ -50,6 +51,8 @@ enum Reply {
     },
     /// Already written (a stream); whether the connection may be reused.
     Written(bool),
+    /// A list exported as CSV (`?format=csv`).
+    Csv(String),
 }
 
 impl From<(u16, Value)> for Reply {
@@ -192,7 +195,13 @@ impl Admin {
         };
         if path.starts_with("/admin/") {
             let query = http.req_header().uri.query().unwrap_or("").to_string();
-            return self.api(&method, &path, &query).await.into();
+            let (status, body) = self.api(&method, &path, &query).await;
+            let csv =
+                form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "format" && v == "csv");
+            if csv && status == 200 && matches!(path.as_str(), "/admin/logs" | "/admin/usage") {
+                return Reply::Csv(csv::from_list(&body));
+            }
+            return (status, body).into();
         }
         if let ("POST", "/console/logout", Caller::Session { token, .. }) =
             (method.as_str(), path.as_str(), &caller)
@@ -295,6 +304,13 @@ impl http_app::Handler for Admin {
             .collect();
         let body = match reply {
             Reply::Written(reusable) => return reusable,
+            Reply::Csv(text) => {
+                headers.push(("content-type".into(), "text/csv; charset=utf-8".into()));
+                headers.push(("cache-control".into(), "no-store".into()));
+                let name = "attachment; filename=\"modelmux-export.csv\"";
+                headers.push(("content-disposition".into(), name.into()));
+                Bytes::from(text)
+            }
             Reply::Asset { content_type, body } => {
                 headers.push(("content-type".into(), content_type.into()));
                 headers.push(("cache-control".into(), "no-cache".into()));

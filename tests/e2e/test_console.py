@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import sys
 
 import httpx
@@ -403,6 +404,7 @@ def test_logs_show_a_request_made_a_moment_ago_and_usage_draws_from_the_rows(pag
     page.locator(f"#logs-rows tr[data-request-id='{other.headers['x-request-id']}']").click()
     expect(page.locator("#logs-detail")).to_contain_text(other.headers["x-request-id"])
     expect(page.locator("#logs-detail")).to_contain_text("attempt 1: ok")
+    expect(page.locator("#logs-detail .attempts")).to_contain_text("openai/gpt-4o-mini")
     shot(page, "console-logs")
     page.click("header [data-tab=usage]")
     page.select_option("#usage-group", "model")
@@ -415,4 +417,14 @@ def test_logs_show_a_request_made_a_moment_ago_and_usage_draws_from_the_rows(pag
     # Bars drawn from the rows: the priced model's cost is the longest bar, the unpriced one has none.
     width = lambda g: page.locator(f".bar-row[data-group='{g}'] .bar-fill").evaluate("e => e.style.width")
     assert (width("gpt-4o-mini"), width("qwen-plus")) == ("100%", "0%")
+    # Requests per day, stacked by model: today's bar has a segment per model.
+    page.select_option("#usage-metric", "requests")
+    page.select_option("#usage-group", "day")
+    page.select_option("#usage-stack", "model")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    for model in ("qwen-plus", "gpt-4o-mini"):
+        expect(page.locator(f".bar-row[data-group='{today}'] .bar-fill[data-stack='{model}']")).to_have_count(1)
+    expect(page.locator("#usage-chart .legend")).to_contain_text("qwen-plus")
     shot(page, "console-usage")
+    page.select_option("#usage-metric", "p99")
+    expect(page.locator(f".bar-row[data-group='{today}'] .bar-value")).to_contain_text("p99")

@@ -3,6 +3,8 @@
 `/admin/logs/{request_id}`, `/admin/usage` totals by day, key, model or provider), off the
 request path: a store that cannot be opened or is switched off fails no request."""
 
+import csv
+import io
 import time
 from pathlib import Path
 
@@ -126,6 +128,13 @@ def test_pages_follow_the_cursor_and_usage_adds_up(logged):
     assert sum(u["requests"] for u in today.values()) == by_day[-1]["requests"]
     assert today["gpt-4o-mini"]["cost"] == pytest.approx(sum(r["cost"] or 0 for r in rows))
     assert admin(logged, "/admin/usage", group="nonsense").status_code == 400
+    # Both export as CSV: a header line and a line per item.
+    exported = admin(logged, "/admin/logs", key="demo", limit=1000, format="csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [l["request_id"] for l in lines] == [r["request_id"] for r in rows]
+    usage_csv = list(csv.DictReader(io.StringIO(admin(logged, "/admin/usage", group="key", format="csv").text)))
+    assert {l["group"]: int(l["requests"]) for l in usage_csv}["demo"] == len(rows)
     assert httpx.get(f"http://127.0.0.1:{logged.admin_port}/admin/logs").status_code == 401
 
 
