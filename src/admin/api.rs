@@ -55,6 +55,10 @@ impl Admin {
                 }
             }
             ("GET", "/admin/usage") => self.usage(query_usage(query)).await,
+            ("GET", "/admin/budgets") => (
+                200,
+                json!({"object": "list", "data": self.gateway.budget_spend().await}),
+            ),
             ("POST", "/admin/reload") => self.reload().await,
             ("GET", "/admin/status") => (
                 200,
@@ -64,7 +68,7 @@ impl Admin {
             (
                 _,
                 "/admin/reload" | "/admin/status" | "/admin/config" | "/admin/logs"
-                | "/admin/usage",
+                | "/admin/usage" | "/admin/budgets",
             ) => error(405, "invalid_request_error", "Method not allowed."),
             _ => error(404, "invalid_request_error", "Unknown admin path."),
         }
@@ -121,6 +125,20 @@ impl Admin {
 }
 
 /// A query string's pairs, percent-decoded (`+` is a space).
+/// A model's price as the admin API and console show it: per million tokens, in the reporting
+/// currency (the currency it was written in, and the tiers, beside).
+pub(super) fn price_json(p: &crate::config::Price) -> Value {
+    let b = &p.base;
+    json!({
+        "prompt": b.prompt, "completion": b.completion, "cached_prompt": b.cached_prompt,
+        "cache_write": b.cache_write, "currency": p.currency, "rate": p.rate,
+        "per_image": p.per_image.iter().map(|(px, v)| json!({"pixels": px, "price": v})).collect::<Vec<_>>(),
+        "tiers": p.tiers.iter().map(|(up_to, r)| json!({
+            "up_to": up_to, "prompt": r.prompt, "completion": r.completion,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn pairs(query: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(query.as_bytes())
         .into_owned()
@@ -205,7 +223,7 @@ fn effective_config(c: &Config) -> Value {
             })).collect::<Vec<_>>(),
             "retry": {"attempts": m.retry.attempts, "deadline": d(m.retry.deadline)},
             "limits": {"rpm": m.limits.rpm, "tpm": m.limits.tpm},
-            "price": m.price.map(|p| json!({"prompt": p.prompt, "completion": p.completion})),
+            "price": m.price.as_ref().map(price_json),
             "redact_pii": m.redact_pii,
             "log_bodies": m.log_bodies,
         }))).collect::<serde_json::Map<_, _>>(),

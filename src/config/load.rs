@@ -13,7 +13,7 @@ use super::yaml::{
 };
 use super::*;
 
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "server",
     "metrics",
     "mock",
@@ -31,6 +31,7 @@ const SECTIONS: [&str; 17] = [
     "apps",
     "workflows",
     "unified",
+    "pricing",
 ];
 
 /// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
@@ -62,6 +63,8 @@ pub fn load_str_at(
     let raw_cache: RawCache = section(&mut sections, "cache", p).unwrap_or_default();
     let raw_responses: RawResponses = section(&mut sections, "responses", p).unwrap_or_default();
     let raw_logs: RawLogs = section(&mut sections, "logs", p).unwrap_or_default();
+    let raw_pricing: super::pricing::RawPricing =
+        section(&mut sections, "pricing", p).unwrap_or_default();
     let raw_apps: flows::RawApps = section(&mut sections, "apps", p).unwrap_or_default();
     let raw_workflows: flows::RawWorkflows =
         section(&mut sections, "workflows", p).unwrap_or_default();
@@ -73,7 +76,8 @@ pub fn load_str_at(
         check_address(addr, "metrics.listen", p);
     }
     let providers = super::providers::load_providers(raw_providers, &expanded, p);
-    let (models, model_index) = load_models(raw_models, &providers, &declared, p);
+    let pricing = super::pricing::load_pricing(raw_pricing, p);
+    let (models, model_index) = load_models(raw_models, &providers, &declared, &pricing, p);
     // For reporting problems: a model that is declared but failed to load was reported.
     let model_exists = |m: &str| model_index.contains_key(m) || declared.model(m);
     let keys = load_keys(raw_keys, &model_exists, declared.keys, p);
@@ -519,6 +523,7 @@ fn load_models(
     raw: Vec<(String, String, RawModel)>,
     providers: &[Arc<Provider>],
     declared: &Declared,
+    pricing: &super::pricing::Pricing,
     problems: &mut Vec<Problem>,
 ) -> (Vec<PublicModel>, ModelIndex) {
     let by_name: HashMap<&str, &Arc<Provider>> =
@@ -527,7 +532,9 @@ fn load_models(
     let mut index = HashMap::new();
     for (path, name, raw) in raw {
         index.insert(name.clone(), models.len());
-        models.push(load_model(&path, name, raw, &by_name, declared, problems));
+        models.push(load_model(
+            &path, name, raw, &by_name, declared, pricing, problems,
+        ));
     }
     (models, index)
 }
@@ -538,6 +545,7 @@ fn load_model(
     raw: RawModel,
     providers: &HashMap<&str, &Arc<Provider>>,
     declared: &Declared,
+    pricing: &super::pricing::Pricing,
     problems: &mut Vec<Problem>,
 ) -> PublicModel {
     if raw.targets.is_empty() {
@@ -588,7 +596,9 @@ fn load_model(
         retry: load_retry(path, &raw.retry, problems),
         timeouts: load_timeout_overrides(path, &raw.timeouts, problems),
         limits: raw.limits,
-        price: raw.price,
+        price: raw
+            .price
+            .map(|r| super::pricing::load_price(r, &format!("{path}.price"), pricing, problems)),
         redact_pii: raw.redact_pii,
         log_bodies: raw.log_bodies,
         cache: raw.cache.map(|c| ModelCache {

@@ -17,6 +17,7 @@ use serde::Deserialize;
 mod endpoint;
 mod flows;
 mod load;
+mod pricing;
 mod problems;
 mod providers;
 mod raw;
@@ -25,6 +26,7 @@ mod yaml;
 pub use endpoint::{Endpoint, TrustedCa};
 pub use flows::{Apps, Workflows};
 pub use load::{load_str, load_str_at};
+pub use pricing::{pixels, Price, Rates};
 pub use problems::{Problem, Problems};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -71,14 +73,6 @@ pub struct Budget {
     pub tokens: Option<u64>,
     pub cost: Option<f64>,
     pub period: Period,
-}
-
-/// Price per million tokens.
-#[derive(Deserialize, Debug, Clone, Copy, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub prompt: f64,
-    pub completion: f64,
 }
 
 /// Where limit buckets and budget spend live: in this process, or in Redis, shared by every

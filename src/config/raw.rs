@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{Limits, Period, Price};
+use super::pricing::RawPrice;
+use super::{Limits, Period};
 
 /// A provider's `kind:` in YAML. Qianfan's `api_version` picks between its two APIs at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -223,7 +224,7 @@ pub(super) struct RawModel {
     pub(super) retry: RawRetry,
     #[serde(default)]
     pub(super) limits: Limits,
-    pub(super) price: Option<Price>,
+    pub(super) price: Option<RawPrice>,
     /// Replace e-mail addresses, phone, ID and card numbers in prompts before they leave.
     #[serde(default)]
     pub(super) redact_pii: bool,

@@ -71,6 +71,10 @@ pub struct Usage {
     /// Of the prompt tokens, those the vendor wrote to its prompt cache (Anthropic's
     /// `cache_creation_input_tokens`, billed above the input price). Not in OpenAI's shape.
     pub cache_write_tokens: u64,
+    /// Images made, and their size in pixels (width × height; 0 when none was asked for), for
+    /// prices per image.
+    pub images: u64,
+    pub image_pixels: u64,
 }
 
 impl Usage {
@@ -82,6 +86,8 @@ impl Usage {
             cached_tokens: 0,
             reasoning_tokens: 0,
             cache_write_tokens: 0,
+            images: 0,
+            image_pixels: 0,
         }
     }
 
@@ -134,6 +140,8 @@ impl From<WireUsage> for Usage {
                 .completion_tokens_details
                 .map_or(0, |d| d.reasoning_tokens),
             cache_write_tokens: 0,
+            images: 0,
+            image_pixels: 0,
         }
     }
 }
@@ -358,6 +366,32 @@ impl<'a> ClientRequest<'a> {
 
     /// Whether the client asked for bytes: `encoding_format: base64` (embeddings) or
     /// `response_format: b64_json` (images).
+    /// For an images request, the images a reply (OpenAI's shape) holds, as usage.
+    pub fn images_made(&self, reply: &[u8]) -> Option<Usage> {
+        #[derive(Deserialize)]
+        struct Made {
+            data: Vec<serde::de::IgnoredAny>,
+        }
+        if self.kind != RequestKind::Images {
+            return None;
+        }
+        let made: Made = serde_json::from_slice(reply).ok()?;
+        Some(Usage {
+            images: made.data.len() as u64,
+            image_pixels: self.image_pixels(),
+            ..Usage::default()
+        })
+    }
+
+    /// The image size asked for (`size: "1024x1024"`), in pixels; 0 when none was.
+    pub fn image_pixels(&self) -> u64 {
+        self.raw
+            .and_then(|r| r.body.get("size"))
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            .and_then(|s| crate::config::pixels(&s))
+            .unwrap_or(0)
+    }
+
     pub fn wants_base64(&self) -> bool {
         let (member, value) = match self.kind {
             RequestKind::Embeddings => ("encoding_format", "\"base64\""),

@@ -525,7 +525,8 @@ impl Gateway {
                 _ => openai::check_images_raw(body),
             }
             .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
-            ctx.usage = usage;
+            // Images count by the image (priced per image), unless the vendor counted tokens.
+            ctx.usage = usage.or_else(|| request.images_made(&reply));
             if ctx.capture {
                 ctx.captured = Some(Cached::Body(String::from_utf8_lossy(&reply).into_owned()));
             }

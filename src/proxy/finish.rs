@@ -34,11 +34,12 @@ impl Gateway {
         let used = ctx.usage.or_else(|| {
             (ctx.received_tokens > 0).then(|| Usage::new(ctx.prompt_estimate, ctx.received_tokens))
         });
+        let config = ctx.config.clone();
         let price = ctx
             .model
             .as_deref()
-            .and_then(|m| ctx.config.model(m))
-            .and_then(|m| m.price);
+            .and_then(|m| config.model(m))
+            .and_then(|m| m.price.as_ref());
         if let Some(admission) = &ctx.admission {
             self.limiter
                 .settle(admission, used.map(|u| u.total_tokens))
@@ -46,10 +47,10 @@ impl Gateway {
         }
         if let Some(reservation) = &ctx.reservation {
             self.budgets
-                .settle(reservation, &used.unwrap_or_default(), price.as_ref())
+                .settle(reservation, &used.unwrap_or_default(), price)
                 .await;
         }
-        let cost = used.zip(price).map(|(u, p)| cost_of(&u, Some(&p)));
+        let cost = used.zip(price).map(|(u, p)| cost_of(&u, Some(p)));
         if let Some(cost) = cost {
             metrics::COST
                 .with_label_values(&[label(&ctx.model), label(&ctx.provider)])

@@ -42,10 +42,7 @@ fn period_id(period: Period, unix_secs: u64) -> String {
 }
 
 pub(crate) fn cost_of(usage: &Usage, price: Option<&Price>) -> f64 {
-    price.map_or(0.0, |p| {
-        (usage.prompt_tokens as f64 * p.prompt + usage.completion_tokens as f64 * p.completion)
-            / 1_000_000.0
-    })
+    price.map_or(0.0, |p| p.cost(usage))
 }
 
 impl Budgets {
@@ -115,6 +112,22 @@ impl Budgets {
         }))
     }
 
+    /// What the key has spent in its budget's current period (tokens, cost), reservations
+    /// included; none for a key without a budget.
+    pub(crate) async fn spent(&self, key: &ClientKey) -> Option<(i64, f64)> {
+        let budget = key.budget.as_ref()?;
+        let nothing = Spend {
+            tokens: 0,
+            cost: 0.0,
+            token_cap: None,
+            cost_cap: None,
+            ttl: ttl(budget.period),
+            force: true,
+        };
+        let (_, tokens, cost) = self.store.spend(&self.slot(key, budget), nothing).await;
+        Some((tokens, cost))
+    }
+
     /// Replaces a reservation with what the request used.
     pub(crate) async fn settle(&self, r: &Reservation, used: &Usage, price: Option<&Price>) {
         let tokens = used.total_tokens as i128 - r.tokens as i128;
@@ -158,8 +171,14 @@ mod tests {
     fn cost_uses_prices_per_million_tokens() {
         let u = Usage::new(1_000_000, 500_000);
         let p = Price {
-            prompt: 2.5,
-            completion: 10.0,
+            base: crate::config::Rates {
+                prompt: 2.5,
+                cached_prompt: 2.5,
+                cache_write: 2.5,
+                completion: 10.0,
+            },
+            rate: 1.0,
+            ..Price::default()
         };
         assert!((cost_of(&u, Some(&p)) - 7.5).abs() < 1e-9);
     }

@@ -275,3 +275,30 @@ def test_bodies_are_kept_only_where_asked_redacted_and_capped(mock):
         assert "Mock openai reply" in kept["response_body"]
         assert "bob.smith" not in kept["response_body"], "the vendor saw the redacted text, and so does the log"
         assert until_logged(g, mine.headers["x-request-id"])["request_body"] is None
+
+
+def test_cost_follows_the_price_tiers_and_currency_rate(mock):
+    admin_port = free_port()
+    make = config(mock, admin_port, "pricing: {currency: USD, rates: {CNY: 0.5}}")
+    price = ("price: {currency: CNY, prompt: 1, completion: 2, "
+             "tiers: [{up_to: 5, prompt: 1, completion: 2}, {prompt: 10, completion: 20}]}")
+    painter = ("  painter:\n    targets: [{provider: openai, model: dall-e-2}]\n"
+               "    price: {currency: CNY, per_image: {\"1024x1024\": 0.04, \"*\": 0.02}}\n")
+    def priced(port, metrics):
+        text = make(port, metrics).replace("price: {prompt: 0.15, completion: 0.6}", price, 1)
+        return text.replace("  broken:\n", painter + "  broken:\n", 1)
+    with running_gateway(priced) as g:
+        g.admin_port = admin_port
+        for text in ("hi", "a much longer prompt that is past the first tier of five tokens"):
+            raw = g.client().chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
+            u = raw.parse().usage
+            row = until_logged(g, raw.headers["x-request-id"])
+            rates = (1, 2) if u.prompt_tokens <= 5 else (10, 20)
+            want = (u.prompt_tokens * rates[0] + u.completion_tokens * rates[1]) / 1e6 * 0.5
+            assert row["cost"] == pytest.approx(want), (u, row["cost"])
+        # Images by the image, at the size's price.
+        made = g.client().images.with_raw_response.generate(model="painter", prompt="a cat", n=2, size="1024x1024")
+        assert until_logged(g, made.headers["x-request-id"])["cost"] == pytest.approx(2 * 0.04 * 0.5)
+        model = admin(g, "/admin/config").json()["models"]["gpt-4o-mini"]
+        assert model["price"]["currency"] == "CNY" and model["price"]["rate"] == 0.5

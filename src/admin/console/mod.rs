@@ -329,7 +329,7 @@ fn overview(config: &Config) -> Value {
                 "route": {"targets": m.targets.iter().map(|t| json!({
                     "provider": t.provider.name, "model": t.model, "weight": t.weight, "priority": t.priority,
                 })).collect::<Vec<_>>()},
-                "price": m.price.map(|p| json!({"prompt": p.prompt, "completion": p.completion})),
+                "price": m.price.as_ref().map(super::api::price_json),
             })
         })
         .collect();
