@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls};
 
 use super::{
@@ -62,6 +63,37 @@ const ROW_COLUMNS: [&str; 27] = [
     "bytes_in",
     "bytes_out",
     "bodies",
+];
+
+/// `ROW_COLUMNS`' types, for the binary COPY.
+const COLUMN_TYPES: [Type; 27] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
 ];
 
 /// `bodies` holds the request's and the response's bodies, when kept, as one JSON pair.
@@ -152,14 +184,14 @@ impl LogWriter for Writer {
             self.ensure_partition(day)?;
         }
         let mut tx = self.client.transaction().map_err(|e| e.to_string())?;
-        let marks: Vec<String> = (1..=ROW_COLUMNS.len()).map(|i| format!("${i}")).collect();
-        let insert = tx
-            .prepare(&format!(
-                "INSERT INTO requests_v2 ({}) VALUES ({})",
-                ROW_COLUMNS.join(", "),
-                marks.join(", ")
+        // One COPY for the batch: a statement per row would be a round trip per row.
+        let sink = tx
+            .copy_in(&format!(
+                "COPY requests_v2 ({}) FROM STDIN BINARY",
+                ROW_COLUMNS.join(", ")
             ))
             .map_err(|e| e.to_string())?;
+        let mut copy = BinaryCopyInWriter::new(sink, &COLUMN_TYPES);
         let count = |t: Option<u64>| t.map(|t| t.min(i64::MAX as u64) as i64);
         for r in rows {
             let attempts = serde_json::to_string(&r.attempts).unwrap_or_default();
@@ -192,8 +224,9 @@ impl LogWriter for Writer {
                 &count(Some(r.bytes_out)),
                 &bodies_column(r),
             ];
-            tx.execute(&insert, &values).map_err(|e| e.to_string())?;
+            copy.write(&values).map_err(|e| e.to_string())?;
         }
+        copy.finish().map_err(|e| e.to_string())?;
         let upsert = tx
             .prepare(&rollup_upsert(|i| format!("${i}")))
             .map_err(|e| e.to_string())?;
