@@ -8,10 +8,12 @@ let cursor = null;
 
 function filters() {
   const q = new URLSearchParams();
-  for (const f of ["key", "model", "status", "request_id"]) {
+  for (const f of ["key", "model", "provider", "status", "error", "request_id"]) {
     const v = $(`#logs-${f}`).value.trim();
     if (v) q.set(f, v);
   }
+  const since = Number($("#logs-since").value);
+  if (since) q.set("since", String(Date.now() - since * 1000));
   q.set("limit", "50");
   return q;
 }
@@ -29,6 +31,11 @@ async function loadLogs(more = false) {
     return;
   }
   cursor = r.data.next;
+  // The same filters, every matching row (up to the page limit), as CSV.
+  const all = filters();
+  all.set("limit", "1000");
+  all.set("format", "csv");
+  $("#logs-csv").href = `/admin/logs?${all}`;
   $("#logs-more").hidden = cursor === null;
   const rows = r.data.data.map((row) => el("tr", {class: row.status >= 400 ? "failed" : "", "data-request-id": row.request_id,
       onclick: () => showDetail(row)},
@@ -108,7 +115,10 @@ async function loadUsage() {
     for (const k of ["requests", "errors", "prompt_tokens", "completion_tokens", "cost", "unpriced"]) t[k] += u[k];
     return t;
   }, {requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0, cost: 0, unpriced: 0, p99_ms: rows[0].p99_ms, mean_ms: rows[0].mean_ms});
-  const bars = [...groups.entries()].map(([g, rows]) => el("div", {class: "bar-row", "data-group": g},
+  // Days in order; keys, models and providers from the top down (top keys first).
+  const order = [...groups.entries()];
+  if (group !== "day") order.sort((a, b) => total(b[1]) - total(a[1]));
+  const bars = order.map(([g, rows]) => el("div", {class: "bar-row", "data-group": g},
     el("span", {class: "bar-label"}, g || "(none)"),
     el("span", {class: "bar stacked"}, ...rows.map(segment)),
     el("span", {class: "bar-value"}, metric.text(summed(rows)))));
@@ -120,6 +130,26 @@ async function loadUsage() {
   root.replaceChildren(...legend, ...bars);
 }
 
+// Each budgeted key: the larger of its token and cost use, against its budget.
+async function loadBudgets() {
+  const r = await api("GET", "/admin/budgets");
+  const root = $("#usage-budgets");
+  if (!r.ok) return root.replaceChildren(el("p", {class: "error"}, r.data?.error?.message || "No budgets."));
+  if (!r.data.data.length) return root.replaceChildren(el("p", {class: "muted"}, "No key has a budget."));
+  root.replaceChildren(...r.data.data.map((b) => {
+    const parts = [];
+    if (b.tokens.limit) parts.push([b.tokens.spent / b.tokens.limit, `${b.tokens.spent} of ${b.tokens.limit} tokens`]);
+    if (b.cost.limit) parts.push([b.cost.spent / b.cost.limit, `$${b.cost.spent.toFixed(4)} of $${b.cost.limit}`]);
+    const used = Math.max(0, ...parts.map(([f]) => f));
+    const fill = el("span", {class: used >= 0.9 ? "bar-fill warn" : "bar-fill"});
+    fill.style.width = `${Math.min(100, 100 * used)}%`;
+    return el("div", {class: "bar-row", "data-key": b.key},
+      el("span", {class: "bar-label"}, `${b.key} (${b.period})`),
+      el("span", {class: "bar"}, fill),
+      el("span", {class: "bar-value"}, `${(100 * used).toFixed(0)}% · ${parts.map(([, t]) => t).join(" · ")}`));
+  }));
+}
+
 export function initLogs() {
   $("#logs-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadLogs(); });
   $("#logs-more").addEventListener("click", () => loadLogs(true));
@@ -129,6 +159,6 @@ export function initLogs() {
   });
   for (const s of ["#usage-group", "#usage-metric", "#usage-stack"]) $(s).addEventListener("change", loadUsage);
   for (const tab of ["logs", "usage"]) {
-    document.querySelector(`header [data-tab=${tab}]`).addEventListener("click", tab === "logs" ? () => loadLogs() : loadUsage);
+    document.querySelector(`header [data-tab=${tab}]`).addEventListener("click", tab === "logs" ? () => loadLogs() : () => { loadUsage(); loadBudgets(); });
   }
 }

@@ -225,6 +225,25 @@ impl Gateway {
         self.config.current()
     }
 
+    /// Each budgeted key's budget and what it has spent in the current period.
+    pub(crate) async fn budget_spend(&self) -> Vec<serde_json::Value> {
+        let config = self.config();
+        let mut out = Vec::new();
+        for key in &config.keys {
+            let (Some(budget), Some((tokens, cost))) = (&key.budget, self.budgets.spent(key).await)
+            else {
+                continue;
+            };
+            out.push(serde_json::json!({
+                "key": key.name,
+                "period": format!("{:?}", budget.period).to_lowercase(),
+                "tokens": {"limit": budget.tokens, "spent": tokens},
+                "cost": {"limit": budget.cost, "spent": cost},
+            }));
+        }
+        out
+    }
+
     /// The request log store, when there is one.
     pub(crate) fn log_store(&self) -> Option<&crate::log_store::LogStore> {
         self.log_store.as_ref()

@@ -44,7 +44,7 @@ models:
     targets: [{{provider: openai, model: text-embedding-3-small}}]
 keys:
   - {{name: demo, key: {DEMO_KEY}}}
-  - {{name: metered, key: sk-console-metered-key, limits: {{rpm: 60}}}}
+  - {{name: metered, key: sk-console-metered-key, limits: {{rpm: 60}}, budget: {{tokens: 1000000, period: day}}}}
 """
     return make
 
@@ -401,6 +401,13 @@ def test_logs_show_a_request_made_a_moment_ago_and_usage_draws_from_the_rows(pag
     page.click("#logs-form button[type=submit]")
     expect(page.locator(f"#logs-rows tr[data-request-id='{request_id}']")).to_have_count(0)
     expect(page.locator(f"#logs-rows tr[data-request-id='{other.headers['x-request-id']}']")).to_have_count(1)
+    # The filtered rows export as CSV, with the console's session.
+    exported = page.evaluate("fetch(document.querySelector('#logs-csv').href).then(r => r.text())")
+    assert other.headers["x-request-id"] in exported and request_id not in exported
+    page.select_option("#logs-since", "900")
+    page.fill("#logs-provider", "openai")
+    page.click("#logs-form button[type=submit]")
+    expect(page.locator(f"#logs-rows tr[data-request-id='{other.headers['x-request-id']}']")).to_have_count(1)
     page.locator(f"#logs-rows tr[data-request-id='{other.headers['x-request-id']}']").click()
     expect(page.locator("#logs-detail")).to_contain_text(other.headers["x-request-id"])
     expect(page.locator("#logs-detail")).to_contain_text("attempt 1: ok")
@@ -425,6 +432,8 @@ def test_logs_show_a_request_made_a_moment_ago_and_usage_draws_from_the_rows(pag
     for model in ("qwen-plus", "gpt-4o-mini"):
         expect(page.locator(f".bar-row[data-group='{today}'] .bar-fill[data-stack='{model}']")).to_have_count(1)
     expect(page.locator("#usage-chart .legend")).to_contain_text("qwen-plus")
+    # Each budgeted key against its budget.
+    expect(page.locator("#usage-budgets .bar-row[data-key='metered']")).to_contain_text("of 1000000 tokens")
     shot(page, "console-usage")
     page.select_option("#usage-metric", "p99")
     expect(page.locator(f".bar-row[data-group='{today}'] .bar-value")).to_contain_text("p99")

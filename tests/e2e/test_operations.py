@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
 from conftest import BIN, DEMO_KEY, ROOT, Process, free_port, make_certificates, sse_events, wait_http
 
@@ -449,3 +450,9 @@ def test_grafana_dashboard_is_a_dashboard_over_the_gateway_metrics():
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("requests", "errors", "first token", "tokens", "cost", "breakers", "limits"):
         assert topic in titles, topic
+    # Every alert rule is drawn: its expression (less the threshold) is a panel's query.
+    queries = {" ".join(t["expr"].split()) for p in dash["panels"] for t in p["targets"]}
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yaml").read_text())["groups"][0]["rules"]
+    for rule in rules:
+        shown = " ".join(re.sub(r"\s*(>|==)\s*[0-9.]+\s*$", "", rule["expr"].strip()).split())
+        assert any(shown in q for q in queries), (rule["alert"], shown)
