@@ -21,10 +21,15 @@ function filters() {
 const num = (v, digits = 0) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 const cost = (v) => (v === null || v === undefined ? "unpriced" : `$${Number(v).toFixed(6)}`);
 
+let logLoads = 0;
+
 async function loadLogs(more = false) {
+  const mine = ++logLoads;
   const q = filters();
   if (more && cursor !== null) q.set("before", cursor);
   const r = await api("GET", `/admin/logs?${q}`);
+  // A live-tail load that started before the filters changed draws nothing.
+  if (mine !== logLoads) return;
   const body = $("#logs-rows");
   if (!r.ok) {
     body.replaceChildren(el("tr", {}, el("td", {colspan: 9, class: "error"}, r.data?.error?.message || "No logs.")));
@@ -86,12 +91,17 @@ const METRICS = {
 
 const colour = (i) => `hsl(${(i * 67) % 360} 55% 55%)`;
 
+// Only the newest of several loads in flight draws (changing three selects starts three).
+let usageLoads = 0;
+
 async function loadUsage() {
+  const mine = ++usageLoads;
   const group = $("#usage-group").value;
   const metric = METRICS[$("#usage-metric").value];
   // A rate or a percentile does not add up: those are drawn for the whole group.
   const stack = metric.adds ? $("#usage-stack").value : "";
   const r = await api("GET", `/admin/usage?group=${encodeURIComponent(group)}&stack=${encodeURIComponent(stack)}`);
+  if (mine !== usageLoads) return;
   const root = $("#usage-chart");
   if (!r.ok) return root.replaceChildren(el("p", {class: "error"}, r.data?.error?.message || "No usage."));
   // Each group's rows (one per stacked series), in the order the store gave them.

@@ -47,6 +47,12 @@ enum Command {
         #[arg(long)]
         lang: Option<String>,
     },
+    /// Client keys: `new` prints a fresh key and its SHA-256 (for `keys[].key_sha256`, so the
+    /// config holds no secret); `hash` prints the SHA-256 of the key on standard input.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Run the mock vendors on loopback: OpenAI on base-port+1, Anthropic +2, DashScope +3,
     /// Qianfan +4, Gemini +5.
     Mock {
@@ -62,6 +68,15 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// A fresh key, and its SHA-256.
+    New,
+    /// The SHA-256 of the key read from standard input (not an argument: it would be in the
+    /// shell's history and the process list).
+    Hash,
 }
 
 fn init_logging() {
@@ -95,6 +110,29 @@ fn main() -> ExitCode {
             }
             Err(problems) => {
                 eprint!("{config}: {} problem(s)\n{problems}", problems.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Key {
+            action: KeyAction::New,
+        } => {
+            let key = config::new_client_key();
+            println!("key:        {key}");
+            println!(
+                "key_sha256: {}",
+                config::hex(&config::key_hash(key.as_bytes()))
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Key {
+            action: KeyAction::Hash,
+        } => match std::io::read_to_string(std::io::stdin()) {
+            Ok(text) if !text.trim().is_empty() => {
+                println!("{}", config::hex(&config::key_hash(text.trim().as_bytes())));
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("key hash: give the key on standard input");
                 ExitCode::FAILURE
             }
         },

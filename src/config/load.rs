@@ -86,7 +86,7 @@ pub fn load_str_at(
     flows::check_unified(&unified, &model_exists, p);
     let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
     let logs = load_logs(raw_logs, base, &key_names, p);
-    let config = Config {
+    let mut config = Config {
         server,
         metrics_listen: raw_metrics.listen,
         mock: raw_mock.map(|m| MockSettings {
@@ -97,6 +97,7 @@ pub fn load_str_at(
         models,
         model_index,
         keys,
+        key_index: HashMap::new(),
         breaker: load_breaker(raw_breaker, p),
         cache: load_cache(raw_cache, &raw_limits, p),
         responses: load_responses(raw_responses, &raw_limits, p),
@@ -113,6 +114,7 @@ pub fn load_str_at(
         unified,
         loaded_at: crate::clock::unix_secs(),
     };
+    config.index_keys();
     if problems.is_empty() {
         return Ok(config);
     }
@@ -669,17 +671,21 @@ fn load_keys(
 ) -> Vec<ClientKey> {
     let mut keys: Vec<ClientKey> = Vec::new();
     for (path, raw) in raw {
-        if keys.iter().any(|k| k.key.expose() == raw.key) {
+        let key = load_key(&path, raw, model_exists, problems);
+        if keys
+            .iter()
+            .any(|k| k.hashes.iter().any(|h| key.hashes.contains(h)))
+        {
             problems.at(format!("{path}.key"), "the same key is configured twice");
         }
         // Limits, budgets and cache entries are kept by key name.
-        if keys.iter().any(|k| k.name == raw.name) {
+        if keys.iter().any(|k| k.name == key.name) {
             problems.at(
                 format!("{path}.name"),
-                format!("duplicate key name `{}`", raw.name),
+                format!("duplicate key name `{}`", key.name),
             );
         }
-        keys.push(load_key(&path, raw, model_exists, problems));
+        keys.push(key);
     }
     if keys.is_empty() && !listed {
         problems.at(
@@ -696,12 +702,31 @@ fn load_key(
     model_exists: &dyn Fn(&str) -> bool,
     problems: &mut Vec<Problem>,
 ) -> ClientKey {
-    if raw.key.len() < 8 {
-        problems.at(
-            format!("{path}.key"),
-            "a client key must be at least 8 characters",
-        );
-    }
+    let sha256 = match (&raw.key, &raw.key_sha256) {
+        (Some(key), None) => {
+            if key.len() < 8 {
+                problems.at(
+                    format!("{path}.key"),
+                    "a client key must be at least 8 characters",
+                );
+            }
+            super::key_hash(key.as_bytes())
+        }
+        (None, Some(hash)) => super::unhex(hash).unwrap_or_else(|| {
+            problems.at(
+                format!("{path}.key_sha256"),
+                "64 hex digits, as `modelmux key hash` prints",
+            );
+            [0; 32]
+        }),
+        _ => {
+            problems.at(
+                format!("{path}.key"),
+                "give the key (`key`) or its SHA-256 (`key_sha256`, from `modelmux key hash`), one of them",
+            );
+            [0; 32]
+        }
+    };
     let access = if raw.models.is_empty() || raw.models.iter().any(|m| m == "*") {
         ModelAccess::All
     } else {
@@ -743,7 +768,11 @@ fn load_key(
     });
     ClientKey {
         name: raw.name,
-        key: Secret(raw.key),
+        key: raw.key.map(Secret),
+        hashes: vec![super::KeyHash {
+            sha256,
+            until: None,
+        }],
         models: access,
         limits: raw.limits,
         budget,

@@ -96,6 +96,8 @@ pub struct Config {
     pub models: Vec<PublicModel>,
     model_index: HashMap<String, usize>,
     pub keys: Vec<ClientKey>,
+    /// Each secret's SHA-256 to its key's place in `keys` (made by `index_keys`).
+    pub key_index: HashMap<[u8; 32], usize>,
     pub breaker: BreakerSettings,
     pub limits_backend: LimitsBackend,
     pub cors: Cors,
@@ -468,7 +470,12 @@ pub enum ModelAccess {
 #[derive(Debug, Clone)]
 pub struct ClientKey {
     pub name: String,
-    pub key: Secret,
+    /// The secret itself, when the config gives it (`key:`); keys given by their hash
+    /// (`key_sha256:`) and runtime keys have none here.
+    pub key: Option<Secret>,
+    /// SHA-256 of each secret that opens the key, with when it stops doing so (a rotated
+    /// key's old secret, for its grace period).
+    pub hashes: Vec<KeyHash>,
     pub models: ModelAccess,
     pub limits: Limits,
     pub budget: Option<Budget>,
@@ -476,6 +483,53 @@ pub struct ClientKey {
     pub allow_ips: Vec<ipnet::IpNet>,
     /// Unix seconds after which the key is refused.
     pub expires_at: Option<u64>,
+}
+
+/// One secret of a key, by its SHA-256, valid until `until` (Unix seconds) when set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash {
+    pub sha256: [u8; 32],
+    pub until: Option<u64>,
+}
+
+/// A client key's SHA-256: how keys are stored and looked up.
+pub fn key_hash(secret: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret).into()
+}
+
+/// A fresh client key: `sk-mm-` and 40 letters and digits from the OS's random generator
+/// (238 bits).
+pub fn new_client_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut key = String::from("sk-mm-");
+    while key.len() < 46 {
+        let mut byte = [0u8; 1];
+        getrandom::fill(&mut byte).expect("the OS random generator is available");
+        // 248 = 4 × 62: rejecting the rest keeps every character equally likely.
+        if byte[0] < 248 {
+            key.push(ALPHABET[usize::from(byte[0]) % 62] as char);
+        }
+    }
+    key
+}
+
+/// 64 lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 64 hex digits back to a hash.
+pub fn unhex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 impl ClientKey {
@@ -497,6 +551,16 @@ pub const WORKFLOW_PREFIX: &str = "workflow/";
 pub const ALL_WORKFLOWS: &str = "workflow/*";
 
 impl Config {
+    /// Indexes every key's secrets by hash, for the one probe authentication makes.
+    pub fn index_keys(&mut self) {
+        self.key_index = self
+            .keys
+            .iter()
+            .enumerate()
+            .flat_map(|(i, k)| k.hashes.iter().map(move |h| (h.sha256, i)))
+            .collect();
+    }
+
     pub fn model(&self, name: &str) -> Option<&PublicModel> {
         self.model_index.get(name).map(|&i| &self.models[i])
     }

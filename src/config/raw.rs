@@ -288,7 +288,9 @@ pub(super) struct RawBreaker {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKey {
     pub(super) name: String,
-    pub(super) key: String,
+    /// The secret, or (`key_sha256`) its SHA-256 in hex, so that the file holds no secret.
+    pub(super) key: Option<String>,
+    pub(super) key_sha256: Option<String>,
     #[serde(default)]
     pub(super) models: Vec<String>,
     #[serde(default)]

@@ -28,7 +28,7 @@ impl Gateway {
             h.headers.get("authorization").map(|v| v.as_bytes()),
             h.headers.get("x-api-key").map(|v| v.as_bytes()),
         );
-        let index = auth::authenticate(&config.keys, presented)?;
+        let index = auth::authenticate(config, presented, crate::clock::unix_secs())?;
         ctx.key = Some(index);
         let key = &config.keys[index];
         auth::check_access(key, ctx.client_ip, crate::clock::unix_secs())?;

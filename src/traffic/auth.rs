@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
-use crate::config::ClientKey;
+use crate::config::{ClientKey, Config};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 
 /// The key from `Authorization: Bearer <key>`, or, for Anthropic-style clients, `x-api-key`.
@@ -22,10 +22,11 @@ pub(crate) fn presented_key<'h>(
     x_api_key.map(|k| k.trim_ascii()).filter(|k| !k.is_empty())
 }
 
-/// Finds the client's key, by its position in `keys`. Every configured key is compared in
-/// constant time and the loop never exits early, so response timing tells nothing about how
-/// much of a guess was right.
-pub(crate) fn authenticate(keys: &[ClientKey], presented: Option<&[u8]>) -> GwResult<usize> {
+/// Finds the client's key, by its position in `config.keys`: the presented key's SHA-256 is
+/// looked up (one probe, whatever the number of keys), then compared in constant time, so
+/// timing tells nothing about a guess. A rotated key's old secret opens it until its grace
+/// period ends.
+pub(crate) fn authenticate(config: &Config, presented: Option<&[u8]>, now: u64) -> GwResult<usize> {
     let Some(presented) = presented else {
         return Err(GatewayError::new(
             ErrorKind::MissingKey,
@@ -33,12 +34,13 @@ pub(crate) fn authenticate(keys: &[ClientKey], presented: Option<&[u8]>) -> GwRe
         )
         .with_code("missing_api_key"));
     };
-    let mut found = None;
-    for (i, k) in keys.iter().enumerate() {
-        if bool::from(k.key.expose().as_bytes().ct_eq(presented)) {
-            found = Some(i);
-        }
-    }
+    let hash = crate::config::key_hash(presented);
+    let found = config.key_index.get(&hash).copied().filter(|&i| {
+        config.keys[i]
+            .hashes
+            .iter()
+            .any(|h| bool::from(h.sha256.ct_eq(&hash)) && h.until.is_none_or(|until| now < until))
+    });
     found.ok_or_else(|| {
         GatewayError::new(ErrorKind::InvalidKey, "Incorrect API key provided.")
             .with_code("invalid_api_key")
@@ -101,29 +103,20 @@ pub(crate) fn check_access(key: &ClientKey, ip: Option<IpAddr>, now_secs: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ModelAccess, Secret};
+
+    /// Key `a` given as a secret, `b` by its SHA-256.
+    fn config() -> Config {
+        let b = crate::config::hex(&crate::config::key_hash(b"sk-bbbbbbbb"));
+        let yaml = format!(
+            "providers: [{{name: p, kind: openai, base_url: \"http://127.0.0.1:1/v1\", api_key: x}}]
+models: {{m: {{targets: [{{provider: p, model: m}}]}}}}
+keys: [{{name: a, key: sk-aaaaaaaa}}, {{name: b, key_sha256: {b}}}]"
+        );
+        crate::config::load_str(&yaml, &|_| None).unwrap()
+    }
 
     fn keys() -> Vec<ClientKey> {
-        vec![
-            ClientKey {
-                name: "a".into(),
-                key: Secret::new("sk-aaaaaaaa"),
-                models: ModelAccess::All,
-                limits: Default::default(),
-                budget: None,
-                allow_ips: Vec::new(),
-                expires_at: None,
-            },
-            ClientKey {
-                name: "b".into(),
-                key: Secret::new("sk-bbbbbbbb"),
-                models: ModelAccess::All,
-                limits: Default::default(),
-                budget: None,
-                allow_ips: Vec::new(),
-                expires_at: None,
-            },
-        ]
+        config().keys
     }
 
     #[test]
@@ -144,20 +137,36 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_right_key_or_says_why_not() {
-        let ks = keys();
+    fn finds_the_right_key_by_its_hash_or_says_why_not() {
+        let c = config();
+        let name = |k: &[u8]| c.keys[authenticate(&c, Some(k), 0).unwrap()].name.clone();
         assert_eq!(
-            ks[authenticate(&ks, Some(b"sk-bbbbbbbb")).unwrap()].name,
-            "b"
+            (name(b"sk-aaaaaaaa"), name(b"sk-bbbbbbbb")),
+            ("a".into(), "b".into())
         );
         assert_eq!(
-            authenticate(&ks, Some(b"sk-bbbbbbb")).unwrap_err().status(),
+            authenticate(&c, Some(b"sk-bbbbbbb"), 0)
+                .unwrap_err()
+                .status(),
             401
         );
         assert_eq!(
-            authenticate(&ks, None).unwrap_err().kind,
+            authenticate(&c, None, 0).unwrap_err().kind,
             ErrorKind::MissingKey
         );
+    }
+
+    #[test]
+    fn a_rotated_secret_opens_the_key_until_its_grace_period_ends() {
+        let mut c = config();
+        c.keys[0].hashes.push(crate::config::KeyHash {
+            sha256: crate::config::key_hash(b"sk-old-secret"),
+            until: Some(100),
+        });
+        c.index_keys();
+        assert_eq!(authenticate(&c, Some(b"sk-old-secret"), 99).unwrap(), 0);
+        assert!(authenticate(&c, Some(b"sk-old-secret"), 100).is_err());
+        assert_eq!(authenticate(&c, Some(b"sk-aaaaaaaa"), 100).unwrap(), 0);
     }
 
     #[test]
