@@ -25,6 +25,7 @@ pub(crate) mod drain;
 pub mod error;
 pub mod flows;
 pub(crate) mod http_app;
+pub(crate) mod key_store;
 pub(crate) mod log_store;
 pub(crate) mod metrics;
 pub(crate) mod mock;

@@ -18,6 +18,7 @@ use crate::proxy::Gateway;
 mod api;
 mod console;
 mod csv;
+mod keys;
 mod lockout;
 pub(crate) mod reload;
 mod sessions;
@@ -193,9 +194,16 @@ impl Admin {
             }
             Err(http_app::BodyError::Read(_)) => return Reply::Written(false),
         };
+        let actor = actor(http, &caller);
+        if let Some(answer) = self.keys_api(&method, &path, &body, &actor).await {
+            return answer.into();
+        }
         if path.starts_with("/admin/") {
             let query = http.req_header().uri.query().unwrap_or("").to_string();
             let (status, body) = self.api(&method, &path, &query).await;
+            if (method.as_str(), path.as_str(), status) == ("POST", "/admin/reload", 200) {
+                self.record(&actor, "config.reload", None, json!({}));
+            }
             let csv =
                 form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "format" && v == "csv");
             if csv && status == 200 && matches!(path.as_str(), "/admin/logs" | "/admin/usage") {
@@ -219,7 +227,19 @@ impl Admin {
             {
                 return (200, json!({"csrf": csrf})).into();
             }
-            return self.console(http, &method, api, &body).await;
+            let reply = self.console(http, &method, api, &body).await;
+            // What a console save changed: the config file, an app, a workflow.
+            if let ("POST", "routes/save" | "apps/save" | "workflows/save") = (method.as_str(), api)
+            {
+                if matches!(reply, Reply::Json { status, .. } if status < 400) {
+                    let saved = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|b| b.get("name").cloned());
+                    let action = format!("{}.save", api.trim_end_matches("/save"));
+                    self.record(&actor, &action, None, json!({"name": saved}));
+                }
+            }
+            return reply;
         }
         error(404, "invalid_request_error", "Unknown admin path.").into()
     }
@@ -286,6 +306,22 @@ const PAGE_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// The address of the admin listener's peer.
+/// Who is acting, for the audit trail: the admin key, or a console session (named by the
+/// start of its token's SHA-256, never the token).
+fn actor(http: &ServerSession, caller: &Caller) -> keys::Actor {
+    let who = match caller {
+        Caller::Key => "admin key".to_string(),
+        Caller::Session { token, .. } => {
+            let hash = crate::config::hex(&crate::config::key_hash(token.as_bytes()));
+            format!("console session {}", &hash[..12])
+        }
+    };
+    keys::Actor {
+        who,
+        ip: peer_ip(http).map(|ip| ip.to_string()),
+    }
+}
+
 fn peer_ip(http: &ServerSession) -> Option<std::net::IpAddr> {
     http.client_addr()?.as_inet().map(|a| a.ip())
 }

@@ -64,7 +64,7 @@ impl Reloader {
         for w in &warnings {
             log::warn!("config reload: {w}");
         }
-        self.live.replace(new.clone());
+        let new = self.live.replace(new);
         for hook in &self.hooks {
             hook(&new);
         }

@@ -96,6 +96,7 @@ pub fn load_str_at(
         providers,
         models,
         model_index,
+        file_keys: keys.len(),
         keys,
         key_index: HashMap::new(),
         breaker: load_breaker(raw_breaker, p),

@@ -52,14 +52,14 @@ impl fmt::Debug for Secret {
 }
 
 /// Token-bucket limits: requests and tokens per minute. Absent means unlimited.
-#[derive(Deserialize, Default, Debug, Clone, Copy)]
+#[derive(Deserialize, serde::Serialize, Default, Debug, Clone, Copy, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Day,
@@ -68,7 +68,8 @@ pub enum Period {
 }
 
 /// A key's spending cap per period, in tokens and/or cost (the currency of the models' prices).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Budget {
     pub tokens: Option<u64>,
     pub cost: Option<f64>,
@@ -96,6 +97,8 @@ pub struct Config {
     pub models: Vec<PublicModel>,
     model_index: HashMap<String, usize>,
     pub keys: Vec<ClientKey>,
+    /// How many of `keys` the file gives (the rest are runtime keys, after them).
+    pub file_keys: usize,
     /// Each secret's SHA-256 to its key's place in `keys` (made by `index_keys`).
     pub key_index: HashMap<[u8; 32], usize>,
     pub breaker: BreakerSettings,
@@ -623,22 +626,57 @@ impl Vendor {
 }
 
 /// The config the gateway runs on: one snapshot behind one atomic pointer.
-pub struct LiveConfig(ArcSwap<Config>);
+pub struct LiveConfig {
+    current: ArcSwap<Config>,
+    /// The keys made at runtime (the key store's), put after the file's own in every
+    /// snapshot; the lock also makes a reload and a key change one after the other.
+    runtime_keys: std::sync::Mutex<Vec<ClientKey>>,
+}
 
 impl LiveConfig {
     pub fn new(config: Arc<Config>) -> Self {
-        LiveConfig(ArcSwap::new(config))
+        LiveConfig {
+            current: ArcSwap::new(config),
+            runtime_keys: Default::default(),
+        }
     }
 
     /// The snapshot now in force; it stays valid for as long as the caller holds it.
     pub fn current(&self) -> Arc<Config> {
-        self.0.load_full()
+        self.current.load_full()
     }
 
-    /// Puts `config` in force for every request that starts from now on.
-    pub fn replace(&self, config: Arc<Config>) {
-        self.0.store(config);
+    /// Puts `config` (as loaded from the file) in force for every request that starts from
+    /// now on, with the runtime keys after its own.
+    pub fn replace(&self, config: Arc<Config>) -> Arc<Config> {
+        let runtime = self.runtime_keys.lock().unwrap_or_else(|e| e.into_inner());
+        let merged = Arc::new(with_runtime_keys(&config, &runtime));
+        self.current.store(merged.clone());
+        merged
     }
+
+    /// Puts a new set of runtime keys in force (a key made, changed or revoked, here or on
+    /// another replica).
+    pub fn set_runtime_keys(&self, keys: Vec<ClientKey>) {
+        let mut runtime = self.runtime_keys.lock().unwrap_or_else(|e| e.into_inner());
+        *runtime = keys;
+        let merged = with_runtime_keys(&self.current(), &runtime);
+        self.current.store(Arc::new(merged));
+    }
+}
+
+/// `config` with its own keys (the file's) and then `runtime`, less any whose name the file
+/// took (the file's key wins; the key store refuses such names).
+fn with_runtime_keys(config: &Config, runtime: &[ClientKey]) -> Config {
+    let mut merged = config.clone();
+    merged.keys.truncate(config.file_keys);
+    for k in runtime {
+        if merged.keys.iter().all(|own| own.name != k.name) {
+            merged.keys.push(k.clone());
+        }
+    }
+    merged.index_keys();
+    merged
 }
 
 #[cfg(test)]

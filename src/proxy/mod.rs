@@ -68,6 +68,8 @@ pub(crate) struct Gateway {
     responses: ResponseStore,
     /// The request log store, when one is configured and could be opened.
     log_store: Option<crate::log_store::LogStore>,
+    /// Runtime keys and the audit trail, in the log store's database.
+    key_store: Option<crate::key_store::KeyStore>,
     /// None when the access log could not be opened (logged at start).
     access_log: Option<AccessLog>,
     /// This process's own socket, for side-by-side compare.
@@ -190,8 +192,14 @@ impl Gateway {
             Some(url) => SharedRedis::open(url),
             None => None,
         };
+        let live = Arc::new(LiveConfig::new(config.clone()));
+        let key_store = config
+            .logs
+            .as_ref()
+            .and_then(|l| crate::key_store::KeyStore::open(l, live.clone()));
         Gateway {
-            config: Arc::new(LiveConfig::new(config.clone())),
+            config: live,
+            key_store,
             upstreams,
             tokens: TokenCache::default(),
             jwt_tokens: JwtTokens::default(),
@@ -242,6 +250,11 @@ impl Gateway {
             }));
         }
         out
+    }
+
+    /// Runtime keys and the audit trail, when there is a database for them.
+    pub(crate) fn key_store(&self) -> Option<&crate::key_store::KeyStore> {
+        self.key_store.as_ref()
     }
 
     /// The request log store, when there is one.
