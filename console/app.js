@@ -4,6 +4,7 @@
 import {$, $$, el, state, api, stream, showReadOnly, chatModels} from "./lib.js";
 import {initFlows} from "./flows.js";
 import {initLogs} from "./logs.js";
+import {initKeys} from "./keys.js";
 
 // --- sign-in ------------------------------------------------------------------------------------
 
@@ -43,6 +44,7 @@ async function showApp() {
   buildPlayground();
   initFlows();
   initLogs();
+  initKeys();
   refreshStatus();
   setInterval(refreshStatus, 2000);
   loadRoutes();

@@ -437,3 +437,30 @@ def test_logs_show_a_request_made_a_moment_ago_and_usage_draws_from_the_rows(pag
     shot(page, "console-usage")
     page.select_option("#usage-metric", "p99")
     expect(page.locator(f".bar-row[data-group='{today}'] .bar-value")).to_contain_text("p99")
+
+
+def test_keys_are_made_shown_once_and_revoked_in_the_console_with_an_audit_trail(page, console):
+    page.click("header [data-tab=keys]")
+    expect(page.locator("#keys-rows tr[data-key='demo']")).to_contain_text("config (read-only)")
+    page.fill("#key-name", "console-made")
+    page.fill("#key-models", "gpt-4o-mini")
+    page.fill("#key-labels", "team=web, user=ana")
+    page.click("#key-form button[type=submit]")
+    secret = page.locator("#key-secret pre.secret").inner_text().strip()
+    assert secret.startswith("sk-mm-")
+    expect(page.locator("#key-secret")).to_contain_text("not shown again")
+    gw = httpx.Client(base_url=console.base_url, headers={"authorization": f"Bearer {secret}"}, timeout=30)
+    hi = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    assert gw.post("/v1/chat/completions", json=hi).status_code == 200
+    row = page.locator("#keys-rows tr[data-key='console-made']")
+    expect(row).to_contain_text("team=web")
+    expect(row).to_contain_text(secret[:10])
+    shot(page, "console-keys")
+    row.locator("button", has_text="Revoke").click()
+    expect(row).to_have_class(re.compile("revoked"))
+    assert gw.post("/v1/chat/completions", json=hi).status_code == 401, "revoked at once, on the open connection too"
+    audit = page.locator("#audit-rows")
+    expect(audit).to_contain_text("key.revoke")
+    expect(audit).to_contain_text("key.create")
+    expect(audit).to_contain_text("console session")
+    assert secret not in page.content().replace(page.locator("#key-secret").inner_html(), "")

@@ -6,6 +6,7 @@ const SCRIPT: &[u8] = include_bytes!("../../../console/app.js");
 const LIB: &[u8] = include_bytes!("../../../console/lib.js");
 const FLOWS: &[u8] = include_bytes!("../../../console/flows.js");
 const LOGS: &[u8] = include_bytes!("../../../console/logs.js");
+const KEYS: &[u8] = include_bytes!("../../../console/keys.js");
 const STYLE: &[u8] = include_bytes!("../../../console/style.css");
 
 /// The asset at a path: its content type and bytes.
@@ -16,6 +17,7 @@ pub(crate) fn find(path: &str) -> Option<(&'static str, &'static [u8])> {
         "/console/lib.js" => Some(("text/javascript; charset=utf-8", LIB)),
         "/console/flows.js" => Some(("text/javascript; charset=utf-8", FLOWS)),
         "/console/logs.js" => Some(("text/javascript; charset=utf-8", LOGS)),
+        "/console/keys.js" => Some(("text/javascript; charset=utf-8", KEYS)),
         "/console/style.css" => Some(("text/css; charset=utf-8", STYLE)),
         _ => None,
     }
