@@ -27,6 +27,7 @@ function fields() {
   const ips = list($("#key-ips").value);
   if (ips.length) body.allow_ips = ips;
   if ($("#key-expires").value) body.expires_at = Math.floor(new Date($("#key-expires").value).getTime() / 1000);
+  if ($("#key-team").value.trim()) body.team = $("#key-team").value.trim();
   const l = labels($("#key-labels").value);
   if (Object.keys(l).length) body.labels = l;
   return body;
@@ -71,7 +72,7 @@ async function loadKeys() {
       el("td", {}, k.name), el("td", {}, k.read_only ? "config (read-only)" : "runtime"),
       el("td", {}, k.prefix ? `${k.prefix}…` : ""), el("td", {}, (k.models || []).join(", ")),
       el("td", {}, [limits, budget].filter(Boolean).join(" · ")),
-      el("td", {}, Object.entries(k.labels || {}).map(([a, b]) => `${a}=${b}`).join(", ")),
+      el("td", {}, [k.team && `team ${k.team}`, ...Object.entries(k.labels || {}).map(([a, b]) => `${a}=${b}`)].filter(Boolean).join(", ")),
       el("td", {class: "status"}, k.revoked_at ? `revoked ${when(k.revoked_at)}` : k.expires_at ? `until ${when(k.expires_at)}` : "active"),
       el("td", {}, ...actions));
   }));

@@ -153,8 +153,9 @@ async function loadBudgets() {
     const used = Math.max(0, ...parts.map(([f]) => f));
     const fill = el("span", {class: used >= 0.9 ? "bar-fill warn" : "bar-fill"});
     fill.style.width = `${Math.min(100, 100 * used)}%`;
-    return el("div", {class: "bar-row", "data-key": b.key},
-      el("span", {class: "bar-label"}, `${b.key} (${b.period})`),
+    const who = b.team && !b.key ? `team ${b.team}` : `${b.key}${b.team ? ` (team ${b.team})` : ""}`;
+    return el("div", {class: "bar-row", "data-key": b.key ?? "", "data-team": b.key ? "" : b.team},
+      el("span", {class: "bar-label"}, `${who}, per ${b.period}`),
       el("span", {class: "bar"}, fill),
       el("span", {class: "bar-value"}, `${(100 * used).toFixed(0)}% · ${parts.map(([, t]) => t).join(" · ")}`));
   }));

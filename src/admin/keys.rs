@@ -31,6 +31,8 @@ struct KeyFields {
     /// Unix seconds; null for never.
     expires_at: Option<Option<u64>>,
     labels: Option<BTreeMap<String, String>>,
+    /// A team in the config's `teams:`; null for none.
+    team: Option<Option<String>>,
 }
 
 /// How long a rotated key's old secret keeps working.
@@ -58,6 +60,7 @@ fn config_key(k: &ClientKey) -> Value {
         },
         "limits": k.limits, "budget": k.budget, "expires_at": k.expires_at,
         "allow_ips": k.allow_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "team": k.team.as_ref().map(|t| t.name.clone()),
     })
 }
 
@@ -67,7 +70,7 @@ fn runtime_key(k: &StoredKey) -> Value {
         "name": k.name, "source": "runtime", "read_only": false, "prefix": k.prefix,
         "models": if k.models.is_empty() { vec!["*".to_string()] } else { k.models.clone() },
         "limits": k.limits, "budget": k.budget, "expires_at": k.expires_at,
-        "allow_ips": k.allow_ips, "labels": k.labels,
+        "allow_ips": k.allow_ips, "labels": k.labels, "team": k.team,
         "created_at": k.created_at, "updated_at": k.updated_at, "revoked_at": k.revoked_at,
         "secrets": k.hashes.len(),
     })
@@ -83,6 +86,11 @@ fn check(fields: &KeyFields, config: &Config) -> Result<(), String> {
     for cidr in fields.allow_ips.iter().flatten() {
         if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
             return Err(format!("`{cidr}` is not an address or a CIDR"));
+        }
+    }
+    if let Some(Some(team)) = &fields.team {
+        if !config.teams.contains_key(team) {
+            return Err(format!("no team named `{team}` in the config's teams:"));
         }
     }
     if let Some(Some(b)) = &fields.budget {
@@ -118,6 +126,9 @@ fn apply(fields: KeyFields, key: &mut StoredKey) {
     }
     if let Some(v) = fields.labels {
         key.labels = v;
+    }
+    if let Some(v) = fields.team {
+        key.team = v;
     }
 }
 
@@ -295,6 +306,7 @@ impl Admin {
             allow_ips: Vec::new(),
             expires_at: None,
             labels: BTreeMap::new(),
+            team: None,
             created_at: now(),
             updated_at: now(),
             revoked_at: None,

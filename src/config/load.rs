@@ -13,7 +13,7 @@ use super::yaml::{
 };
 use super::*;
 
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "server",
     "metrics",
     "mock",
@@ -32,6 +32,7 @@ const SECTIONS: [&str; 18] = [
     "workflows",
     "unified",
     "pricing",
+    "teams",
 ];
 
 /// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
@@ -65,6 +66,7 @@ pub fn load_str_at(
     let raw_logs: RawLogs = section(&mut sections, "logs", p).unwrap_or_default();
     let raw_pricing: super::pricing::RawPricing =
         section(&mut sections, "pricing", p).unwrap_or_default();
+    let raw_teams: HashMap<String, Team> = section(&mut sections, "teams", p).unwrap_or_default();
     let raw_apps: flows::RawApps = section(&mut sections, "apps", p).unwrap_or_default();
     let raw_workflows: flows::RawWorkflows =
         section(&mut sections, "workflows", p).unwrap_or_default();
@@ -80,7 +82,8 @@ pub fn load_str_at(
     let (models, model_index) = load_models(raw_models, &providers, &declared, &pricing, p);
     // For reporting problems: a model that is declared but failed to load was reported.
     let model_exists = |m: &str| model_index.contains_key(m) || declared.model(m);
-    let keys = load_keys(raw_keys, &model_exists, declared.keys, p);
+    let teams = load_teams(raw_teams, p);
+    let keys = load_keys(raw_keys, &model_exists, &teams, declared.keys, p);
     let apps = flows::load_apps(raw_apps, base, &model_exists, p);
     let workflows = flows::load_workflows(raw_workflows, base, &model_exists, p);
     flows::check_unified(&unified, &model_exists, p);
@@ -96,6 +99,7 @@ pub fn load_str_at(
         providers,
         models,
         model_index,
+        teams,
         file_keys: keys.len(),
         keys,
         key_index: HashMap::new(),
@@ -664,15 +668,35 @@ fn load_timeout_overrides(
 
 /// `model_exists`: whether a model may be named (for problems); `listed`: whether the file
 /// lists keys, some of which may have failed to load (and were reported).
+/// Teams, each named and checked like a key's limits and budget.
+fn load_teams(
+    raw: HashMap<String, Team>,
+    problems: &mut Vec<Problem>,
+) -> HashMap<String, Arc<Team>> {
+    raw.into_iter()
+        .map(|(name, mut team)| {
+            check_limits(&team.limits, &format!("teams.{name}.limits"), problems);
+            if let Some(b) = &team.budget {
+                if b.tokens.is_none() && b.cost.is_none() {
+                    problems.at(format!("teams.{name}.budget"), "give tokens, cost, or both");
+                }
+            }
+            team.name = name.clone();
+            (name, Arc::new(team))
+        })
+        .collect()
+}
+
 fn load_keys(
     raw: Vec<(String, RawKey)>,
     model_exists: &dyn Fn(&str) -> bool,
+    teams: &HashMap<String, Arc<Team>>,
     listed: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<ClientKey> {
     let mut keys: Vec<ClientKey> = Vec::new();
     for (path, raw) in raw {
-        let key = load_key(&path, raw, model_exists, problems);
+        let key = load_key(&path, raw, model_exists, teams, problems);
         if keys
             .iter()
             .any(|k| k.hashes.iter().any(|h| key.hashes.contains(h)))
@@ -701,6 +725,7 @@ fn load_key(
     path: &str,
     raw: RawKey,
     model_exists: &dyn Fn(&str) -> bool,
+    teams: &HashMap<String, Arc<Team>>,
     problems: &mut Vec<Problem>,
 ) -> ClientKey {
     let sha256 = match (&raw.key, &raw.key_sha256) {
@@ -779,5 +804,15 @@ fn load_key(
         budget,
         allow_ips: cidrs(&raw.allow_ips, &format!("{path}.allow_ips"), problems),
         expires_at,
+        team: raw.team.and_then(|t| {
+            let team = teams.get(&t).cloned();
+            if team.is_none() {
+                problems.at(
+                    format!("{path}.team"),
+                    format!("no team named `{t}` in teams:"),
+                );
+            }
+            team
+        }),
     }
 }

@@ -73,7 +73,12 @@ pub enum Period {
 pub struct Budget {
     pub tokens: Option<u64>,
     pub cost: Option<f64>,
+    #[serde(default = "month")]
     pub period: Period,
+}
+
+fn month() -> Period {
+    Period::Month
 }
 
 /// Where limit buckets and budget spend live: in this process, or in Redis, shared by every
@@ -97,6 +102,8 @@ pub struct Config {
     pub models: Vec<PublicModel>,
     model_index: HashMap<String, usize>,
     pub keys: Vec<ClientKey>,
+    /// Teams by name.
+    pub teams: HashMap<String, Arc<Team>>,
     /// How many of `keys` the file gives (the rest are runtime keys, after them).
     pub file_keys: usize,
     /// Each secret's SHA-256 to its key's place in `keys` (made by `index_keys`).
@@ -486,6 +493,19 @@ pub struct ClientKey {
     pub allow_ips: Vec<ipnet::IpNet>,
     /// Unix seconds after which the key is refused.
     pub expires_at: Option<u64>,
+    /// The team whose limits and budget the key shares with its other keys.
+    pub team: Option<Arc<Team>>,
+}
+
+/// A team (`teams:`): limits and a budget shared by all its keys, on top of each key's own.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    #[serde(skip)]
+    pub name: String,
+    #[serde(default)]
+    pub limits: Limits,
+    pub budget: Option<Budget>,
 }
 
 /// One secret of a key, by its SHA-256, valid until `until` (Unix seconds) when set.
@@ -672,7 +692,10 @@ fn with_runtime_keys(config: &Config, runtime: &[ClientKey]) -> Config {
     merged.keys.truncate(config.file_keys);
     for k in runtime {
         if merged.keys.iter().all(|own| own.name != k.name) {
-            merged.keys.push(k.clone());
+            let mut k = k.clone();
+            // The team by its name in this config (a reload may have changed or dropped it).
+            k.team = k.team.and_then(|t| config.teams.get(&t.name).cloned());
+            merged.keys.push(k);
         }
     }
     merged.index_keys();

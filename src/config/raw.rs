@@ -301,6 +301,8 @@ pub(super) struct RawKey {
     pub(super) allow_ips: Vec<String>,
     /// RFC 3339 time after which the key is refused.
     pub(super) expires_at: Option<String>,
+    /// A team in `teams:`, whose limits and budget it shares.
+    pub(super) team: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,9 @@ pub struct StoredKey {
     pub allow_ips: Vec<String>,
     /// Unix seconds after which it is refused.
     pub expires_at: Option<u64>,
+    /// A team in the config's `teams:`, whose limits and budget it shares.
+    #[serde(default)]
+    pub team: Option<String>,
     /// Team, user, project…: the admin's to choose.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -86,6 +89,14 @@ impl StoredKey {
                 .filter_map(|c| c.parse().ok())
                 .collect(),
             expires_at: self.expires_at,
+            // Named only: the config in force gives the team (`LiveConfig` resolves it).
+            team: self.team.as_ref().map(|name| {
+                Arc::new(crate::config::Team {
+                    name: name.clone(),
+                    limits: Limits::default(),
+                    budget: None,
+                })
+            }),
         })
     }
 }

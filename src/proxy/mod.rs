@@ -233,21 +233,36 @@ impl Gateway {
         self.config.current()
     }
 
-    /// Each budgeted key's budget and what it has spent in the current period.
+    /// Each budgeted team's and key's budget, and what it has spent in the current period.
     pub(crate) async fn budget_spend(&self) -> Vec<serde_json::Value> {
         let config = self.config();
-        let mut out = Vec::new();
-        for key in &config.keys {
-            let (Some(budget), Some((tokens, cost))) = (&key.budget, self.budgets.spent(key).await)
-            else {
-                continue;
-            };
-            out.push(serde_json::json!({
-                "key": key.name,
+        // A team's row names no key; a key's names its team, if any.
+        let row = |key: Option<&str>,
+                   team: Option<&str>,
+                   budget: &crate::config::Budget,
+                   (tokens, cost): (i64, f64)| {
+            serde_json::json!({
+                "key": key,
+                "team": team,
                 "period": format!("{:?}", budget.period).to_lowercase(),
                 "tokens": {"limit": budget.tokens, "spent": tokens},
                 "cost": {"limit": budget.cost, "spent": cost},
-            }));
+            })
+        };
+        let mut out = Vec::new();
+        let mut teams: Vec<_> = config.teams.values().collect();
+        teams.sort_by(|a, b| a.name.cmp(&b.name));
+        for team in teams {
+            if let (Some(budget), Some(spent)) = (&team.budget, self.budgets.team_spent(team).await)
+            {
+                out.push(row(None, Some(&team.name), budget, spent));
+            }
+        }
+        for key in &config.keys {
+            if let (Some(budget), Some(spent)) = (&key.budget, self.budgets.spent(key).await) {
+                let team = key.team.as_ref().map(|t| t.name.as_str());
+                out.push(row(Some(&key.name), team, budget, spent));
+            }
         }
         out
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::store::{Spend, Store};
-use crate::config::{Budget, ClientKey, Period, Price};
+use crate::config::{Budget, ClientKey, Period, Price, Team};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
 use crate::providers::Usage;
@@ -17,10 +17,10 @@ pub(crate) struct Budgets {
 /// used (or what the client received) once it is over.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    slot: String,
+    /// Each budget's counter (the key's, its team's) and how long it is kept.
+    slots: Vec<(String, u64)>,
     tokens: u64,
     cost: f64,
-    ttl: u64,
 }
 
 /// The civil (year, month) of a day count since 1970-01-01.
@@ -50,72 +50,77 @@ impl Budgets {
         Budgets { store }
     }
 
-    fn slot(&self, key: &ClientKey, budget: &Budget) -> String {
+    /// Where a holder's (a key's, or `team:<name>`) spend for the current period is counted.
+    fn slot(&self, holder: &str, budget: &Budget) -> String {
         format!(
             "{}:budget:{}:{}",
             self.store.prefix(),
-            key.name,
+            holder,
             period_id(budget.period, crate::clock::unix_secs())
         )
     }
 
-    /// Admits a request under the key's budget, putting `estimate` on the period's spend at
-    /// once (atomically, in Redis too), so concurrent requests cannot overshoot the budget by
-    /// more than one request's reservation. Refuses a key whose budget is spent.
+    /// Admits a request under the key's budget and its team's, putting `estimate` on each
+    /// period's spend at once (atomically, in Redis too), so concurrent requests cannot
+    /// overshoot a budget by more than one request's reservation. Refuses a key whose budget,
+    /// or whose team's, is spent.
     pub(crate) async fn reserve(
         &self,
         key: &ClientKey,
         estimate: &Usage,
         price: Option<&Price>,
     ) -> GwResult<Option<Reservation>> {
-        let Some(budget) = &key.budget else {
-            return Ok(None);
-        };
-        let slot = self.slot(key, budget);
         let cost = cost_of(estimate, price);
-        let ttl = ttl(budget.period);
-        let change = Spend {
-            tokens: estimate.total_tokens.min(i64::MAX as u64) as i64,
-            cost,
-            token_cap: budget.tokens,
-            cost_cap: budget.cost,
-            ttl,
-            force: false,
-        };
-        let (added, tokens_before, cost_before) = self.store.spend(&slot, change).await;
-        // How much of the budget the period has used, this reservation included (for alerts).
-        let used = [
-            budget.tokens.map(|cap| {
-                (tokens_before as f64 + estimate.total_tokens as f64) / cap.max(1) as f64
-            }),
-            budget
-                .cost
-                .map(|cap| (cost_before + cost) / cap.max(f64::MIN_POSITIVE)),
-        ];
-        let ratio = used.into_iter().flatten().fold(0.0, f64::max);
-        metrics::BUDGET_USED
-            .with_label_values(&[&key.name])
-            .set(ratio.min(1.0));
-        if !added {
-            metrics::REJECTIONS.with_label_values(&["budget"]).inc();
-            return Err(GatewayError::new(
-                ErrorKind::RateLimited,
-                "You exceeded your current quota: this key's budget for the period is spent.",
-            )
-            .with_code("insufficient_quota"));
-        }
-        Ok(Some(Reservation {
-            slot,
+        let mut reservation = Reservation {
+            slots: Vec::new(),
             tokens: estimate.total_tokens,
             cost,
-            ttl,
-        }))
+        };
+        for (holder, budget, whose) in budgets_of(key) {
+            let slot = self.slot(&holder, budget);
+            let ttl = ttl(budget.period);
+            let change = Spend {
+                tokens: estimate.total_tokens.min(i64::MAX as u64) as i64,
+                cost,
+                token_cap: budget.tokens,
+                cost_cap: budget.cost,
+                ttl,
+                force: false,
+            };
+            let (added, tokens_before, cost_before) = self.store.spend(&slot, change).await;
+            // How much of the budget the period has used, this reservation included (alerts).
+            let used = [
+                budget.tokens.map(|cap| {
+                    (tokens_before as f64 + estimate.total_tokens as f64) / cap.max(1) as f64
+                }),
+                budget
+                    .cost
+                    .map(|cap| (cost_before + cost) / cap.max(f64::MIN_POSITIVE)),
+            ];
+            let ratio = used.into_iter().flatten().fold(0.0, f64::max);
+            metrics::BUDGET_USED
+                .with_label_values(&[&holder])
+                .set(ratio.min(1.0));
+            if !added {
+                // Give back what the budgets before this one took.
+                self.settle(&reservation, &Usage::default(), price).await;
+                metrics::REJECTIONS.with_label_values(&["budget"]).inc();
+                return Err(GatewayError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "You exceeded your current quota: {whose} budget for the period is spent."
+                    ),
+                )
+                .with_code("insufficient_quota"));
+            }
+            reservation.slots.push((slot, ttl));
+        }
+        Ok((!reservation.slots.is_empty()).then_some(reservation))
     }
 
-    /// What the key has spent in its budget's current period (tokens, cost), reservations
-    /// included; none for a key without a budget.
-    pub(crate) async fn spent(&self, key: &ClientKey) -> Option<(i64, f64)> {
-        let budget = key.budget.as_ref()?;
+    /// What a holder has spent in its budget's current period (tokens, cost), reservations
+    /// included.
+    async fn spent_by(&self, holder: &str, budget: &Budget) -> (i64, f64) {
         let nothing = Spend {
             tokens: 0,
             cost: 0.0,
@@ -124,25 +129,53 @@ impl Budgets {
             ttl: ttl(budget.period),
             force: true,
         };
-        let (_, tokens, cost) = self.store.spend(&self.slot(key, budget), nothing).await;
-        Some((tokens, cost))
+        let (_, tokens, cost) = self.store.spend(&self.slot(holder, budget), nothing).await;
+        (tokens, cost)
     }
 
-    /// Replaces a reservation with what the request used.
+    /// What the key has spent in its budget's current period; none for a key without one.
+    pub(crate) async fn spent(&self, key: &ClientKey) -> Option<(i64, f64)> {
+        let budget = key.budget.as_ref()?;
+        Some(self.spent_by(&key.name, budget).await)
+    }
+
+    /// What the team has spent in its budget's current period; none without one.
+    pub(crate) async fn team_spent(&self, team: &Team) -> Option<(i64, f64)> {
+        let budget = team.budget.as_ref()?;
+        Some(self.spent_by(&format!("team:{}", team.name), budget).await)
+    }
+
+    /// Replaces a reservation with what the request used, in every budget it was put on.
     pub(crate) async fn settle(&self, r: &Reservation, used: &Usage, price: Option<&Price>) {
         let tokens = used.total_tokens as i128 - r.tokens as i128;
-        let change = Spend {
-            tokens: tokens.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
-            cost: cost_of(used, price) - r.cost,
-            token_cap: None,
-            cost_cap: None,
-            ttl: r.ttl,
-            force: true,
-        };
-        if change.tokens != 0 || change.cost != 0.0 {
-            self.store.spend(&r.slot, change).await;
+        for (slot, ttl) in &r.slots {
+            let change = Spend {
+                tokens: tokens.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+                cost: cost_of(used, price) - r.cost,
+                token_cap: None,
+                cost_cap: None,
+                ttl: *ttl,
+                force: true,
+            };
+            if change.tokens != 0 || change.cost != 0.0 {
+                self.store.spend(slot, change).await;
+            }
         }
     }
+}
+
+/// The budgets a key's requests count against: its own, and its team's; each with the name
+/// its spend is kept under and how the refusal names it.
+fn budgets_of(key: &ClientKey) -> Vec<(String, &Budget, &'static str)> {
+    let own = key
+        .budget
+        .as_ref()
+        .map(|b| (key.name.clone(), b, "this key's"));
+    let team = key.team.as_deref().and_then(|t| {
+        let b = t.budget.as_ref()?;
+        Some((format!("team:{}", t.name), b, "this key's team's"))
+    });
+    own.into_iter().chain(team).collect()
 }
 
 /// How long a period's counter is kept after its last change.

@@ -149,10 +149,17 @@ struct Check<'a> {
 
 fn checks<'a>(key: &'a ClientKey, model: &'a PublicModel) -> Vec<Check<'a>> {
     let mut checks = Vec::new();
+    let team = key
+        .team
+        .as_deref()
+        .map(|t| ("team", t.name.as_str(), &t.limits));
     for (scope, name, limits) in [
         ("key", key.name.as_str(), &key.limits),
         ("model", model.name.as_str(), &model.limits),
-    ] {
+    ]
+    .into_iter()
+    .chain(team)
+    {
         for (kind, limit) in [(Kind::Requests, limits.rpm), (Kind::Tokens, limits.tpm)] {
             if let Some(limit) = limit {
                 checks.push(Check {

@@ -205,3 +205,33 @@ def test_replicas_on_one_postgres_share_keys_within_seconds_and_keep_them_when_i
     finally:
         if pg.poll() is None:
             stop_postgres(pg, data)
+
+
+def test_a_team_budget_stops_all_its_keys_config_and_runtime_alike(mock):
+    admin_port = free_port()
+    make = config_with_admin(mock, admin_port)
+
+    def with_team(port, metrics):
+        return make(port, metrics).replace(
+            "keys:\n  - {name: demo, key: sk-test-keys-demo-key}",
+            "teams:\n  web: {limits: {rpm: 1000}, budget: {tokens: 40, period: day}}\n"
+            "keys:\n  - {name: demo, key: sk-test-keys-demo-key, team: web}")
+    with running_gateway(with_team) as g:
+        made = admin(admin_port, "POST", "/admin/keys", json={"name": "web-bot", "team": "web"})
+        assert made.status_code == 201 and made.json()["team"] == "web"
+        assert admin(admin_port, "POST", "/admin/keys", json={"name": "x", "team": "nope"}).status_code == 400
+        clients = [g.client(key="sk-test-keys-demo-key"), g.client(key=made.json()["key"])]
+        refusal = None
+        for i in range(40):
+            try:
+                chat(clients[i % 2])
+            except openai.RateLimitError as e:
+                refusal = e
+                break
+        assert refusal is not None and "team's budget" in str(refusal), refusal
+        for c in clients:
+            with pytest.raises(openai.RateLimitError):
+                chat(c)
+        budgets = admin(admin_port, "GET", "/admin/budgets").json()["data"]
+        team = next(b for b in budgets if b["team"] == "web" and b["key"] is None)
+        assert team["tokens"]["spent"] >= 40 and team["tokens"]["limit"] == 40
