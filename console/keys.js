@@ -23,7 +23,7 @@ function fields() {
   const [rpm, tpm] = [num("#key-rpm"), num("#key-tpm")];
   if (rpm !== null || tpm !== null) body.limits = {rpm, tpm};
   const [tokens, cost] = [num("#key-budget-tokens"), num("#key-budget-cost")];
-  if (tokens !== null || cost !== null) body.budget = {tokens, cost, period: $("#key-budget-period").value};
+  if (tokens !== null || cost !== null) body.budgets = [{tokens, cost, period: $("#key-budget-period").value}];
   const ips = list($("#key-ips").value);
   if (ips.length) body.allow_ips = ips;
   if ($("#key-expires").value) body.expires_at = Math.floor(new Date($("#key-expires").value).getTime() / 1000);
@@ -67,7 +67,7 @@ async function loadKeys() {
       }}, "Rotate"),
       el("button", {class: "quiet danger", onclick: () => act("DELETE", `/admin/keys/${encodeURIComponent(k.name)}`)}, "Revoke")];
     const limits = [k.limits?.rpm && `${k.limits.rpm} rpm`, k.limits?.tpm && `${k.limits.tpm} tpm`].filter(Boolean).join(", ");
-    const budget = k.budget ? [k.budget.tokens && `${k.budget.tokens} tokens`, k.budget.cost && `$${k.budget.cost}`].filter(Boolean).join(" + ") + ` / ${k.budget.period}` : "";
+    const budget = (k.budgets || []).map((b) => [b.tokens && `${b.tokens} tokens`, b.cost && `$${b.cost}`].filter(Boolean).join(" + ") + ` / ${b.period}`).join(", ");
     return el("tr", {"data-key": k.name, class: k.revoked_at ? "revoked" : ""},
       el("td", {}, k.name), el("td", {}, k.read_only ? "config (read-only)" : "runtime"),
       el("td", {}, k.prefix ? `${k.prefix}…` : ""), el("td", {}, (k.models || []).join(", ")),

@@ -235,7 +235,7 @@ fn effective_config(c: &Config) -> Value {
                 ModelAccess::Only(set) => { let mut v: Vec<_> = set.iter().collect(); v.sort(); json!(v) }
             },
             "limits": {"rpm": k.limits.rpm, "tpm": k.limits.tpm},
-            "budget": k.budget.as_ref().map(|b| json!({
+            "budget": k.budgets.first().map(|b| json!({
                 "tokens": b.tokens, "cost": b.cost,
                 "period": match b.period { Period::Day => "day", Period::Month => "month", Period::Total => "total" },
             })),

@@ -26,7 +26,7 @@ struct KeyFields {
     name: Option<String>,
     models: Option<Vec<String>>,
     limits: Option<Limits>,
-    budget: Option<Option<Budget>>,
+    budgets: Option<Vec<Budget>>,
     allow_ips: Option<Vec<String>>,
     /// Unix seconds; null for never.
     expires_at: Option<Option<u64>>,
@@ -58,7 +58,7 @@ fn config_key(k: &ClientKey) -> Value {
             ModelAccess::All => vec!["*".to_string()],
             ModelAccess::Only(set) => { let mut v: Vec<_> = set.iter().cloned().collect(); v.sort(); v }
         },
-        "limits": k.limits, "budget": k.budget, "expires_at": k.expires_at,
+        "limits": k.limits, "budgets": k.budgets, "expires_at": k.expires_at,
         "allow_ips": k.allow_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "team": k.team.as_ref().map(|t| t.name.clone()),
     })
@@ -69,7 +69,7 @@ fn runtime_key(k: &StoredKey) -> Value {
     json!({
         "name": k.name, "source": "runtime", "read_only": false, "prefix": k.prefix,
         "models": if k.models.is_empty() { vec!["*".to_string()] } else { k.models.clone() },
-        "limits": k.limits, "budget": k.budget, "expires_at": k.expires_at,
+        "limits": k.limits, "budgets": k.budgets, "expires_at": k.expires_at,
         "allow_ips": k.allow_ips, "labels": k.labels, "team": k.team,
         "created_at": k.created_at, "updated_at": k.updated_at, "revoked_at": k.revoked_at,
         "secrets": k.hashes.len(),
@@ -79,7 +79,10 @@ fn runtime_key(k: &StoredKey) -> Value {
 /// Checks what a create or update sets against the config in force.
 fn check(fields: &KeyFields, config: &Config) -> Result<(), String> {
     for m in fields.models.iter().flatten() {
-        if m != "*" && config.model(m).is_none() && !m.starts_with(crate::config::WORKFLOW_PREFIX) {
+        if !m.contains('*')
+            && config.model(m).is_none()
+            && !m.starts_with(crate::config::WORKFLOW_PREFIX)
+        {
             return Err(format!("no model named `{m}`"));
         }
     }
@@ -93,10 +96,8 @@ fn check(fields: &KeyFields, config: &Config) -> Result<(), String> {
             return Err(format!("no team named `{team}` in the config's teams:"));
         }
     }
-    if let Some(Some(b)) = &fields.budget {
-        if b.tokens.is_none() && b.cost.is_none() {
-            return Err("a budget gives tokens, cost, or both".into());
-        }
+    if let Some(budgets) = &fields.budgets {
+        crate::config::check_budgets(budgets).map_err(|e| format!("budgets: {e}"))?;
     }
     Ok(())
 }
@@ -108,8 +109,8 @@ fn apply(fields: KeyFields, key: &mut StoredKey) {
     if let Some(v) = fields.limits {
         key.limits = v;
     }
-    if let Some(v) = fields.budget {
-        key.budget = v;
+    if let Some(v) = fields.budgets {
+        key.budgets = v;
     }
     if let Some(v) = fields.allow_ips {
         // A bare address is its own /32 (or /128).
@@ -302,7 +303,7 @@ impl Admin {
             hashes: Vec::new(),
             models: Vec::new(),
             limits: Limits::default(),
-            budget: None,
+            budgets: Vec::new(),
             allow_ips: Vec::new(),
             expires_at: None,
             labels: BTreeMap::new(),

@@ -668,6 +668,22 @@ fn load_timeout_overrides(
 
 /// `model_exists`: whether a model may be named (for problems); `listed`: whether the file
 /// lists keys, some of which may have failed to load (and were reported).
+/// A key's budgets: each gives tokens or cost, at most one per period.
+pub fn check_budgets(budgets: &[Budget]) -> Result<(), String> {
+    if budgets
+        .iter()
+        .any(|b| b.tokens.is_none() && b.cost.is_none())
+    {
+        return Err("give tokens, cost, or both".into());
+    }
+    for (i, b) in budgets.iter().enumerate() {
+        if budgets[..i].iter().any(|o| o.period == b.period) {
+            return Err("one budget per period (day, month, total)".into());
+        }
+    }
+    Ok(())
+}
+
 /// Teams, each named and checked like a key's limits and budget.
 fn load_teams(
     raw: HashMap<String, Team>,
@@ -758,7 +774,8 @@ fn load_key(
     } else {
         for (i, m) in raw.models.iter().enumerate() {
             // Workflows are named by `workflow/<name>`, checked when they run.
-            if !model_exists(m) && !m.starts_with(WORKFLOW_PREFIX) {
+            // A pattern (`gpt-4o*`) may match models added later.
+            if !model_exists(m) && !m.starts_with(WORKFLOW_PREFIX) && !m.contains('*') {
                 problems.at(
                     format!("{path}.models[{i}]"),
                     format!("no model named `{m}`"),
@@ -768,16 +785,20 @@ fn load_key(
         ModelAccess::Only(raw.models.into_iter().collect())
     };
     check_limits(&raw.limits, &format!("{path}.limits"), problems);
-    let budget = raw.budget.map(|b| {
-        if b.tokens.is_none() && b.cost.is_none() {
-            problems.at(format!("{path}.budget"), "give tokens, cost, or both");
-        }
-        Budget {
+    let budgets: Vec<Budget> = raw
+        .budget
+        .map(|b| b.into_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| Budget {
             tokens: b.tokens,
             cost: b.cost,
             period: b.period,
-        }
-    });
+        })
+        .collect();
+    if let Err(e) = check_budgets(&budgets) {
+        problems.at(format!("{path}.budget"), e);
+    }
     let expires_at = raw.expires_at.as_deref().and_then(|text| {
         humantime::parse_rfc3339_weak(text)
             .map_err(|e| {
@@ -801,7 +822,7 @@ fn load_key(
         }],
         models: access,
         limits: raw.limits,
-        budget,
+        budgets,
         allow_ips: cidrs(&raw.allow_ips, &format!("{path}.allow_ips"), problems),
         expires_at,
         team: raw.team.and_then(|t| {

@@ -25,7 +25,7 @@ mod yaml;
 
 pub use endpoint::{Endpoint, TrustedCa};
 pub use flows::{Apps, Workflows};
-pub use load::{load_str, load_str_at};
+pub use load::{check_budgets, load_str, load_str_at};
 pub use pricing::{pixels, Price, Rates};
 pub use problems::{Problem, Problems};
 
@@ -488,7 +488,8 @@ pub struct ClientKey {
     pub hashes: Vec<KeyHash>,
     pub models: ModelAccess,
     pub limits: Limits,
-    pub budget: Option<Budget>,
+    /// Its budgets, one per period (a day's and a month's at once, say).
+    pub budgets: Vec<Budget>,
     /// Client IPs the key may be used from; any when empty.
     pub allow_ips: Vec<ipnet::IpNet>,
     /// Unix seconds after which the key is refused.
@@ -564,9 +565,32 @@ impl ClientKey {
             ModelAccess::Only(set) => {
                 set.contains(model)
                     || (model.starts_with(WORKFLOW_PREFIX) && set.contains(ALL_WORKFLOWS))
+                    || set
+                        .iter()
+                        .any(|p| p.contains('*') && p != ALL_WORKFLOWS && glob(p, model))
             }
         }
     }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters (`gpt-4o*`).
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = parts.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// How a key's `models` names workflows: `workflow/<name>`, or all of them.
@@ -706,6 +730,21 @@ fn with_runtime_keys(config: &Config, runtime: &[ClientKey]) -> Config {
 mod tests {
     use super::yaml::expand_str;
     use super::*;
+
+    #[test]
+    fn model_patterns_match_as_globs() {
+        for (p, n, want) in [
+            ("gpt-4o*", "gpt-4o-mini", true),
+            ("gpt-4o*", "gpt-4", false),
+            ("*-mini", "gpt-4o-mini", true),
+            ("claude-*-4", "claude-sonnet-4", true),
+            ("claude-*-4", "claude-sonnet-4.5", false),
+            ("a*b*c", "abc", true),
+            ("a*a", "a", false),
+        ] {
+            assert_eq!(glob(p, n), want, "{p} {n}");
+        }
+    }
 
     const GOOD: &str = r#"
 server:

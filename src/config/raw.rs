@@ -295,7 +295,8 @@ pub(super) struct RawKey {
     pub(super) models: Vec<String>,
     #[serde(default)]
     pub(super) limits: Limits,
-    pub(super) budget: Option<RawBudget>,
+    /// One budget, or several windows at once (`[{tokens: …, period: day}, {cost: …, period: month}]`).
+    pub(super) budget: Option<OneOrMany<RawBudget>>,
     /// Client IPs (CIDRs) this key may be used from; any when empty.
     #[serde(default)]
     pub(super) allow_ips: Vec<String>,
@@ -303,6 +304,22 @@ pub(super) struct RawKey {
     pub(super) expires_at: Option<String>,
     /// A team in `teams:`, whose limits and budget it shares.
     pub(super) team: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub(super) fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Deserialize)]

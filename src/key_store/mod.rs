@@ -40,7 +40,9 @@ pub struct StoredKey {
     pub models: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
-    pub budget: Option<Budget>,
+    /// One per period at most.
+    #[serde(default)]
+    pub budgets: Vec<Budget>,
     #[serde(default)]
     pub allow_ips: Vec<String>,
     /// Unix seconds after which it is refused.
@@ -82,7 +84,7 @@ impl StoredKey {
                 false => ModelAccess::Only(self.models.iter().cloned().collect::<HashSet<_>>()),
             },
             limits: self.limits,
-            budget: self.budget.clone(),
+            budgets: self.budgets.clone(),
             allow_ips: self
                 .allow_ips
                 .iter()

@@ -259,8 +259,9 @@ impl Gateway {
             }
         }
         for key in &config.keys {
-            if let (Some(budget), Some(spent)) = (&key.budget, self.budgets.spent(key).await) {
-                let team = key.team.as_ref().map(|t| t.name.as_str());
+            let team = key.team.as_ref().map(|t| t.name.as_str());
+            let spent = self.budgets.spent(key).await;
+            for (budget, spent) in key.budgets.iter().zip(spent) {
                 out.push(row(Some(&key.name), team, budget, spent));
             }
         }

@@ -205,7 +205,7 @@ fn forget_removed_series(c: &Config) {
 /// Budget spend kept in this process's memory starts again at zero on every restart: say so
 /// once, at start, when any key has a budget and no Redis keeps the spend.
 fn warn_of_local_budgets(config: &Config) {
-    let budgeted = config.keys.iter().filter(|k| k.budget.is_some()).count();
+    let budgeted = config.keys.iter().filter(|k| !k.budgets.is_empty()).count();
     if budgeted > 0 && matches!(config.limits_backend, crate::config::LimitsBackend::Local) {
         log::warn!(
             "{budgeted} client key(s) have budgets, but limits.backend is local: their spend is kept in this process only and starts again at zero when it restarts; set limits.backend: redis to keep it"

@@ -134,9 +134,12 @@ impl Budgets {
     }
 
     /// What the key has spent in its budget's current period; none for a key without one.
-    pub(crate) async fn spent(&self, key: &ClientKey) -> Option<(i64, f64)> {
-        let budget = key.budget.as_ref()?;
-        Some(self.spent_by(&key.name, budget).await)
+    pub(crate) async fn spent(&self, key: &ClientKey) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        for budget in &key.budgets {
+            out.push(self.spent_by(&key.name, budget).await);
+        }
+        out
     }
 
     /// What the team has spent in its budget's current period; none without one.
@@ -168,8 +171,8 @@ impl Budgets {
 /// its spend is kept under and how the refusal names it.
 fn budgets_of(key: &ClientKey) -> Vec<(String, &Budget, &'static str)> {
     let own = key
-        .budget
-        .as_ref()
+        .budgets
+        .iter()
         .map(|b| (key.name.clone(), b, "this key's"));
     let team = key.team.as_deref().and_then(|t| {
         let b = t.budget.as_ref()?;

@@ -128,8 +128,13 @@ def keyed(mock):
 
 
 def test_a_key_made_at_runtime_works_at_once_and_revoking_it_holds_on_open_connections(keyed):
+    windows = [{"tokens": 100000, "period": "day"}, {"cost": 5, "period": "month"}]
     made = admin(keyed.admin_port, "POST", "/admin/keys",
-                 json={"name": "ci-bot", "models": ["gpt-4o-mini"], "limits": {"rpm": 100}, "labels": {"team": "infra"}})
+                 json={"name": "ci-bot", "models": ["gpt-4o*"], "limits": {"rpm": 100}, "labels": {"team": "infra"},
+                       "budgets": windows})
+    assert made.json()["budgets"] == [dict(w, cost=None) if "tokens" in w else dict(w, tokens=None) for w in windows]
+    same_period = [{"tokens": 1, "period": "day"}, {"cost": 1, "period": "day"}]
+    assert admin(keyed.admin_port, "POST", "/admin/keys", json={"name": "y", "budgets": same_period}).status_code == 400
     assert made.status_code == 201, made.text
     secret = made.json()["key"]
     assert secret.startswith(made.json()["prefix"]) and made.json()["labels"] == {"team": "infra"}
@@ -138,12 +143,15 @@ def test_a_key_made_at_runtime_works_at_once_and_revoking_it_holds_on_open_conne
     listed = {k["name"]: k for k in admin(keyed.admin_port, "GET", "/admin/keys").json()["data"]}
     assert listed["demo"]["source"] == "config" and listed["demo"]["read_only"]
     assert listed["ci-bot"]["source"] == "runtime" and "key" not in listed["ci-bot"]
+    spend = [b for b in admin(keyed.admin_port, "GET", "/admin/budgets").json()["data"] if b["key"] == "ci-bot"]
+    assert [b["period"] for b in spend] == ["day", "month"] and spend[0]["tokens"]["spent"] > 0, \
+        "both windows count the request"
     assert secret not in json.dumps(listed), "the secret is shown once, when made"
     # The config's keys are the file's to change, and their names are taken.
     assert admin(keyed.admin_port, "PATCH", "/admin/keys/demo", json={"limits": {"rpm": 1}}).status_code == 409
     assert admin(keyed.admin_port, "POST", "/admin/keys", json={"name": "demo"}).status_code == 409
     assert admin(keyed.admin_port, "POST", "/admin/keys", json={"name": "x", "models": ["nope"]}).status_code == 400
-    # Only the models it was given.
+    # Only the models it was given (a pattern: gpt-4o-mini matched gpt-4o*).
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])
     assert admin(keyed.admin_port, "DELETE", "/admin/keys/ci-bot").json()["revoked_at"]
