@@ -114,6 +114,22 @@ pub(crate) struct Totals {
     pub latency: [u64; LATENCY_BUCKETS],
 }
 
+impl Totals {
+    /// The counts in `TOTAL_COLUMNS`' order (requests … reasoning tokens; then come cost,
+    /// unpriced, duration and the latency buckets), as the stores bind them.
+    pub(crate) fn counts(&self) -> [u64; 7] {
+        [
+            self.requests,
+            self.errors,
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.completion_tokens,
+            self.reasoning_tokens,
+        ]
+    }
+}
+
 /// A rollup's identity: UTC day, key, model, provider (empty for none).
 pub(crate) type RollupKey = (String, String, String, String);
 

@@ -232,16 +232,7 @@ impl LogWriter for Writer {
             .map_err(|e| e.to_string())?;
         for ((day, key, model, provider), t) in rollups(rows) {
             let n = |v: u64| v.min(i64::MAX as u64) as i64;
-            let ints = [
-                t.requests,
-                t.errors,
-                t.prompt_tokens,
-                t.cached_tokens,
-                t.cache_write_tokens,
-                t.completion_tokens,
-                t.reasoning_tokens,
-            ]
-            .map(n);
+            let ints = t.counts().map(n);
             let latency = t.latency.map(n);
             let unpriced = n(t.unpriced);
             let mut values: Vec<&(dyn ToSql + Sync)> = vec![&day, &key, &model, &provider];

@@ -150,18 +150,7 @@ impl LogWriter for Writer {
                     V::Text(model),
                     V::Text(provider),
                 ];
-                values.extend(
-                    [
-                        t.requests,
-                        t.errors,
-                        t.prompt_tokens,
-                        t.cached_tokens,
-                        t.cache_write_tokens,
-                        t.completion_tokens,
-                        t.reasoning_tokens,
-                    ]
-                    .map(int),
-                );
+                values.extend(t.counts().map(int));
                 values.extend([V::Real(t.cost), int(t.unpriced), V::Real(t.duration_ms)]);
                 values.extend(t.latency.map(int));
                 upsert.execute(params_from_iter(values)).map_err(e)?;

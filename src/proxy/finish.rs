@@ -200,6 +200,8 @@ fn access_line<'a>(
     let header = session.req_header();
     let text =
         |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    // Bodies are kept only when asked: the model is looked up only then.
+    let bodies = ctx.logged_prompt.is_some() && logs_bodies(ctx);
     Line {
         time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         request_id: &ctx.request_id,
@@ -226,8 +228,8 @@ fn access_line<'a>(
         bytes_in: ctx.bytes_in,
         bytes_out: session.body_bytes_sent(),
         cache: ctx.cache_status,
-        prompt: logs_bodies(ctx).then(|| text(&ctx.logged_prompt)).flatten(),
-        reply: logs_bodies(ctx).then(|| text(&ctx.logged_reply)).flatten(),
+        prompt: bodies.then(|| text(&ctx.logged_prompt)).flatten(),
+        reply: bodies.then(|| text(&ctx.logged_reply)).flatten(),
     }
 }
 
