@@ -298,12 +298,17 @@ keys:
 }
 
 fn nginx_config(dir: &Path) -> PathBuf {
-    let path = dir.join("nginx.conf");
+    nginx_config_at(dir, "nginx.conf", "worker_processes 2;")
+}
+
+/// The nginx config, written as `name` in `dir`, its processes as `processes` says.
+fn nginx_config_at(dir: &Path, name: &str, processes: &str) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(
         &path,
         format!(
             r#"
-worker_processes 2;
+{processes}
 error_log {dir}/nginx-error.log warn;
 pid {dir}/nginx.pid;
 events {{ worker_connections 30000; }}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{spawn, which, Conn, Target, GATEWAY, NGINX_OPENAI, OPENAI_MOCK};
+use super::{spawn, which, Conn, Target, GATEWAY, NGINX_OPENAI};
 
 const N1: u64 = 200;
 const N2: u64 = 1200;
@@ -220,34 +220,9 @@ fn totals(out: &Path) -> Option<u64> {
 /// nginx as the plain proxy of the other rows, but one process (no master) that callgrind
 /// follows, and root so that it may write the profile where it runs.
 fn nginx_config(dir: &Path) -> PathBuf {
-    let path = dir.join("nginx-callgrind.conf");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-master_process off;
-daemon off;
-worker_processes 1;
-user root;
-error_log {dir}/nginx-error.log warn;
-pid {dir}/nginx-callgrind.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-  keepalive_requests 10000000;
-  upstream openai_mock {{ server 127.0.0.1:{OPENAI_MOCK}; keepalive 16; keepalive_requests 10000000; }}
-  server {{
-    listen 127.0.0.1:{NGINX_OPENAI};
-    location / {{ proxy_pass http://openai_mock; proxy_http_version 1.1;
-                 proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }}
-  }}
-}}
-"#,
-            dir = dir.display()
-        ),
+    super::nginx_config_at(
+        dir,
+        "nginx-callgrind.conf",
+        "master_process off;\ndaemon off;\nworker_processes 1;\nuser root;",
     )
-    .expect("writing the nginx config");
-    path
 }

@@ -323,10 +323,17 @@ impl Admin {
         (201, shown)
     }
 
+    /// A runtime key that is not revoked (what an update or a rotation may change).
+    fn find_active(&self, name: &str) -> Result<StoredKey, (u16, Value)> {
+        match self.find(name)? {
+            k if k.revoked_at.is_none() => Ok(k),
+            _ => Err(error(409, "invalid_request_error", "The key is revoked.")),
+        }
+    }
+
     async fn update_key(&self, name: &str, body: &[u8], actor: &Actor) -> (u16, Value) {
-        let mut key = match self.find(name) {
-            Ok(k) if k.revoked_at.is_none() => k,
-            Ok(_) => return error(409, "invalid_request_error", "The key is revoked."),
+        let mut key = match self.find_active(name) {
+            Ok(k) => k,
             Err(e) => return e,
         };
         let fields: KeyFields = match serde_json::from_slice(body) {
@@ -372,9 +379,8 @@ impl Admin {
     }
 
     async fn rotate_key(&self, name: &str, body: &[u8], actor: &Actor) -> (u16, Value) {
-        let mut key = match self.find(name) {
-            Ok(k) if k.revoked_at.is_none() => k,
-            Ok(_) => return error(409, "invalid_request_error", "The key is revoked."),
+        let mut key = match self.find_active(name) {
+            Ok(k) => k,
             Err(e) => return e,
         };
         let rotation: Rotation = match body.is_empty() {

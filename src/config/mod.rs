@@ -183,6 +183,16 @@ pub struct LogStoreSettings {
     pub bodies: LogBodies,
 }
 
+impl LogStoreSettings {
+    /// The SQLite file: `path`, or (for a config not read from a file) `modelmux.logs.db`.
+    pub fn sqlite_path(&self) -> &std::path::Path {
+        match self.path.as_os_str().is_empty() {
+            true => std::path::Path::new("modelmux.logs.db"),
+            false => &self.path,
+        }
+    }
+}
+
 /// `logs.bodies`: the models and keys (by name, `*` for all) whose bodies are logged, each
 /// body cut to `max_bytes`.
 #[derive(Debug, Clone, PartialEq, Default)]

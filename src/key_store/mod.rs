@@ -152,7 +152,7 @@ impl KeyStore {
     ) -> Option<KeyStore> {
         let opened = match &settings.postgres {
             Some(url) => postgres::open(url.expose()),
-            None => sqlite::open(&settings.path),
+            None => sqlite::open(settings.sqlite_path()),
         };
         let backend = match opened {
             Ok(b) => b,

@@ -20,10 +20,6 @@ CREATE TABLE IF NOT EXISTS admin_audit (
 ";
 
 pub(super) fn open(path: &Path) -> Result<Box<dyn KeyBackend>, String> {
-    let path = match path.as_os_str().is_empty() {
-        true => Path::new("modelmux.logs.db"),
-        false => path,
-    };
     let e = |e: rusqlite::Error| e.to_string();
     let conn = Connection::open(path).map_err(e)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;

@@ -458,10 +458,7 @@ impl LogStore {
         let opened = match &settings.postgres {
             Some(url) => postgres::open(url.expose()).map_err(|e| (e, "PostgreSQL".to_string())),
             None => {
-                let path = match settings.path.as_os_str().is_empty() {
-                    true => std::path::Path::new("modelmux.logs.db"),
-                    false => settings.path.as_path(),
-                };
+                let path = settings.sqlite_path();
                 sqlite::open(path).map_err(|e| (e, path.display().to_string()))
             }
         };

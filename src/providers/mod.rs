@@ -376,11 +376,16 @@ impl<'a> ClientRequest<'a> {
             return None;
         }
         let made: Made = serde_json::from_slice(reply).ok()?;
-        Some(Usage {
-            images: made.data.len() as u64,
+        Some(self.image_usage(made.data.len()))
+    }
+
+    /// Usage for `n` images made at the size this request asked for (priced per image).
+    pub fn image_usage(&self, n: usize) -> Usage {
+        Usage {
+            images: n as u64,
             image_pixels: self.image_pixels(),
             ..Usage::default()
-        })
+        }
     }
 
     /// The image size asked for (`size: "1024x1024"`), in pixels; 0 when none was.

@@ -66,11 +66,7 @@ impl Gateway {
         let output = job.output();
         let (reply, usage) = job_reply(public_model, &output, request.wants_base64());
         let usage = match &output {
-            providers::job::JobOutput::Images(i) => Some(Usage {
-                images: i.images.len() as u64,
-                image_pixels: request.image_pixels(),
-                ..Usage::default()
-            }),
+            providers::job::JobOutput::Images(i) => Some(request.image_usage(i.images.len())),
             _ => usage,
         };
         // Vendors that count no tokens (Gemini embeddings) are charged the gateway's estimate.
