@@ -120,6 +120,7 @@ pub fn load_str_at(
         loaded_at: crate::clock::unix_secs(),
     };
     config.index_keys();
+    check_listeners_apart(&config, p);
     if problems.is_empty() {
         return Ok(config);
     }
@@ -246,6 +247,48 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn check_address(addr: &str, path: &str, problems: &mut Vec<Problem>) {
     if addr.parse::<std::net::SocketAddr>().is_err() {
         problems.at(path, format!("`{addr}` is not an IP:port address"));
+    }
+}
+
+/// Every listener its own address: two services given one address would share its socket (the
+/// hand-over table is keyed by address) and answer each other's clients, e.g. the admin API on
+/// the public port. Addresses overlap when their ports match and so do their hosts, or either
+/// host is a wildcard (0.0.0.0, ::).
+fn check_listeners_apart(config: &Config, problems: &mut Vec<Problem>) {
+    let mut listeners: Vec<(String, &str)> = config
+        .server
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("server.listen[{i}]"), a.as_str()))
+        .collect();
+    if let Some(admin) = &config.admin {
+        listeners.push(("admin.listen".into(), &admin.listen));
+    }
+    if let Some(metrics) = &config.metrics_listen {
+        listeners.push(("metrics.listen".into(), metrics));
+    }
+    let mock = config.mock.as_ref().map(MockSettings::addresses);
+    for addr in mock.iter().flatten() {
+        listeners.push(("mock (base_port + 1..=5)".into(), addr));
+    }
+    let overlap = |a: &str, b: &str| match (
+        a.parse::<std::net::SocketAddr>(),
+        b.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => a == b,
+    };
+    for (i, (path, addr)) in listeners.iter().enumerate() {
+        if let Some((first, other)) = listeners[..i].iter().find(|(_, o)| overlap(addr, o)) {
+            problems.at(
+                path.clone(),
+                format!("`{addr}` is also {first}'s address (`{other}`): each listener needs its own port"),
+            );
+        }
     }
 }
 

@@ -301,6 +301,18 @@ pub struct MockSettings {
     pub base_port: u16,
 }
 
+/// How many vendors the mock serves, one port each above `base_port`.
+pub const MOCK_VENDOR_PORTS: u16 = 5;
+
+impl MockSettings {
+    /// The mock vendors' listen addresses: `bind` on `base_port + 1..=5`.
+    pub fn addresses(&self) -> Vec<String> {
+        (1..=MOCK_VENDOR_PORTS)
+            .map(|i| format!("{}:{}", self.bind, self.base_port.saturating_add(i)))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     pub connect: Duration,
@@ -816,6 +828,31 @@ keys:
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn two_listeners_on_one_address_are_refused() {
+        let conf = |admin: &str, mock: &str| {
+            format!("server: {{listen: [\"127.0.0.1:8080\"]}}\nadmin: {{listen: \"{admin}\", key: 0123456789abcdef}}\n{mock}keys: [{{name: k, key: sk-12345678}}]")
+        };
+        assert!(load_str(&conf("127.0.0.1:9091", ""), &env).is_ok());
+        assert!(load_str(&conf("127.0.0.2:8080", ""), &env).is_ok());
+        for (admin, mock) in [
+            ("127.0.0.1:8080", ""),
+            ("0.0.0.0:8080", ""),
+            ("127.0.0.1:9091", "mock: {bind: 0.0.0.0, base_port: 9088}\n"),
+        ] {
+            let e = load_str(&conf(admin, mock), &env).unwrap_err().to_string();
+            assert!(e.contains("each listener needs its own port"), "{admin}: {e}");
+        }
+        let mock = MockSettings {
+            bind: "127.0.0.1".into(),
+            base_port: 9100,
+        };
+        assert_eq!(
+            mock.addresses(),
+            crate::mock::listen_addresses("127.0.0.1", 9100)
+        );
     }
 
     #[test]

@@ -25,6 +25,11 @@ DEMO_KEY = "sk-test-all-models"
 LIMITED_KEY = "sk-test-only-mini"
 
 
+# Ports this session has handed out: the OS may give a closed port again at once, and two
+# listeners of one gateway on one port would share its socket.
+_GIVEN = set()
+
+
 def free_port_block(count):
     """A base port such that base+1..base+count are free right now. Blocks are picked below
     the ephemeral range: client connections (load tests make thousands) leave their ephemeral
@@ -41,15 +46,21 @@ def free_port_block(count):
                 except OSError:
                     ok = False
                     break
-        if ok:
+        if ok and _GIVEN.isdisjoint(range(base + 1, base + count + 1)):
+            _GIVEN.update(range(base + 1, base + count + 1))
             return base
     raise RuntimeError("no free port block")
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free right now that this session has not handed out before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_http(url, timeout=20.0):
