@@ -34,5 +34,6 @@ pub(crate) mod proxy;
 pub(crate) mod random;
 pub(crate) mod response_store;
 pub mod server;
+pub(crate) mod telemetry;
 pub(crate) mod timeline;
 pub(crate) mod traffic;

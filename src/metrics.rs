@@ -258,6 +258,16 @@ pub(crate) static LOG_ROWS_DROPPED: Lazy<prometheus::IntCounter> = Lazy::new(|| 
     .expect("metric registers once")
 });
 
+pub(crate) static TRACE_SPANS: Lazy<prometheus::IntCounterVec> = Lazy::new(|| {
+    prometheus::register_int_counter_vec_with_registry!(
+        "modelmux_trace_spans_total",
+        "Spans for the OTLP collector: exported, or dropped (queue_full: the export queue was full; export_failed: the collector failed or did not answer in time).",
+        &["outcome"],
+        REGISTRY
+    )
+    .expect("metric registers once")
+});
+
 /// Every metric family the gateway exports (a family shows in a scrape once it has a sample).
 fn families() -> Vec<&'static dyn prometheus::core::Collector> {
     vec![
@@ -284,6 +294,7 @@ fn families() -> Vec<&'static dyn prometheus::core::Collector> {
         &*CACHE_BYTES,
         &*UPSTREAM_CONNECTIONS,
         &*LOG_ROWS_DROPPED,
+        &*TRACE_SPANS,
         &*BUDGET_USED,
     ]
 }

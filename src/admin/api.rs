@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{error, problems_json, Admin};
-use crate::config::{Config, LimitsBackend, ModelAccess, Period};
+use crate::config::{Config, LimitsBackend, ModelAccess, OtlpProtocol, Period};
 
 impl Admin {
     /// Reloads the config file; its problems, with their paths, when it is invalid.
@@ -248,5 +248,13 @@ fn effective_config(c: &Config) -> Value {
         },
         "log": {"format": format!("{:?}", c.log.format).to_lowercase(), "path": c.log.path},
         "cors": {"allow_origins": c.cors.allow_origins, "max_age": c.cors.max_age_secs},
+        "telemetry": c.telemetry.as_ref().map(|t| json!({"otlp": {
+            "endpoint": t.endpoint,
+            "protocol": match t.protocol { OtlpProtocol::HttpProtobuf => "http/protobuf", OtlpProtocol::Grpc => "grpc" },
+            "headers": t.headers.iter().map(|(k, _)| (k.clone(), json!(MASKED))).collect::<serde_json::Map<_, _>>(),
+            "sample_ratio": t.sample_ratio,
+            "capture_content": t.capture_content,
+            "service_name": t.service_name,
+        }})),
     })
 }

@@ -13,7 +13,7 @@ use super::yaml::{
 };
 use super::*;
 
-const SECTIONS: [&str; 19] = [
+const SECTIONS: [&str; 20] = [
     "server",
     "metrics",
     "mock",
@@ -33,6 +33,7 @@ const SECTIONS: [&str; 19] = [
     "unified",
     "pricing",
     "teams",
+    "telemetry",
 ];
 
 /// Parses and validates a config. `env` looks up `${VAR}` references (injected for tests).
@@ -73,6 +74,7 @@ pub fn load_str_at(
     let unified: crate::flows::CapabilityMap =
         section(&mut sections, "unified", p).unwrap_or_default();
 
+    let raw_telemetry: RawTelemetry = section(&mut sections, "telemetry", p).unwrap_or_default();
     let server = load_server(raw_server, p);
     if let Some(addr) = &raw_metrics.listen {
         check_address(addr, "metrics.listen", p);
@@ -118,6 +120,7 @@ pub fn load_str_at(
         workflows,
         unified,
         loaded_at: crate::clock::unix_secs(),
+        telemetry: raw_telemetry.otlp.map(|o| Arc::new(load_otlp(o, p))),
     };
     config.index_keys();
     check_listeners_apart(&config, p);
@@ -346,6 +349,58 @@ fn cidrs(raw: &[String], path: &str, problems: &mut Vec<Problem>) -> Vec<ipnet::
                 .ok()
         })
         .collect()
+}
+
+fn load_otlp(raw: RawOtlp, problems: &mut Vec<Problem>) -> Telemetry {
+    let at = |field: &str| format!("telemetry.otlp.{field}");
+    let mut endpoint = raw.endpoint.trim_end_matches('/').to_string();
+    // Spans go in the clear: to a collector on the host or beside it (an agent, a sidecar),
+    // which forwards them on over TLS.
+    match endpoint.split_once("://") {
+        Some(("http", rest)) if !rest.is_empty() => {}
+        Some(("https", _)) => problems.at(
+            at("endpoint"),
+            "TLS to the collector is not supported: export to a local OpenTelemetry Collector (http://), which can forward over TLS",
+        ),
+        _ => problems.at(
+            at("endpoint"),
+            format!("`{endpoint}` is not an http:// URL"),
+        ),
+    }
+    // The HTTP exporter posts to the URL as given: a bare collector address gets OTLP's path.
+    let has_path = endpoint
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if raw.protocol == OtlpProtocol::HttpProtobuf && !has_path {
+        endpoint.push_str("/v1/traces");
+    }
+    let sample_ratio = raw.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        problems.at(at("sample_ratio"), "must be between 0 and 1");
+    }
+    for name in raw.headers.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.at(at("headers"), format!("`{name}` is not a header name"));
+        }
+    }
+    Telemetry {
+        endpoint,
+        protocol: raw.protocol,
+        headers: raw
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect(),
+        sample_ratio,
+        capture_content: raw.capture_content,
+        service_name: raw.service_name.unwrap_or_else(|| "modelmux".into()),
+        timeout: duration(
+            &raw.timeout,
+            &at("timeout"),
+            Duration::from_secs(10),
+            problems,
+        ),
+    }
 }
 
 fn load_admin(raw: RawAdmin, problems: &mut Vec<Problem>) -> AdminSettings {

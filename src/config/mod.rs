@@ -123,6 +123,32 @@ pub struct Config {
     pub unified: crate::flows::CapabilityMap,
     /// When this config was loaded (Unix seconds): `created` in `/v1/models`.
     pub loaded_at: u64,
+    /// Traces to an OTLP collector (`telemetry.otlp`).
+    pub telemetry: Option<Arc<Telemetry>>,
+}
+
+/// OTLP's two transports.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+/// Where traces are exported and which are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// For HTTP, the traces URL (`/v1/traces` is added to a bare address).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Header names and values (secrets: an API key for a hosted collector).
+    pub headers: Vec<(String, Secret)>,
+    pub sample_ratio: f64,
+    pub capture_content: bool,
+    pub service_name: String,
+    pub timeout: Duration,
 }
 
 /// Where cached answers live.

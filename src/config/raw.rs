@@ -51,6 +51,36 @@ pub(super) struct RawTls {
     pub(super) key: String,
 }
 
+/// `telemetry:`: where traces go.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub(super) otlp: Option<RawOtlp>,
+}
+
+/// An OTLP collector and what is sent to it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOtlp {
+    /// `http://collector:4318` (HTTP) or `http://collector:4317` (gRPC).
+    pub(super) endpoint: String,
+    #[serde(default)]
+    pub(super) protocol: super::OtlpProtocol,
+    /// Sent with every export, e.g. a vendor's API key header.
+    #[serde(default)]
+    pub(super) headers: std::collections::BTreeMap<String, String>,
+    /// The share of traces started here that are kept (0 to 1; 1 by default). A client's
+    /// `traceparent` decides for its own trace.
+    pub(super) sample_ratio: Option<f64>,
+    /// Prompts and replies as span attributes.
+    #[serde(default)]
+    pub(super) capture_content: bool,
+    /// `service.name` (modelmux by default).
+    pub(super) service_name: Option<String>,
+    /// How long one export may take (10s by default).
+    pub(super) timeout: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {

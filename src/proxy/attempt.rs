@@ -142,6 +142,9 @@ impl Gateway {
             }
             note_target(ctx, target);
             let timeouts = model.timeouts.apply(&provider.timeouts);
+            if let Some(trace) = ctx.trace.as_mut() {
+                trace.begin_attempt();
+            }
             let began = Instant::now();
             let result = self
                 .attempt_with_token(session, ctx, request, target, &timeouts, &model.name)
@@ -338,6 +341,9 @@ impl Gateway {
         upstream_request
             .headers
             .push(("x-request-id", ctx.request_id.clone()));
+        if let Some(trace) = &ctx.trace {
+            upstream_request.headers.extend(trace.vendor_headers());
+        }
         let native = request.goes_as_is_to(provider);
         if let Some(record) = ctx.keep.as_mut() {
             // A response the vendor stores itself can be continued there as it is.
@@ -465,6 +471,9 @@ impl Gateway {
                 self.store_response(ctx, response).await;
             }
             if !out.is_empty() {
+                if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled) {
+                    trace.reply.read_stream(&out);
+                }
                 ctx.first_token.get_or_insert_with(Instant::now);
                 session.write_response_body(Bytes::from(out), false).await?;
             }
@@ -554,6 +563,9 @@ impl Gateway {
         .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
         ctx.usage = usage;
         ctx.captured = completion.map(Cached::Completion);
+        if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled) {
+            trace.reply.read_body(&reply);
+        }
         if ctx.logged_prompt.is_some() {
             ctx.logged_reply = Some(reply.clone());
         }
@@ -583,6 +595,9 @@ impl Gateway {
         write_stream_header(session, &ctx.success_headers()).await?;
         ctx.first_byte = Some(Instant::now());
         ctx.first_token = ctx.first_byte;
+        if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled) {
+            trace.reply.read_stream(&out);
+        }
         session.write_response_body(Bytes::from(out), true).await?;
         Ok(writer.usage())
     }

@@ -56,6 +56,7 @@ impl Gateway {
                 .with_label_values(&[label(&ctx.model), label(&ctx.provider)])
                 .inc_by(cost);
         }
+        self.export_spans(session, ctx, status, elapsed, used);
         if self.access_log.is_none() && self.log_store.is_none() {
             return;
         }
@@ -67,6 +68,64 @@ impl Gateway {
         if let Some(store) = self.log_store.as_ref().filter(|_| line.path != "/health") {
             store.push(log_row(&line, ctx, used));
         }
+    }
+}
+
+impl Gateway {
+    /// A sampled request's spans, handed to the exporter.
+    fn export_spans(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        status: u16,
+        elapsed: Duration,
+        used: Option<Usage>,
+    ) {
+        let (Some(exporter), Some(trace)) = (&self.telemetry, &ctx.trace) else {
+            return;
+        };
+        if !trace.sampled {
+            return;
+        }
+        let header = session.req_header();
+        // What failed: the upstream error, the last attempt's failure, or the status.
+        let code = status.to_string();
+        let error = (status >= 400 || ctx.upstream_error.is_some()).then(|| {
+            ctx.upstream_error
+                .map(|k| k.as_str())
+                .or_else(|| {
+                    let last = ctx.attempts.last().filter(|a| a.outcome != "ok")?;
+                    Some(&*last.outcome)
+                })
+                .unwrap_or(&code)
+        });
+        let spans = crate::telemetry::request_spans(&crate::telemetry::Finished {
+            trace,
+            duration: elapsed,
+            method: header.method.as_str(),
+            path: header.uri.path(),
+            host: header
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok()),
+            status,
+            request_id: &ctx.request_id,
+            model: ctx.model.as_deref(),
+            provider: ctx.provider.as_deref(),
+            vendor_model: ctx.vendor_model.as_deref(),
+            key: ctx
+                .key
+                .and_then(|i| ctx.config.keys.get(i))
+                .map(|k| k.name.as_str()),
+            cache: ctx.cache_status,
+            time_to_first_token: ctx.first_token.map(|t| t.duration_since(ctx.start)),
+            usage: used,
+            error,
+            attempts: &ctx.attempts,
+            providers: &ctx.config.providers,
+            prompt: ctx.logged_prompt.as_deref(),
+        });
+        exporter.send(spans);
     }
 }
 

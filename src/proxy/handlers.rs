@@ -427,7 +427,8 @@ fn note_request(ctx: &mut RequestCtx, model: &PublicModel, key: &str, body: &Byt
         .logs
         .as_ref()
         .is_some_and(|l| l.bodies.wanted(Some(&model.name), Some(key)));
-    if model.log_bodies || to_store {
+    let traced = ctx.trace.as_ref().is_some_and(|t| t.capture);
+    if model.log_bodies || to_store || traced {
         ctx.logged_prompt = Some(body.clone());
     }
 }

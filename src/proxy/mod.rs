@@ -76,6 +76,8 @@ pub(crate) struct Gateway {
     local: compare::LocalRoute,
     /// Each target's last minutes, for the console.
     timeline: crate::timeline::Timeline,
+    /// Spans to the OTLP collector, when `telemetry.otlp` was configured at start.
+    telemetry: Option<crate::telemetry::Exporter>,
 }
 
 /// Per-request state. Labels are set only from configured names.
@@ -127,6 +129,8 @@ pub(crate) struct RequestCtx {
     /// The request body, kept only for models with `log_bodies: true`.
     logged_prompt: Option<Bytes>,
     logged_reply: Option<Bytes>,
+    /// The request's trace context, when traces are exported.
+    trace: Option<Box<crate::telemetry::RequestTrace>>,
 }
 
 impl RequestCtx {
@@ -223,6 +227,10 @@ impl Gateway {
                 .flatten(),
             local: compare::LocalRoute::new(local_socket),
             timeline: Default::default(),
+            telemetry: config
+                .telemetry
+                .as_deref()
+                .and_then(crate::telemetry::Exporter::start),
         }
     }
 }
@@ -314,6 +322,7 @@ impl Gateway {
             captured: None,
             turn: None,
             keep: None,
+            trace: None,
         }
     }
 

@@ -119,6 +119,17 @@ pub fn run_gateway(config: Config, launch: Launch) -> ! {
     server.add_service(local);
 
     let mut hooks: Vec<OnReload> = vec![Box::new(forget_removed_series)];
+    // The exporter is made once: where spans go changes at the next start (or upgrade); which
+    // are kept and what they hold (sample_ratio, capture_content) change with the snapshot.
+    let exporting = config.telemetry.clone();
+    hooks.push(Box::new(move |c: &Config| {
+        let destination = |t: &crate::config::Telemetry| {
+            (t.endpoint.clone(), t.protocol, t.headers.clone(), t.service_name.clone())
+        };
+        if exporting.as_deref().map(destination) != c.telemetry.as_deref().map(destination) {
+            log::warn!("telemetry.otlp: a new collector (endpoint, protocol, headers, service_name) takes effect at the next start or upgrade");
+        }
+    }));
     if let Some(cert) = cert {
         hooks.push(Box::new(move |c: &Config| {
             if let Some(files) = &c.server.tls {
