@@ -53,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Print the config file's JSON Schema (conf/modelmux.schema.json), for editors and
+    /// validators.
+    Schema,
     /// Run the mock vendors on loopback: OpenAI on base-port+1, Anthropic +2, DashScope +3,
     /// Qianfan +4, Gemini +5.
     Mock {
@@ -190,6 +193,10 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Schema => {
+            print!("{}", config::json_schema());
+            ExitCode::SUCCESS
         }
         Command::Mock {
             bind,

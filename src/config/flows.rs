@@ -13,13 +13,13 @@ use crate::flows::apps::App;
 use crate::flows::workflow::{Checks, Workflow};
 use crate::flows::{CapabilityMap, MODEL_TYPES};
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApps {
     pub dir: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkflows {
     pub dir: Option<String>,

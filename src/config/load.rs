@@ -13,7 +13,7 @@ use super::yaml::{
 };
 use super::*;
 
-const SECTIONS: [&str; 20] = [
+pub(super) const SECTIONS: [&str; 20] = [
     "server",
     "metrics",
     "mock",

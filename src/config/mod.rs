@@ -21,6 +21,8 @@ mod pricing;
 mod problems;
 mod providers;
 mod raw;
+mod schema;
+pub use schema::json_schema;
 mod yaml;
 
 pub use endpoint::{Endpoint, TrustedCa};
@@ -52,14 +54,18 @@ impl fmt::Debug for Secret {
 }
 
 /// Token-bucket limits: requests and tokens per minute. Absent means unlimited.
-#[derive(Deserialize, serde::Serialize, Default, Debug, Clone, Copy, PartialEq)]
+#[derive(
+    Deserialize, serde::Serialize, Default, Debug, Clone, Copy, PartialEq, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
 }
 
-#[derive(Deserialize, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Deserialize, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Day,
@@ -68,7 +74,7 @@ pub enum Period {
 }
 
 /// A key's spending cap per period, in tokens and/or cost (the currency of the models' prices).
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     pub tokens: Option<u64>,
@@ -128,7 +134,7 @@ pub struct Config {
 }
 
 /// OTLP's two transports.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub enum OtlpProtocol {
     #[default]
     #[serde(rename = "http/protobuf")]
@@ -162,7 +168,7 @@ pub enum CacheBackend {
 
 /// Who may be answered from an entry: the key that caused it (so one tenant never sees
 /// another's answer), or every key.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheScope {
     #[default]
@@ -184,7 +190,7 @@ pub struct AdminSettings {
     pub key: Secret,
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -441,7 +447,7 @@ pub struct PublicModel {
 }
 
 /// Browser access: origins allowed to call the API (`*` for any); empty turns CORS off.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
     #[serde(default)]
@@ -547,7 +553,7 @@ pub struct ClientKey {
 }
 
 /// A team (`teams:`): limits and a budget shared by all its keys, on top of each key's own.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
     #[serde(skip)]
@@ -869,7 +875,10 @@ keys:
             ("127.0.0.1:9091", "mock: {bind: 0.0.0.0, base_port: 9088}\n"),
         ] {
             let e = load_str(&conf(admin, mock), &env).unwrap_err().to_string();
-            assert!(e.contains("each listener needs its own port"), "{admin}: {e}");
+            assert!(
+                e.contains("each listener needs its own port"),
+                "{admin}: {e}"
+            );
         }
         let mock = MockSettings {
             bind: "127.0.0.1".into(),

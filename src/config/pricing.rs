@@ -12,7 +12,7 @@ use super::problems::{Problem, Report};
 use crate::providers::Usage;
 
 /// `models.*.price` as written.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrice {
     #[serde(default)]
@@ -29,7 +29,7 @@ pub(super) struct RawPrice {
     tiers: Vec<RawTier>,
 }
 
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTier {
     /// The longest prompt (tokens) the tier is for; none for the last.
@@ -41,7 +41,7 @@ struct RawTier {
 
 /// `pricing:`: the currency costs are reported in, and what one unit of each other currency
 /// is worth in it.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPricing {
     currency: Option<String>,

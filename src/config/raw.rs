@@ -7,7 +7,7 @@ use super::pricing::RawPrice;
 use super::{Limits, Period};
 
 /// A provider's `kind:` in YAML. Qianfan's `api_version` picks between its two APIs at load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum ProviderKind {
     #[serde(rename = "openai")]
@@ -21,7 +21,7 @@ pub(super) enum ProviderKind {
     Gemini,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     #[serde(default)]
@@ -44,7 +44,7 @@ pub(super) struct RawServer {
     pub(super) upgrade_sock: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
     pub(super) cert: String,
@@ -52,14 +52,14 @@ pub(super) struct RawTls {
 }
 
 /// `telemetry:`: where traces go.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTelemetry {
     pub(super) otlp: Option<RawOtlp>,
 }
 
 /// An OTLP collector and what is sent to it.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOtlp {
     /// `http://collector:4318` (HTTP) or `http://collector:4317` (gRPC).
@@ -81,14 +81,14 @@ pub(super) struct RawOtlp {
     pub(super) timeout: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub(super) listen: String,
     pub(super) key: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     #[serde(default)]
@@ -96,7 +96,7 @@ pub(super) struct RawLog {
     pub(super) path: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogs {
     #[serde(default)]
@@ -110,7 +110,7 @@ pub(super) struct RawLogs {
 }
 
 /// `retention: 7d` (the rows), or `{raw: 7d, rollups: 400d}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum RawRetention {
     Raw(String),
@@ -120,7 +120,7 @@ pub(super) enum RawRetention {
     },
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogBodies {
     #[serde(default)]
@@ -130,7 +130,7 @@ pub(super) struct RawLogBodies {
     pub(super) max_bytes: Option<usize>,
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum RawLogBackend {
     #[default]
@@ -139,7 +139,7 @@ pub(super) enum RawLogBackend {
     Off,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawResponses {
     #[serde(default)]
@@ -151,7 +151,7 @@ pub(super) struct RawResponses {
 }
 
 /// Bounds on what one client connection may hold.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClientLimits {
     pub(super) header_timeout: Option<String>,
@@ -162,13 +162,13 @@ pub(super) struct RawClientLimits {
     pub(super) max_connections: Option<usize>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub(super) listen: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMock {
     #[serde(default = "default_mock_bind")]
@@ -180,7 +180,7 @@ fn default_mock_bind() -> String {
     "127.0.0.1".into()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTimeouts {
     pub(super) connect: Option<String>,
@@ -189,7 +189,7 @@ pub(super) struct RawTimeouts {
     pub(super) total: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProvider {
     pub(super) name: String,
@@ -220,7 +220,7 @@ pub(super) struct RawProvider {
     pub(super) timeouts: RawTimeouts,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub(super) enum RawAuth {
     /// HS256 tokens signed by the gateway from a key id and secret (Zhipu GLM).
@@ -231,7 +231,7 @@ pub(super) enum RawAuth {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTarget {
     pub(super) provider: String,
@@ -246,7 +246,7 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawModel {
     pub(super) targets: Vec<RawTarget>,
@@ -268,7 +268,7 @@ pub(super) struct RawModel {
     pub(super) cache: Option<RawModelCache>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawModelCache {
     pub(super) ttl: String,
@@ -276,7 +276,7 @@ pub(super) struct RawModelCache {
     pub(super) scope: super::CacheScope,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCache {
     #[serde(default)]
@@ -286,7 +286,7 @@ pub(super) struct RawCache {
     pub(super) prefix: Option<String>,
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum RawCacheBackend {
     #[default]
@@ -294,7 +294,7 @@ pub(super) enum RawCacheBackend {
     Redis,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
     pub(super) attempts: Option<u32>,
@@ -303,7 +303,7 @@ pub(super) struct RawRetry {
     pub(super) max_backoff: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBreaker {
     pub(super) failure_rate: Option<f64>,
@@ -314,7 +314,7 @@ pub(super) struct RawBreaker {
     pub(super) probes: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKey {
     pub(super) name: String,
@@ -336,7 +336,7 @@ pub(super) struct RawKey {
     pub(super) team: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum OneOrMany<T> {
     One(T),
@@ -352,7 +352,7 @@ impl<T> OneOrMany<T> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBudget {
     pub(super) tokens: Option<u64>,
@@ -365,7 +365,7 @@ fn default_period() -> Period {
     Period::Month
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimitsSection {
     #[serde(default)]
@@ -374,7 +374,7 @@ pub(super) struct RawLimitsSection {
     pub(super) prefix: Option<String>,
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum LimitsBackendKind {
     #[default]

@@ -104,10 +104,7 @@ impl Gateway {
             duration: elapsed,
             method: header.method.as_str(),
             path: header.uri.path(),
-            host: header
-                .headers
-                .get("host")
-                .and_then(|h| h.to_str().ok()),
+            host: header.headers.get("host").and_then(|h| h.to_str().ok()),
             status,
             request_id: &ctx.request_id,
             model: ctx.model.as_deref(),

@@ -48,7 +48,12 @@ impl Gateway {
         let header = session.req_header();
         ctx.request_id = request_id(header.headers.get("x-request-id").map(|v| v.as_bytes()));
         if let (Some(_), Some(settings)) = (&self.telemetry, &config.telemetry) {
-            let h = |name| header.headers.get(name).map(|v: &http::HeaderValue| v.as_bytes());
+            let h = |name| {
+                header
+                    .headers
+                    .get(name)
+                    .map(|v: &http::HeaderValue| v.as_bytes())
+            };
             ctx.trace = Some(Box::new(crate::telemetry::RequestTrace::begin(
                 settings,
                 h("traceparent"),

@@ -59,9 +59,7 @@ impl Exporter {
     pub(crate) fn send(&self, spans: Vec<SpanData>) {
         let count = spans.len() as u64;
         if self.queue.try_send(spans).is_err() {
-            TRACE_SPANS
-                .with_label_values(&["queue_full"])
-                .inc_by(count);
+            TRACE_SPANS.with_label_values(&["queue_full"]).inc_by(count);
         }
     }
 }
@@ -94,7 +92,9 @@ fn build(settings: &Telemetry) -> Result<opentelemetry_otlp::SpanExporter, Strin
                 .with_tonic()
                 .with_endpoint(settings.endpoint.clone())
                 .with_timeout(settings.timeout)
-                .with_metadata(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
+                .with_metadata(
+                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map),
+                )
                 .build()
         }
     };
@@ -129,7 +129,11 @@ async fn run(settings: Telemetry, mut spans: mpsc::Receiver<Vec<SpanData>>) {
         }
         let count = batch.len() as u64;
         // The exporter has its own timeout; this one holds even if it did not.
-        let exported = tokio::time::timeout(settings.timeout + Duration::from_secs(1), exporter.export(batch)).await;
+        let exported = tokio::time::timeout(
+            settings.timeout + Duration::from_secs(1),
+            exporter.export(batch),
+        )
+        .await;
         match exported {
             Ok(Ok(())) => TRACE_SPANS.with_label_values(&["exported"]).inc_by(count),
             failed => {

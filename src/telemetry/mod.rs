@@ -104,10 +104,11 @@ fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, bool)> {
     let (trace, span, flags) = (fields.next()?, fields.next()?, fields.next()?);
     let rest = fields.next();
     let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
-    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2)
-    {
+    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
         return None;
     }
     if version == "00" && rest.is_some() {

@@ -72,10 +72,18 @@ impl ReplyFacts {
             self.id = reply.get("id").and_then(Value::as_str).map(str::to_string);
         }
         if self.model.is_none() {
-            self.model = reply.get("model").and_then(Value::as_str).map(str::to_string);
+            self.model = reply
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
         let mut reasons: Vec<&str> = Vec::new();
-        for choice in v.get("choices").and_then(Value::as_array).into_iter().flatten() {
+        for choice in v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
                 reasons.push(r);
             }
@@ -94,9 +102,10 @@ impl ReplyFacts {
         reasons.extend(stop.and_then(Value::as_str));
         // The Responses API: the finished response's status.
         if reply.get("object").and_then(Value::as_str) == Some("response") {
-            match reply.get("status").and_then(Value::as_str) {
-                Some(s @ ("completed" | "incomplete" | "failed" | "cancelled")) => reasons.push(s),
-                _ => {}
+            if let Some(s @ ("completed" | "incomplete" | "failed" | "cancelled")) =
+                reply.get("status").and_then(Value::as_str)
+            {
+                reasons.push(s);
             }
         }
         for r in reasons {
@@ -113,11 +122,25 @@ impl ReplyFacts {
             });
             push_text(text, delta.and_then(Value::as_str));
             if inner.is_none() {
-                for block in v.get("content").and_then(Value::as_array).into_iter().flatten() {
+                for block in v
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     push_text(text, block.get("text").and_then(Value::as_str));
                 }
-                for item in v.get("output").and_then(Value::as_array).into_iter().flatten() {
-                    for part in item.get("content").and_then(Value::as_array).into_iter().flatten()
+                for item in v
+                    .get("output")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    for part in item
+                        .get("content")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
                     {
                         push_text(text, part.get("text").and_then(Value::as_str));
                     }
@@ -159,7 +182,10 @@ mod tests {
     fn anthropic_and_responses_replies() {
         let mut f = ReplyFacts::new(true);
         f.read_stream(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n");
-        assert_eq!((f.id.as_deref(), f.text.as_deref()), (Some("msg_1"), Some("Hi")));
+        assert_eq!(
+            (f.id.as_deref(), f.text.as_deref()),
+            (Some("msg_1"), Some("Hi"))
+        );
         assert_eq!(f.finish_reasons, ["end_turn"]);
 
         let mut f = ReplyFacts::new(false);

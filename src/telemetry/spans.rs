@@ -56,7 +56,8 @@ pub(crate) fn request_spans(f: &Finished) -> Vec<SpanData> {
         .as_deref()
         .and_then(|s| s.parse::<TraceState>().ok())
         .unwrap_or_default();
-    let context = |span| SpanContext::new(t.trace_id, span, TraceFlags::SAMPLED, false, state.clone());
+    let context =
+        |span| SpanContext::new(t.trace_id, span, TraceFlags::SAMPLED, false, state.clone());
     let name = match f.model {
         Some(model) => format!("{operation} {model}"),
         None => format!("{} {}", f.method, f.path),
@@ -80,13 +81,19 @@ pub(crate) fn request_spans(f: &Finished) -> Vec<SpanData> {
     let vendor = f.provider.and_then(provider).map(|p| vendor_name(p));
     text("gen_ai.provider.name", vendor.as_deref());
     let reply = &t.reply;
-    text("gen_ai.response.model", reply.model.as_deref().or(f.vendor_model));
+    text(
+        "gen_ai.response.model",
+        reply.model.as_deref().or(f.vendor_model),
+    );
     text("gen_ai.response.id", reply.id.as_deref());
     text("modelmux.model", f.model);
     text("modelmux.key", f.key);
     text("modelmux.provider", f.provider);
     text("modelmux.cache", f.cache);
-    let target = f.provider.zip(f.vendor_model).map(|(p, m)| format!("{p}/{m}"));
+    let target = f
+        .provider
+        .zip(f.vendor_model)
+        .map(|(p, m)| format!("{p}/{m}"));
     text("modelmux.target", target.as_deref());
     text("error.type", f.error);
     if let Some(host) = f.host {
@@ -105,8 +112,14 @@ pub(crate) fn request_spans(f: &Finished) -> Vec<SpanData> {
     }
     if let Some(u) = f.usage {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        attrs.push(KeyValue::new("gen_ai.usage.input_tokens", count(u.prompt_tokens)));
-        attrs.push(KeyValue::new("gen_ai.usage.output_tokens", count(u.completion_tokens)));
+        attrs.push(KeyValue::new(
+            "gen_ai.usage.input_tokens",
+            count(u.prompt_tokens),
+        ));
+        attrs.push(KeyValue::new(
+            "gen_ai.usage.output_tokens",
+            count(u.completion_tokens),
+        ));
         if u.cached_tokens > 0 {
             attrs.push(KeyValue::new(
                 "gen_ai.usage.cache_read.input_tokens",
@@ -169,7 +182,10 @@ pub(crate) fn request_spans(f: &Finished) -> Vec<SpanData> {
             attrs.push(KeyValue::new("server.port", i64::from(p.endpoint.port)));
         }
         if let Some(status) = attempt.status {
-            attrs.push(KeyValue::new("http.response.status_code", i64::from(status)));
+            attrs.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
         }
         let ok = attempt.outcome == "ok";
         if !ok {
