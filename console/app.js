@@ -5,6 +5,7 @@ import {$, $$, el, state, api, stream, showReadOnly, chatModels} from "./lib.js"
 import {initFlows} from "./flows.js";
 import {initLogs} from "./logs.js";
 import {initKeys} from "./keys.js";
+import {initReference} from "./reference.js";
 
 // --- sign-in ------------------------------------------------------------------------------------
 
@@ -45,6 +46,7 @@ async function showApp() {
   initFlows();
   initLogs();
   initKeys();
+  initReference();
   refreshStatus();
   setInterval(refreshStatus, 2000);
   loadRoutes();

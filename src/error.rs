@@ -216,12 +216,15 @@ impl std::fmt::Display for GatewayError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// An error as OpenAI's clients read it.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
+pub(crate) struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ErrorBody")]
 struct Body<'a> {
     message: &'a str,
     r#type: &'static str,

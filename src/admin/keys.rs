@@ -20,7 +20,7 @@ pub(super) struct Actor {
 }
 
 /// What a create or an update may set; absent fields stay as they are.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyFields {
     name: Option<String>,
@@ -36,11 +36,18 @@ struct KeyFields {
 }
 
 /// How long a rotated key's old secret keeps working.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Rotation {
     #[serde(default)]
     grace_seconds: u64,
+}
+
+/// The create/update and rotation bodies' schemas (`KeyFields`, `Rotation`), for the OpenAPI
+/// document.
+pub(super) fn register_schemas(generator: &mut schemars::SchemaGenerator) {
+    generator.subschema_for::<KeyFields>();
+    generator.subschema_for::<Rotation>();
 }
 
 /// The longest grace a rotation may give the old secret: 30 days.

@@ -20,6 +20,7 @@ mod console;
 mod csv;
 mod keys;
 mod lockout;
+mod openapi;
 pub(crate) mod reload;
 mod sessions;
 
@@ -197,6 +198,9 @@ impl Admin {
         let actor = actor(http, &caller);
         if let Some(answer) = self.keys_api(&method, &path, &body, &actor).await {
             return answer.into();
+        }
+        if (method.as_str(), path.as_str()) == ("GET", "/openapi.json") {
+            return (200, openapi::document(&self.gateway.config())).into();
         }
         if path.starts_with("/admin/") {
             let query = http.req_header().uri.query().unwrap_or("").to_string();

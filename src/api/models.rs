@@ -7,16 +7,19 @@ use serde::Serialize;
 
 use crate::config::{ClientKey, Config, PublicModel};
 
-#[derive(Serialize)]
-struct ModelObject<'a> {
+/// A public model, in OpenAI's shape.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Model")]
+pub(crate) struct ModelObject<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
     owned_by: &'static str,
 }
 
-#[derive(Serialize)]
-struct List<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ModelList")]
+pub(crate) struct List<'a> {
     object: &'static str,
     data: Vec<ModelObject<'a>>,
 }

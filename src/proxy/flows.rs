@@ -734,9 +734,11 @@ fn workflow(config: &Config, key: Option<usize>, name: &str) -> GwResult<Arc<Wor
 }
 
 /// Seed 000's unified request.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UnifiedCall {
+#[schemars(rename = "UnifiedRequest")]
+pub(crate) struct UnifiedCall {
+    /// text_generation, image_generation or embedding.
     model_type: String,
     #[serde(default)]
     provider: Option<String>,

@@ -42,6 +42,7 @@ pub(crate) mod compare;
 mod cors;
 mod finish;
 mod flows;
+pub(crate) use flows::UnifiedCall;
 mod handlers;
 mod jobs;
 pub(crate) mod relay;

@@ -464,3 +464,21 @@ def test_keys_are_made_shown_once_and_revoked_in_the_console_with_an_audit_trail
     expect(audit).to_contain_text("key.create")
     expect(audit).to_contain_text("console session")
     assert secret not in page.content().replace(page.locator("#key-secret").inner_html(), "")
+
+
+def test_the_api_tab_renders_the_openapi_document_of_the_config_in_force(page, console):
+    page.click("header [data-tab=api]")
+    expect(page.locator("#api-title")).to_contain_text("OpenAPI 3.1.0")
+    chat = page.locator("details.operation[data-path='/v1/chat/completions']")
+    chat.locator("summary").click()
+    # The body's fields, resolved from the components; the model is one of this config's.
+    expect(chat).to_contain_text("messages")
+    expect(chat).to_contain_text("required")
+    expect(chat).to_contain_text('"qwen-plus"')
+    expect(chat).to_contain_text("4XX")
+    page.fill("#api-filter", "keys")
+    expect(page.locator("details.operation[data-path='/admin/keys']").first).to_be_visible()
+    assert page.locator("details.operation[data-path='/v1/chat/completions']").count() == 0
+    page.fill("#api-filter", "")
+    page.locator("details.operation[data-path='/v1/chat/completions'] summary").click()
+    shot(page, "console-api")

@@ -7,6 +7,7 @@ const LIB: &[u8] = include_bytes!("../../../console/lib.js");
 const FLOWS: &[u8] = include_bytes!("../../../console/flows.js");
 const LOGS: &[u8] = include_bytes!("../../../console/logs.js");
 const KEYS: &[u8] = include_bytes!("../../../console/keys.js");
+const REFERENCE: &[u8] = include_bytes!("../../../console/reference.js");
 const STYLE: &[u8] = include_bytes!("../../../console/style.css");
 
 /// The asset at a path: its content type and bytes.
@@ -18,6 +19,7 @@ pub(crate) fn find(path: &str) -> Option<(&'static str, &'static [u8])> {
         "/console/flows.js" => Some(("text/javascript; charset=utf-8", FLOWS)),
         "/console/logs.js" => Some(("text/javascript; charset=utf-8", LOGS)),
         "/console/keys.js" => Some(("text/javascript; charset=utf-8", KEYS)),
+        "/console/reference.js" => Some(("text/javascript; charset=utf-8", REFERENCE)),
         "/console/style.css" => Some(("text/css; charset=utf-8", STYLE)),
         _ => None,
     }
