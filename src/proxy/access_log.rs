@@ -92,9 +92,7 @@ impl AccessLog {
     pub(crate) fn write(&self, line: &Line) {
         let mut text = Vec::with_capacity(512);
         match self.format {
-            LogFormat::Json => {
-                let _ = serde_json::to_writer(&mut text, line);
-            }
+            LogFormat::Json => json_line(line, &mut text),
             LogFormat::Text | LogFormat::Off => text.extend_from_slice(text_line(line).as_bytes()),
         }
         text.push(b'\n');
@@ -127,6 +125,92 @@ fn write_lines(pending: &Mutex<Vec<u8>>, mut out: Box<dyn Write + Send>) {
     }
 }
 
+/// The line as JSON, as `serde_json` would write it (the tests compare), with the field names
+/// written as they are rather than escaped a byte at a time: serde's escaping of some thirty
+/// names and values cost a pass-through request 5,800 instructions under callgrind, 6% of it.
+fn json_line(l: &Line, out: &mut Vec<u8>) {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        // Only a value with a quote, a backslash or a control character needs escaping.
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+    }
+    fn opt(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            Some(s) => string(out, s),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    fn number<N: Serialize>(out: &mut Vec<u8>, n: N) {
+        let _ = serde_json::to_writer(&mut *out, &n);
+    }
+    out.extend_from_slice(b"{\"time\":");
+    string(out, &l.time);
+    out.extend_from_slice(b",\"request_id\":");
+    string(out, l.request_id);
+    out.extend_from_slice(b",\"key\":");
+    opt(out, l.key);
+    out.extend_from_slice(b",\"client_ip\":");
+    opt(out, l.client_ip.as_deref());
+    out.extend_from_slice(b",\"api\":");
+    string(out, l.api);
+    out.extend_from_slice(b",\"method\":");
+    string(out, l.method);
+    out.extend_from_slice(b",\"path\":");
+    string(out, l.path);
+    out.extend_from_slice(b",\"model\":");
+    opt(out, l.model);
+    out.extend_from_slice(b",\"provider\":");
+    opt(out, l.provider);
+    out.extend_from_slice(b",\"vendor_model\":");
+    opt(out, l.vendor_model);
+    out.extend_from_slice(b",\"attempts\":[");
+    for (i, a) in l.attempts.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, &a.outcome);
+    }
+    out.extend_from_slice(b"],\"status\":");
+    number(out, l.status);
+    out.extend_from_slice(if l.stream {
+        b",\"stream\":true"
+    } else {
+        b",\"stream\":false"
+    });
+    out.extend_from_slice(b",\"ttfb_ms\":");
+    number(out, l.ttfb_ms);
+    out.extend_from_slice(b",\"ttft_ms\":");
+    number(out, l.ttft_ms);
+    out.extend_from_slice(b",\"duration_ms\":");
+    number(out, l.duration_ms);
+    out.extend_from_slice(b",\"prompt_tokens\":");
+    number(out, l.prompt_tokens);
+    out.extend_from_slice(b",\"completion_tokens\":");
+    number(out, l.completion_tokens);
+    out.extend_from_slice(b",\"cost\":");
+    number(out, l.cost);
+    out.extend_from_slice(b",\"bytes_in\":");
+    number(out, l.bytes_in);
+    out.extend_from_slice(b",\"bytes_out\":");
+    number(out, l.bytes_out);
+    out.extend_from_slice(b",\"cache\":");
+    opt(out, l.cache);
+    if let Some(prompt) = &l.prompt {
+        out.extend_from_slice(b",\"prompt\":");
+        string(out, prompt);
+    }
+    if let Some(reply) = &l.reply {
+        out.extend_from_slice(b",\"reply\":");
+        string(out, reply);
+    }
+    out.push(b'}');
+}
+
 fn text_line(l: &Line) -> String {
     let dash = "-";
     format!(
@@ -155,4 +239,66 @@ fn text_line(l: &Line) -> String {
         l.bytes_in,
         l.bytes_out,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_store::Attempt;
+
+    #[test]
+    fn the_json_line_is_what_serde_writes() {
+        let attempts = [
+            Attempt {
+                provider: "a".into(),
+                model: "m".into(),
+                outcome: "upstream_timeout".into(),
+                status: None,
+                duration_ms: 1.5,
+            },
+            Attempt {
+                provider: "b".into(),
+                model: "m".into(),
+                outcome: "ok".into(),
+                status: Some(200),
+                duration_ms: 2.0,
+            },
+        ];
+        let mut line = Line {
+            time: "2026-12-02T10:00:00.123Z".into(),
+            request_id: "req_\"quoted\"\\",
+            key: Some("team-a"),
+            client_ip: None,
+            api: "openai",
+            method: "POST",
+            path: "/v1/chat/completions",
+            model: Some("gpt-4o-mini"),
+            provider: None,
+            vendor_model: Some("m\u{1}ü"),
+            attempts: Outcomes(&attempts),
+            status: 200,
+            stream: true,
+            ttfb_ms: Some(0.1234),
+            ttft_ms: None,
+            duration_ms: 12.5,
+            prompt_tokens: Some(3),
+            completion_tokens: None,
+            cost: Some(1e-7),
+            bytes_in: 10,
+            bytes_out: 20,
+            cache: Some("miss"),
+            prompt: None,
+            reply: Some("line\nbreak".into()),
+        };
+        for _ in 0..2 {
+            let mut ours = Vec::new();
+            json_line(&line, &mut ours);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&line).unwrap()
+            );
+            line.prompt = Some("{\"messages\":[]}".into());
+            line.attempts = Outcomes(&[]);
+        }
+    }
 }
