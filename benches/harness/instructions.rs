@@ -42,6 +42,8 @@ pub(super) async fn run(bin: &str, dir: &Path, only: Option<&str>) {
         ])
     };
     let config = super::gateway_config_at(dir, "modelmux-callgrind.yaml", 1);
+    let traced = traced_config(&config, 1.0);
+    let propagated = traced_config(&config, 0.0);
     let nginx = which("nginx").map(|nginx| {
         vec![
             nginx.display().to_string(),
@@ -72,6 +74,30 @@ pub(super) async fn run(bin: &str, dir: &Path, only: Option<&str>) {
             label: "modelmux, pass-through, log store off",
             command: gateway(&config),
             env: vec![("BENCH_LOG_STORE", "off")],
+            port: GATEWAY,
+            target: Target::gateway("pass", hello, false),
+            per: 1,
+        },
+        Case {
+            label: "modelmux, pass-through, access log and log store off",
+            command: gateway(&config),
+            env: vec![("BENCH_LOG_STORE", "off"), ("BENCH_ACCESS_LOG", "off")],
+            port: GATEWAY,
+            target: Target::gateway("pass", hello, false),
+            per: 1,
+        },
+        Case {
+            label: "modelmux, pass-through, every request traced",
+            command: gateway(&traced),
+            env: vec![],
+            port: GATEWAY,
+            target: Target::gateway("pass", hello, false),
+            per: 1,
+        },
+        Case {
+            label: "modelmux, pass-through, traces on, none sampled",
+            command: gateway(&propagated),
+            env: vec![],
             port: GATEWAY,
             target: Target::gateway("pass", hello, false),
             per: 1,
@@ -215,6 +241,20 @@ fn totals(out: &Path) -> Option<u64> {
                 .or_else(|| l.strip_prefix("summary:"))
         })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The callgrind config with traces on, `ratio` of them sampled: spans built, queued, encoded
+/// as OTLP and exported (to a port nobody listens on: the export fails after the encoding, and
+/// is counted; the request's share is all there). Unsampled requests still carry a
+/// `traceparent` to the vendor.
+fn traced_config(config: &Path, ratio: f64) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("the callgrind config");
+    let traced = config.with_file_name(format!("modelmux-callgrind-traced-{ratio}.yaml"));
+    let telemetry = format!(
+        "telemetry:\n  otlp: {{endpoint: \"http://127.0.0.1:9\", sample_ratio: {ratio}}}\n"
+    );
+    std::fs::write(&traced, format!("{text}{telemetry}")).expect("writing the traced config");
+    traced
 }
 
 /// nginx as the plain proxy of the other rows, but one process (no master) that callgrind

@@ -48,16 +48,14 @@ impl Gateway {
         let header = session.req_header();
         ctx.request_id = request_id(header.headers.get("x-request-id").map(|v| v.as_bytes()));
         if let (Some(_), Some(settings)) = (&self.telemetry, &config.telemetry) {
-            let h = |name| {
-                header
-                    .headers
-                    .get(name)
-                    .map(|v: &http::HeaderValue| v.as_bytes())
-            };
+            // Names made once: a name given as text is parsed at every lookup.
+            static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+            static TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+            let h = |name: &http::HeaderName| header.headers.get(name).map(|v| v.as_bytes());
             ctx.trace = Some(Box::new(crate::telemetry::RequestTrace::begin(
                 settings,
-                h("traceparent"),
-                h("tracestate"),
+                h(&TRACEPARENT),
+                h(&TRACESTATE),
             )));
         }
         ctx.client_ip = auth::client_ip(
