@@ -5,6 +5,7 @@
 //!     cargo bench --bench harness -- --quick # shorter runs, 1,000 slow streams
 //!     cargo bench --bench harness -- --quick --ab path/to/other/modelmux  # this build vs another
 //!     cargo bench --bench harness -- --instructions [LABEL]  # instructions per request, by callgrind
+//!     cargo bench --bench harness -- --h2 [--quick]  # HTTP/2 over TLS by h2load, vs nginx
 //!
 //! The load generator is this file: HTTP/1.1 keep-alive over tokio, closed-loop (N connections
 //! back to back) or open-loop at a fixed rate (latency measured from the scheduled send time,
@@ -22,6 +23,8 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "harness/h2.rs"]
+mod h2;
 #[path = "harness/instructions.rs"]
 mod instructions;
 
@@ -765,6 +768,11 @@ async fn main() {
     }
     if nginx.is_some() {
         wait_port(NGINX_OPENAI);
+    }
+    if args.iter().any(|a| a == "--h2") {
+        drop(nginx);
+        h2::run(bin, &dir, quick);
+        return;
     }
     if let Some(at) = args.iter().position(|a| a == "--instructions") {
         drop(nginx);
