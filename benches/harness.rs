@@ -853,23 +853,54 @@ async fn main() {
         ));
     }
 
-    // (3) Streaming, 50 chunks per response, translated (Anthropic events -> OpenAI chunks).
+    // (3) Streaming, 50 chunks per response: translated (Anthropic events -> OpenAI chunks;
+    // nginx passes the Anthropic events through) and passed through (OpenAI chunks). Every
+    // response has the same 50 chunks, so chunks/s compare as req/s do.
     let fifty = "stream please [[mock words=50]]";
-    for (system, target) in [
+    let mut streams = vec![
         (
+            "3 stream 50 chunks",
             "mock direct",
             Target::anthropic_at(ANTHROPIC_MOCK, fifty, true),
         ),
-        ("modelmux", Target::gateway("translated", fifty, true)),
-    ] {
+        (
+            "3 stream 50 chunks",
+            "modelmux",
+            Target::gateway("translated", fifty, true),
+        ),
+        (
+            "3 stream 50 chunks, pass-through",
+            "mock direct",
+            Target::openai_at(OPENAI_MOCK, fifty, true),
+        ),
+        (
+            "3 stream 50 chunks, pass-through",
+            "modelmux",
+            Target::gateway("pass", fifty, true),
+        ),
+    ];
+    if nginx.is_some() {
+        streams.insert(
+            1,
+            (
+                "3 stream 50 chunks",
+                "nginx",
+                Target::anthropic_at(NGINX_ANTHROPIC, fifty, true),
+            ),
+        );
+        streams.insert(
+            4,
+            (
+                "3 stream 50 chunks, pass-through",
+                "nginx",
+                Target::openai_at(NGINX_OPENAI, fifty, true),
+            ),
+        );
+    }
+    for (scenario, system, target) in streams {
         let m = drive(closed(target, s.connections)).await;
         let chunks = m.stats.chunks as f64 / s.duration.as_secs_f64();
-        rows.push(row(
-            "3 stream 50 chunks",
-            system,
-            &m,
-            format!("{chunks:.0} chunks/s"),
-        ));
+        rows.push(row(scenario, system, &m, format!("{chunks:.0} chunks/s")));
     }
     // Per-chunk delay: the mock stamps each chunk with its send time, 2 ms apart, so every chunk
     // travels on its own; the delay to the client, direct vs through the gateway.

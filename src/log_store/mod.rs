@@ -15,7 +15,9 @@
 //! `postgres.rs` the shared one every replica writes (a partition per day).
 
 use std::borrow::Cow;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -48,7 +50,7 @@ pub struct Attempt {
 
 /// One request, as logged. The embedded store keeps it positionally (MessagePack arrays):
 /// fields are only ever added, at the end, with `#[serde(default)]`, and none is skipped.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LogRow {
     pub request_id: String,
     /// Unix milliseconds when the request ended.
@@ -411,8 +413,53 @@ pub(crate) trait LogReader: Send {
     fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, String>;
 }
 
+/// The rows' way to the writer: bounded, but holding memory only for the rows that wait. (std's
+/// `sync_channel` allocates and touches every slot of its bound at once: 6 MB of idle RSS for
+/// the default 10,000 rows, measured with and without.)
+struct RowQueue {
+    rows: Sender<LogRow>,
+    waiting: Arc<AtomicUsize>,
+    bound: usize,
+}
+
+impl RowQueue {
+    fn new(bound: usize) -> (RowQueue, RowsIn) {
+        let (rows, taken) = channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let queue = RowQueue {
+            rows,
+            waiting: waiting.clone(),
+            bound,
+        };
+        (queue, RowsIn { taken, waiting })
+    }
+
+    /// False when the queue is full or the writer is gone.
+    fn try_send(&self, row: LogRow) -> bool {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.bound {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.rows.send(row).is_ok()
+    }
+}
+
+/// The writer's end of the [`RowQueue`].
+struct RowsIn {
+    taken: Receiver<LogRow>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl RowsIn {
+    fn recv_timeout(&self, wait: Duration) -> Result<LogRow, RecvTimeoutError> {
+        let row = self.taken.recv_timeout(wait)?;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Ok(row)
+    }
+}
+
 pub(crate) struct LogStore {
-    queue: SyncSender<LogRow>,
+    queue: RowQueue,
     /// Questions for the reader thread, each with where its answer goes.
     questions: Mutex<SyncSender<Question>>,
 }
@@ -472,7 +519,7 @@ impl LogStore {
                 return None;
             }
         };
-        let (queue, rows) = sync_channel(settings.queue);
+        let (queue, rows) = RowQueue::new(settings.queue);
         let retention = settings.retention;
         std::thread::Builder::new()
             .name("log-writer".into())
@@ -510,11 +557,8 @@ impl LogStore {
 
     /// Hands a row to the writer without waiting; a full queue drops it (counted).
     pub(crate) fn push(&self, row: LogRow) {
-        match self.queue.try_send(row) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                metrics::LOG_ROWS_DROPPED.inc();
-            }
+        if !self.queue.try_send(row) {
+            metrics::LOG_ROWS_DROPPED.inc();
         }
     }
 
@@ -538,7 +582,7 @@ pub struct Retention {
 /// its retention out, one small statement at a time, until nothing is left to delete (then
 /// again after `PURGE_EVERY`). A failing store loses the batch (counted) and is warned about
 /// once until it works again.
-fn write_rows(mut writer: Box<dyn LogWriter>, rows: Receiver<LogRow>, retention: Retention) {
+fn write_rows(mut writer: Box<dyn LogWriter>, rows: RowsIn, retention: Retention) {
     let mut failing = false;
     // The first look for old rows is at once: a store that was down for days is cut back.
     let mut next_purge = Instant::now();
@@ -591,5 +635,21 @@ fn write_rows(mut writer: Box<dyn LogWriter>, rows: Receiver<LogRow>, retention:
                 next_purge = Instant::now() + PURGE_EVERY;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_row_queue_holds_its_bound_and_frees_a_slot_per_row_taken() {
+        let (queue, rows) = RowQueue::new(2);
+        let row = || LogRow::default();
+        assert!(queue.try_send(row()) && queue.try_send(row()));
+        assert!(!queue.try_send(row()), "full at its bound");
+        assert!(rows.recv_timeout(Duration::ZERO).is_ok());
+        assert!(queue.try_send(row()), "one slot free again");
+        assert!(!queue.try_send(row()));
     }
 }
