@@ -4,5 +4,5 @@
 pub(crate) fn token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random generator is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::config::hex(&bytes)
 }

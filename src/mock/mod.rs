@@ -532,7 +532,7 @@ fn error_outcome(
 
 fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::config::hex(&digest)
 }
 
 /// Keeps what tests check: what arrived, and whether it arrived intact.

@@ -20,7 +20,7 @@ pub(crate) use export::Exporter;
 pub(crate) use reply::ReplyFacts;
 pub(crate) use spans::{request_spans, Finished};
 
-use crate::config::Telemetry;
+use crate::config::{hex_into, Telemetry};
 
 /// The longest `tracestate` passed on (W3C allows 32 members of up to 256 bytes; 512 covers
 /// what real systems send and bounds what a client can make the gateway repeat).
@@ -91,20 +91,12 @@ impl RequestTrace {
         // instructions, twice what this does.
         let mut parent = String::with_capacity(55);
         parent.push_str("00-");
-        hex(&mut parent, &self.trace_id.to_bytes());
+        hex_into(&mut parent, &self.trace_id.to_bytes());
         parent.push('-');
-        hex(&mut parent, &span.to_bytes());
+        hex_into(&mut parent, &span.to_bytes());
         parent.push_str(if self.sampled { "-01" } else { "-00" });
         std::iter::once(("traceparent", parent))
             .chain(self.state.iter().map(|s| ("tracestate", s.clone())))
-    }
-}
-
-fn hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
     }
 }
 

@@ -89,8 +89,7 @@ pub(crate) fn key_for(model: &str, cache: &ModelCache, key_name: &str, r: &Reque
             .collect(),
     };
     let bytes = serde_json::to_vec(&input).expect("a typed request serializes");
-    let digest = Sha256::digest(&bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::config::hex(&Sha256::digest(&bytes))
 }
 
 #[derive(Clone)]
