@@ -93,7 +93,11 @@ impl OpenAiStream {
             if obj.get("choices").is_some_and(|c| c.get().trim() != "[]") {
                 *content_events += 1;
             }
-            if memchr::memmem::find(ev.data.as_bytes(), b"\"finish_reason\":\"").is_some() {
+            // Built once: `memmem::find` builds its searcher at every call (850 instructions
+            // an event under callgrind).
+            static FINISH_REASON: once_cell::sync::Lazy<memchr::memmem::Finder<'static>> =
+                once_cell::sync::Lazy::new(|| memchr::memmem::Finder::new(b"\"finish_reason\":\""));
+            if FINISH_REASON.find(ev.data.as_bytes()).is_some() {
                 *finished = true;
             }
             out.extend_from_slice(b"data: ");
