@@ -129,15 +129,9 @@ fn write_lines(pending: &Mutex<Vec<u8>>, mut out: Box<dyn Write + Send>) {
 /// written as they are rather than escaped a byte at a time: serde's escaping of some thirty
 /// names and values cost a pass-through request 5,800 instructions under callgrind, 6% of it.
 fn json_line(l: &Line, out: &mut Vec<u8>) {
+    use crate::providers::openai::wire::write_json_str as string_into;
     fn string(out: &mut Vec<u8>, s: &str) {
-        // Only a value with a quote, a backslash or a control character needs escaping.
-        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        } else {
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
+        string_into(s, out);
     }
     fn opt(out: &mut Vec<u8>, s: Option<&str>) {
         match s {
