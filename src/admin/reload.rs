@@ -60,7 +60,13 @@ impl Reloader {
             )
         })?);
         let old = self.live.current();
-        let warnings = needs_restart(&old, &new);
+        let mut warnings = needs_restart(&old, &new);
+        // Not refused (the file is the operator's word), but never silent.
+        for name in self.live.shadowed_runtime_keys(&new) {
+            warnings.push(format!(
+                "keys: `{name}` in the file takes the place of the runtime key of that name, whose secret no longer opens the gateway; revoke the runtime key or rename one of them"
+            ));
+        }
         for w in &warnings {
             log::warn!("config reload: {w}");
         }

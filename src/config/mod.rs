@@ -765,6 +765,18 @@ impl LiveConfig {
         merged
     }
 
+    /// The names of the file's keys in `config` that a runtime key also has: the file's key
+    /// wins, and the runtime key's secret stops opening the gateway.
+    pub fn shadowed_runtime_keys(&self, config: &Config) -> Vec<String> {
+        let runtime = self.runtime_keys.lock().unwrap_or_else(|e| e.into_inner());
+        let file = &config.keys[..config.file_keys.min(config.keys.len())];
+        runtime
+            .iter()
+            .filter(|k| file.iter().any(|own| own.name == k.name))
+            .map(|k| k.name.clone())
+            .collect()
+    }
+
     /// Puts a new set of runtime keys in force (a key made, changed or revoked, here or on
     /// another replica).
     pub fn set_runtime_keys(&self, keys: Vec<ClientKey>) {

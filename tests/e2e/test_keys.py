@@ -167,6 +167,35 @@ def test_a_key_made_at_runtime_works_at_once_and_revoking_it_holds_on_open_conne
     assert secret not in json.dumps(trail)
 
 
+def test_runtime_keys_outlive_a_reload_of_the_file_and_its_keys_change(keyed):
+    made = admin(keyed.admin_port, "POST", "/admin/keys", json={"name": "survivor", "models": ["gpt-4o-mini"]})
+    assert made.status_code == 201, made.text
+    client = keyed.client(key=made.json()["key"])  # pooled, opened before the reload
+    demo = keyed.client(key="sk-test-keys-demo-key")
+    assert chat(client) and chat(demo)
+    conf = Path(keyed.conf)
+    text = conf.read_text()
+    conf.write_text(text.replace("sk-test-keys-demo-key", "sk-test-keys-demo-key-2"))
+    try:
+        r = admin(keyed.admin_port, "POST", "/admin/reload")
+        assert r.status_code == 200, r.text
+        # The file's key changed with the file; the runtime key is still there, on the same
+        # connection, and still listed as runtime.
+        assert refused(demo)
+        assert chat(keyed.client(key="sk-test-keys-demo-key-2"))
+        assert chat(client).choices[0].message.content == "Mock openai reply to: hi"
+        listed = {k["name"]: k for k in admin(keyed.admin_port, "GET", "/admin/keys").json()["data"]}
+        assert listed["survivor"]["source"] == "runtime" and listed["demo"]["source"] == "config"
+        # A file key given a runtime key's name takes its place (the file is the operator's
+        # word), and the reload says so.
+        conf.write_text(text.replace("name: demo", "name: survivor"))
+        r = admin(keyed.admin_port, "POST", "/admin/reload")
+        assert r.status_code == 200 and any("`survivor`" in w for w in r.json()["warnings"]), r.text
+        assert refused(client)
+    finally:
+        conf.write_text(text)
+
+
 def test_a_rotated_key_keeps_its_old_secret_for_the_grace_period(keyed):
     old = admin(keyed.admin_port, "POST", "/admin/keys", json={"name": "rotating"}).json()["key"]
     old_client = keyed.client(key=old)
