@@ -439,7 +439,7 @@ impl HttpServerApp for Served {
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !self.serve_one(&mut session, shutdown).await {
+        if !self.serve_one(&mut session, shutdown, None).await {
             return None;
         }
         Served::reuse(session).await
@@ -450,7 +450,14 @@ impl Served {
     /// Answers one request; whether the connection may take another. Not boxed, unlike
     /// `process_new_http`, and the session borrowed, not moved in, so that the accept loop
     /// (`server/listen.rs`) serves HTTP/1 inline with one copy of the session in its task.
-    pub(crate) async fn serve_one(&self, session: &mut Session, shutdown: &ShutdownWatch) -> bool {
+    /// `arrived`: the connection's count in the drain since its accept, which this first
+    /// request carries on (later ones are counted from their header).
+    pub(crate) async fn serve_one(
+        &self,
+        session: &mut Session,
+        shutdown: &ShutdownWatch,
+        arrived: Option<crate::drain::Busy>,
+    ) -> bool {
         let gateway = &self.0;
         let config = gateway.config.current();
         let limits = &config.server.clients;
@@ -488,7 +495,7 @@ impl Served {
             let _ = respond::write_error(session, ClientApi::OpenAi, &[], &error).await;
             return false;
         }
-        let _busy = crate::drain::busy();
+        let _busy = arrived.unwrap_or_else(crate::drain::busy);
         let last = *shutdown.borrow() || crate::drain::draining();
         session.set_keepalive((!last).then_some(limits.keepalive.as_secs()));
         // The snapshot in force when this request's header arrived, not when its connection

@@ -36,6 +36,8 @@ const BACKLOG: u32 = 65535;
 const NEXT_REQUEST_READ: usize = 1024;
 /// A TLS handshake that has not finished by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a draining process still looks for a request on an idle kept-alive connection.
+const LAST_LOOK: Duration = Duration::from_millis(50);
 /// After "too many open files" (EMFILE), accepting again at once would spin.
 const PAUSE_WHEN_OUT_OF_FILES: Duration = Duration::from_secs(1);
 const EMFILE: i32 = 24;
@@ -163,10 +165,17 @@ async fn serve_connection(
     served: Arc<Served>,
     shutdown: ShutdownWatch,
 ) {
+    // An accepted connection's first request counts as in flight from the accept (and is
+    // counted once, by `serve_one`, from then on): a drain that found nothing else to wait for
+    // would otherwise end the process with that request unread in the socket, and the
+    // client's connection reset.
+    let first = crate::drain::busy();
     let Some(stream) = client_stream(tcp, peer, tls).await else {
         return;
     };
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        // HTTP/2 tells its client to go (GOAWAY) and counts its own streams.
+        drop(first);
         served.process_new(stream, &shutdown).await;
         return;
     }
@@ -174,7 +183,11 @@ async fn serve_connection(
     // Requests a client pipelines are answered in order (RFC 9112 §9.3.2), one after another;
     // the setting carries over to each next request on the connection.
     session.set_pipelining_enabled(true);
-    while served.serve_one(&mut session, &shutdown).await {
+    let mut first = Some(first);
+    while served
+        .serve_one(&mut session, &shutdown, first.take())
+        .await
+    {
         let settings = HttpPersistentSettings::for_session(&session);
         let Ok(Some(reusable)) = session.finish().await else {
             return;
@@ -202,8 +215,14 @@ async fn next_request(stream: &mut Stream, idle: Duration) -> Option<BytesMut> {
     use tokio::io::AsyncReadExt;
     let mut start = BytesMut::with_capacity(NEXT_REQUEST_READ);
     let read = tokio::select! {
+        biased;
         read = tokio::time::timeout(idle, stream.read_buf(&mut start)) => read,
-        () = crate::drain::reached(crate::drain::Phase::Draining) => return None,
+        () = crate::drain::reached(crate::drain::Phase::Draining) => {
+            // A request the client sent as the drain began (it cannot know) is answered, its
+            // reply closing the connection: closing with it unread would reset the connection
+            // under it. One that has not come within `LAST_LOOK` is not waited for.
+            tokio::time::timeout(LAST_LOOK, stream.read_buf(&mut start)).await
+        }
     };
     match read {
         Ok(Ok(n)) if n > 0 => Some(start),
