@@ -88,17 +88,10 @@ impl Gateway {
             return;
         }
         let header = session.req_header();
-        // What failed: the upstream error, the last attempt's failure, or the status.
+        // A failed request names what failed, or failing that its status.
         let code = status.to_string();
-        let error = (status >= 400 || ctx.upstream_error.is_some()).then(|| {
-            ctx.upstream_error
-                .map(|k| k.as_str())
-                .or_else(|| {
-                    let last = ctx.attempts.last().filter(|a| a.outcome != "ok")?;
-                    Some(&*last.outcome)
-                })
-                .unwrap_or(&code)
-        });
+        let error = (status >= 400 || ctx.upstream_error.is_some())
+            .then(|| ctx.failure().unwrap_or(&code));
         let spans = crate::telemetry::request_spans(&crate::telemetry::Finished {
             trace,
             duration: elapsed,
@@ -142,14 +135,7 @@ fn log_row(line: &Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_sto
         vendor_model: owned(line.vendor_model),
         attempts: ctx.attempts.clone(),
         status: line.status,
-        // What failed: the upstream error, or the last attempt's failure.
-        error: ctx
-            .upstream_error
-            .map(|k| k.as_str().to_string())
-            .or_else(|| {
-                let last = ctx.attempts.last().filter(|a| a.outcome != "ok")?;
-                Some(last.outcome.to_string())
-            }),
+        error: ctx.failure().map(str::to_string),
         stream: line.stream,
         cache: owned(line.cache),
         ttfb_ms: line.ttfb_ms,

@@ -146,6 +146,15 @@ impl RequestCtx {
         [&self.common_headers, limits, target]
     }
 
+    /// What failed, for the log row and the trace: the upstream error, or the last attempt's
+    /// failure.
+    fn failure(&self) -> Option<&str> {
+        self.upstream_error.map(|k| k.as_str()).or_else(|| {
+            let last = self.attempts.last().filter(|a| a.outcome != "ok")?;
+            Some(&*last.outcome)
+        })
+    }
+
     /// `provider/vendor model` of the target that was tried last, once one was.
     fn target(&self) -> Option<&str> {
         Some(self.target_header[0].1.as_str()).filter(|t| !t.is_empty())
