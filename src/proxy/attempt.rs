@@ -142,6 +142,7 @@ impl Gateway {
             }
             note_target(ctx, target);
             let timeouts = model.timeouts.apply(&provider.timeouts);
+            // The attempt's span, paired by position with the record pushed below.
             if let Some(trace) = ctx.trace.as_mut() {
                 trace.begin_attempt();
             }

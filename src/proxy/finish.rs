@@ -181,11 +181,7 @@ fn stored_body(ctx: &RequestCtx, body: &Option<bytes::Bytes>) -> Option<String> 
         false => text.into_owned(),
     };
     if text.len() > bodies.max_bytes {
-        let mut cut = bodies.max_bytes;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+        text.truncate(text.floor_char_boundary(bodies.max_bytes));
         text.push_str("…[truncated]");
     }
     Some(text)

@@ -427,7 +427,7 @@ fn note_request(ctx: &mut RequestCtx, model: &PublicModel, key: &str, body: &Byt
         .logs
         .as_ref()
         .is_some_and(|l| l.bodies.wanted(Some(&model.name), Some(key)));
-    let traced = ctx.trace.as_ref().is_some_and(|t| t.capture);
+    let traced = ctx.trace.as_ref().is_some_and(|t| t.captures_content());
     if model.log_bodies || to_store || traced {
         ctx.logged_prompt = Some(body.clone());
     }

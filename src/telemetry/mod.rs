@@ -37,8 +37,6 @@ pub(crate) struct RequestTrace {
     pub(crate) start: SystemTime,
     /// Each attempt's span id and when it began, in the order of the request's attempts.
     pub(crate) attempts: Vec<(SpanId, SystemTime)>,
-    /// Prompts and replies go into the spans (`capture_content`).
-    pub(crate) capture: bool,
     /// The reply's id, finish reasons and (with `capture`) text, read as it goes out.
     pub(crate) reply: ReplyFacts,
 }
@@ -73,9 +71,13 @@ impl RequestTrace {
             state,
             start: SystemTime::now(),
             attempts: Vec::new(),
-            capture: sampled && settings.capture_content,
             reply: ReplyFacts::new(sampled && settings.capture_content),
         }
+    }
+
+    /// Prompts and replies go into the spans (`capture_content`): the reply's text is kept.
+    pub(crate) fn captures_content(&self) -> bool {
+        self.reply.text.is_some()
     }
 
     /// A new attempt's span begins.

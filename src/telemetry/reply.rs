@@ -226,11 +226,7 @@ fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
 fn push_text(text: &mut String, piece: Option<&str>) {
     let Some(piece) = piece else { return };
     let room = MAX_TEXT.saturating_sub(text.len());
-    let mut cut = piece.len().min(room);
-    while !piece.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    text.push_str(&piece[..cut]);
+    text.push_str(&piece[..piece.floor_char_boundary(room)]);
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub(crate) fn request_spans(f: &Finished) -> Vec<SpanData> {
             ttft.as_secs_f64() * 1000.0,
         ));
     }
-    if t.capture {
+    if t.captures_content() {
         if let Some(prompt) = f.prompt {
             attrs.push(KeyValue::new("gen_ai.input.messages", prompt_text(prompt)));
         }
@@ -263,13 +263,7 @@ fn prompt_text(body: &[u8]) -> String {
         Some(p) => p.to_string(),
         None => String::from_utf8_lossy(body).into_owned(),
     };
-    if text.len() > MAX_PROMPT {
-        let mut cut = MAX_PROMPT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
+    text.truncate(text.floor_char_boundary(MAX_PROMPT));
     text
 }
 
