@@ -22,8 +22,7 @@ pub fn encode_native(
     target: &VendorTarget,
     beta: Option<&str>,
 ) -> GwResult<UpstreamRequest> {
-    let obj: RawObject =
-        serde_json::from_slice(body).map_err(crate::providers::openai::wire::invalid_json)?;
+    let obj = RawObject::parse(body).map_err(crate::providers::openai::wire::invalid_json)?;
     let stream = obj.get("stream").is_some_and(|v| v.get() == "true");
     let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
     write_json_str(target.vendor_model, &mut model);
@@ -54,8 +53,7 @@ pub fn decode_native(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option
     typed
         .stop_reason
         .ok_or_else(crate::providers::unreadable_reply)?;
-    let obj: RawObject =
-        serde_json::from_slice(body).map_err(|_| crate::providers::unreadable_reply())?;
+    let obj = RawObject::parse(body).map_err(|_| crate::providers::unreadable_reply())?;
     let mut model = Vec::with_capacity(public_model.len() + 2);
     write_json_str(public_model, &mut model);
     let mut out = Vec::with_capacity(body.len() + 16);

@@ -56,7 +56,7 @@ pub fn check_images_raw(body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
 
 /// A vendor reply as a JSON object whose member `array` is an array (what its API promises).
 fn reply_object<'a>(body: &'a [u8], array: &str) -> GwResult<RawObject<'a>> {
-    let obj: RawObject = serde_json::from_slice(body).map_err(|_| super::unreadable_reply())?;
+    let obj = RawObject::parse(body).map_err(|_| super::unreadable_reply())?;
     if obj.get(array).map(JsonType::of) != Some(JsonType::Array) {
         return Err(super::unreadable_reply());
     }

@@ -14,7 +14,7 @@ use crate::providers::{StreamState, UpstreamRequest, Usage, VendorTarget};
 
 /// The client's body with `model` replaced, to `/responses`.
 pub fn encode_responses(body: &[u8], target: &VendorTarget) -> GwResult<UpstreamRequest> {
-    let obj: RawObject = serde_json::from_slice(body).map_err(super::wire::invalid_json)?;
+    let obj = RawObject::parse(body).map_err(super::wire::invalid_json)?;
     let stream = obj.get("stream").is_some_and(|v| v.get() == "true");
     let mut model = Vec::with_capacity(target.vendor_model.len() + 2);
     write_json_str(target.vendor_model, &mut model);

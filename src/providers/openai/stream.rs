@@ -68,7 +68,7 @@ impl OpenAiStream {
                 *state = StreamState::Done;
                 return;
             }
-            let Ok(obj) = serde_json::from_str::<RawObject>(&ev.data) else {
+            let Ok(obj) = RawObject::parse(ev.data.as_bytes()) else {
                 failure = Some(crate::providers::malformed_event());
                 *state = StreamState::Failed;
                 return;
