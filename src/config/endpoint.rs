@@ -18,6 +18,8 @@ pub struct Endpoint {
     pub port: u16,
     /// Path prefix without a trailing slash, e.g. `/v1`; may be empty.
     pub path_prefix: String,
+    /// The Host header value, made once: every vendor request sends it.
+    authority: String,
 }
 
 impl Endpoint {
@@ -39,27 +41,29 @@ impl Endpoint {
         }
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path_prefix = uri.path().trim_end_matches('/').to_string();
+        let default = if tls { 443 } else { 80 };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let authority = if port == default {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
         Ok(Endpoint {
             tls,
             host,
             port,
             path_prefix,
+            authority,
         })
     }
 
     /// The Host header value: the port is left out when it is the scheme's default.
-    pub fn authority(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 

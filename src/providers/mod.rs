@@ -760,12 +760,7 @@ pub mod testing {
         Provider {
             name: "test".into(),
             vendor,
-            endpoint: Endpoint {
-                tls: true,
-                host: "vendor.example".into(),
-                port: 443,
-                path_prefix: String::new(),
-            },
+            endpoint: Endpoint::parse("https://vendor.example").expect("a URL"),
             api_key: Some(Secret::new("sk-test-vendor-key")),
             default_max_tokens: 4096,
             max_in_flight: 4096,

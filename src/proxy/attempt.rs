@@ -645,7 +645,7 @@ fn note_target(ctx: &mut RequestCtx, target: &Target) {
     ctx.vendor_model = Some(target.model.clone());
     ctx.target_header = [(
         "x-modelmux-target",
-        format!("{}/{}", target.provider.name, target.model),
+        [&target.provider.name, "/", &target.model].concat(),
     )];
 }
 

@@ -30,13 +30,13 @@ fn request(target: &VendorTarget, stream: bool, body: Vec<u8>, path: &str) -> Up
         .access_token
         .or(target.provider.api_key.as_ref().map(|k| k.expose()));
     if let Some(bearer) = bearer {
-        headers.push(("authorization", format!("Bearer {bearer}")));
+        headers.push(("authorization", ["Bearer ", bearer].concat()));
     }
     if stream {
         headers.push(("accept", "text/event-stream".to_string()));
     }
     UpstreamRequest {
-        path_and_query: format!("{}{path}", target.provider.endpoint.path_prefix),
+        path_and_query: [&target.provider.endpoint.path_prefix, path].concat(),
         headers,
         body: Bytes::from(body),
     }
