@@ -2,7 +2,7 @@
 //! time to first token, and the last error it returned. The console's status screen and its
 //! sparklines read it; Prometheus has the long view.
 
-use std::collections::HashMap;
+use crate::config::FastMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -110,7 +110,7 @@ pub(crate) struct Point {
 
 #[derive(Default)]
 pub(crate) struct Timeline {
-    targets: Mutex<HashMap<String, Series>>,
+    targets: Mutex<FastMap<String, Series>>,
 }
 
 impl Timeline {
@@ -203,7 +203,7 @@ impl Timeline {
 }
 
 /// A target's series, made on its first request; the name is copied only then.
-fn series_of<'a>(targets: &'a mut HashMap<String, Series>, target: &str) -> &'a mut Series {
+fn series_of<'a>(targets: &'a mut FastMap<String, Series>, target: &str) -> &'a mut Series {
     if !targets.contains_key(target) {
         targets.insert(
             target.to_string(),

@@ -104,7 +104,7 @@ pub fn load_str_at(
         teams,
         file_keys: keys.len(),
         keys,
-        key_index: HashMap::new(),
+        key_index: Default::default(),
         breaker: load_breaker(raw_breaker, p),
         cache: load_cache(raw_cache, &raw_limits, p),
         responses: load_responses(raw_responses, &raw_limits, p),
@@ -622,7 +622,7 @@ fn check_limits(l: &Limits, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
-type ModelIndex = HashMap<String, usize>;
+type ModelIndex = super::FastMap<String, usize>;
 
 fn load_models(
     raw: Vec<(String, String, RawModel)>,
@@ -634,7 +634,7 @@ fn load_models(
     let by_name: HashMap<&str, &Arc<Provider>> =
         providers.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut models = Vec::new();
-    let mut index = HashMap::new();
+    let mut index = ModelIndex::default();
     for (path, name, raw) in raw {
         index.insert(name.clone(), models.len());
         models.push(load_model(

@@ -3,7 +3,7 @@
 //! consecutive failures crosses the configured bound; half-open after a cooldown, when a few
 //! probe requests decide whether it closes again.
 
-use std::collections::HashMap;
+use crate::config::FastMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -307,14 +307,14 @@ impl Breaker {
 pub(crate) struct Breakers {
     settings: BreakerSettings,
     /// provider -> vendor model -> breaker; nested so a lookup needs no allocation.
-    map: RwLock<HashMap<String, HashMap<String, Arc<Breaker>>>>,
+    map: RwLock<FastMap<String, FastMap<String, Arc<Breaker>>>>,
 }
 
 impl Breakers {
     pub(crate) fn new(settings: BreakerSettings) -> Self {
         Breakers {
             settings,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(FastMap::default()),
         }
     }
 
