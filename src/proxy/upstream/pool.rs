@@ -1,6 +1,6 @@
 //! Idle vendor connections kept for reuse, per destination.
 
-use std::collections::HashMap;
+use crate::config::FastMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,13 +19,13 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 type Idle = Vec<(Connection, Instant)>;
 
 pub(super) struct Pool {
-    idle: Mutex<(HashMap<Dial, Idle>, Instant)>,
+    idle: Mutex<(FastMap<Dial, Idle>, Instant)>,
 }
 
 impl Default for Pool {
     fn default() -> Self {
         Pool {
-            idle: Mutex::new((HashMap::new(), Instant::now())),
+            idle: Mutex::new((FastMap::default(), Instant::now())),
         }
     }
 }
@@ -68,7 +68,7 @@ impl Pool {
         drop(closing);
     }
 
-    fn lock(&self) -> MutexGuard<'_, (HashMap<Dial, Idle>, Instant)> {
+    fn lock(&self) -> MutexGuard<'_, (FastMap<Dial, Idle>, Instant)> {
         self.idle
             .lock()
             .expect("pool lock is never poisoned: no panics while held")

@@ -1,6 +1,6 @@
 //! Vendor host names to addresses, cached so a lookup is not on every request's path.
 
-use std::collections::HashMap;
+use crate::config::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ type Resolved = (Vec<SocketAddr>, Instant);
 
 #[derive(Default)]
 pub(crate) struct Resolver {
-    cache: RwLock<HashMap<(String, u16), Resolved>>,
+    cache: RwLock<FastMap<(String, u16), Resolved>>,
 }
 
 impl Resolver {
