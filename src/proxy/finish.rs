@@ -194,36 +194,24 @@ fn label(name: &Option<String>) -> &str {
 fn record_metrics(ctx: &RequestCtx, status: u16, elapsed: Duration) {
     let (model, provider) = (label(&ctx.model), label(&ctx.provider));
     let target = ctx.target().unwrap_or("-");
-    metrics::REQUESTS
-        .with_label_values(&[model, provider, target, status.to_string().as_str()])
-        .inc();
+    let series = metrics::target_series(model, provider, target);
+    series.count_request(status);
     if ctx.model.is_some() {
-        metrics::REQUEST_DURATION
-            .with_label_values(&[model, provider, target])
-            .observe(elapsed.as_secs_f64());
+        series.duration().observe(elapsed.as_secs_f64());
         metrics::REQUEST_SIZE
             .with_label_values(&[api_name(ctx.api)])
             .observe(ctx.bytes_in as f64);
     }
     if let (Some(first), true) = (ctx.first_token, (200..300).contains(&status)) {
         let ttft = first.duration_since(ctx.start).as_secs_f64();
-        metrics::TIME_TO_FIRST_TOKEN
-            .with_label_values(&[model, provider])
-            .observe(ttft);
+        series.time_to_first_token().observe(ttft);
         if let Some(u) = ctx.usage.filter(|u| u.completion_tokens > 1) {
             let per_token = (elapsed.as_secs_f64() - ttft) / (u.completion_tokens - 1) as f64;
-            metrics::TIME_PER_OUTPUT_TOKEN
-                .with_label_values(&[model, provider])
-                .observe(per_token.max(0.0));
+            series.time_per_output_token().observe(per_token.max(0.0));
         }
     }
     if let Some(u) = ctx.usage {
-        metrics::TOKENS
-            .with_label_values(&[model, provider, target, "prompt"])
-            .inc_by(u.prompt_tokens);
-        metrics::TOKENS
-            .with_label_values(&[model, provider, target, "completion"])
-            .inc_by(u.completion_tokens);
+        series.count_tokens(u.prompt_tokens, u.completion_tokens);
     }
 }
 
