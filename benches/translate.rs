@@ -14,12 +14,7 @@ use modelmux::providers::{
 const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the weather like in Oslo today, and should I bring an umbrella?"}],"temperature":0.7,"max_tokens":256,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}"#;
 
 fn endpoint() -> Endpoint {
-    Endpoint {
-        tls: true,
-        host: "vendor.example".into(),
-        port: 443,
-        path_prefix: String::new(),
-    }
+    Endpoint::parse("https://vendor.example").expect("a URL")
 }
 
 fn provider(vendor: Vendor) -> Provider {

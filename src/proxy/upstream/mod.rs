@@ -66,7 +66,7 @@ impl Upstreams {
         } else {
             Dial::Tcp(addr)
         };
-        self.exchange(dial, &endpoint.authority(), timeouts, method, req)
+        self.exchange(dial, endpoint.authority(), timeouts, method, req)
             .await
     }
 
