@@ -90,8 +90,8 @@ impl Gateway {
         let header = session.req_header();
         // A failed request names what failed, or failing that its status.
         let code = status.to_string();
-        let error = (status >= 400 || ctx.upstream_error.is_some())
-            .then(|| ctx.failure().unwrap_or(&code));
+        let error =
+            (status >= 400 || ctx.upstream_error.is_some()).then(|| ctx.failure().unwrap_or(&code));
         let spans = crate::telemetry::request_spans(&crate::telemetry::Finished {
             trace,
             duration: elapsed,
