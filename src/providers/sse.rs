@@ -112,8 +112,11 @@ fn parse_event(raw: &[u8]) -> Result<Option<Event>, SseError> {
         if line.is_empty() || line.starts_with(':') {
             continue;
         }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+        let (field, value) = match memchr::memchr(b':', line.as_bytes()) {
+            Some(colon) => {
+                let v = &line[colon + 1..];
+                (&line[..colon], v.strip_prefix(' ').unwrap_or(v))
+            }
             None => (line, ""),
         };
         match field {
