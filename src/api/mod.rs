@@ -177,3 +177,14 @@ pub fn replay_as_stream(
     sink.write(Delta::Done, out);
     sink
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_ids_are_the_prefix_and_24_letters_or_digits() {
+        let id = super::random_id("chatcmpl-");
+        let tail = id.strip_prefix("chatcmpl-").expect("the prefix");
+        assert_eq!(tail.len(), 24);
+        assert!(tail.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}
