@@ -235,7 +235,7 @@ fn access_line<'a>(
             .key
             .and_then(|i| ctx.config.keys.get(i))
             .map(|k| k.name.as_str()),
-        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        client_ip: ctx.client_ip.map(super::access_log::ip_text),
         api: api_name(ctx.api),
         method: header.method.as_str(),
         path: header.uri.path(),
