@@ -31,6 +31,8 @@ mod sqlite;
 /// Rows a batch holds at most, and how long the writer waits to fill one.
 const BATCH: usize = 512;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
+/// How long the writer sleeps between looks at the queue while a batch fills.
+const COLLECT_STEP: Duration = Duration::from_millis(20);
 /// How often rows past their retention are looked for (then deleted one short statement at a
 /// time, between two batches of writes, while there is more).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -456,6 +458,17 @@ impl RowsIn {
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         Ok(row)
     }
+
+    /// What is waiting, up to `batch`'s capacity, without waiting.
+    fn take_waiting(&self, batch: &mut Vec<LogRow>) {
+        while batch.len() < BATCH {
+            let Ok(row) = self.taken.try_recv() else {
+                return;
+            };
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            batch.push(row);
+        }
+    }
 }
 
 pub(crate) struct LogStore {
@@ -600,12 +613,17 @@ fn write_rows(mut writer: Box<dyn LogWriter>, rows: RowsIn, retention: Retention
             Err(RecvTimeoutError::Disconnected) => return,
         }
         if !batch.is_empty() {
+            // The batch fills while the writer sleeps: a writer waiting on the queue is woken
+            // by every row sent, a wake-up per request (the writer thread's CPU for 100,000
+            // requests at ~25,000 a second: 0.62-0.65 s waiting, 0.13-0.21 s sleeping).
             let deadline = Instant::now() + BATCH_WAIT;
-            while batch.len() < BATCH {
-                match rows.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(row) => batch.push(row),
-                    Err(_) => break,
+            loop {
+                rows.take_waiting(&mut batch);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if batch.len() >= BATCH || left.is_zero() {
+                    break;
                 }
+                std::thread::sleep(left.min(COLLECT_STEP));
             }
             match writer.insert(&batch) {
                 Ok(()) if failing => {
