@@ -503,4 +503,18 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_target_series_is_found_by_borrowed_names() {
+        use std::hash::BuildHasher;
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let owned = ("m".to_string(), "p".to_string(), "p/v".to_string());
+        assert_eq!(
+            hasher.hash_one(SeriesKey("m", "p", "p/v")),
+            hasher.hash_one(&owned)
+        );
+        let first = target_series("m-test", "p", "p/v");
+        assert!(Arc::ptr_eq(&first, &target_series("m-test", "p", "p/v")));
+        assert!(!Arc::ptr_eq(&first, &target_series("m-test", "p2", "p/v")));
+    }
 }

@@ -264,7 +264,14 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_std_writes_them() {
-        for ip in ["0.0.0.0", "10.0.0.1", "127.0.0.1", "192.168.100.9", "255.255.255.255", "::1"] {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.100.9",
+            "255.255.255.255",
+            "::1",
+        ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
         }

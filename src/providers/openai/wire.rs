@@ -706,7 +706,13 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_when_and_only_when_they_need_it() {
-        for s in ["", "plain", "exactly8", "a longer plain string, é and ü", "\u{7f}\u{80}"] {
+        for s in [
+            "",
+            "plain",
+            "exactly8",
+            "a longer plain string, é and ü",
+            "\u{7f}\u{80}",
+        ] {
             assert!(!needs_escape(s.as_bytes()), "{s:?}");
         }
         for at in 0..20 {
