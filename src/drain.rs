@@ -1,7 +1,8 @@
 //! The process's way out, shared by the listeners, the request path and the signal watch: on
 //! `SIGTERM`, or once a graceful upgrade has handed the sockets over, the gateway stops
-//! accepting, takes no further request on a kept-alive connection (idle ones close at once,
-//! a reply in flight is the connection's last) and waits for the requests it is serving, up to
+//! accepting, takes no further request on a kept-alive connection (an idle one answers a
+//! request already on its way, within a last short look, and closes; a reply in flight is the
+//! connection's last) and waits for the requests it is serving, up to
 //! the grace period. Streams still open then are ended with the client API's in-band error
 //! event, never cut silently, and the process exits as soon as nothing is left.
 
