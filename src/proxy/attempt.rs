@@ -377,7 +377,7 @@ impl Gateway {
         }
         // Servers that omit the content type on a stream are taken at their word.
         let is_sse = exchange
-            .header_str("content-type")
+            .content_type()
             .is_none_or(|c| c.contains("event-stream"));
         if request.stream() && is_sse {
             let relay = Relay::new(

@@ -24,9 +24,13 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> GwResult<&'c ClientKey> {
         let h = session.req_header();
+        // Names made once: a name given as text is parsed at every lookup.
+        static X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
         let presented = auth::presented_key(
-            h.headers.get("authorization").map(|v| v.as_bytes()),
-            h.headers.get("x-api-key").map(|v| v.as_bytes()),
+            h.headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            h.headers.get(&X_API_KEY).map(|v| v.as_bytes()),
         );
         let index = auth::authenticate(config, presented, crate::clock::unix_secs())?;
         ctx.key = Some(index);

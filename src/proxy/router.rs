@@ -46,7 +46,8 @@ impl Gateway {
             .get("origin")
             .and_then(|v| v.to_str().ok());
         let header = session.req_header();
-        ctx.request_id = request_id(header.headers.get("x-request-id").map(|v| v.as_bytes()));
+        static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+        ctx.request_id = request_id(header.headers.get(&X_REQUEST_ID).map(|v| v.as_bytes()));
         if let (Some(_), Some(settings)) = (&self.telemetry, &config.telemetry) {
             // Names made once: a name given as text is parsed at every lookup.
             static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");

@@ -166,6 +166,10 @@ impl Exchange {
         self.response.field(name)
     }
 
+    pub(crate) fn content_type(&self) -> Option<&str> {
+        self.response.content_type()
+    }
+
     /// The next piece of the body within the idle and total timeouts; None at the end.
     pub(crate) async fn next_chunk(&mut self) -> GwResult<Option<Bytes>> {
         let left = remaining(self.deadline);
