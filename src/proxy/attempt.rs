@@ -606,10 +606,11 @@ impl Gateway {
 
 /// A session keeps its target (A/B splits): `x-session-id`, or the request's `user`.
 fn sticky_session(session: &Session, request: &ClientRequest) -> Option<String> {
+    static X_SESSION_ID: http::HeaderName = http::HeaderName::from_static("x-session-id");
     session
         .req_header()
         .headers
-        .get("x-session-id")
+        .get(&X_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| request.user().map(|u| u.into_owned()))

@@ -43,7 +43,7 @@ impl Gateway {
         let origin = session
             .req_header()
             .headers
-            .get("origin")
+            .get(http::header::ORIGIN)
             .and_then(|v| v.to_str().ok());
         let header = session.req_header();
         static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
