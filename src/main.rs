@@ -8,6 +8,18 @@ use clap::{Parser, Subcommand};
 
 use modelmux::{codegen, config, server};
 
+/// Transparent huge pages off for this process: each allocator arena a thread touches would
+/// otherwise be backed by a 2 MiB page (mimalloc asks for them), 29 MB resident at idle
+/// against 15 MB with 4 KiB pages; the request path runs the same instructions either way.
+/// Done first, before the threads start, and for every THP mode (`always` too, as RHEL ships).
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes no pointers; a failure (an old kernel) changes nothing.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "modelmux",
@@ -99,6 +111,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    without_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match config::load_file(&config) {
