@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics;
 
+mod msgpack;
 mod postgres;
 mod sqlite;
 

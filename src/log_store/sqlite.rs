@@ -133,7 +133,7 @@ impl LogWriter for Writer {
         let id = (first.time_ms * 1000).max(self.last_id + 1);
         let last_id = id + rows.len() as i64 - 1;
         let mut block = Vec::with_capacity(rows.len() * 512);
-        rmp_serde::encode::write(&mut block, rows).map_err(|e| e.to_string())?;
+        super::msgpack::write_rows(rows, &mut block);
         let tx = self.conn.transaction().map_err(e)?;
         tx.prepare_cached(
             "INSERT INTO log_blocks (id, last_id, first_ms, last_ms, names, rows)
