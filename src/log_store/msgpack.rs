@@ -224,7 +224,7 @@ mod tests {
             ],
             status: n as u16,
             error: Some(s("e")),
-            stream: n % 2 == 0,
+            stream: n.is_multiple_of(2),
             cache: Some(s("hit")),
             ttfb_ms: Some(1.5),
             ttft_ms: Some(f64::MAX),
