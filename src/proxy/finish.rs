@@ -60,13 +60,18 @@ impl Gateway {
         if self.access_log.is_none() && self.log_store.is_none() {
             return;
         }
-        let line = access_line(session, ctx, status, elapsed, used, cost);
+        let mut line = access_line(session, ctx, status, elapsed, used, cost);
         if let Some(log) = &self.access_log {
             log.write(&line);
         }
         // Health checks are not requests anyone asks about.
         if let Some(store) = self.log_store.as_ref().filter(|_| line.path != "/health") {
-            store.push(log_row(&line, ctx, used));
+            let mut row = log_row(&mut line, ctx, used);
+            drop(line);
+            // The request is over: the row takes its id and attempts rather than copies.
+            row.request_id = std::mem::take(&mut ctx.request_id);
+            row.attempts = std::mem::take(&mut ctx.attempts);
+            store.push(row);
         }
     }
 }
@@ -119,21 +124,22 @@ impl Gateway {
     }
 }
 
-/// The log store's row: the access line's facts, and the token details.
-fn log_row(line: &Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_store::LogRow {
+/// The log store's row: the access line's facts (its client address taken), and the token
+/// details; the request id and attempts are the caller's to move in.
+fn log_row(line: &mut Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_store::LogRow {
     let owned = |s: Option<&str>| s.map(str::to_string);
     crate::log_store::LogRow {
-        request_id: line.request_id.to_string(),
+        request_id: String::new(),
         time_ms: crate::clock::unix_millis(),
         key: owned(line.key),
-        client_ip: line.client_ip.clone(),
+        client_ip: line.client_ip.take(),
         api: line.api.to_string(),
         method: line.method.to_string(),
         path: line.path.to_string(),
         model: owned(line.model),
         provider: owned(line.provider),
         vendor_model: owned(line.vendor_model),
-        attempts: ctx.attempts.clone(),
+        attempts: Vec::new(),
         status: line.status,
         error: ctx.failure().map(str::to_string),
         stream: line.stream,
