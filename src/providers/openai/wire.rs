@@ -129,22 +129,37 @@ pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
 
 /// Whether any byte is a control character, `"` or `\\`: eight bytes at a time (Mycroft's
 /// test for a byte below a bound, as serde_json's reader does), a quarter of a byte loop's
-/// instructions on the strings of an access line.
+/// instructions on the strings of an access line. The last bytes are one more word,
+/// overlapping the ones before (or, under eight bytes, two overlapping halves or three
+/// bytes): a byte loop over them cost a line's eight strings some 200 instructions.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let special = |x: u64| {
         let quote = x ^ (ONES * u64::from(b'"'));
         let backslash = x ^ (ONES * u64::from(b'\\'));
-        if (below(x, 0x20) | below(quote, 1) | below(backslash, 1)) & HIGH != 0 {
-            return true;
-        }
+        (below(x, 0x20) | below(quote, 1) | below(backslash, 1)) & HIGH != 0
+    };
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"));
+    let n = bytes.len();
+    match n {
+        0 => false,
+        // Three bytes cover one to three; the other five are spaces.
+        1..=3 => special(u64::from_le_bytes([
+            bytes[0],
+            bytes[n / 2],
+            bytes[n - 1],
+            b' ',
+            b' ',
+            b' ',
+            b' ',
+            b' ',
+        ])),
+        4..=7 => special(u64::from(half(0)) | u64::from(half(n - 4)) << 32),
+        _ => (0..n - 8).step_by(8).any(|at| special(word(at))) || special(word(n - 8)),
     }
-    let rest = chunks.remainder();
-    rest.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
@@ -715,11 +730,14 @@ mod tests {
         ] {
             assert!(!needs_escape(s.as_bytes()), "{s:?}");
         }
-        for at in 0..20 {
-            for bad in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
-                let mut s = vec![b'x'; 20];
-                s[at] = bad;
-                assert!(needs_escape(&s), "{bad} at {at}");
+        for len in 1..=20 {
+            assert!(!needs_escape(&vec![b'x'; len]), "{len} plain bytes");
+            for at in 0..len {
+                for bad in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                    let mut s = vec![b'x'; len];
+                    s[at] = bad;
+                    assert!(needs_escape(&s), "{bad} at {at} of {len}");
+                }
             }
         }
         let mut out = Vec::new();
