@@ -4,6 +4,7 @@
 //! system call for its line. A buffer past its bound (a stuck disk) drops lines and counts
 //! them rather than growing.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +27,9 @@ pub(crate) struct AccessLog {
 /// One request, as logged. Never the key itself: its configured name.
 #[derive(Serialize)]
 pub(crate) struct Line<'a> {
-    pub(crate) time: String,
+    /// Unix milliseconds when the request ended; written as RFC 3339.
+    #[serde(rename = "time", serialize_with = "rfc3339")]
+    pub(crate) time_ms: i64,
     pub(crate) request_id: &'a str,
     pub(crate) key: Option<&'a str>,
     pub(crate) client_ip: Option<String>,
@@ -57,6 +60,10 @@ pub(crate) struct Line<'a> {
 }
 
 /// The attempts as the access log gives them: their outcomes.
+fn rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(std::str::from_utf8(&crate::clock::rfc3339_millis(*ms)).unwrap_or_default())
+}
+
 #[derive(Clone, Copy)]
 pub(crate) struct Outcomes<'a>(pub(crate) &'a [crate::log_store::Attempt]);
 
@@ -90,12 +97,28 @@ impl AccessLog {
     }
 
     pub(crate) fn write(&self, line: &Line) {
-        let mut text = Vec::with_capacity(512);
-        match self.format {
-            LogFormat::Json => json_line(line, &mut text),
-            LogFormat::Text | LogFormat::Off => text.extend_from_slice(text_line(line).as_bytes()),
+        thread_local! {
+            /// The line is made here, out of the lock, in a buffer each thread keeps.
+            static TEXT: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
         }
-        text.push(b'\n');
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            match self.format {
+                LogFormat::Json => json_line(line, text),
+                LogFormat::Text | LogFormat::Off => {
+                    text.extend_from_slice(text_line(line).as_bytes())
+                }
+            }
+            text.push(b'\n');
+            self.append(text);
+            if text.capacity() > 64 * 1024 {
+                // A line with bodies gives its room back.
+                *text = Vec::with_capacity(1024);
+            }
+        });
+    }
+
+    fn append(&self, text: &[u8]) {
         let mut pending = self.pending.lock().expect("log lock is never poisoned");
         if pending.len() + text.len() > MAX_PENDING {
             drop(pending);
@@ -104,7 +127,7 @@ impl AccessLog {
                 .inc();
             return;
         }
-        pending.extend_from_slice(&text);
+        pending.extend_from_slice(text);
     }
 }
 
@@ -128,6 +151,8 @@ fn write_lines(pending: &Mutex<Vec<u8>>, mut out: Box<dyn Write + Send>) {
 /// The line as JSON, as `serde_json` would write it (the tests compare), with the field names
 /// written as they are rather than escaped a byte at a time: serde's escaping of some thirty
 /// names and values cost a pass-through request 5,800 instructions under callgrind, 6% of it.
+/// Text the gateway makes (the time, its API name, an address, a cache status) is written
+/// without looking for what to escape, and numbers without serde's machinery around them.
 fn json_line(l: &Line, out: &mut Vec<u8>) {
     use crate::providers::openai::wire::write_json_str as string_into;
     fn string(out: &mut Vec<u8>, s: &str) {
@@ -139,19 +164,40 @@ fn json_line(l: &Line, out: &mut Vec<u8>) {
             None => out.extend_from_slice(b"null"),
         }
     }
-    fn number<N: Serialize>(out: &mut Vec<u8>, n: N) {
-        let _ = serde_json::to_writer(&mut *out, &n);
+    /// Text that never holds a quote, backslash or control character.
+    fn plain(out: &mut Vec<u8>, s: &[u8]) {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    }
+    fn uint(out: &mut Vec<u8>, n: u64) {
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+    fn opt_uint(out: &mut Vec<u8>, n: Option<u64>) {
+        match n {
+            Some(n) => uint(out, n),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    fn float(out: &mut Vec<u8>, x: Option<f64>) {
+        match x.filter(|x| x.is_finite()) {
+            Some(x) => out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
     }
     out.extend_from_slice(b"{\"time\":");
-    string(out, &l.time);
+    plain(out, &crate::clock::rfc3339_millis(l.time_ms));
     out.extend_from_slice(b",\"request_id\":");
     string(out, l.request_id);
     out.extend_from_slice(b",\"key\":");
     opt(out, l.key);
     out.extend_from_slice(b",\"client_ip\":");
-    opt(out, l.client_ip.as_deref());
+    match &l.client_ip {
+        Some(ip) => plain(out, ip.as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
     out.extend_from_slice(b",\"api\":");
-    string(out, l.api);
+    plain(out, l.api.as_bytes());
     out.extend_from_slice(b",\"method\":");
     string(out, l.method);
     out.extend_from_slice(b",\"path\":");
@@ -170,30 +216,33 @@ fn json_line(l: &Line, out: &mut Vec<u8>) {
         string(out, &a.outcome);
     }
     out.extend_from_slice(b"],\"status\":");
-    number(out, l.status);
+    uint(out, u64::from(l.status));
     out.extend_from_slice(if l.stream {
         b",\"stream\":true"
     } else {
         b",\"stream\":false"
     });
     out.extend_from_slice(b",\"ttfb_ms\":");
-    number(out, l.ttfb_ms);
+    float(out, l.ttfb_ms);
     out.extend_from_slice(b",\"ttft_ms\":");
-    number(out, l.ttft_ms);
+    float(out, l.ttft_ms);
     out.extend_from_slice(b",\"duration_ms\":");
-    number(out, l.duration_ms);
+    float(out, Some(l.duration_ms));
     out.extend_from_slice(b",\"prompt_tokens\":");
-    number(out, l.prompt_tokens);
+    opt_uint(out, l.prompt_tokens);
     out.extend_from_slice(b",\"completion_tokens\":");
-    number(out, l.completion_tokens);
+    opt_uint(out, l.completion_tokens);
     out.extend_from_slice(b",\"cost\":");
-    number(out, l.cost);
+    float(out, l.cost);
     out.extend_from_slice(b",\"bytes_in\":");
-    number(out, l.bytes_in);
+    uint(out, l.bytes_in as u64);
     out.extend_from_slice(b",\"bytes_out\":");
-    number(out, l.bytes_out);
+    uint(out, l.bytes_out as u64);
     out.extend_from_slice(b",\"cache\":");
-    opt(out, l.cache);
+    match l.cache {
+        Some(cache) => plain(out, cache.as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
     if let Some(prompt) = &l.prompt {
         out.extend_from_slice(b",\"prompt\":");
         string(out, prompt);
@@ -209,7 +258,7 @@ fn text_line(l: &Line) -> String {
     let dash = "-";
     format!(
         "{} {} {} {} \"{} {}\" {} {} {}/{} {:.1}ms ttft={} attempts={} tokens={}/{} in={} out={}",
-        l.time,
+        String::from_utf8_lossy(&crate::clock::rfc3339_millis(l.time_ms)),
         l.request_id,
         l.client_ip.as_deref().unwrap_or(dash),
         l.key.unwrap_or(dash),
@@ -296,7 +345,7 @@ mod tests {
             },
         ];
         let mut line = Line {
-            time: "2026-12-02T10:00:00.123Z".into(),
+            time_ms: 1_764_669_600_123,
             request_id: "req_\"quoted\"\\",
             key: Some("team-a"),
             client_ip: None,
@@ -330,6 +379,10 @@ mod tests {
             );
             line.prompt = Some("{\"messages\":[]}".into());
             line.attempts = Outcomes(&[]);
+            line.duration_ms = f64::INFINITY;
+            line.prompt_tokens = Some(u64::MAX);
+            line.client_ip = Some("2001:db8::1".into());
+            line.cache = None;
         }
     }
 }

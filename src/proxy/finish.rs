@@ -130,7 +130,7 @@ fn log_row(line: &mut Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log
     let owned = |s: Option<&str>| s.map(str::to_string);
     crate::log_store::LogRow {
         request_id: String::new(),
-        time_ms: crate::clock::unix_millis(),
+        time_ms: line.time_ms,
         key: owned(line.key),
         client_ip: line.client_ip.take(),
         api: line.api.to_string(),
@@ -235,7 +235,7 @@ fn access_line<'a>(
     // Bodies are kept only when asked: the model is looked up only then.
     let bodies = ctx.logged_prompt.is_some() && logs_bodies(ctx);
     Line {
-        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        time_ms: crate::clock::unix_millis(),
         request_id: &ctx.request_id,
         key: ctx
             .key
