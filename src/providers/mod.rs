@@ -13,6 +13,7 @@ pub mod anthropic;
 pub mod dashscope;
 pub mod gemini;
 pub mod job;
+pub mod json_scan;
 pub mod jwt;
 pub mod model;
 pub mod openai;

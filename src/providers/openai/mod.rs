@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::model::{
@@ -252,12 +251,10 @@ pub static DIALECT: Dialect = Dialect {
     images: None,
 };
 
-pub(super) fn read_usage(raw: Option<&RawValue>) -> Option<Usage> {
-    let raw = raw?;
-    if JsonType::of(raw) != JsonType::Object {
-        return None;
-    }
-    serde_json::from_str(raw.get()).ok()
+/// A `usage` member's raw text read, when it is an object.
+pub(super) fn read_usage(raw: Option<&str>) -> Option<Usage> {
+    let raw = raw.filter(|raw| raw.starts_with('{'))?;
+    serde_json::from_str(raw).ok()
 }
 
 pub(super) fn public_model_json(public_model: &str) -> Vec<u8> {
@@ -270,7 +267,7 @@ pub(super) fn public_model_json(public_model: &str) -> Vec<u8> {
 /// every other member copied verbatim.
 pub fn decode_raw(public_model: &str, body: &[u8]) -> GwResult<(Bytes, Option<Usage>)> {
     let obj = reply_object(body, "choices")?;
-    let usage = read_usage(obj.get("usage"));
+    let usage = read_usage(obj.get("usage").map(|v| v.get()));
     Ok((with_public_model(&obj, public_model, body.len()), usage))
 }
 

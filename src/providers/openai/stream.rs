@@ -26,6 +26,49 @@ pub struct OpenAiStream {
     state: StreamState,
 }
 
+/// The members of a passed-through event the stream reads, as raw JSON text.
+#[derive(Default)]
+struct EventMembers<'a, 'o> {
+    model: Option<&'a str>,
+    usage: Option<&'a str>,
+    choices: Option<&'a str>,
+    error: Option<&'a str>,
+    /// The event as serde_json read it, when the scan left it to serde_json.
+    object: Option<&'o RawObject<'a>>,
+}
+
+impl<'a> EventMembers<'a, '_> {
+    /// By the scan; None for an error, a member given twice, or what the scan leaves to
+    /// serde_json (`json_scan`).
+    fn scan(data: &'a str) -> Option<Self> {
+        let mut members = EventMembers::default();
+        let mut repeated = false;
+        crate::providers::json_scan::members(data, |key, value| {
+            let slot = match key {
+                "model" => &mut members.model,
+                "usage" => &mut members.usage,
+                "choices" => &mut members.choices,
+                "error" => &mut members.error,
+                _ => return,
+            };
+            repeated |= slot.replace(value).is_some();
+        })?;
+        (members.error.is_none() && !repeated).then_some(members)
+    }
+}
+
+impl<'a, 'o> EventMembers<'a, 'o> {
+    fn of(obj: &'o RawObject<'a>) -> Self {
+        EventMembers {
+            model: obj.get("model").map(|v| v.get()),
+            usage: obj.get("usage").map(|v| v.get()),
+            choices: obj.get("choices").map(|v| v.get()),
+            error: obj.get("error").map(|v| v.get()),
+            object: Some(obj),
+        }
+    }
+}
+
 impl OpenAiStream {
     pub fn new(public_model: &str, forward_usage: bool) -> Self {
         OpenAiStream {
@@ -68,29 +111,42 @@ impl OpenAiStream {
                 *state = StreamState::Done;
                 return;
             }
-            let Ok(obj) = RawObject::parse(ev.data.as_bytes()) else {
-                failure = Some(crate::providers::malformed_event());
-                *state = StreamState::Failed;
-                return;
+            // The scan reads most events; serde_json the rest (and says what is wrong).
+            let scanned = match ev.event.as_deref() {
+                Some("error") => None,
+                _ => EventMembers::scan(&ev.data),
             };
-            if ev.event.as_deref() == Some("error") || obj.get("error").is_some() {
-                let message = obj
-                    .get("error")
-                    .and_then(|e| serde_json::from_str::<OpenAiError>(e.get()).ok())
+            let parsed;
+            let members = match scanned {
+                Some(members) => members,
+                None => {
+                    let Ok(obj) = RawObject::parse(ev.data.as_bytes()) else {
+                        failure = Some(crate::providers::malformed_event());
+                        *state = StreamState::Failed;
+                        return;
+                    };
+                    parsed = obj;
+                    EventMembers::of(&parsed)
+                }
+            };
+            if ev.event.as_deref() == Some("error") || members.error.is_some() {
+                let message = members
+                    .error
+                    .and_then(|e| serde_json::from_str::<OpenAiError>(e).ok())
                     .and_then(|e| e.message)
                     .unwrap_or_else(|| "the upstream stream failed".into());
                 failure = Some(GatewayError::new(ErrorKind::UpstreamError, message));
                 *state = StreamState::Failed;
                 return;
             }
-            if let Some(u) = read_usage(obj.get("usage")) {
+            if let Some(u) = read_usage(members.usage) {
                 *usage = Some(u);
-                let usage_only = obj.get("choices").is_some_and(|c| c.get().trim() == "[]");
+                let usage_only = members.choices.is_some_and(|c| c.trim() == "[]");
                 if usage_only && !forward_usage {
                     return;
                 }
             }
-            if obj.get("choices").is_some_and(|c| c.get().trim() != "[]") {
+            if members.choices.is_some_and(|c| c.trim() != "[]") {
                 *content_events += 1;
             }
             // Built once: `memmem::find` builds its searcher at every call (850 instructions
@@ -101,10 +157,16 @@ impl OpenAiStream {
                 *finished = true;
             }
             out.extend_from_slice(b"data: ");
-            if obj.get("model").is_some() {
-                obj.write_with(&[("model", model_json)], &[], out);
-            } else {
-                out.extend_from_slice(ev.data.as_bytes());
+            match (members.model, members.object) {
+                (None, _) => out.extend_from_slice(ev.data.as_bytes()),
+                (Some(_), Some(obj)) => obj.write_with(&[("model", model_json)], &[], out),
+                (Some(model), None) => {
+                    // The value's place in the event: it was borrowed from it.
+                    let at = model.as_ptr() as usize - ev.data.as_ptr() as usize;
+                    out.extend_from_slice(&ev.data.as_bytes()[..at]);
+                    out.extend_from_slice(model_json);
+                    out.extend_from_slice(&ev.data.as_bytes()[at + model.len()..]);
+                }
             }
             out.extend_from_slice(b"\n\n");
         });
