@@ -6,16 +6,52 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use ref_cast::RefCast;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, GatewayError, GwResult};
 
+/// A JSON value's raw text, as it stands in the text it was read from (what serde_json's
+/// `RawValue` holds, made here too by `json_scan`).
+#[derive(Debug, RefCast)]
+#[repr(transparent)]
+pub struct Raw(str);
+
+impl Raw {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The raw text of a JSON value, whichever reader found it.
+pub trait RawText {
+    fn text(&self) -> &str;
+}
+
+impl RawText for Raw {
+    fn text(&self) -> &str {
+        &self.0
+    }
+}
+
+impl RawText for RawValue {
+    fn text(&self) -> &str {
+        self.get()
+    }
+}
+
+impl<T: RawText + ?Sized> RawText for &T {
+    fn text(&self) -> &str {
+        (**self).text()
+    }
+}
+
 /// A JSON object kept as its members' raw text, in order.
 #[derive(Debug, Default)]
 pub struct RawObject<'a> {
-    pub members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    pub members: Vec<(Cow<'a, str>, &'a Raw)>,
     /// The text it was parsed from, when it was parsed by `parse`: members are replaced in
     /// place in it.
     source: &'a [u8],
@@ -29,12 +65,24 @@ impl<'a> RawObject<'a> {
         let Ok(text) = std::str::from_utf8(bytes) else {
             return serde_json::from_slice(bytes); // fails, and says where
         };
+        // The one-pass scan reads most objects; serde_json what it leaves (and says what is
+        // wrong with what is not JSON).
+        let mut members = Vec::with_capacity(16);
+        let scanned = crate::providers::json_scan::members(text, |key, value| {
+            members.push((Cow::Borrowed(key), Raw::ref_cast(value)));
+        });
+        if scanned.is_some() {
+            return Ok(RawObject {
+                members,
+                source: bytes,
+            });
+        }
         let mut obj: RawObject<'a> = serde_json::from_str(text)?;
         obj.source = bytes;
         Ok(obj)
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, key: &str) -> Option<&'a Raw> {
         self.members
             .iter()
             .find(|(k, _)| k.as_ref() == key)
@@ -173,7 +221,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((k, v)) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
-                    members.push((k.0, v));
+                    members.push((k.0, Raw::ref_cast(v.get())));
                 }
                 Ok(RawObject {
                     members,
@@ -226,8 +274,8 @@ pub enum JsonType {
 }
 
 impl JsonType {
-    pub fn of(v: &RawValue) -> JsonType {
-        match v.get().as_bytes().first() {
+    pub fn of(v: &(impl RawText + ?Sized)) -> JsonType {
+        match v.text().as_bytes().first() {
             Some(b'n') => JsonType::Null,
             Some(b't' | b'f') => JsonType::Bool,
             Some(b'"') => JsonType::String,
@@ -651,7 +699,7 @@ fn include_usage(body: &RawObject) -> GwResult<bool> {
     }
 }
 
-fn type_error(param: &str, expected: &str, got: &RawValue) -> GatewayError {
+fn type_error(param: &str, expected: &str, got: &(impl RawText + ?Sized)) -> GatewayError {
     let got_type = JsonType::of(got).name();
     GatewayError::invalid(
         format!("Invalid type for '{param}': expected {expected}, but got {got_type}."),
