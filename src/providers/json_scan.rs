@@ -28,11 +28,10 @@ pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> Opt
     } else {
         loop {
             let key_start = s.i + 1;
-            s.string()?;
-            let key = &text[key_start..s.i - 1];
-            if key.contains('\\') {
+            if s.string()? == Escapes::Some {
                 return None;
             }
+            let key = &text[key_start..s.i - 1];
             s.ws();
             s.eat(b':')?;
             s.ws();
@@ -49,6 +48,13 @@ pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> Opt
     }
     s.ws();
     (s.i == s.b.len()).then_some(())
+}
+
+/// Whether a string held escapes (its raw text is then not its value).
+#[derive(PartialEq)]
+enum Escapes {
+    None,
+    Some,
 }
 
 struct Scan<'a> {
@@ -79,7 +85,7 @@ impl Scan<'_> {
 
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string(),
+            b'"' => self.string().map(drop),
             b'{' => self.object(depth + 1),
             b'[' => self.array(depth + 1),
             b'-' | b'0'..=b'9' => self.number(),
@@ -140,8 +146,9 @@ impl Scan<'_> {
     }
 
     /// A string from its opening quote; the text is UTF-8 already.
-    fn string(&mut self) -> Option<()> {
+    fn string(&mut self) -> Option<Escapes> {
         self.eat(b'"')?;
+        let mut escapes = Escapes::None;
         loop {
             // Eight bytes at a time, up to the first quote, backslash or control character.
             while let Some(word) = self.b.get(self.i..self.i + 8) {
@@ -153,7 +160,7 @@ impl Scan<'_> {
                 self.i += 8;
             }
             match self.next()? {
-                b'"' => return Some(()),
+                b'"' => return Some(escapes),
                 b'\\' => match self.next()? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                     b'u' => {
@@ -166,8 +173,9 @@ impl Scan<'_> {
                     _ => return None,
                 },
                 c if c < 0x20 => return None,
-                _ => {}
+                _ => continue,
             }
+            escapes = Escapes::Some;
         }
     }
 
