@@ -57,6 +57,35 @@ enum Escapes {
     Some,
 }
 
+/// Calls `each(element)` for each element of the array `text` is, as raw text; None as for
+/// `members`.
+pub fn elements<'a>(text: &'a str, mut each: impl FnMut(&'a str)) -> Option<()> {
+    let mut s = Scan {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    s.ws();
+    s.eat(b'[')?;
+    s.ws();
+    if s.peek()? == b']' {
+        s.i += 1;
+    } else {
+        loop {
+            let start = s.i;
+            s.value(1)?;
+            each(&text[start..s.i]);
+            s.ws();
+            match s.next()? {
+                b',' => s.ws(),
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.i == s.b.len()).then_some(())
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
@@ -264,6 +293,33 @@ mod tests {
         r#"{}"#,
         r#"{"a":"é ü 😀 plain text longer than eight bytes","b":-12.5e10}"#,
     ];
+
+    fn serde_elements(text: &str) -> Option<Vec<String>> {
+        let list: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).ok()?;
+        Some(list.iter().map(|v| v.get().to_string()).collect())
+    }
+
+    fn our_elements(text: &str) -> Option<Vec<String>> {
+        let mut found = Vec::new();
+        elements(text, |v| found.push(v.to_string()))?;
+        Some(found)
+    }
+
+    #[test]
+    fn elements_are_serde_jsons_elements() {
+        for text in [" [ ] ", "[1, \"a\" ,{\"b\":[]} ,null]", "[[],[[]]]"] {
+            assert!(our_elements(text).is_some(), "{text}");
+            assert_eq!(our_elements(text), serde_elements(text), "{text}");
+        }
+        for text in ["[", "[1,]", "[,1]", "[1 2]", "{}", "[1]]", "[\"a]"] {
+            assert_eq!(our_elements(text), None, "{text}");
+            assert_eq!(serde_elements(text), None, "{text}");
+        }
+        for text in SAMPLES {
+            let list = format!("[{text},{text}]");
+            assert_eq!(our_elements(&list), serde_elements(&list));
+        }
+    }
 
     #[test]
     fn members_are_serde_jsons_members() {

@@ -605,8 +605,15 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
     let messages = body.get("messages").ok_or_else(|| {
         GatewayError::invalid("Missing required parameter: 'messages'.", Some("messages"))
     })?;
-    let list: Vec<&RawValue> = serde_json::from_str(messages.get())
-        .map_err(|_| type_error("messages", "an array", messages))?;
+    // The scan splits most lists; serde_json the rest (and what is not a list).
+    let mut list: Vec<&str> = Vec::new();
+    if crate::providers::json_scan::elements(messages.get(), |m| list.push(m)).is_none() {
+        list = serde_json::from_str::<Vec<&RawValue>>(messages.get())
+            .map_err(|_| type_error("messages", "an array", messages))?
+            .into_iter()
+            .map(RawValue::get)
+            .collect();
+    }
     if list.is_empty() {
         return Err(GatewayError::invalid(
             "'messages' must contain at least one message.",
@@ -616,14 +623,11 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
     for (i, m) in list.iter().enumerate() {
         // Named only when there is an error to report: most requests have none.
         let param = || format!("messages[{i}]");
+        let m = Raw::ref_cast(m);
         if JsonType::of(m) != JsonType::Object {
             return Err(type_error(&param(), "an object", m));
         }
-        let shape: MessageShape = serde_json::from_str(m.get()).map_err(invalid_json)?;
-        let role = shape
-            .role
-            .and_then(|r| serde_json::from_str::<CowStr>(r.get()).ok())
-            .map(|r| r.0);
+        let role = role_of(m)?;
         match role.as_deref() {
             Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
             Some(other) => {
@@ -643,6 +647,31 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
         }
     }
     Ok(())
+}
+
+/// A message's `role`, when it is a string. The scan reads most messages; serde_json those
+/// it leaves, and those naming `role` twice (which it refuses, as it always has).
+fn role_of(message: &Raw) -> GwResult<Option<Cow<'_, str>>> {
+    let mut role = None;
+    let mut twice = false;
+    let scanned = crate::providers::json_scan::members(message.get(), |key, value| {
+        if key == "role" {
+            twice |= role.replace(value).is_some();
+        }
+    });
+    if scanned.is_none() || twice {
+        let shape: MessageShape = serde_json::from_str(message.get()).map_err(invalid_json)?;
+        role = shape.role.map(RawValue::get);
+    }
+    fn plain(r: &str) -> Option<&str> {
+        r.strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .filter(|r| !r.contains('\\'))
+    }
+    Ok(role.and_then(|r| match plain(r) {
+        Some(text) => Some(Cow::Borrowed(text)),
+        None => serde_json::from_str::<CowStr>(r).ok().map(|r| r.0),
+    }))
 }
 
 fn legacy_prompt(body: &RawObject) -> GwResult<String> {
@@ -765,6 +794,29 @@ mod tests {
         obj.write_with(&[("usage", b"{}")], &["n"], &mut out);
         let want = r#"{"id":"x","model":"v","model":"w","usage":{}}"#;
         assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
+    fn a_role_is_read_as_serde_json_reads_it() {
+        let role = |m: &str| role_of(Raw::ref_cast(m)).map(|r| r.map(|r| r.into_owned()));
+        assert_eq!(
+            role(r#"{"content":"x","role":"user"}"#).unwrap().as_deref(),
+            Some("user")
+        );
+        assert_eq!(
+            role(r#"{"role":"us\u0065r"}"#).unwrap().as_deref(),
+            Some("user")
+        );
+        assert_eq!(
+            role(r#"{"r\u006fle":"tool"}"#).unwrap().as_deref(),
+            Some("tool")
+        );
+        assert_eq!(role(r#"{"role":5}"#).unwrap(), None);
+        assert_eq!(role(r#"{}"#).unwrap(), None);
+        assert!(
+            role(r#"{"role":"user","role":"tool"}"#).is_err(),
+            "named twice"
+        );
     }
 
     #[test]
