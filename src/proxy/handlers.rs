@@ -32,10 +32,11 @@ impl Gateway {
                 .map(|v| v.as_bytes()),
             h.headers.get(&X_API_KEY).map(|v| v.as_bytes()),
         );
-        let index = auth::authenticate(config, presented, crate::clock::unix_secs())?;
+        let now = crate::clock::unix_secs();
+        let index = auth::authenticate(config, presented, now, &mut ctx.key_digest)?;
         ctx.key = Some(index);
         let key = &config.keys[index];
-        auth::check_access(key, ctx.client_ip, crate::clock::unix_secs())?;
+        auth::check_access(key, ctx.client_ip, now)?;
         Ok(key)
     }
 

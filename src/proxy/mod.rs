@@ -25,6 +25,7 @@ use crate::providers::jwt::JwtTokens;
 use crate::providers::qianfan::TokenCache;
 use crate::providers::Usage;
 use crate::response_store::{ResponseStore, Stored};
+use crate::traffic::auth::KeyDigestMemo;
 use crate::traffic::breaker::Breakers;
 use crate::traffic::budget::{Budgets, Reservation};
 use crate::traffic::cache::{Cache, Cached};
@@ -99,6 +100,8 @@ pub(crate) struct RequestCtx {
     upstream_error: Option<ErrorKind>,
     /// The caller's key (index into the snapshot's keys), once authenticated.
     key: Option<usize>,
+    /// The connection's last key digest, lent to this request (`Served::serve_one`).
+    key_digest: KeyDigestMemo,
     /// What the rate limits reserved for this request, settled with the real usage.
     admission: Option<Admission>,
     /// What the key's budget holds for this request until it is settled.
@@ -313,6 +316,7 @@ impl Gateway {
             prompt_estimate: 0,
             upstream_error: None,
             key: None,
+            key_digest: KeyDigestMemo::default(),
             admission: None,
             reservation: None,
             common_headers: Vec::new(),
@@ -448,7 +452,11 @@ impl HttpServerApp for Served {
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !self.serve_one(&mut session, shutdown, None).await {
+        let mut memo = KeyDigestMemo::default();
+        if !self
+            .serve_one(&mut session, shutdown, None, &mut memo)
+            .await
+        {
             return None;
         }
         Served::reuse(session).await
@@ -460,12 +468,14 @@ impl Served {
     /// `process_new_http`, and the session borrowed, not moved in, so that the accept loop
     /// (`server/listen.rs`) serves HTTP/1 inline with one copy of the session in its task.
     /// `arrived`: the connection's count in the drain since its accept, which this first
-    /// request carries on (later ones are counted from their header).
+    /// request carries on (later ones are counted from their header). `key_digest`: the
+    /// connection's memo of its client key's digest.
     pub(crate) async fn serve_one(
         &self,
         session: &mut Session,
         shutdown: &ShutdownWatch,
         arrived: Option<crate::drain::Busy>,
+        key_digest: &mut KeyDigestMemo,
     ) -> bool {
         let gateway = &self.0;
         let config = gateway.config.current();
@@ -510,8 +520,11 @@ impl Served {
         // The snapshot in force when this request's header arrived, not when its connection
         // began to wait: a reload holds for requests on connections opened before it.
         let mut ctx = gateway.new_ctx(gateway.config.current());
+        ctx.key_digest = std::mem::take(key_digest);
         // A reply in flight when the drain began is its connection's last.
-        gateway.serve(session, &mut ctx).await && !crate::drain::draining()
+        let keep = gateway.serve(session, &mut ctx).await && !crate::drain::draining();
+        *key_digest = std::mem::take(&mut ctx.key_digest);
+        keep
     }
 
     /// How long an idle kept-alive connection waits for its next request.

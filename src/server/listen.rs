@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use super::corked::Corked;
 use crate::proxy::Served;
+use crate::traffic::auth::KeyDigestMemo;
 
 /// As Pingora's: connections the kernel queues while the loop is busy.
 const BACKLOG: u32 = 65535;
@@ -184,8 +185,9 @@ async fn serve_connection(
     // the setting carries over to each next request on the connection.
     session.set_pipelining_enabled(true);
     let mut first = Some(first);
+    let mut key_digest = KeyDigestMemo::default();
     while served
-        .serve_one(&mut session, &shutdown, first.take())
+        .serve_one(&mut session, &shutdown, first.take(), &mut key_digest)
         .await
     {
         let settings = HttpPersistentSettings::for_session(&session);

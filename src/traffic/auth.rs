@@ -26,7 +26,12 @@ pub(crate) fn presented_key<'h>(
 /// looked up (one probe, whatever the number of keys), then compared in constant time, so
 /// timing tells nothing about a guess. A rotated key's old secret opens it until its grace
 /// period ends.
-pub(crate) fn authenticate(config: &Config, presented: Option<&[u8]>, now: u64) -> GwResult<usize> {
+pub(crate) fn authenticate(
+    config: &Config,
+    presented: Option<&[u8]>,
+    now: u64,
+    memo: &mut KeyDigestMemo,
+) -> GwResult<usize> {
     let Some(presented) = presented else {
         return Err(GatewayError::new(
             ErrorKind::MissingKey,
@@ -34,7 +39,7 @@ pub(crate) fn authenticate(config: &Config, presented: Option<&[u8]>, now: u64) 
         )
         .with_code("missing_api_key"));
     };
-    let hash = crate::config::key_hash(presented);
+    let hash = memo.digest(presented);
     let found = config.key_index.get(&hash).copied().filter(|&i| {
         config.keys[i]
             .hashes
@@ -45,6 +50,27 @@ pub(crate) fn authenticate(config: &Config, presented: Option<&[u8]>, now: u64) 
         GatewayError::new(ErrorKind::InvalidKey, "Incorrect API key provided.")
             .with_code("invalid_api_key")
     })
+}
+
+/// The digest of the key a connection presented last. A kept-alive client sends the same key
+/// with every request, and its SHA-256 cost each ~3,500 instructions under callgrind (~66 ns
+/// natively, with SHA-NI). Only the digest is kept, never what it opened: the key is looked up
+/// in each request's own config snapshot, so a key revoked or rotated out is refused on the
+/// connections that used it before. It holds no more than the connection itself sent.
+#[derive(Default)]
+pub(crate) struct KeyDigestMemo(Option<(Box<[u8]>, [u8; 32])>);
+
+impl KeyDigestMemo {
+    fn digest(&mut self, presented: &[u8]) -> [u8; 32] {
+        match &self.0 {
+            Some((key, digest)) if **key == *presented => *digest,
+            _ => {
+                let digest = crate::config::key_hash(presented);
+                self.0 = Some((presented.into(), digest));
+                digest
+            }
+        }
+    }
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
@@ -136,24 +162,44 @@ keys: [{{name: a, key: sk-aaaaaaaa}}, {{name: b, key_sha256: {b}}}]"
         assert_eq!(presented_key(None, None), None);
     }
 
+    fn auth(c: &Config, presented: Option<&[u8]>, now: u64) -> GwResult<usize> {
+        authenticate(c, presented, now, &mut KeyDigestMemo::default())
+    }
+
+    #[test]
+    fn a_connections_memo_gives_each_key_its_own_digest_and_revocation_still_holds() {
+        let mut c = config();
+        let mut memo = KeyDigestMemo::default();
+        let mut name = |c: &Config, k: &[u8]| {
+            authenticate(c, Some(k), 0, &mut memo).map(|i| c.keys[i].name.clone())
+        };
+        assert_eq!(name(&c, b"sk-aaaaaaaa").unwrap(), "a");
+        assert_eq!(name(&c, b"sk-aaaaaaaa").unwrap(), "a");
+        assert_eq!(
+            name(&c, b"sk-bbbbbbbb").unwrap(),
+            "b",
+            "another key, its own digest"
+        );
+        assert!(name(&c, b"sk-bbbbbbb").is_err());
+        assert_eq!(name(&c, b"sk-aaaaaaaa").unwrap(), "a");
+        c.keys.remove(0);
+        c.index_keys();
+        assert!(
+            name(&c, b"sk-aaaaaaaa").is_err(),
+            "a key gone from the snapshot is refused, memo or not"
+        );
+    }
+
     #[test]
     fn finds_the_right_key_by_its_hash_or_says_why_not() {
         let c = config();
-        let name = |k: &[u8]| c.keys[authenticate(&c, Some(k), 0).unwrap()].name.clone();
+        let name = |k: &[u8]| c.keys[auth(&c, Some(k), 0).unwrap()].name.clone();
         assert_eq!(
             (name(b"sk-aaaaaaaa"), name(b"sk-bbbbbbbb")),
             ("a".into(), "b".into())
         );
-        assert_eq!(
-            authenticate(&c, Some(b"sk-bbbbbbb"), 0)
-                .unwrap_err()
-                .status(),
-            401
-        );
-        assert_eq!(
-            authenticate(&c, None, 0).unwrap_err().kind,
-            ErrorKind::MissingKey
-        );
+        assert_eq!(auth(&c, Some(b"sk-bbbbbbb"), 0).unwrap_err().status(), 401);
+        assert_eq!(auth(&c, None, 0).unwrap_err().kind, ErrorKind::MissingKey);
     }
 
     #[test]
@@ -164,9 +210,9 @@ keys: [{{name: a, key: sk-aaaaaaaa}}, {{name: b, key_sha256: {b}}}]"
             until: Some(100),
         });
         c.index_keys();
-        assert_eq!(authenticate(&c, Some(b"sk-old-secret"), 99).unwrap(), 0);
-        assert!(authenticate(&c, Some(b"sk-old-secret"), 100).is_err());
-        assert_eq!(authenticate(&c, Some(b"sk-aaaaaaaa"), 100).unwrap(), 0);
+        assert_eq!(auth(&c, Some(b"sk-old-secret"), 99).unwrap(), 0);
+        assert!(auth(&c, Some(b"sk-old-secret"), 100).is_err());
+        assert_eq!(auth(&c, Some(b"sk-aaaaaaaa"), 100).unwrap(), 0);
     }
 
     #[test]
