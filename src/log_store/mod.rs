@@ -59,8 +59,10 @@ pub struct LogRow {
     pub time_ms: i64,
     pub key: Option<String>,
     pub client_ip: Option<String>,
-    pub api: String,
-    pub method: String,
+    /// The client API's and the HTTP method's names: the gateway's own text, borrowed (read
+    /// back from a store, owned).
+    pub api: Cow<'static, str>,
+    pub method: Cow<'static, str>,
     pub path: String,
     pub model: Option<String>,
     pub provider: Option<String>,

@@ -2,6 +2,7 @@
 //! day (`requests_YYYYMMDD`, made as the first row of a day arrives), so retention drops whole
 //! partitions instead of deleting rows, and the Logs page's filters have their indexes on each.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -200,8 +201,8 @@ impl LogWriter for Writer {
                 &r.request_id,
                 &r.key,
                 &r.client_ip,
-                &r.api,
-                &r.method,
+                &&*r.api,
+                &&*r.method,
                 &r.path,
                 &r.model,
                 &r.provider,
@@ -365,8 +366,8 @@ fn log_row(r: &postgres::Row) -> LogRow {
         request_id: r.get(2),
         key: r.get(3),
         client_ip: r.get(4),
-        api: r.get(5),
-        method: r.get(6),
+        api: Cow::Owned(r.get(5)),
+        method: Cow::Owned(r.get(6)),
         path: r.get(7),
         model: r.get(8),
         provider: r.get(9),

@@ -68,9 +68,12 @@ impl Gateway {
         if let Some(store) = self.log_store.as_ref().filter(|_| line.path != "/health") {
             let mut row = log_row(&mut line, ctx, used);
             drop(line);
-            // The request is over: the row takes its id and attempts rather than copies.
+            // The request is over: the row takes what it holds rather than copies.
             row.request_id = std::mem::take(&mut ctx.request_id);
             row.attempts = std::mem::take(&mut ctx.attempts);
+            row.model = ctx.model.take();
+            row.provider = ctx.provider.take();
+            row.vendor_model = ctx.vendor_model.take();
             store.push(row);
         }
     }
@@ -125,7 +128,8 @@ impl Gateway {
 }
 
 /// The log store's row: the access line's facts (its client address taken), and the token
-/// details; the request id and attempts are the caller's to move in.
+/// details; the request id, attempts, model, provider and vendor model are the caller's to
+/// move in.
 fn log_row(line: &mut Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log_store::LogRow {
     let owned = |s: Option<&str>| s.map(str::to_string);
     crate::log_store::LogRow {
@@ -133,12 +137,12 @@ fn log_row(line: &mut Line, ctx: &RequestCtx, used: Option<Usage>) -> crate::log
         time_ms: line.time_ms,
         key: owned(line.key),
         client_ip: line.client_ip.take(),
-        api: line.api.to_string(),
-        method: line.method.to_string(),
+        api: line.api.into(),
+        method: static_method(line.method),
         path: line.path.to_string(),
-        model: owned(line.model),
-        provider: owned(line.provider),
-        vendor_model: owned(line.vendor_model),
+        model: None,
+        provider: None,
+        vendor_model: None,
         attempts: Vec::new(),
         status: line.status,
         error: ctx.failure().map(str::to_string),
@@ -271,5 +275,14 @@ fn api_name(api: ClientApi) -> &'static str {
         ClientApi::OpenAiLegacy => "openai_legacy",
         ClientApi::Anthropic => "anthropic",
         ClientApi::Responses => "responses",
+    }
+}
+
+/// The request's method as the gateway's own text when it is one of HTTP's, to borrow.
+fn static_method(method: &str) -> std::borrow::Cow<'static, str> {
+    const KNOWN: [&str; 7] = ["POST", "GET", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"];
+    match KNOWN.into_iter().find(|known| *known == method) {
+        Some(known) => known.into(),
+        None => method.to_string().into(),
     }
 }
