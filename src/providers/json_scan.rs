@@ -405,4 +405,48 @@ mod tests {
         }
         assert!(taken > 1000, "the mutations exercised the scan: {taken}");
     }
+
+    /// Two to four random changes at once (seeded), on objects and on arrays: the same promise.
+    #[test]
+    fn never_more_lenient_than_serde_json_under_several_changes() {
+        let mut rng = fastrand::Rng::with_seed(26);
+        let swaps = b"\"\\{}[]:,-+.eE0 \t\nx\x01tfnlu";
+        let (mut objects, mut arrays) = (0, 0);
+        for _ in 0..40_000 {
+            let sample = SAMPLES[rng.usize(..SAMPLES.len())];
+            let mut v = if rng.bool() {
+                sample.as_bytes().to_vec()
+            } else {
+                format!("[{sample},{sample}]").into_bytes()
+            };
+            for _ in 0..rng.usize(2..=4) {
+                if v.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..v.len());
+                match rng.u8(..3) {
+                    0 => v[at] = swaps[rng.usize(..swaps.len())],
+                    1 => {
+                        v.remove(at);
+                    }
+                    _ => v.insert(at, swaps[rng.usize(..swaps.len())]),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&v) else {
+                continue;
+            };
+            if let Some(found) = ours(text) {
+                objects += 1;
+                assert_eq!(Some(found), serde(text), "{text}");
+            }
+            if let Some(found) = our_elements(text) {
+                arrays += 1;
+                assert_eq!(Some(found), serde_elements(text), "{text}");
+            }
+        }
+        assert!(
+            objects > 500 && arrays > 500,
+            "{objects} objects, {arrays} arrays taken"
+        );
+    }
 }
