@@ -17,6 +17,7 @@ use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::providers::sse::Event;
 
 mod native;
+mod text_delta;
 
 pub use native::{decode_native, encode_native, native_stream, NativeStream};
 
@@ -428,6 +429,9 @@ pub struct AnthropicEvents {
 
 impl AnthropicEvents {
     fn on_event(&mut self, data: &str, emit: &mut dyn FnMut(Delta)) {
+        if let Some(text) = text_delta::text_delta(data) {
+            return emit(Delta::Text(text));
+        }
         let event: AnthropicEvent = match serde_json::from_str(data) {
             Ok(e) => e,
             Err(_) => return emit(Delta::Error(super::malformed_event())),
