@@ -265,7 +265,7 @@ fn specials(x: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::providers::openai::wire::RawObject;
 
@@ -369,37 +369,41 @@ mod tests {
         }
     }
 
-    /// Every sample with each byte replaced by each of a set of troublemakers, removed, or
-    /// doubled: whatever this scan takes, serde_json takes, and reads the same.
+    /// `sample` with each byte in turn replaced by each of `swaps`, removed, or doubled: the
+    /// variants that are still UTF-8.
+    pub(crate) fn single_changes(sample: &str, swaps: &[u8]) -> Vec<String> {
+        let bytes = sample.as_bytes();
+        let mut variants = Vec::new();
+        for at in 0..bytes.len() {
+            for &c in swaps {
+                let mut v = bytes.to_vec();
+                v[at] = c;
+                variants.push(v);
+            }
+            let mut removed = bytes.to_vec();
+            removed.remove(at);
+            variants.push(removed);
+            let mut doubled = bytes.to_vec();
+            doubled.insert(at, bytes[at]);
+            variants.push(doubled);
+        }
+        variants
+            .into_iter()
+            .filter_map(|v| String::from_utf8(v).ok())
+            .collect()
+    }
+
+    /// Every sample changed a byte at a time: whatever this scan takes, serde_json takes, and
+    /// reads the same.
     #[test]
     fn never_more_lenient_than_serde_json() {
         let swaps = b"\"\\{}[]:,-+.eE0123456789 \t\nx\x01tfnlu/";
         let mut taken = 0;
-        for text in SAMPLES {
-            let bytes = text.as_bytes();
-            for at in 0..bytes.len() {
-                let mut variants: Vec<Vec<u8>> = swaps
-                    .iter()
-                    .map(|&c| {
-                        let mut v = bytes.to_vec();
-                        v[at] = c;
-                        v
-                    })
-                    .collect();
-                let mut removed = bytes.to_vec();
-                removed.remove(at);
-                variants.push(removed);
-                let mut doubled = bytes.to_vec();
-                doubled.insert(at, bytes[at]);
-                variants.push(doubled);
-                for v in variants {
-                    let Ok(text) = std::str::from_utf8(&v) else {
-                        continue;
-                    };
-                    if let Some(found) = ours(text) {
-                        taken += 1;
-                        assert_eq!(Some(found), serde(text), "{text}");
-                    }
+        for sample in SAMPLES {
+            for text in single_changes(sample, swaps) {
+                if let Some(found) = ours(&text) {
+                    taken += 1;
+                    assert_eq!(Some(found), serde(&text), "{text}");
                 }
             }
         }
