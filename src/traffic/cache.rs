@@ -88,7 +88,10 @@ pub(crate) fn key_for(model: &str, cache: &ModelCache, key_name: &str, r: &Reque
             .filter(|(k, _)| !NOT_IN_KEY.contains(&k.as_str()))
             .collect(),
     };
-    let bytes = serde_json::to_vec(&input).expect("a typed request serializes");
+    // MessagePack with field names: as unambiguous as JSON (strings carry their length, every
+    // member its name, so no two inputs write the same bytes) but nothing escaped a byte at a
+    // time: serde_json's escaping was ~6,900 instructions of a cache hit under callgrind.
+    let bytes = rmp_serde::to_vec_named(&input).expect("a typed request serializes");
     crate::config::hex(&Sha256::digest(&bytes))
 }
 
@@ -277,4 +280,52 @@ fn memory(max_bytes: u64) -> moka::sync::Cache<String, Entry> {
             }
         })
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_tells_apart_what_decides_an_answer_and_who_asks() {
+        let policy = |scope| ModelCache {
+            ttl: Duration::from_secs(60),
+            scope,
+        };
+        let key = |r: &Request, scope, name| key_for("m", &policy(scope), name, r);
+        let base = Request::default();
+        let hot = Request {
+            temperature: Some(0.5),
+            ..Request::default()
+        };
+        let narrow = Request {
+            top_p: Some(0.5),
+            ..Request::default()
+        };
+        let stop = Request {
+            stop: vec!["a".into(), "b".into()],
+            ..Request::default()
+        };
+        let stop_joined = Request {
+            stop: vec!["ab".into()],
+            ..Request::default()
+        };
+        let keys = [
+            key(&base, CacheScope::Key, "team-a"),
+            key(&base, CacheScope::Key, "team-b"),
+            key(&hot, CacheScope::Key, "team-a"),
+            key(&narrow, CacheScope::Key, "team-a"),
+            key(&stop, CacheScope::Key, "team-a"),
+            key(&stop_joined, CacheScope::Key, "team-a"),
+            key(&base, CacheScope::Global, "team-a"),
+        ];
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        assert_eq!(
+            key(&base, CacheScope::Global, "team-a"),
+            key(&base, CacheScope::Global, "team-b"),
+            "global entries are shared"
+        );
+        assert_eq!(keys[0].len(), 64, "a SHA-256 in hex");
+    }
 }
