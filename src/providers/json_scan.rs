@@ -50,6 +50,19 @@ pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> Opt
     (s.i == s.b.len()).then_some(())
 }
 
+/// The raw values of the `wanted` top-level members of the object `text` is; None when it is
+/// not one the scan reads, or names a wanted member twice (left to serde_json).
+pub fn named<'a, const N: usize>(text: &'a str, wanted: [&str; N]) -> Option<[Option<&'a str>; N]> {
+    let mut found = [None; N];
+    let mut twice = false;
+    members(text, |key, value| {
+        if let Some(at) = wanted.iter().position(|w| *w == key) {
+            twice |= found[at].replace(value).is_some();
+        }
+    })?;
+    (!twice).then_some(found)
+}
+
 /// Whether a string held escapes (its raw text is then not its value).
 #[derive(PartialEq)]
 enum Escapes {

@@ -3,7 +3,7 @@
 //! every member as `Content` before choosing a variant, ~2,000 instructions a chunk of a
 //! translated 50-chunk stream under callgrind.
 
-use crate::providers::json_scan;
+use crate::providers::json_scan::named as members;
 
 /// The text of `data` when it is plainly a `content_block_delta` event carrying a
 /// `text_delta`: what serde_json reads from it as `AnthropicEvent`. None for anything else,
@@ -24,19 +24,6 @@ pub(super) fn text_delta(data: &str) -> Option<String> {
         Some(plain) if !plain.contains('\\') => Some(plain.to_string()),
         _ => serde_json::from_str(text).ok(),
     }
-}
-
-/// The raw values of the `wanted` members of the object `text` is; None when it is not one
-/// the scan reads, or names a wanted member twice.
-fn members<'a, const N: usize>(text: &'a str, wanted: [&str; N]) -> Option<[Option<&'a str>; N]> {
-    let mut found = [None; N];
-    let mut twice = false;
-    json_scan::members(text, |key, value| {
-        if let Some(at) = wanted.iter().position(|w| *w == key) {
-            twice |= found[at].replace(value).is_some();
-        }
-    })?;
-    (!twice).then_some(found)
 }
 
 #[cfg(test)]
@@ -96,7 +83,7 @@ mod tests {
         let swaps = b"\"\\{}[]:,-.0123456789 x\x01tfnlu_";
         let mut read = 0;
         for sample in SAMPLES {
-            for data in json_scan::tests::single_changes(sample, swaps) {
+            for data in crate::providers::json_scan::tests::single_changes(sample, swaps) {
                 if let Some(text) = text_delta(&data) {
                     read += 1;
                     assert_eq!(Some(text), serde(&data), "{data}");

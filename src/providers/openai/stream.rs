@@ -41,19 +41,15 @@ impl<'a> EventMembers<'a, '_> {
     /// By the scan; None for an error, a member given twice, or what the scan leaves to
     /// serde_json (`json_scan`).
     fn scan(data: &'a str) -> Option<Self> {
-        let mut members = EventMembers::default();
-        let mut repeated = false;
-        crate::providers::json_scan::members(data, |key, value| {
-            let slot = match key {
-                "model" => &mut members.model,
-                "usage" => &mut members.usage,
-                "choices" => &mut members.choices,
-                "error" => &mut members.error,
-                _ => return,
-            };
-            repeated |= slot.replace(value).is_some();
-        })?;
-        (members.error.is_none() && !repeated).then_some(members)
+        let [model, usage, choices, error] =
+            crate::providers::json_scan::named(data, ["model", "usage", "choices", "error"])?;
+        error.is_none().then_some(EventMembers {
+            model,
+            usage,
+            choices,
+            error,
+            object: None,
+        })
     }
 }
 

@@ -652,17 +652,13 @@ fn check_messages(body: &RawObject) -> GwResult<()> {
 /// A message's `role`, when it is a string. The scan reads most messages; serde_json those
 /// it leaves, and those naming `role` twice (which it refuses, as it always has).
 fn role_of(message: &Raw) -> GwResult<Option<Cow<'_, str>>> {
-    let mut role = None;
-    let mut twice = false;
-    let scanned = crate::providers::json_scan::members(message.get(), |key, value| {
-        if key == "role" {
-            twice |= role.replace(value).is_some();
+    let role = match crate::providers::json_scan::named(message.get(), ["role"]) {
+        Some([role]) => role,
+        None => {
+            let shape: MessageShape = serde_json::from_str(message.get()).map_err(invalid_json)?;
+            shape.role.map(RawValue::get)
         }
-    });
-    if scanned.is_none() || twice {
-        let shape: MessageShape = serde_json::from_str(message.get()).map_err(invalid_json)?;
-        role = shape.role.map(RawValue::get);
-    }
+    };
     fn plain(r: &str) -> Option<&str> {
         r.strip_prefix('"')
             .and_then(|r| r.strip_suffix('"'))
