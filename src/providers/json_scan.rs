@@ -20,27 +20,30 @@ pub fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, &'a str)) -> Opt
         b: text.as_bytes(),
         i: 0,
     };
-    s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek()? == b'}' {
+    if s.token()? != b'{' {
+        return None;
+    }
+    if s.peek_token()? == b'}' {
         s.i += 1;
     } else {
         loop {
+            if s.peek_token()? != b'"' {
+                return None;
+            }
             let key_start = s.i + 1;
             if s.string()? == Escapes::Some {
                 return None;
             }
             let key = &text[key_start..s.i - 1];
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
+            if s.token()? != b':' {
+                return None;
+            }
+            s.peek_token()?;
             let value_start = s.i;
             s.value(1)?;
             each(key, &text[value_start..s.i]);
-            s.ws();
-            match s.next()? {
-                b',' => s.ws(),
+            match s.token()? {
+                b',' => {}
                 b'}' => break,
                 _ => return None,
             }
@@ -77,19 +80,19 @@ pub fn elements<'a>(text: &'a str, mut each: impl FnMut(&'a str)) -> Option<()> 
         b: text.as_bytes(),
         i: 0,
     };
-    s.ws();
-    s.eat(b'[')?;
-    s.ws();
-    if s.peek()? == b']' {
+    if s.token()? != b'[' {
+        return None;
+    }
+    if s.peek_token()? == b']' {
         s.i += 1;
     } else {
         loop {
+            s.peek_token()?;
             let start = s.i;
             s.value(1)?;
             each(&text[start..s.i]);
-            s.ws();
-            match s.next()? {
-                b',' => s.ws(),
+            match s.token()? {
+                b',' => {}
                 b']' => break,
                 _ => return None,
             }
@@ -105,91 +108,125 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.next()? == c).then_some(())
+    /// The next byte that is not white space, consumed; compact JSON has none, and one
+    /// comparison says so.
+    #[inline(always)]
+    fn token(&mut self) -> Option<u8> {
+        let c = self.next()?;
+        if c > b' ' {
+            return Some(c);
+        }
+        self.i -= 1;
+        self.ws();
+        self.next()
     }
 
+    /// The next byte that is not white space, left in place.
+    #[inline(always)]
+    fn peek_token(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        if c > b' ' {
+            return Some(c);
+        }
+        self.ws();
+        self.peek()
+    }
+
+    #[inline(never)]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return;
+            }
             self.i += 1;
         }
     }
 
+    /// One value, containers and all, from its first byte, `depth` containers deep already:
+    /// a loop over a stack of one bit per open container (set for an object), not recursion.
     fn value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
-            b'-' | b'0'..=b'9' => self.number(),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => None,
+        // Open containers inside this value, innermost in the low bit; at most 127 of them.
+        let mut stack: u128 = 0;
+        let mut open = 0usize;
+        loop {
+            // At a value.
+            match self.peek_token()? {
+                b'"' => {
+                    self.string()?;
+                }
+                c @ (b'{' | b'[') => {
+                    if depth + open + 1 > MAX_DEPTH {
+                        return None;
+                    }
+                    self.i += 1;
+                    let object = c == b'{';
+                    let close = if object { b'}' } else { b']' };
+                    if self.peek_token()? == close {
+                        self.i += 1;
+                    } else {
+                        stack = stack << 1 | u128::from(object);
+                        open += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                }
+                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                _ => return None,
+            }
+            // After a value: close containers until the next one is due.
+            loop {
+                if open == 0 {
+                    return Some(());
+                }
+                let in_object = stack & 1 == 1;
+                match (self.token()?, in_object) {
+                    (b',', _) => {
+                        if in_object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    (b'}', true) | (b']', false) => {
+                        stack >>= 1;
+                        open -= 1;
+                    }
+                    _ => return None,
+                }
+            }
         }
     }
 
-    fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
+    /// A member's key, its colon, and the space up to its value.
+    #[inline(always)]
+    fn key(&mut self) -> Option<()> {
+        if self.peek_token()? != b'"' {
             return None;
         }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            if self.peek()? != b'"' {
-                return None;
-            }
-            self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            self.value(depth)?;
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.value(depth)?;
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.string()?;
+        (self.token()? == b':').then_some(())
     }
 
     /// A string from its opening quote; the text is UTF-8 already.
+    #[inline(always)]
     fn string(&mut self) -> Option<Escapes> {
-        self.eat(b'"')?;
+        self.i += 1;
         let mut escapes = Escapes::None;
         loop {
             // Eight bytes at a time, up to the first quote, backslash or control character.
@@ -203,21 +240,28 @@ impl Scan<'_> {
             }
             match self.next()? {
                 b'"' => return Some(escapes),
-                b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => {
-                        let hex = self.b.get(self.i..self.i + 4)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
-                        self.i += 4;
-                    }
-                    _ => return None,
-                },
+                b'\\' => self.escape()?,
                 c if c < 0x20 => return None,
                 _ => continue,
             }
             escapes = Escapes::Some;
+        }
+    }
+
+    /// The rest of an escape, after its backslash.
+    #[cold]
+    fn escape(&mut self) -> Option<()> {
+        match self.next()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
+            b'u' => {
+                let hex = self.b.get(self.i..self.i + 4)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                self.i += 4;
+                Some(())
+            }
+            _ => None,
         }
     }
 
@@ -304,6 +348,7 @@ pub(crate) mod tests {
         r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764700000,"model":"gpt-4o-mini","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":"Hel\"lo\\ \u00e9\n","role":"assistant"},"logprobs":null,"finish_reason":null}]}"#,
         r#" { "usage" : {"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"x":[1.5e-3,-0,0.25,1E+9,true,false,null,[],{}]} , "choices" : [ ] } "#,
         r#"{}"#,
+        "{ \"a\" : [ 1 , { \"b\" : [ ] , \"c\" :\t{ } } ,\r\n\"d\" ] , \"e\" : { \"f\" : null } }",
         r#"{"a":"é ü 😀 plain text longer than eight bytes","b":-12.5e10}"#,
     ];
 
@@ -371,6 +416,20 @@ pub(crate) mod tests {
             assert_eq!(ours(text), None, "{text}");
             assert_eq!(serde(text), None, "{text}");
         }
+    }
+
+    /// The top object is one level: a value nested `MAX_DEPTH - 1` deep in it is read, one
+    /// more is left to serde_json.
+    #[test]
+    fn nesting_up_to_the_limit_is_read() {
+        let nested = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        let deepest = nested(MAX_DEPTH - 1);
+        assert_eq!(ours(&deepest), serde(&deepest));
+        assert!(ours(&deepest).is_some());
+        assert_eq!(ours(&nested(MAX_DEPTH)), None);
+        let mixed = format!("{{\"a\":{}1{}}}", "[{\"b\":".repeat(60), "}]".repeat(60));
+        assert_eq!(ours(&mixed), serde(&mixed));
+        assert!(ours(&mixed).is_some());
     }
 
     #[test]
