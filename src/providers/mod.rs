@@ -234,14 +234,16 @@ impl<D: EventDecoder> VendorStream for SseStream<D> {
         if self.broken {
             return;
         }
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
+        let decoder = &mut self.decoder;
+        let framed = self.splitter.push(chunk, |e| {
+            if !decoder.is_done() {
+                decoder.handle(&e, emit);
+            }
+        });
+        if framed.is_err() {
             self.broken = true;
-            return emit(Delta::Error(malformed_event()));
-        }
-        for e in &events {
             if !self.decoder.is_done() {
-                self.decoder.handle(e, emit);
+                emit(Delta::Error(malformed_event()));
             }
         }
     }

@@ -1,19 +1,32 @@
 //! Incremental Server-Sent Events framing: bytes in at any split, whole events out.
 //!
 //! Boundaries are found on bytes, never on a lossy string, so a multi-byte UTF-8 character split
-//! across two reads is reassembled before anyone decodes it.
+//! across two reads is reassembled before anyone decodes it. Events are read in place: from the
+//! piece just received, or, for an event split across reads, from the bytes kept since.
 
-use bytes::{Buf, BytesMut};
+use std::borrow::Cow;
 
 /// An upstream event larger than this is treated as garbage rather than buffered without bound.
 pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// One parsed event. `data` is the `data:` lines joined with `\n`, as the SSE spec says.
+/// One parsed event. `data` is the `data:` lines joined with `\n`, as the SSE spec says: the
+/// text as received when the event has one data line (as vendors send them), so an event is
+/// read without a copy.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub event: Option<String>,
-    pub data: String,
-    pub id: Option<String>,
+pub struct Event<'a> {
+    pub event: Option<Cow<'a, str>>,
+    pub data: Cow<'a, str>,
+    pub id: Option<Cow<'a, str>>,
+}
+
+impl Event<'_> {
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            event: self.event.map(|e| Cow::Owned(e.into_owned())),
+            data: Cow::Owned(self.data.into_owned()),
+            id: self.id.map(|i| Cow::Owned(i.into_owned())),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -24,7 +37,9 @@ pub enum SseError {
 
 #[derive(Default)]
 pub struct SseSplitter {
-    buf: BytesMut,
+    /// The start of an event split across reads; empty (and unallocated) between events, so a
+    /// stream waiting for its vendor holds nothing here.
+    buf: Vec<u8>,
 }
 
 impl SseSplitter {
@@ -32,15 +47,23 @@ impl SseSplitter {
         Self::default()
     }
 
-    /// Feeds bytes; calls `on_event` for every complete event. Comment-only and empty events
-    /// are skipped (DashScope's `:HTTP_STATUS/200` lines are comments).
-    pub fn push(&mut self, chunk: &[u8], mut on_event: impl FnMut(Event)) -> Result<(), SseError> {
-        self.buf.extend_from_slice(chunk);
-        while let Some((end, sep_len)) = find_boundary(&self.buf) {
-            let raw = self.buf.split_to(end);
-            self.buf.advance(sep_len);
-            if let Some(ev) = parse_event(&raw)? {
-                on_event(ev);
+    /// Feeds bytes; calls `on_event` for every complete event, in order, up to one that is
+    /// broken. Comment-only and empty events are skipped (DashScope's `:HTTP_STATUS/200`
+    /// lines are comments).
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<(), SseError> {
+        if self.buf.is_empty() {
+            let used = events_in(chunk, &mut on_event)?;
+            self.buf.extend_from_slice(&chunk[used..]);
+        } else {
+            self.buf.extend_from_slice(chunk);
+            let used = events_in(&self.buf, &mut on_event)?;
+            self.buf.drain(..used);
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
             }
         }
         if self.buf.len() > MAX_EVENT_BYTES {
@@ -51,13 +74,25 @@ impl SseSplitter {
 
     /// At end of stream: a last event without its blank line still counts (Gemini and some
     /// servers close right after the final `data:` line).
-    pub fn finish(&mut self) -> Result<Option<Event>, SseError> {
+    pub fn finish(&mut self) -> Result<Option<Event<'static>>, SseError> {
         let raw = std::mem::take(&mut self.buf);
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(None);
         }
-        parse_event(&raw)
+        Ok(parse_event(&raw)?.map(Event::into_owned))
     }
+}
+
+/// Calls `on_event` for each complete event in `buf`; how many bytes they took.
+fn events_in(buf: &[u8], on_event: &mut impl FnMut(Event<'_>)) -> Result<usize, SseError> {
+    let mut start = 0;
+    while let Some((end, sep_len)) = find_boundary(&buf[start..]) {
+        if let Some(ev) = parse_event(&buf[start..start + end])? {
+            on_event(ev);
+        }
+        start += end + sep_len;
+    }
+    Ok(start)
 }
 
 /// The end of the first event and the length of the blank-line separator after it
@@ -98,7 +133,7 @@ fn line_break_len(b: &[u8]) -> Option<usize> {
     }
 }
 
-fn parse_event(raw: &[u8]) -> Result<Option<Event>, SseError> {
+fn parse_event(raw: &[u8]) -> Result<Option<Event<'_>>, SseError> {
     let text = std::str::from_utf8(raw).map_err(|_| SseError::InvalidUtf8)?;
     let mut ev = Event::default();
     let mut has_data = false;
@@ -120,15 +155,17 @@ fn parse_event(raw: &[u8]) -> Result<Option<Event>, SseError> {
             None => (line, ""),
         };
         match field {
+            "data" if has_data => {
+                let data = ev.data.to_mut();
+                data.push('\n');
+                data.push_str(value);
+            }
             "data" => {
-                if has_data {
-                    ev.data.push('\n');
-                }
-                ev.data.push_str(value);
+                ev.data = Cow::Borrowed(value);
                 has_data = true;
             }
-            "event" => ev.event = Some(value.to_string()),
-            "id" => ev.id = Some(value.to_string()),
+            "event" => ev.event = Some(Cow::Borrowed(value)),
+            "id" => ev.id = Some(Cow::Borrowed(value)),
             _ => {}
         }
     }
@@ -173,15 +210,14 @@ impl<P: PassEvent> PassStream<P> {
         if !self.open() {
             return self.state;
         }
-        let mut events = Vec::new();
-        if self.splitter.push(chunk, |e| events.push(e)).is_err() {
-            return self.fail(crate::providers::malformed_event(), out);
-        }
-        for e in &events {
-            if !self.open() {
-                break;
+        let (events, state) = (&mut self.events, &mut self.state);
+        let framed = self.splitter.push(chunk, |e| {
+            if *state == crate::providers::StreamState::Open {
+                *state = events.pass(&e, out);
             }
-            self.state = self.events.pass(e, out);
+        });
+        if framed.is_err() && self.open() {
+            return self.fail(crate::providers::malformed_event(), out);
         }
         self.state
     }
@@ -214,12 +250,13 @@ impl<P: PassEvent> PassStream<P> {
 mod tests {
     use super::*;
 
-    fn all_events(input: &[u8], splits: &[usize]) -> Vec<Event> {
+    fn all_events(input: &[u8], splits: &[usize]) -> Vec<Event<'static>> {
         let mut s = SseSplitter::new();
         let mut out = Vec::new();
         let mut last = 0;
         for &at in splits.iter().chain(std::iter::once(&input.len())) {
-            s.push(&input[last..at], |e| out.push(e)).unwrap();
+            s.push(&input[last..at], |e| out.push(e.into_owned()))
+                .unwrap();
             last = at;
         }
         if let Some(e) = s.finish().unwrap() {

@@ -273,14 +273,17 @@ impl Gateway {
                 }
             };
             let mut events = Vec::new();
-            if splitter.push(&chunk, |e| events.push(e)).is_err() {
+            if splitter
+                .push(&chunk, |e| events.push(e.data.into_owned()))
+                .is_err()
+            {
                 break;
             }
-            for e in events {
-                if e.data == "[DONE]" {
+            for data in events {
+                if data == "[DONE]" {
                     continue;
                 }
-                let Ok(v) = serde_json::from_str::<Value>(&e.data) else {
+                let Ok(v) = serde_json::from_str::<Value>(&data) else {
                     continue;
                 };
                 if let Some(err) = v.get("error") {

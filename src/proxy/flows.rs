@@ -427,16 +427,19 @@ impl Gateway {
         let mut splitter = crate::providers::sse::SseSplitter::new();
         while let Ok(Some(chunk)) = exchange.next_chunk().await {
             let mut events = Vec::new();
-            if splitter.push(&chunk, |e| events.push(e)).is_err() {
+            if splitter
+                .push(&chunk, |e| events.push(e.data.into_owned()))
+                .is_err()
+            {
                 break;
             }
-            for e in events {
-                let out = match serde_json::from_str::<Value>(&e.data) {
+            for data in events {
+                let out = match serde_json::from_str::<Value>(&data) {
                     Ok(mut v) if v.get("model").is_some() => {
                         v["model"] = json!(public);
                         sse(&v)
                     }
-                    _ => Bytes::from(format!("data: {}\n\n", e.data)),
+                    _ => Bytes::from(format!("data: {data}\n\n")),
                 };
                 ctx.first_token.get_or_insert_with(Instant::now);
                 session.write_response_body(out, false).await?;

@@ -184,7 +184,7 @@ impl OpenAiStream {
         if self.state == StreamState::Open {
             // A last event without its blank line, then a close without [DONE].
             if let Ok(Some(ev)) = self.splitter.finish() {
-                let mut tail = ev.data.into_bytes();
+                let mut tail = ev.data.into_owned().into_bytes();
                 tail.extend_from_slice(b"\n\n");
                 let mut framed = b"data: ".to_vec();
                 framed.extend_from_slice(&tail);
