@@ -434,6 +434,8 @@ impl Gateway {
         write_stream_header(session, &ctx.success_headers()).await?;
         ctx.first_byte = Some(Instant::now());
         let mut phase = drain::watch_phase();
+        // One wait for the whole stream, not one registered and dropped at every chunk.
+        let mut ending = std::pin::pin!(drain::reached_on(&mut phase, drain::Phase::Ending));
         // Ended by the gateway's own shutdown: says nothing about the vendor.
         let mut ended_here = false;
         let state = loop {
@@ -444,11 +446,13 @@ impl Gateway {
             // connection; only the wait for the first byte needs watching (`client_gone`). A
             // process whose grace period is over ends the stream with its error event.
             let next = tokio::select! {
-                next = exchange.next_chunk() => next,
-                () = drain::reached_on(&mut phase, drain::Phase::Ending) => {
+                // In order (no random draw at every chunk), the end of the grace period first.
+                biased;
+                () = &mut ending, if !ended_here => {
                     ended_here = true;
                     Err(shutting_down())
                 }
+                next = exchange.next_chunk() => next,
             };
             let state = match next {
                 Ok(Some(chunk)) => {

@@ -236,6 +236,24 @@ def test_upstream_hang_is_504(gateway):
     assert e.value.status_code == 504
 
 
+def test_the_idle_timeout_is_per_gap_not_per_stream(gateway):
+    """The idle timeout (1 s here) bounds each wait between chunks, however long the stream;
+    a gap longer than it ends the stream with an error event."""
+    slow = [{"role": "user", "content": "go [[mock words=10 chunk_delay_ms=300]]"}]
+    start = time.monotonic()
+    stream = gateway.client().chat.completions.create(model="impatient", messages=slow, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert time.monotonic() - start > 2, "the stream outlasted the idle timeout"
+    assert len(text.split()) == 10
+
+    stalled = [{"role": "user", "content": "go [[mock words=3 chunk_delay_ms=1600]]"}]
+    stream = gateway.client().chat.completions.create(model="impatient", messages=stalled, stream=True)
+    with pytest.raises(openai.APIError) as e:
+        for _ in stream:
+            pass
+    assert "did not respond in time" in str(e.value)
+
+
 def test_vendor_rate_limit_passes_retry_after(gateway):
     messages = [{"role": "user", "content": "hi [[mock status=429 retry_after=7]]"}]
     with pytest.raises(openai.RateLimitError) as e:

@@ -462,6 +462,34 @@ mod tests {
         assert!(out.starts_with("data: {\"error\":"));
     }
 
+    /// A close without `[DONE]` after a choice gave its finish reason (however spaced) is a
+    /// complete stream; after none, or one only quoted in the text, it is cut short.
+    #[test]
+    fn a_close_after_a_finish_reason_completes_the_stream() {
+        let event = |choice: &str| format!("data: {{\"model\":\"m\",\"choices\":[{choice}]}}\n\n");
+        for (choice, complete) in [
+            (r#"{"index":0,"delta":{},"finish_reason":"stop"}"#, true),
+            (
+                r#"{"index":0,"delta":{},"finish_reason" :  "length"}"#,
+                true,
+            ),
+            (r#"{"index":0,"delta":{},"finish_reason":null}"#, false),
+            (
+                r#"{"index":0,"delta":{"content":"\"finish_reason\":\"stop\""}}"#,
+                false,
+            ),
+        ] {
+            let (out, state, _) = run(&[event(choice).as_bytes()]);
+            let expected = if complete {
+                StreamState::Done
+            } else {
+                StreamState::Failed
+            };
+            assert_eq!(state, expected, "{choice}");
+            assert_eq!(out.contains("data: {\"error\""), !complete, "{out}");
+        }
+    }
+
     #[test]
     fn decodes_and_rejects_non_streaming_bodies() {
         let body = br#"{"id":"x","object":"chat.completion","model":"v","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;

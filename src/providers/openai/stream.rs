@@ -65,6 +65,27 @@ impl<'a, 'o> EventMembers<'a, 'o> {
     }
 }
 
+/// Whether a choice in `choices` (their raw JSON) gives a finish reason, a string and not null.
+/// Looked for in the text: a key in a string value has its quotes escaped, so cannot match.
+fn names_finish_reason(choices: &str) -> bool {
+    // By its underscore, which few other bytes of a choice are: a memmem searcher for the key
+    // cost ~340 instructions an event under callgrind, this ~100.
+    const KEY: &[u8] = b"\"finish_reason\"";
+    let text = choices.as_bytes();
+    memchr::memchr_iter(b'_', text).any(|underscore| {
+        let Some(start) = underscore.checked_sub(7) else {
+            return false;
+        };
+        let Some(after) = text[start..].strip_prefix(KEY) else {
+            return false;
+        };
+        after
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .is_some_and(|value| value.trim_ascii_start().starts_with(b"\""))
+    })
+}
+
 impl OpenAiStream {
     pub fn new(public_model: &str, forward_usage: bool) -> Self {
         OpenAiStream {
@@ -145,11 +166,7 @@ impl OpenAiStream {
             if members.choices.is_some_and(|c| c.trim() != "[]") {
                 *content_events += 1;
             }
-            // Built once: `memmem::find` builds its searcher at every call (850 instructions
-            // an event under callgrind).
-            static FINISH_REASON: once_cell::sync::Lazy<memchr::memmem::Finder<'static>> =
-                once_cell::sync::Lazy::new(|| memchr::memmem::Finder::new(b"\"finish_reason\":\""));
-            if FINISH_REASON.find(ev.data.as_bytes()).is_some() {
+            if members.choices.is_some_and(names_finish_reason) {
                 *finished = true;
             }
             out.extend_from_slice(b"data: ");
