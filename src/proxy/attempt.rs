@@ -433,7 +433,7 @@ impl Gateway {
     ) -> Handled {
         write_stream_header(session, &ctx.success_headers()).await?;
         ctx.first_byte = Some(Instant::now());
-        let mut phase = drain::watch_phase();
+        let mut ending = Box::pin(drain::ending());
         // Ended by the gateway's own shutdown: says nothing about the vendor.
         let mut ended_here = false;
         let state = loop {
@@ -446,10 +446,7 @@ impl Gateway {
             let next = tokio::select! {
                 // In order (no random draw at every chunk), the end of the grace period first.
                 biased;
-                // Waited for afresh at every chunk. Kept for the whole stream it saved ~340
-                // instructions a chunk (callgrind) but, alive across the writes too, grew the
-                // connection task by ~200 bytes, past an allocator size class.
-                () = drain::reached_on(&mut phase, drain::Phase::Ending) => {
+                () = ending.as_mut(), if !ended_here => {
                     ended_here = true;
                     Err(shutting_down())
                 }
