@@ -213,7 +213,7 @@ impl Scan<'_> {
         }
     }
 
-    /// A member's key, its colon, and the space up to its value.
+    /// A member's key and its colon, white space before each skipped.
     #[inline(always)]
     fn key(&mut self) -> Option<()> {
         if self.peek_token()? != b'"' {
@@ -223,7 +223,7 @@ impl Scan<'_> {
         (self.token()? == b':').then_some(())
     }
 
-    /// A string from its opening quote; the text is UTF-8 already.
+    /// A string, from its opening quote (the caller has seen it); the text is UTF-8 already.
     #[inline(always)]
     fn string(&mut self) -> Option<Escapes> {
         self.i += 1;
