@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::Session;
 use bytes::Bytes;
 
-use super::cached::Lookup;
+use super::cached::{self, Lookup};
 use super::relay::{self, Handling, Relay};
 use super::respond::{client_gone, write_json, write_stream_header};
 use super::upstream::{Exchange, MAX_UPSTREAM_BODY};
@@ -84,9 +84,17 @@ impl Gateway {
         }
         // Rare or store-bound steps are boxed: a future is as large as its largest state, and
         // every open stream holds the whole of it (docs/performance.md).
-        let lookup = Box::pin(self.lookup_cache(session, ctx, request, model));
-        let Lookup::Go(pending) = lookup.await? else {
-            return Ok(());
+        // Only for a model that caches: the box, and the move of the lookup's state into it,
+        // are not free (see `forward`).
+        let pending = match cached::cache_policy(ctx, model) {
+            Some(policy) => {
+                let lookup = Box::pin(self.lookup_cache(session, ctx, request, model, policy));
+                let Lookup::Go(pending) = lookup.await? else {
+                    return Ok(());
+                };
+                pending
+            }
+            None => None,
         };
         let result = self.try_targets(session, ctx, request, model).await;
         if let (Ok(()), Some(pending)) = (&result, pending) {

@@ -14,7 +14,7 @@ use pingora::http::RequestHeader;
 use super::respond::write_json;
 use super::{Gateway, RequestCtx, Session, Stop};
 use crate::api::ClientApi;
-use crate::config::PublicModel;
+use crate::config::{ModelCache, PublicModel};
 use crate::metrics;
 use crate::providers::{ClientRequest, Usage};
 use crate::traffic::cache::{self, Cached, Lead, Role};
@@ -53,6 +53,12 @@ fn cache_control(h: &RequestHeader) -> (bool, bool) {
     (read, write)
 }
 
+/// The model's cache policy, when this request may use it. Legacy completions are not cached:
+/// their vendor replies are not decoded.
+pub(super) fn cache_policy(ctx: &RequestCtx, model: &PublicModel) -> Option<ModelCache> {
+    model.cache.filter(|_| ctx.api != ClientApi::OpenAiLegacy)
+}
+
 impl Gateway {
     /// Answers from the cache, or says what to store once the vendor answered.
     pub(super) async fn lookup_cache(
@@ -61,11 +67,8 @@ impl Gateway {
         ctx: &mut RequestCtx,
         request: &mut ClientRequest<'_>,
         model: &PublicModel,
+        policy: ModelCache,
     ) -> Result<Lookup, Stop> {
-        // Legacy completions are not cached: their vendor replies are not decoded.
-        let Some(policy) = model.cache.filter(|_| ctx.api != ClientApi::OpenAiLegacy) else {
-            return Ok(Lookup::Go(None));
-        };
         let (read, write) = cache_control(session.req_header());
         let stream = request.stream();
         let typed = request.as_typed()?;

@@ -169,6 +169,12 @@ impl Budgets {
 
 /// The budgets a key's requests count against: its own, and its team's; each with the name
 /// its spend is kept under and how the refusal names it.
+/// Whether a budget holds this key, its own or its team's (`budgets_of`): if none, `reserve`
+/// has nothing to do.
+pub(crate) fn any_for(key: &ClientKey) -> bool {
+    !key.budgets.is_empty() || key.team.as_deref().is_some_and(|t| t.budget.is_some())
+}
+
 fn budgets_of(key: &ClientKey) -> Vec<(String, &Budget, &'static str)> {
     let own = key
         .budgets
@@ -193,6 +199,32 @@ fn ttl(period: Period) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key is held by its own budget or its team's, and `reserve` is skipped only with neither.
+    #[test]
+    fn a_key_is_held_by_its_own_budget_or_its_teams() {
+        let yaml = r#"
+providers: [{name: o, kind: openai, base_url: "https://o.example", api_key: sk-vendor}]
+models: {m: {targets: [{provider: o, model: gpt}]}}
+teams:
+  web: {budget: {tokens: 40, period: day}}
+  free: {limits: {rpm: 5}}
+keys:
+  - {name: own, key: sk-own-key-1234, budget: {tokens: 10, period: day}}
+  - {name: team, key: sk-team-key-1234, team: web}
+  - {name: none, key: sk-none-key-1234, team: free}
+"#;
+        let config = crate::config::load_str(yaml, &|_| None).unwrap();
+        let held: Vec<(&str, bool)> = config
+            .keys
+            .iter()
+            .map(|k| (k.name.as_str(), any_for(k)))
+            .collect();
+        assert_eq!(held, [("own", true), ("team", true), ("none", false)]);
+        for key in &config.keys {
+            assert_eq!(any_for(key), !budgets_of(key).is_empty(), "{}", key.name);
+        }
+    }
 
     #[test]
     fn periods_are_calendar_days_and_months() {

@@ -147,6 +147,11 @@ struct Check<'a> {
     limit: u64,
 }
 
+/// Whether a rate limit applies to this key and model: if none, `admit` has nothing to do.
+pub(crate) fn any_for(key: &ClientKey, model: &PublicModel) -> bool {
+    !checks(key, model).is_empty()
+}
+
 fn checks<'a>(key: &'a ClientKey, model: &'a PublicModel) -> Vec<Check<'a>> {
     let mut checks = Vec::new();
     let team = key
