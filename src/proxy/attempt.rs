@@ -253,9 +253,14 @@ impl Gateway {
         let provider = &target.provider;
         let mut refreshed = false;
         loop {
-            let token = Box::pin(self.vendor_token(provider))
-                .await
-                .inspect_err(|e| ctx.upstream_error = Some(e.kind))?;
+            let token = match self.signed_token(provider) {
+                Some(signed) => signed,
+                // Fetched, and boxed (its state is large), only for providers that fetch one:
+                // a box costs an allocation and a move of the whole state, needed or not.
+                None => Box::pin(self.fetched_token(provider))
+                    .await
+                    .inspect_err(|e| ctx.upstream_error = Some(e.kind))?,
+            };
             let vendor_target = VendorTarget {
                 provider,
                 vendor_model: &target.model,
@@ -283,13 +288,19 @@ impl Gateway {
         }
     }
 
-    /// The token a provider needs: a JWT the gateway signs, or an OAuth access token (Qianfan
-    /// v1) fetched once per expiry however many requests wait for it; None for providers that
-    /// authenticate with a key.
-    async fn vendor_token(&self, provider: &Provider) -> GwResult<Option<Arc<str>>> {
-        if let Some(jwt) = &provider.jwt {
-            return Ok(Some(self.jwt_tokens.token(&provider.name, jwt)));
+    /// The token a provider needs when no fetch is due: a JWT the gateway signs, or none for
+    /// providers that authenticate with a key. None for a provider whose token is fetched.
+    fn signed_token(&self, provider: &Provider) -> Option<Option<Arc<str>>> {
+        match (&provider.jwt, &provider.vendor) {
+            (Some(jwt), _) => Some(Some(self.jwt_tokens.token(&provider.name, jwt))),
+            (None, Vendor::QianfanV1 { .. }) => None,
+            (None, _) => Some(None),
         }
+    }
+
+    /// An OAuth access token (Qianfan v1) fetched once per expiry however many requests wait
+    /// for it.
+    async fn fetched_token(&self, provider: &Provider) -> GwResult<Option<Arc<str>>> {
         let Vendor::QianfanV1 {
             client_id,
             client_secret,
