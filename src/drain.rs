@@ -45,17 +45,8 @@ pub(crate) fn draining() -> bool {
 
 /// Resolves once the process is at `phase` or past it.
 pub(crate) async fn reached(phase: Phase) {
-    reached_on(&mut watch_phase(), phase).await
-}
-
-fn watch_phase() -> watch::Receiver<Phase> {
-    STATE.phase.subscribe()
-}
-
-/// Resolves once `rx` shows `phase` or a later one.
-async fn reached_on(rx: &mut watch::Receiver<Phase>, phase: Phase) {
     // An error means the sender is gone, which a static never is.
-    let _ = rx.wait_for(|p| *p >= phase).await;
+    let _ = STATE.phase.subscribe().wait_for(|p| *p >= phase).await;
 }
 
 /// Wakes the streams' waits for the grace period's end, in shards (as tokio's watch does), so

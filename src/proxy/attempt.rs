@@ -13,7 +13,7 @@ use super::respond::{client_gone, write_json, write_stream_header};
 use super::upstream::{Exchange, MAX_UPSTREAM_BODY};
 use super::{Gateway, Handled, RequestCtx, Stop};
 use crate::api;
-use crate::config::{Provider, PublicModel, Target, Timeouts, Vendor};
+use crate::config::{Endpoint, Provider, PublicModel, Secret, Target, Timeouts, Vendor};
 use crate::drain;
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
@@ -253,13 +253,29 @@ impl Gateway {
         let provider = &target.provider;
         let mut refreshed = false;
         loop {
-            let token = match self.signed_token(provider) {
-                Some(signed) => signed,
-                // Fetched, and boxed (its state is large), only for providers that fetch one:
-                // a box costs an allocation and a move of the whole state, needed or not.
-                None => Box::pin(self.fetched_token(provider))
+            // A JWT the gateway signs, or an OAuth access token (Qianfan v1), or none for
+            // providers that authenticate with a key. Only a fetch is boxed (its state is
+            // large): a box costs an allocation and a move of the whole state, needed or not.
+            let token = match (&provider.jwt, &provider.vendor) {
+                (Some(jwt), _) => Some(self.jwt_tokens.token(&provider.name, jwt)),
+                (
+                    None,
+                    Vendor::QianfanV1 {
+                        client_id,
+                        client_secret,
+                        token_endpoint,
+                    },
+                ) => Some(
+                    Box::pin(self.fetched_token(
+                        provider,
+                        client_id,
+                        client_secret,
+                        token_endpoint,
+                    ))
                     .await
                     .inspect_err(|e| ctx.upstream_error = Some(e.kind))?,
+                ),
+                (None, _) => None,
             };
             let vendor_target = VendorTarget {
                 provider,
@@ -288,27 +304,15 @@ impl Gateway {
         }
     }
 
-    /// The token a provider needs when no fetch is due: a JWT the gateway signs, or none for
-    /// providers that authenticate with a key. None for a provider whose token is fetched.
-    fn signed_token(&self, provider: &Provider) -> Option<Option<Arc<str>>> {
-        match (&provider.jwt, &provider.vendor) {
-            (Some(jwt), _) => Some(Some(self.jwt_tokens.token(&provider.name, jwt))),
-            (None, Vendor::QianfanV1 { .. }) => None,
-            (None, _) => Some(None),
-        }
-    }
-
     /// An OAuth access token (Qianfan v1) fetched once per expiry however many requests wait
     /// for it.
-    async fn fetched_token(&self, provider: &Provider) -> GwResult<Option<Arc<str>>> {
-        let Vendor::QianfanV1 {
-            client_id,
-            client_secret,
-            token_endpoint,
-        } = &provider.vendor
-        else {
-            return Ok(None);
-        };
+    async fn fetched_token(
+        &self,
+        provider: &Provider,
+        client_id: &Secret,
+        client_secret: &Secret,
+        token_endpoint: &Endpoint,
+    ) -> GwResult<Arc<str>> {
         let fetch = || async {
             let request = qianfan::token_request(client_id, client_secret, token_endpoint);
             let mut ex = self
@@ -333,7 +337,6 @@ impl Gateway {
         self.tokens
             .token(&provider.name, fetch)
             .await
-            .map(Some)
             .map_err(|mut e| {
                 e.message = providers::redact_credentials(provider, &e.message);
                 if e.kind == ErrorKind::UpstreamAuth {
