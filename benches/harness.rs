@@ -4,6 +4,7 @@
 //!     cargo bench --bench harness            # full run, about 2 minutes
 //!     cargo bench --bench harness -- --quick # shorter runs, 1,000 slow streams
 //!     cargo bench --bench harness -- --quick --ab path/to/other/modelmux  # this build vs another
+//!     cargo bench --bench harness -- --held [--quick]  # only the held slow streams' memory
 //!     cargo bench --bench harness -- --instructions [LABEL]  # instructions per request, by callgrind
 //!     cargo bench --bench harness -- --h2 [--quick]  # HTTP/2 over TLS by h2load, vs nginx
 //!
@@ -780,6 +781,16 @@ async fn main() {
         instructions::run(bin, &dir, only.map(String::as_str)).await;
         return;
     }
+    if args.iter().any(|a| a == "--held") {
+        let fresh = start_gateway(bin, &dir);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!("Idle RSS of modelmux: {}", mb(rss(fresh.pid())));
+        drop(fresh);
+        for (label, slow) in held_streams(bin, &dir, nginx, s.slow_streams).await {
+            println!("Slow streams, {label}: {}", slow.summary());
+        }
+        return;
+    }
     if let Some(at) = args.iter().position(|a| a == "--ab") {
         let other = args
             .get(at + 1)
@@ -1037,33 +1048,7 @@ async fn main() {
     ));
     drop(unlogged);
 
-    // (7) Many concurrent slow streams (one chunk a second) held open: memory and CPU per
-    // stream, each system freshly started so that no earlier run's freed memory is reused.
-    let slow_content = "slow [[mock words=30 chunk_delay_ms=1000]]";
-    let mut slow = Vec::new();
-    if nginx.is_some() {
-        drop(nginx);
-        let fresh = start_nginx(&dir);
-        wait_port(NGINX_OPENAI);
-        // The master listens before its workers are up: their memory belongs in "before".
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let target = Target::openai_at(NGINX_OPENAI, slow_content, true);
-        slow.push((
-            "nginx, pass-through",
-            hold_slow_streams(s.slow_streams, target, fresh.pid(), true).await,
-        ));
-    }
-    for (label, model) in [
-        ("modelmux, pass-through", "pass"),
-        ("modelmux, translated", "translated"),
-    ] {
-        let fresh = start_gateway(bin, &dir);
-        let target = Target::gateway(model, slow_content, true);
-        slow.push((
-            label,
-            hold_slow_streams(s.slow_streams, target, fresh.pid(), false).await,
-        ));
-    }
+    let slow = held_streams(bin, &dir, nginx, s.slow_streams).await;
 
     added.push(("3 per chunk, streaming", added_chunk.0, added_chunk.1));
     print_report(&rows, idle_rss, &slow, &added, &phases, quick);
@@ -1287,10 +1272,60 @@ struct SlowStreams {
 }
 
 impl SlowStreams {
+    fn summary(&self) -> String {
+        let per_stream = self
+            .per_stream_kb()
+            .map_or("-".into(), |kb| format!("{kb:.1} KB"));
+        format!(
+            "{} of {} held open; RSS {} before, {} while held ({per_stream} per stream); CPU {:.1}% of one core",
+            self.opened,
+            self.wanted,
+            mb(self.rss_before),
+            mb(self.rss_held),
+            self.cpu_percent
+        )
+    }
+
     fn per_stream_kb(&self) -> Option<f64> {
         let grown = self.rss_held.saturating_sub(self.rss_before);
         (self.opened > 0).then(|| grown as f64 / self.opened as f64 / 1e3)
     }
+}
+
+/// (7) Many concurrent slow streams (one chunk a second) held open: memory and CPU per
+/// stream, each system freshly started so that no earlier run's freed memory is reused.
+async fn held_streams(
+    bin: &str,
+    dir: &Path,
+    nginx: Option<Proc>,
+    n: usize,
+) -> Vec<(&'static str, SlowStreams)> {
+    let slow_content = "slow [[mock words=30 chunk_delay_ms=1000]]";
+    let mut slow = Vec::new();
+    if nginx.is_some() {
+        drop(nginx);
+        let fresh = start_nginx(dir);
+        wait_port(NGINX_OPENAI);
+        // The master listens before its workers are up: their memory belongs in "before".
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let target = Target::openai_at(NGINX_OPENAI, slow_content, true);
+        slow.push((
+            "nginx, pass-through",
+            hold_slow_streams(n, target, fresh.pid(), true).await,
+        ));
+    }
+    for (label, model) in [
+        ("modelmux, pass-through", "pass"),
+        ("modelmux, translated", "translated"),
+    ] {
+        let fresh = start_gateway(bin, dir);
+        let target = Target::gateway(model, slow_content, true);
+        slow.push((
+            label,
+            hold_slow_streams(n, target, fresh.pid(), false).await,
+        ));
+    }
+    slow
 }
 
 async fn hold_slow_streams(n: usize, target: Target, pid: u32, tree: bool) -> SlowStreams {
@@ -1388,13 +1423,7 @@ fn print_report(
     }
     out.push_str(&format!("\nIdle RSS of modelmux: {}\n", mb(idle_rss)));
     for (label, slow) in slow {
-        let per_stream = slow
-            .per_stream_kb()
-            .map_or("-".into(), |kb| format!("{kb:.1} KB"));
-        out.push_str(&format!(
-            "Slow streams, {label}: {} of {} held open; RSS {} before, {} while held ({per_stream} per stream); CPU {:.1}% of one core\n",
-            slow.opened, slow.wanted, mb(slow.rss_before), mb(slow.rss_held), slow.cpu_percent
-        ));
+        out.push_str(&format!("Slow streams, {label}: {}\n", slow.summary()));
     }
     for (label, p50, p99) in added {
         out.push_str(&format!(

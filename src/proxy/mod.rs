@@ -441,6 +441,14 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// A fresh connection's place, taken before its first byte is read: its count against
+/// `max_connections` and in the drain, and when its whole first header is due.
+pub(crate) struct Arrival {
+    _slot: ConnectionSlot,
+    busy: Option<crate::drain::Busy>,
+    pub(crate) header_due: tokio::time::Instant,
+}
+
 /// The gateway as Pingora's HTTP app. It serves HTTP itself: every request is answered by the
 /// router, so Pingora's proxy state machine (and its per-request buffers) is not needed.
 pub(crate) struct Served(pub(crate) Arc<Gateway>);
@@ -464,31 +472,57 @@ impl HttpServerApp for Served {
 }
 
 impl Served {
+    /// A connection just accepted (and through its TLS handshake) waits for its first request
+    /// in a slot of `max_connections`; None past the cap. `busy`: its count in the drain since
+    /// the accept (a later request is counted from its header).
+    pub(crate) fn arrive(&self, busy: Option<crate::drain::Busy>) -> Option<Arrival> {
+        let limits = &self.0.config.current().server.clients;
+        let Some(slot) = ConnectionSlot::take(limits.max_connections) else {
+            metrics::REJECTIONS
+                .with_label_values(&["max_connections"])
+                .inc();
+            return None;
+        };
+        Some(Arrival {
+            _slot: slot,
+            busy,
+            header_due: tokio::time::Instant::now() + limits.header_timeout,
+        })
+    }
+
+    /// A request header that did not come whole in time.
+    pub(crate) fn header_late() {
+        metrics::REJECTIONS
+            .with_label_values(&["header_timeout"])
+            .inc();
+    }
+
     /// Answers one request; whether the connection may take another. Not boxed, unlike
     /// `process_new_http`, and the session borrowed, not moved in, so that the accept loop
     /// (`server/listen.rs`) serves HTTP/1 inline with one copy of the session in its task.
-    /// `arrived`: the connection's count in the drain since its accept, which this first
-    /// request carries on (later ones are counted from their header). `key_digest`: the
+    /// `arrived`: a first request's place, taken at the connection's accept (later ones take
+    /// theirs when their header begins). `key_digest`: the
     /// connection's memo of its client key's digest.
     pub(crate) async fn serve_one(
         &self,
         session: &mut Session,
         shutdown: &ShutdownWatch,
-        arrived: Option<crate::drain::Busy>,
+        arrived: Option<Arrival>,
         key_digest: &mut KeyDigestMemo,
     ) -> bool {
         let gateway = &self.0;
         let config = gateway.config.current();
         let limits = &config.server.clients;
-        let Some(_slot) = ConnectionSlot::take(limits.max_connections) else {
-            metrics::REJECTIONS
-                .with_label_values(&["max_connections"])
-                .inc();
-            return false;
+        let arrival = match arrived {
+            Some(arrival) => arrival,
+            None => match self.arrive(None) {
+                Some(arrival) => arrival,
+                None => return false,
+            },
         };
         // The whole header within the bound, however slowly it trickles in. (A kept-alive
         // connection's wait for its next request is the accept loop's: `listen.rs`.)
-        match tokio::time::timeout(limits.header_timeout, session.read_request()).await {
+        match tokio::time::timeout_at(arrival.header_due, session.read_request()).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return false,
             Ok(Err(e)) => {
@@ -502,9 +536,7 @@ impl Served {
                 return false;
             }
             Err(_) => {
-                metrics::REJECTIONS
-                    .with_label_values(&["header_timeout"])
-                    .inc();
+                Served::header_late();
                 return false;
             }
         }
@@ -514,7 +546,7 @@ impl Served {
             let _ = respond::write_error(session, ClientApi::OpenAi, &[], &error).await;
             return false;
         }
-        let _busy = arrived.unwrap_or_else(crate::drain::busy);
+        let _busy = arrival.busy.unwrap_or_else(crate::drain::busy);
         let last = *shutdown.borrow() || crate::drain::draining();
         session.set_keepalive((!last).then_some(limits.keepalive.as_secs()));
         // The snapshot in force when this request's header arrived, not when its connection

@@ -9,9 +9,12 @@
 //! HTTP/1 request is served inline in the connection's task. HTTP/2 (chosen by ALPN on TLS)
 //! goes to Pingora's own HTTP/2 server.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +27,7 @@ use pingora::protocols::l4::stream::Stream as TcpConnection;
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 
 use super::corked::Corked;
@@ -32,9 +36,10 @@ use crate::traffic::auth::KeyDigestMemo;
 
 /// As Pingora's: connections the kernel queues while the loop is busy.
 const BACKLOG: u32 = 65535;
-/// What the first read of a kept-alive connection's next request takes at most (the rest of
-/// the header is read into the session's own buffer).
-const NEXT_REQUEST_READ: usize = 1024;
+/// The most a request's first read takes. What it reads is moved into a buffer of its size,
+/// which the session keeps (the header's bytes, the body's first) while the request is served:
+/// Pingora's own first read keeps 4 KiB for the session's life, a fifth of an open stream.
+const START_READ: usize = 8 * 1024;
 /// A TLS handshake that has not finished by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a draining process still looks for a request on an idle kept-alive connection.
@@ -171,7 +176,7 @@ async fn serve_connection(
     // would otherwise end the process with that request unread in the socket, and the
     // client's connection reset.
     let first = crate::drain::busy();
-    let Some(stream) = client_stream(tcp, peer, tls).await else {
+    let Some(mut stream) = client_stream(tcp, peer, tls).await else {
         return;
     };
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
@@ -180,14 +185,26 @@ async fn serve_connection(
         served.process_new(stream, &shutdown).await;
         return;
     }
+    let Some(arrival) = served.arrive(Some(first)) else {
+        return;
+    };
+    let start = match tokio::time::timeout_at(arrival.header_due, read_start(&mut stream)).await {
+        Ok(Ok(start)) if !start.is_empty() => start,
+        Ok(_) => return,
+        Err(_) => {
+            Served::header_late();
+            return;
+        }
+    };
     let mut session = ServerSession::new_http1(stream);
     // Requests a client pipelines are answered in order (RFC 9112 §9.3.2), one after another;
     // the setting carries over to each next request on the connection.
     session.set_pipelining_enabled(true);
-    let mut first = Some(first);
+    session.set_pipelined_prefix(start);
+    let mut arrival = Some(arrival);
     let mut key_digest = KeyDigestMemo::default();
     while served
-        .serve_one(&mut session, &shutdown, first.take(), &mut key_digest)
+        .serve_one(&mut session, &shutdown, arrival.take(), &mut key_digest)
         .await
     {
         let settings = HttpPersistentSettings::for_session(&session);
@@ -214,22 +231,39 @@ async fn serve_connection(
 /// The first bytes of a kept-alive connection's next request, read within `idle`; None when
 /// the client closes, stays silent, or the gateway is draining.
 async fn next_request(stream: &mut Stream, idle: Duration) -> Option<BytesMut> {
-    use tokio::io::AsyncReadExt;
-    let mut start = BytesMut::with_capacity(NEXT_REQUEST_READ);
     let read = tokio::select! {
         biased;
-        read = tokio::time::timeout(idle, stream.read_buf(&mut start)) => read,
+        read = tokio::time::timeout(idle, read_start(stream)) => read,
         () = crate::drain::reached(crate::drain::Phase::Draining) => {
             // A request the client sent as the drain began (it cannot know) is answered, its
             // reply closing the connection: closing with it unread would reset the connection
             // under it. One that has not come within `LAST_LOOK` is not waited for.
-            tokio::time::timeout(LAST_LOOK, stream.read_buf(&mut start)).await
+            tokio::time::timeout(LAST_LOOK, read_start(stream)).await
         }
     };
     match read {
-        Ok(Ok(n)) if n > 0 => Some(start),
+        Ok(Ok(start)) if !start.is_empty() => Some(start),
         _ => None,
     }
+}
+
+thread_local! {
+    /// Where a request's first read lands before it is moved into a buffer of its size: one
+    /// per thread, borrowed only within a poll, so no connection's task holds it.
+    static START_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; START_READ].into_boxed_slice());
+}
+
+/// A request's first bytes (up to `START_READ`), in a buffer of their size; empty when the
+/// client closed.
+async fn read_start(stream: &mut Stream) -> std::io::Result<BytesMut> {
+    std::future::poll_fn(|cx| {
+        START_SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(scratch);
+            ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+            Poll::Ready(Ok(BytesMut::from(read.filled())))
+        })
+    })
+    .await
 }
 
 /// The accepted connection as Pingora's stream, after the TLS handshake if the listener has

@@ -115,6 +115,44 @@ def test_a_header_that_trickles_in_is_cut_off(gw):
     assert healthy(gw)
 
 
+def test_a_request_is_read_whole_however_its_first_read_cuts_it(gw):
+    """The first read of a request takes at most 8 KiB, moved into a buffer of its size
+    (listen.rs): a request line cut short, and a header and body larger than that read, on a
+    fresh connection and on a kept-alive one, are read whole."""
+    pad = "p" * 10_000
+    content = "x" * 20_000
+    body = ('{"model": "m", "messages": [{"role": "user", "content": "%s"}]}' % content).encode()
+    big = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEMO_KEY}\r\n"
+           f"Content-Type: application/json\r\nX-Pad: {pad}\r\nContent-Length: {len(body)}\r\n\r\n"
+           ).encode() + body
+    s = connect(gw)
+    s.sendall(b"PO")
+    time.sleep(0.2)
+    s.sendall(b"ST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + DEMO_KEY.encode()
+              + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    head = s.recv(65536)
+    assert head.startswith(b"HTTP/1.1 400"), head[:80]  # read whole: the body is what is refused
+    for _ in range(2):  # the second on the kept-alive connection
+        s.sendall(big)
+        reply = b""
+        while b"chat.completion" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            assert chunk, reply[:200]
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    s.close()
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(gw):
+    before = gw.metric("modelmux_rejections_total", reason="header_timeout") or 0
+    s = connect(gw)
+    took, data = closed_within(s, 5)
+    s.close()
+    assert took is not None and 0.5 < took < 3, took
+    assert data == b""
+    assert gw.metric("modelmux_rejections_total", reason="header_timeout") == before + 1
+
+
 def test_a_body_that_trickles_in_gets_a_408(gw):
     s = connect(gw)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + DEMO_KEY.encode()
