@@ -23,6 +23,10 @@ const KNOWN_PATHS: [&str; 11] = [
     "/health",
 ];
 
+/// Made once: a header name given as text is parsed at every lookup (~300 instructions for
+/// this one under callgrind).
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 impl Gateway {
     /// For a compare's per-model request (on this process's socket, with its secret): the
     /// address of the client that asked for the compare.
@@ -33,7 +37,7 @@ impl Gateway {
         if secret != self.local.secret.as_bytes() {
             return None;
         }
-        h.get("x-forwarded-for")?.to_str().ok()?.trim().parse().ok()
+        h.get(&X_FORWARDED_FOR)?.to_str().ok()?.trim().parse().ok()
     }
 
     pub(super) async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx) -> Handled {
@@ -66,7 +70,7 @@ impl Gateway {
                 .map(|a| a.ip()),
             header
                 .headers
-                .get_all("x-forwarded-for")
+                .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .map(|v| v.as_bytes()),
             &config.server.trusted_proxies,
