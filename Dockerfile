@@ -14,14 +14,14 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY console console
 COPY benches benches
-RUN cargo build --release --locked && strip target/release/modelmux
+RUN cargo build --profile dist --locked && strip target/dist/modelmux
 COPY conf conf
 # In a container the API and metrics listen on every interface (the admin listener stays on
 # the container's own loopback).
 RUN sed -i -e 's/127.0.0.1:8080/0.0.0.0:8080/' -e 's/127.0.0.1:9091/0.0.0.0:9091/' conf/modelmux.yaml
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/modelmux /usr/local/bin/modelmux
+COPY --from=build /src/target/dist/modelmux /usr/local/bin/modelmux
 # The offline config and its apps and workflows; the Kubernetes manifests mount the real one
 # over /etc/modelmux (read-only: the console then says it cannot save).
 COPY --from=build /src/conf/ /etc/modelmux/

@@ -7,6 +7,7 @@
 //!     cargo bench --bench harness -- --held [--quick]  # only the held slow streams' memory
 //!     cargo bench --bench harness -- --instructions [LABEL]  # instructions per request, by callgrind
 //!     cargo bench --bench harness -- --h2 [--quick]  # HTTP/2 over TLS by h2load, vs nginx
+//!     BENCH_MODELMUX=target/dist/modelmux cargo bench --bench harness ...  # another build
 //!
 //! The load generator is this file: HTTP/1.1 keep-alive over tokio, closed-loop (N connections
 //! back to back) or open-loop at a fixed rate (latency measured from the scheduled send time,
@@ -748,7 +749,9 @@ async fn main() {
     raise_fd_limit();
     let dir = std::env::temp_dir().join(format!("modelmux-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let bin = env!("CARGO_BIN_EXE_modelmux");
+    // Another build of the gateway to measure, such as the shipped profile's (`dist`).
+    let chosen = std::env::var("BENCH_MODELMUX").ok();
+    let bin = chosen.as_deref().unwrap_or(env!("CARGO_BIN_EXE_modelmux"));
 
     let _mock = spawn(
         "mock",

@@ -430,7 +430,11 @@ def test_the_dockerfile_builds_what_the_manifests_run():
     deployment = (ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text()
     assert "USER 65532:65532" in docker and "runAsUser: 65532" in deployment
     assert '"/etc/modelmux/modelmux.yaml"' in docker and '"-c", "/etc/modelmux/modelmux.yaml"' in deployment
-    assert "cargo build --release --locked" in docker and "distroless" in docker
+    # The shipped build's profile (whole-program LTO) is one Cargo.toml defines, and the
+    # binary copied out is the one it builds.
+    assert "cargo build --profile dist --locked" in docker and "distroless" in docker
+    assert "[profile.dist]" in (ROOT / "Cargo.toml").read_text()
+    assert "COPY --from=build /src/target/dist/modelmux " in docker
     for port in ("8080", "9091"):
         assert port in docker.split("EXPOSE", 1)[1].splitlines()[0] and f"containerPort: {port}" in deployment
     for copied in re.findall(r"^COPY (?!--from)(\S+)", docker, re.M):
