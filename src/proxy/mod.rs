@@ -501,8 +501,8 @@ impl Served {
     /// `process_new_http`, and the session borrowed, not moved in, so that the accept loop
     /// (`server/listen.rs`) serves HTTP/1 inline with one copy of the session in its task.
     /// `arrived`: a first request's place, taken at the connection's accept (later ones take
-    /// theirs when their header begins). `key_digest`: the
-    /// connection's memo of its client key's digest.
+    /// theirs when their header begins). `key_digest`: the connection's memo of its client
+    /// key's digest.
     pub(crate) async fn serve_one(
         &self,
         session: &mut Session,
