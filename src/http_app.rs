@@ -170,7 +170,7 @@ pub(crate) async fn read_body(http: &mut ServerSession, limit: usize) -> Result<
     let declared = http
         .req_header()
         .headers
-        .get("content-length")
+        .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let too_large = |http: &mut ServerSession| {

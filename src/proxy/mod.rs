@@ -345,6 +345,11 @@ impl Gateway {
         let limits = &ctx.config.server.clients;
         session.set_write_timeout(Some(limits.write_timeout));
         session.set_total_drain_timeout(Some(limits.drain_timeout));
+        // The gateway's own deadlines bound every read of the request: its header's
+        // (`serve_one`), its body's (`http_app::read_body_within`), an unread body's drain (the
+        // line above). Pingora's own 60 s timer around each body read only added a timer
+        // (~200 instructions a request under callgrind).
+        session.set_read_timeout(None);
         // A bug must cost one request, never the connection's task silently: a panic is
         // answered as a 500 (if nothing was written yet) and the request still settled below.
         let dispatched = std::panic::AssertUnwindSafe(self.dispatch(session, ctx))
