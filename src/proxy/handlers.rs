@@ -310,8 +310,8 @@ impl Gateway {
     }
 
     /// Budget and rate limits, before anything goes upstream. Tokens are the body's estimate
-    /// (`ctx.prompt_estimate`, about 4 bytes a token) plus the completion the client allows; the budget holds
-    /// that estimate until the request is settled in `logging`.
+    /// (`ctx.prompt_estimate`, about 4 bytes a token) plus the completion the client allows;
+    /// the budget holds that estimate until the request is settled in `logging`.
     async fn admit(
         &self,
         ctx: &mut RequestCtx,

@@ -18,7 +18,7 @@ use pingora::ErrorType;
 
 use crate::api::responses::Turn;
 use crate::api::ClientApi;
-use crate::config::{CacheBackend, Config, LimitsBackend, LiveConfig, LogFormat};
+use crate::config::{CacheBackend, ClientLimits, Config, LimitsBackend, LiveConfig, LogFormat};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
 use crate::providers::jwt::JwtTokens;
@@ -454,6 +454,23 @@ pub(crate) struct Arrival {
     pub(crate) header_due: tokio::time::Instant,
 }
 
+impl Arrival {
+    /// A slot of `limits.max_connections` and the header's deadline; None past the cap.
+    fn take(limits: &ClientLimits, busy: Option<crate::drain::Busy>) -> Option<Arrival> {
+        let Some(slot) = ConnectionSlot::take(limits.max_connections) else {
+            metrics::REJECTIONS
+                .with_label_values(&["max_connections"])
+                .inc();
+            return None;
+        };
+        Some(Arrival {
+            _slot: slot,
+            busy,
+            header_due: tokio::time::Instant::now() + limits.header_timeout,
+        })
+    }
+}
+
 /// The gateway as Pingora's HTTP app. It serves HTTP itself: every request is answered by the
 /// router, so Pingora's proxy state machine (and its per-request buffers) is not needed.
 pub(crate) struct Served(pub(crate) Arc<Gateway>);
@@ -480,19 +497,8 @@ impl Served {
     /// A connection just accepted (and through its TLS handshake) waits for its first request
     /// in a slot of `max_connections`; None past the cap. `busy`: its count in the drain since
     /// the accept (a later request is counted from its header).
-    pub(crate) fn arrive(&self, busy: Option<crate::drain::Busy>) -> Option<Arrival> {
-        let limits = &self.0.config.current().server.clients;
-        let Some(slot) = ConnectionSlot::take(limits.max_connections) else {
-            metrics::REJECTIONS
-                .with_label_values(&["max_connections"])
-                .inc();
-            return None;
-        };
-        Some(Arrival {
-            _slot: slot,
-            busy,
-            header_due: tokio::time::Instant::now() + limits.header_timeout,
-        })
+    pub(crate) fn arrive(&self, busy: crate::drain::Busy) -> Option<Arrival> {
+        Arrival::take(&self.0.config.current().server.clients, Some(busy))
     }
 
     /// A request header that did not come whole in time.
@@ -518,12 +524,9 @@ impl Served {
         let gateway = &self.0;
         let config = gateway.config.current();
         let limits = &config.server.clients;
-        let arrival = match arrived {
-            Some(arrival) => arrival,
-            None => match self.arrive(None) {
-                Some(arrival) => arrival,
-                None => return false,
-            },
+        // A later request's place is taken under the request's own snapshot, not a second load.
+        let Some(arrival) = arrived.or_else(|| Arrival::take(limits, None)) else {
+            return false;
         };
         // The whole header within the bound, however slowly it trickles in. (A kept-alive
         // connection's wait for its next request is the accept loop's: `listen.rs`.)

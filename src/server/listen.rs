@@ -185,7 +185,7 @@ async fn serve_connection(
         served.process_new(stream, &shutdown).await;
         return;
     }
-    let Some(arrival) = served.arrive(Some(first)) else {
+    let Some(arrival) = served.arrive(first) else {
         return;
     };
     let start = match tokio::time::timeout_at(arrival.header_due, read_start(&mut stream)).await {

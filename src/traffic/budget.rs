@@ -167,16 +167,14 @@ impl Budgets {
     }
 }
 
-/// The budgets a key's requests count against: its own, and its team's; each with the name
-/// its spend is kept under and how the refusal names it.
 /// Whether a budget holds this key, its own or its team's: if none, `reserve` has nothing to
-/// do.
+/// do. Read from the key itself: no holder's name is made to ask.
 pub(crate) fn any_for(key: &ClientKey) -> bool {
-    budgets_of(key).next().is_some()
+    !key.budgets.is_empty() || key.team.as_deref().is_some_and(|t| t.budget.is_some())
 }
 
-/// The budgets that hold a key: its own, then its team's. No holder's name is made for a key
-/// with none, so asking whether there is any costs nothing then.
+/// The budgets a key's requests count against: its own, then its team's; each with the name
+/// its spend is kept under and how the refusal names it.
 fn budgets_of(key: &ClientKey) -> impl Iterator<Item = (String, &Budget, &'static str)> {
     let own = key
         .budgets

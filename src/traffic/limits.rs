@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::store::Store;
-use crate::config::{ClientKey, PublicModel};
+use crate::config::{ClientKey, Limits, PublicModel};
 use crate::error::{ErrorKind, GatewayError, GwResult};
 use crate::metrics;
 
@@ -148,8 +148,10 @@ struct Check<'a> {
 }
 
 /// Whether a rate limit applies to this key and model: if none, `admit` has nothing to do.
+/// Read from the limits themselves, not by making `checks`' list (which `admit` then makes).
 pub(crate) fn any_for(key: &ClientKey, model: &PublicModel) -> bool {
-    !checks(key, model).is_empty()
+    let set = |l: &Limits| l.rpm.is_some() || l.tpm.is_some();
+    set(&key.limits) || set(&model.limits) || key.team.as_deref().is_some_and(|t| set(&t.limits))
 }
 
 fn checks<'a>(key: &'a ClientKey, model: &'a PublicModel) -> Vec<Check<'a>> {
@@ -270,6 +272,33 @@ models:
   m: {targets: [{provider: p, model: x}], limits: {tpm: 1000}}
 keys: [{name: k, key: sk-12345678, limits: {rpm: 3}}]
 "#;
+
+    /// A limit of the key, the model or the key's team applies; `admit` is skipped only with
+    /// none, exactly when it would have no check to make.
+    #[test]
+    fn a_limit_applies_from_the_key_the_model_or_the_team() {
+        let yaml = r#"
+providers: [{name: p, kind: openai_compatible, base_url: "http://127.0.0.1:1"}]
+models:
+  limited: {targets: [{provider: p, model: x}], limits: {tpm: 1000}}
+  free: {targets: [{provider: p, model: x}]}
+teams: {web: {limits: {rpm: 5}}, open: {budget: {tokens: 10, period: day}}}
+keys:
+  - {name: own, key: sk-own-key-1234, limits: {rpm: 3}}
+  - {name: team, key: sk-team-key-1234, team: web}
+  - {name: none, key: sk-none-key-1234, team: open}
+"#;
+        let conf = load_str(yaml, &|_| None).unwrap();
+        let mut applies = Vec::new();
+        for model in ["limited", "free"] {
+            let model = conf.model(model).unwrap();
+            for key in &conf.keys {
+                assert_eq!(any_for(key, model), !checks(key, model).is_empty());
+                applies.push(any_for(key, model));
+            }
+        }
+        assert_eq!(applies, [true, true, true, true, true, false]);
+    }
 
     #[tokio::test]
     async fn a_burst_gets_exactly_the_limit_then_429_with_headers() {
